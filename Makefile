@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv when it is
+# missing and install hepgen into it. On CPU machines torch is pinned by constraints-cpu.txt
+# so that pip does not resolve a multi-GB CUDA build; see README "GPU installation".
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= cpu,test
+CONSTRAINTS ?= constraints-cpu.txt
+# Optional: an extra package index for torch, e.g. https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+PIP_INDEX := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
+STAMP := $(VENV)/.hepgen-installed
+
+.PHONY: demo test test-slow bench lint clean
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(PIP_INDEX) -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/hepgen demo -o demo_out
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py --output benchmarks/results
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check hepgen tests benchmarks
+
+clean:
+	rm -rf $(VENV) demo_out benchmarks/results

@@ -1,0 +1,3 @@
+from hepgen.cli import main
+
+raise SystemExit(main())

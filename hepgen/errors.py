@@ -1,0 +1,54 @@
+"""Error types that the command line turns into one-line messages and exit code 2.
+
+Every error raised for bad *input* (a file, a tree, a branch, a config key, a value) derives
+from :class:`HepgenError`; its message names the offending thing and says what was expected.
+Programming errors stay ordinary Python exceptions so that they show a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "ConfigError",
+    "HepgenError",
+    "InputError",
+    "did_you_mean",
+]
+
+
+class HepgenError(Exception):
+    """Base class for errors caused by the user's input; the CLI exits with code 2."""
+
+    exit_code = 2
+
+
+class InputError(HepgenError, ValueError):
+    """Bad input data: missing file, tree or branch; wrong type; non-finite values; ..."""
+
+
+class ConfigError(HepgenError, ValueError):
+    """A configuration file that does not validate (unknown, mistyped or missing key)."""
+
+
+def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
+    """Return ``" (did you mean 'a', 'b'?)"`` for the closest names, or ``""`` when none is close.
+
+    Parameters
+    ----------
+    name : str
+        The name that was not found.
+    choices : iterable of str
+        The names that exist.
+    n : int
+        At most this many suggestions.
+    """
+    choices = list(choices)
+    close = difflib.get_close_matches(name, choices, n=n, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in choices}
+        close = [lowered[c] for c in difflib.get_close_matches(name.lower(), lowered, n=n, cutoff=0.6)]
+    if not close:
+        return ""
+    return " (did you mean " + ", ".join(repr(c) for c in close) + "?)"

@@ -1,0 +1,342 @@
+"""Read TTree branches into awkward arrays, in bounded-memory chunks, with errors that name things.
+
+Every problem with an input is reported as :class:`hepgen.errors.InputError` naming the file,
+the tree and the branch, and saying what was expected: a missing file or glob that matches
+nothing, a file that is not ROOT, a missing tree (the trees that exist are listed), a missing
+branch (close names are suggested), a branch that is not numeric, an empty tree, and NaN or
+infinite values (counted per branch; ``nonfinite="drop"`` drops the affected events with a
+warning instead).
+
+Events are returned as an :class:`awkward.Array` of records whose fields are the branch
+names, scalars (``run``) or jagged lists (``Jet_pt``); see :mod:`hepgen.io.collections` for
+turning collections into per-object rows.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import awkward as ak
+import numpy as np
+import uproot
+
+from hepgen.errors import InputError, did_you_mean
+
+__all__ = [
+    "NonFinitePolicy",
+    "TreeInfo",
+    "count_entries",
+    "inspect_tree",
+    "iterate_events",
+    "open_tree",
+    "read_events",
+    "resolve_files",
+    "select_branches",
+]
+
+log = logging.getLogger(__name__)
+
+NonFinitePolicy = Literal["error", "drop", "keep"]
+
+PathLike = str | os.PathLike
+Files = PathLike | Sequence[PathLike]
+
+
+def resolve_files(files: Files) -> list[Path]:
+    """Expand paths and glob patterns into an ordered list of existing files.
+
+    Parameters
+    ----------
+    files : path-like or sequence of path-like
+        Files or glob patterns (``"data/*.root"``); a pattern's matches are sorted.
+
+    Returns
+    -------
+    list of Path
+
+    Raises
+    ------
+    InputError
+        If a file does not exist, a pattern matches nothing, or no file is given.
+    """
+    if isinstance(files, str | os.PathLike):
+        files = [files]
+    out: list[Path] = []
+    for item in files:
+        text = os.fspath(item)
+        if glob.has_magic(text):
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise InputError(f"no file matches the pattern '{text}'")
+            out.extend(Path(m) for m in matches)
+        else:
+            path = Path(text)
+            if not path.exists():
+                raise InputError(f"file '{text}' does not exist")
+            if path.is_dir():
+                raise InputError(f"'{text}' is a directory, expected a ROOT file")
+            out.append(path)
+    if not out:
+        raise InputError("no input file given")
+    return out
+
+
+def open_tree(path: PathLike, tree: str = "Events") -> uproot.TTree:
+    """Open one TTree of one file.
+
+    Parameters
+    ----------
+    path : path-like
+        A ROOT file.
+    tree : str
+        The TTree's name (a path like ``"dir/Events"`` works too).
+
+    Raises
+    ------
+    InputError
+        If the file is missing or not a ROOT file, or holds no TTree of that name.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"file '{path}' does not exist")
+    try:
+        handle = uproot.open(path)
+    except Exception as err:  # uproot raises several types for non-ROOT content
+        raise InputError(f"file '{path}' is not a readable ROOT file ({err})") from None
+    trees = [k.split(";")[0] for k, c in handle.classnames().items() if c in ("TTree", "TNtuple")]
+    if tree not in trees:
+        found = ", ".join(repr(t) for t in trees) or "none"
+        raise InputError(
+            f"file '{path}' has no tree '{tree}'{did_you_mean(tree, trees)}; trees in the file: "
+            f"{found}"
+        )
+    return handle[tree]
+
+
+def _numeric(branch: uproot.TBranch) -> bool:
+    try:
+        interp = branch.interpretation
+    except Exception:
+        return False
+    if isinstance(interp, uproot.interpretation.jagged.AsJagged):
+        interp = interp.content
+    return isinstance(interp, uproot.AsDtype) and np.dtype(interp.to_dtype).kind in "biuf"
+
+
+def select_branches(
+    tree: uproot.TTree, branches: Sequence[str] | None, path: PathLike = ""
+) -> list[str]:
+    """Expand branch names and glob patterns against a tree and check that each is numeric.
+
+    Parameters
+    ----------
+    tree : uproot.TTree
+    branches : sequence of str or None
+        Names or patterns (``"Jet_*"``); ``None`` selects every numeric branch.
+    path : path-like
+        The file, for messages.
+
+    Returns
+    -------
+    list of str
+        Branch names in the tree's order.
+
+    Raises
+    ------
+    InputError
+        A name that does not exist (close names suggested), a pattern that matches nothing,
+        or a branch that is not numeric.
+    """
+    keys = [k for k in tree.keys(recursive=False)]
+    where = f"file '{path}', tree '{tree.name}'"
+    if branches is None:
+        return [k for k in keys if _numeric(tree[k])]
+    selected: list[str] = []
+    for name in branches:
+        if glob.has_magic(name):
+            matches = [k for k in keys if fnmatch.fnmatchcase(k, name)]
+            if not matches:
+                raise InputError(f"{where}: no branch matches the pattern '{name}'")
+        else:
+            if name not in keys:
+                raise InputError(f"{where}: no branch '{name}'{did_you_mean(name, keys)}")
+            matches = [name]
+        for match in matches:
+            if not _numeric(tree[match]):
+                raise InputError(
+                    f"{where}: branch '{match}' has type '{tree[match].typename}'; expected a "
+                    "number or a list of numbers"
+                )
+            if match not in selected:
+                selected.append(match)
+    order = {k: i for i, k in enumerate(keys)}
+    return sorted(selected, key=order.__getitem__)
+
+
+def _nonfinite(
+    events: ak.Array, policy: NonFinitePolicy, where: str
+) -> tuple[ak.Array, int]:
+    """Apply the NaN/inf policy to one chunk; return the kept events and the number dropped."""
+    if policy == "keep" or len(events) == 0:
+        return events, 0
+    bad_event = np.zeros(len(events), dtype=bool)
+    report: list[str] = []
+    for name in events.fields:
+        column = events[name]
+        if ak.ravel(column).layout.dtype.kind != "f":
+            continue
+        finite = np.isfinite(column)
+        if column.ndim > 1:
+            n_nan = int(ak.sum(np.isnan(column)))
+            n_bad = int(ak.sum(~finite))
+            bad = np.asarray(ak.any(~finite, axis=1))
+        else:
+            n_nan = int(np.sum(np.isnan(column)))
+            n_bad = int(np.sum(~np.asarray(finite)))
+            bad = ~np.asarray(finite)
+        if n_bad:
+            report.append(f"'{name}': {n_nan} NaN, {n_bad - n_nan} inf")
+            bad_event |= bad
+    n_dropped = int(bad_event.sum())
+    if not n_dropped:
+        return events, 0
+    if policy == "error":
+        raise InputError(
+            f"{where}: non-finite values in {n_dropped} events ({'; '.join(report)}); "
+            "fix the input or drop those events (--drop-nonfinite / nonfinite: drop)"
+        )
+    return events[~bad_event], n_dropped
+
+
+@dataclass(frozen=True)
+class TreeInfo:
+    """What a tree holds: entries and branch names, for summaries and checks."""
+
+    path: Path
+    tree: str
+    num_entries: int
+    branches: tuple[str, ...]
+    collections: dict[str, tuple[str, ...]]
+
+
+def inspect_tree(path: PathLike, tree: str = "Events") -> TreeInfo:
+    """Describe a tree: number of entries, numeric branches, and jagged collections.
+
+    Returns
+    -------
+    TreeInfo
+        ``collections`` maps a counter-sharing collection (``"Jet"``) to its branches.
+    """
+    t = open_tree(path, tree)
+    branches = select_branches(t, None, path)
+    collections: dict[str, list[str]] = {}
+    for name in branches:
+        count = t[name].count_branch
+        if count is not None:
+            key = count.name[1:] if count.name.startswith("n") else count.name
+            collections.setdefault(key, []).append(name)
+    return TreeInfo(
+        path=Path(path),
+        tree=tree,
+        num_entries=int(t.num_entries),
+        branches=tuple(branches),
+        collections={k: tuple(v) for k, v in collections.items()},
+    )
+
+
+def count_entries(files: Files, tree: str = "Events") -> int:
+    """Total number of entries of ``tree`` over all files (reads only metadata)."""
+    return sum(int(open_tree(p, tree).num_entries) for p in resolve_files(files))
+
+
+def iterate_events(
+    files: Files,
+    branches: Sequence[str] | None = None,
+    tree: str = "Events",
+    step_size: int = 100_000,
+    nonfinite: NonFinitePolicy = "error",
+    entry_stop: int | None = None,
+    allow_empty: bool = False,
+) -> Iterator[ak.Array]:
+    """Iterate over events of one or several files in chunks of bounded size.
+
+    Parameters
+    ----------
+    files : path-like or sequence of path-like
+        Files or glob patterns, read in order.
+    branches : sequence of str or None
+        Branch names or patterns; ``None`` reads every numeric branch. Every file must have
+        every selected branch.
+    tree : str
+        TTree name.
+    step_size : int
+        Events per chunk (peak memory grows with it, not with the file size).
+    nonfinite : {"error", "drop", "keep"}
+        What to do with NaN/inf in floating-point branches: raise with counts, drop the
+        affected events (logged as a warning with counts), or keep them.
+    entry_stop : int or None
+        Stop after this many events in total.
+    allow_empty : bool
+        When false (default) a tree with zero entries is an error.
+
+    Yields
+    ------
+    ak.Array
+        At most ``step_size`` events per chunk; records with the branch names as fields.
+    """
+    if step_size < 1:
+        raise InputError(f"step_size must be a positive number of events, got {step_size}")
+    paths = resolve_files(files)
+    remaining = entry_stop
+    dropped_total = 0
+    for path in paths:
+        t = open_tree(path, tree)
+        if t.num_entries == 0 and not allow_empty:
+            raise InputError(f"file '{path}', tree '{tree}' has no entries")
+        names = select_branches(t, branches, path)
+        stop = t.num_entries if remaining is None else min(t.num_entries, remaining)
+        where = f"file '{path}', tree '{tree}'"
+        for chunk in t.iterate(names, step_size=step_size, entry_stop=stop, library="ak"):
+            chunk, dropped = _nonfinite(chunk, nonfinite, where)
+            dropped_total += dropped
+            yield chunk
+        if remaining is not None:
+            remaining -= stop
+            if remaining <= 0:
+                break
+    if dropped_total:
+        log.warning("dropped %d events with NaN or infinite values", dropped_total)
+
+
+def read_events(
+    files: Files,
+    branches: Sequence[str] | None = None,
+    tree: str = "Events",
+    nonfinite: NonFinitePolicy = "error",
+    entry_stop: int | None = None,
+    step_size: int = 100_000,
+) -> ak.Array:
+    """Read events of one or several files into memory at once.
+
+    Same arguments as :func:`iterate_events`; use that for files larger than memory.
+
+    Returns
+    -------
+    ak.Array
+        All events, records with the branch names as fields.
+    """
+    chunks = list(
+        iterate_events(
+            files, branches, tree, step_size=step_size, nonfinite=nonfinite, entry_stop=entry_stop
+        )
+    )
+    if len(chunks) == 1:
+        return chunks[0]
+    return ak.concatenate(chunks)

@@ -1,0 +1,257 @@
+"""Write events to ROOT TTrees in NanoAOD layout, atomically and without touching inputs.
+
+Jagged fields that share a collection prefix (``Jet_pt``, ``Jet_eta``, ...) and the same
+per-event counts are written as one collection with a single counter branch (``nJet``), the
+layout that NanoAOD readers (ROOT's ``RDataFrame``, coffea, uproot) expect. A file is first
+written to a temporary name in the destination folder and renamed into place only when it is
+complete, so a crash never leaves a truncated file under the final name. A path that is also
+an input of the job is refused.
+
+Notes
+-----
+uproot always writes counter branches as ``int32``; NanoAOD stores them as ``uint32``. The
+values are identical and every reader we know of accepts both.
+
+Since uproot 5.7, assigning ``file[name] = arrays`` writes an RNTuple; this module always
+creates TTrees explicitly with ``mktree`` so that the output is readable by older ROOT.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+
+import awkward as ak
+import numpy as np
+import uproot
+
+from hepgen.errors import InputError
+
+__all__ = ["RootWriter", "collection_of", "group_collections", "write_events"]
+
+
+def collection_of(name: str) -> str:
+    """Return the collection prefix of a branch name: ``"Jet_pt" -> "Jet"``.
+
+    A name without an underscore is its own collection.
+    """
+    return name.split("_", 1)[0]
+
+
+def _is_jagged(array: ak.Array) -> bool:
+    return array.ndim > 1
+
+
+def _check_writable(name: str, array: ak.Array) -> None:
+    layout_type = str(ak.type(array))
+    if "?" in layout_type or "option" in layout_type:
+        raise InputError(
+            f"branch '{name}' has missing values (type {layout_type}); ROOT branches cannot "
+            "store None: fill or drop them before writing"
+        )
+    if "string" in layout_type or "union" in layout_type:
+        raise InputError(f"branch '{name}' has type {layout_type}, which hepgen does not write")
+
+
+def group_collections(events: ak.Array | Mapping[str, ak.Array]) -> dict[str, ak.Array]:
+    """Arrange flat branch fields into what ``uproot.mktree`` writes as NanoAOD collections.
+
+    Parameters
+    ----------
+    events : ak.Array or mapping of str to ak.Array
+        One record per event whose fields are branch names: scalars (``run``, ``MET_pt``)
+        or jagged lists (``Jet_pt``).
+
+    Returns
+    -------
+    dict of str to ak.Array
+        Scalar branches unchanged; jagged branches of one collection zipped into a record
+        under the collection name (``"Jet"`` with fields ``pt``, ``eta``, ...), a lone jagged
+        branch without a prefix unchanged. Counter branches of written collections
+        (``nJet``) are dropped: the writer regenerates them from the lists.
+
+    Raises
+    ------
+    InputError
+        If the branches of one collection differ in their per-event counts.
+    """
+    fields = list(events.fields) if isinstance(events, ak.Array) else list(events)
+    columns = {name: ak.Array(events[name]) for name in fields}
+    jagged: dict[str, list[str]] = {}
+    out: dict[str, ak.Array] = {}
+    for name, array in columns.items():
+        _check_writable(name, array)
+        if _is_jagged(array):
+            jagged.setdefault(collection_of(name), []).append(name)
+    regenerated = {"n" + prefix for prefix in jagged}
+    for name, array in columns.items():
+        if not _is_jagged(array) and name not in regenerated:
+            out[name] = array
+    for prefix, names in jagged.items():
+        counts = [np.asarray(ak.num(columns[n], axis=1)) for n in names]
+        for other, c in zip(names[1:], counts[1:], strict=True):
+            if not np.array_equal(c, counts[0]):
+                event = int(np.flatnonzero(c != counts[0])[0])
+                raise InputError(
+                    f"collection '{prefix}': branches '{names[0]}' and '{other}' have different "
+                    f"numbers of entries in event {event} ({counts[0][event]} vs {c[event]}); "
+                    "all branches of a collection must share one counter"
+                )
+        counter = "n" + prefix
+        if counter in columns and not _is_jagged(columns[counter]):
+            stored = np.asarray(columns[counter])
+            if not np.array_equal(stored.astype(np.int64), counts[0]):
+                event = int(np.flatnonzero(stored.astype(np.int64) != counts[0])[0])
+                raise InputError(
+                    f"collection '{prefix}': counter '{counter}' says {stored[event]} in event "
+                    f"{event} but '{names[0]}' has {counts[0][event]} entries"
+                )
+        if names == [prefix]:
+            out[prefix] = columns[prefix]
+        else:
+            out[prefix] = ak.zip(
+                {n[len(prefix) + 1 :]: columns[n] for n in names}, depth_limit=2
+            )
+    return out
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+class RootWriter:
+    """Write one TTree chunk by chunk into a ROOT file, atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        The output file. Written as a temporary file in the same folder and renamed onto
+        ``path`` when the ``with`` block ends without an error; on an error the temporary
+        file is removed and an existing ``path`` is left as it was.
+    tree : str
+        Name of the TTree.
+    protect : iterable of path-like
+        Input files of the job: writing onto one of them raises :class:`InputError`.
+    title : str
+        The TTree title.
+
+    Examples
+    --------
+    >>> import awkward as ak, tempfile, os
+    >>> events = ak.Array({"run": [1, 1], "Jet_pt": [[50.0, 20.0], [30.0]]})
+    >>> out = os.path.join(tempfile.mkdtemp(), "out.root")
+    >>> with RootWriter(out) as writer:
+    ...     writer.extend(events)
+    >>> import uproot
+    >>> sorted(uproot.open(out)["Events"].keys())
+    ['Jet_pt', 'nJet', 'run']
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        tree: str = "Events",
+        protect: Iterable[str | os.PathLike] = (),
+        title: str = "",
+    ) -> None:
+        self.path = Path(path)
+        self.tree = tree
+        self.protect = [Path(p) for p in protect]
+        self.title = title
+        self._file: uproot.WritableDirectory | None = None
+        self._tree = None
+        self._tmp: Path | None = None
+        self._branches: list[str] | None = None
+        self.n_written = 0
+
+    def __enter__(self) -> RootWriter:
+        target = self.path.resolve()
+        for p in self.protect:
+            if p.resolve() == target or _same_file(p, self.path):
+                raise InputError(
+                    f"output '{self.path}' is also an input of this job; hepgen never "
+                    "overwrites its input: choose another output path"
+                )
+        if target.exists() and target.is_dir():
+            raise InputError(f"output '{self.path}' is a directory, expected a file path")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp.root", dir=target.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._file = uproot.recreate(self._tmp)
+        return self
+
+    def extend(self, events: ak.Array | Mapping[str, ak.Array]) -> None:
+        """Append one chunk of events.
+
+        Parameters
+        ----------
+        events : ak.Array or mapping of str to array
+            Records whose fields are branch names (see :func:`group_collections`). Every
+            chunk must have the same branches as the first.
+        """
+        if self._file is None:
+            raise RuntimeError("RootWriter.extend() called outside its 'with' block")
+        data = group_collections(events)
+        if not data:
+            raise InputError(f"nothing to write to '{self.path}': the events have no branches")
+        if self._tree is None:
+            self._branches = sorted(data)
+            self._tree = self._file.mktree(
+                self.tree, {k: v.type for k, v in data.items()}, title=self.title
+            )
+        elif sorted(data) != self._branches:
+            missing = sorted(set(self._branches) - set(data))
+            extra = sorted(set(data) - set(self._branches))
+            raise InputError(
+                f"chunk written to '{self.path}' has different branches than the first chunk "
+                f"(missing: {missing}, extra: {extra})"
+            )
+        n = len(next(iter(data.values())))
+        if n:
+            self._tree.extend(data)
+        self.n_written += n
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._tmp is not None
+        try:
+            if self._file is not None:
+                self._file.close()
+        finally:
+            self._file = None
+        if exc_type is None and self._tree is None:
+            self._tmp.unlink(missing_ok=True)
+            raise InputError(f"no events were written to '{self.path}'")
+        if exc_type is None:
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+
+def write_events(
+    path: str | os.PathLike,
+    events: ak.Array | Mapping[str, ak.Array],
+    tree: str = "Events",
+    protect: Iterable[str | os.PathLike] = (),
+) -> Path:
+    """Write events to a new ROOT file in one go (atomically); see :class:`RootWriter`.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    with RootWriter(path, tree=tree, protect=protect) as writer:
+        writer.extend(events)
+    return Path(path)

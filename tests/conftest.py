@@ -1,0 +1,28 @@
+"""Shared fixtures: the real CMS NanoAOD file (skipped when absent) and small simulated files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+NANOAOD = SHARED_DATA / "nanoAOD_2015_CMS_Open_Data_ttbar.root"
+
+
+@pytest.fixture(scope="session")
+def nanoaod_file() -> Path:
+    """The 200-event CMS Open Data NanoAOD file of ../shared/data; skip when it is absent."""
+    if not NANOAOD.is_file():
+        pytest.skip(f"real NanoAOD test file not found at {NANOAOD}")
+    return NANOAOD
+
+
+@pytest.fixture(scope="session")
+def jets_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small file of the reference simulation's jets process (5000 events, seed 7)."""
+    from hepgen.sim import simulate_to_file
+
+    path = tmp_path_factory.mktemp("sim") / "jets.root"
+    return simulate_to_file(path, "jets", n_events=5000, seed=7, quiet=True)
