@@ -1,0 +1,185 @@
+"""Built-in reference detector simulations: the "slow full simulation" that hepgen learns from.
+
+Two processes are available, each a class whose constructor only stores physics settings
+(scikit-learn style) and whose ``generate(n_events, seed)`` returns an awkward Array with
+one record per event, the fields being ROOT branch names:
+
+``jets`` (:class:`JetSimulation`)
+    Generator-level AK4 jets (``GenJet_*``) and their CMS-like reconstruction (``Jet_*``) in
+    NanoAOD layout: CMS JER-like flavour-, pt- and eta-dependent response with
+    Crystal-Ball tails and semileptonic b/c losses, correlated mass response, a
+    DeepJet-like b-tag discriminant, constituent counts, efficiency turn-on, acceptance and
+    pile-up jets. GeV units. See :mod:`hepgen.sim.jets` for every formula.
+``dijet`` (:class:`DijetSimulation`)
+    LHC-Olympics-2020-like high-level features of dijet events (``mjj``, ``mj1``, ``mj2``,
+    ``tau21_j1``, ``tau21_j2``, ``label``) with QCD background from the dijet function and an
+    optional ``X -> Y Z`` resonance. TeV units. See :mod:`hepgen.sim.dijet`.
+
+:func:`simulate_to_file` writes either process to a ROOT file in chunks (this is what
+``hepgen simulate -n N -o OUT.root --seed S --process jets|dijet`` runs). The branch lists,
+units and dtypes are documented in ``data/README.md``.
+
+Example
+-------
+>>> from hepgen.sim import PROCESSES
+>>> events = PROCESSES["jets"]().generate(100, seed=0)
+>>> events.fields[:4]
+['run', 'luminosityBlock', 'event', 'genWeight']
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hepgen.errors import InputError, did_you_mean
+from hepgen.progress import progress
+from hepgen.sim._common import Simulation, check_n_events
+from hepgen.sim.dijet import DijetSimulation
+from hepgen.sim.jets import EVENTS_PER_LUMI, JetSimulation
+
+__all__ = [
+    "PROCESSES",
+    "DijetSimulation",
+    "JetSimulation",
+    "chunk_seeds",
+    "make_simulation",
+    "simulate_to_file",
+]
+
+#: Process name (``--process``) -> simulation class.
+PROCESSES: dict[str, type[Simulation]] = {"jets": JetSimulation, "dijet": DijetSimulation}
+
+
+def make_simulation(process: str = "jets", **options: Any) -> Simulation:
+    """Construct the simulation of ``process`` from user options, validating them.
+
+    Parameters
+    ----------
+    process : str
+        A key of :data:`PROCESSES`.
+    **options
+        Settings of the process class (see its constructor).
+
+    Returns
+    -------
+    Simulation
+        A :class:`JetSimulation` or :class:`DijetSimulation`.
+
+    Raises
+    ------
+    InputError
+        For an unknown process, an unknown option (named in the message, with close
+        matches suggested) or a value out of range.
+    """
+    if process not in PROCESSES:
+        raise InputError(
+            f"unknown process '{process}'{did_you_mean(process, PROCESSES)}; "
+            f"available: {', '.join(PROCESSES)}"
+        )
+    return PROCESSES[process].from_options(**options)
+
+
+def chunk_seeds(
+    seed: int, n_events: int, chunk_size: int
+) -> list[tuple[int, np.random.SeedSequence]]:
+    """Return ``(size, seed sequence)`` of every chunk :func:`simulate_to_file` generates.
+
+    Chunk ``i`` holds ``min(chunk_size, n_events - i * chunk_size)`` events and is seeded
+    with ``np.random.SeedSequence(seed).spawn(n_chunks)[i]``.
+    """
+    n_chunks = -(-n_events // chunk_size)
+    children = np.random.SeedSequence(seed).spawn(n_chunks)
+    return [(min(chunk_size, n_events - i * chunk_size), s) for i, s in enumerate(children)]
+
+
+def simulate_to_file(
+    path: str | os.PathLike,
+    process: str = "jets",
+    n_events: int = 10_000,
+    seed: int = 0,
+    chunk_size: int = 100_000,
+    quiet: bool = False,
+    **options: Any,
+) -> Path:
+    """Simulate ``n_events`` events of ``process`` and write them to a ROOT file.
+
+    Events are generated in chunks of ``chunk_size``; chunk ``i`` is
+    ``PROCESSES[process](**options).generate(size_i, seed=SeedSequence(seed).spawn(n)[i])``
+    (see :func:`chunk_seeds`), with ``event`` (and, for ``jets``, ``luminosityBlock``)
+    renumbered to count through the whole file from 1. The output therefore depends only on
+    ``seed``, ``n_events``, ``chunk_size`` and the options. The file is written atomically
+    (temporary file, renamed on success) as a TTree ``Events`` in NanoAOD layout: jagged
+    branches of one collection share a counter branch (``nJet``, ``nGenJet``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output ``.root`` file; its folder is created if needed.
+    process : str
+        ``"jets"`` or ``"dijet"`` (a key of :data:`PROCESSES`).
+    n_events : int
+        Number of events to write (>= 0; 0 writes an empty tree).
+    seed : int
+        Master seed (>= 0).
+    chunk_size : int
+        Events generated and written per step (>= 1); bounds the memory use.
+    quiet : bool
+        Suppress the progress bar.
+    **options
+        Settings of the process class, e.g. ``signal_fraction=0.01`` for ``dijet``.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Raises
+    ------
+    InputError
+        For an unknown process or option, a setting out of range, or bad sizes.
+
+    Examples
+    --------
+    >>> import tempfile, os, uproot
+    >>> out = simulate_to_file(os.path.join(tempfile.mkdtemp(), "dijet.root"), "dijet",
+    ...                        n_events=1000, seed=1, quiet=True, signal_fraction=0.1)
+    >>> uproot.open(out)["Events"].num_entries
+    1000
+    """
+    from hepgen.io.writer import RootWriter
+
+    sim = make_simulation(process, **options)
+    n_events = check_n_events(n_events)
+    if (
+        isinstance(chunk_size, bool)
+        or not isinstance(chunk_size, (int, np.integer))
+        or chunk_size < 1
+    ):
+        raise InputError(f"chunk size is {chunk_size!r}; expected an integer >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed is {seed!r}; expected an integer >= 0")
+    path = Path(path)
+    chunks = chunk_seeds(int(seed), n_events, int(chunk_size)) or [
+        (0, np.random.SeedSequence(seed))
+    ]
+    first = 1
+    with (
+        RootWriter(path, tree="Events") as writer,
+        progress(total=n_events, desc="simulate", unit="events", quiet=quiet) as bar,
+    ):
+        for size, child in chunks:
+            events = sim.generate(size, seed=child)
+            if first != 1:
+                event = np.arange(first, first + size, dtype=np.uint64)
+                events["event"] = event
+                if "luminosityBlock" in events.fields:
+                    lumi = 1 + (event - 1) // EVENTS_PER_LUMI
+                    events["luminosityBlock"] = lumi.astype(np.uint32)
+            writer.extend(events)
+            first += size
+            bar.update(size)
+    return path
