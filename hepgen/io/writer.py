@@ -29,6 +29,7 @@ import numpy as np
 import uproot
 
 from hepgen.errors import InputError
+from hepgen.utils import default_file_mode
 
 __all__ = ["RootWriter", "collection_of", "group_collections", "write_events"]
 
@@ -234,6 +235,7 @@ class RootWriter:
             self._tmp.unlink(missing_ok=True)
             raise InputError(f"no events were written to '{self.path}'")
         if exc_type is None:
+            os.chmod(self._tmp, default_file_mode())
             os.replace(self._tmp, self.path)
         else:
             self._tmp.unlink(missing_ok=True)

@@ -1,0 +1,193 @@
+"""The ``hepgen`` command line: a thin layer over the Python API.
+
+Every command has ``--help``, ``--quiet`` (no progress output) and ``--debug`` (tracebacks).
+Bad usage or bad input ends with a one-line ``hepgen: error: ...`` message on stderr and exit
+code 2; success exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hepgen._version import __version__
+from hepgen.errors import HepgenError, InputError
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("hepgen")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="print no progress, only errors")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``hepgen`` command (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="hepgen",
+        description="Learned fast simulation, anomaly scores and validation for HEP.",
+    )
+    parser.add_argument("--version", action="version", version=f"hepgen {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "simulate",
+        help="run the built-in reference detector simulation",
+        description="Run the built-in reference ('full') detector simulation and write a "
+        "NanoAOD-style ROOT file (see data/README.md for the physics model).",
+    )
+    p.add_argument("-n", "--events", type=int, required=True, help="number of events")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output ROOT file")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--process", choices=["jets", "dijet"], default="jets")
+    p.add_argument("--chunk-size", type=int, default=100_000, help="events per chunk")
+    p.add_argument(
+        "--set", dest="options", action="append", type=_key_value, default=[],
+        metavar="KEY=VALUE", help="physics option, e.g. --set signal_fraction=0.01 (repeatable)",
+    )
+    _common(p)
+
+    p = sub.add_parser(
+        "inspect",
+        help="summarise the trees, collections and branches of ROOT files",
+        description="Read ROOT files in chunks and print entries, collections and per-branch "
+        "statistics (min, mean, max, non-finite counts).",
+    )
+    p.add_argument("files", nargs="+", help="ROOT files or glob patterns")
+    p.add_argument("--tree", default="Events")
+    p.add_argument("--branches", nargs="+", default=None, metavar="NAME",
+                   help="branch names or patterns (default: all numeric branches)")
+    p.add_argument("--step-size", type=int, default=100_000, help="events per chunk")
+    p.add_argument("--json", type=Path, default=None, help="also write the summary as JSON")
+    _common(p)
+
+    p = sub.add_parser(
+        "prepare",
+        help="read, match and preprocess the data of a config; check the round trip",
+        description="Read the configured gen/reco collections in chunks, match them, fit the "
+        "feature preprocessing and check that it inverts exactly. Writes preprocessing.json "
+        "and summary.json to the output folder.",
+    )
+    p.add_argument("config", type=Path, help="YAML configuration")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument("--files", nargs="+", default=None, help="input files overriding data.files")
+    p.add_argument("--drop-nonfinite", action="store_true",
+                   help="drop events with NaN/inf instead of stopping (counted in a warning)")
+    _common(p)
+
+    p = sub.add_parser(
+        "demo",
+        help="run the whole chain on the built-in reference simulation",
+        description="Simulate, read back, match, preprocess and summarise the built-in "
+        "reference simulation; prints the headline numbers and where the outputs are.",
+    )
+    p.add_argument("-o", "--output", type=Path, default=Path("demo_out"), help="output folder")
+    p.add_argument("-n", "--events", type=int, default=200_000, help="events to simulate")
+    p.add_argument("--seed", type=int, default=1)
+    _common(p)
+    return parser
+
+
+def _print(args: argparse.Namespace, *text: Any) -> None:
+    if not args.quiet:
+        print(*text, flush=True)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from hepgen.sim import simulate_to_file
+
+    if args.events < 1:
+        raise InputError(f"-n/--events must be positive, got {args.events}")
+    start = time.perf_counter()
+    path = simulate_to_file(
+        args.output, process=args.process, n_events=args.events, seed=args.seed,
+        chunk_size=args.chunk_size, quiet=args.quiet, **dict(args.options),
+    )
+    _print(args, f"wrote {args.events} {args.process} events to {path} "
+           f"in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from hepgen.summary import summarise_files
+
+    summary = summarise_files(args.files, args.branches, args.tree, args.step_size, args.quiet)
+    if args.json:
+        from hepgen.utils import write_json
+
+        write_json(args.json, summary)
+    if not args.quiet:
+        from hepgen.summary import format_summary
+
+        print(format_summary(summary))
+    return 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from hepgen.config import load_config
+    from hepgen.prepare import prepare
+
+    config = load_config(args.config)
+    if args.drop_nonfinite:
+        config = config.model_copy(
+            update={"data": config.data.model_copy(update={"nonfinite": "drop"})}
+        )
+        config._source = os.fspath(args.config)
+    summary = prepare(config, args.output, files=args.files, quiet=args.quiet)
+    _print(args, json.dumps(summary["data"], indent=2))
+    _print(args, f"outputs in {args.output}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from hepgen.demo import run_demo
+
+    run_demo(args.output, n_events=args.events, seed=args.seed, quiet=args.quiet)
+    return 0
+
+
+COMMANDS = {
+    "simulate": _cmd_simulate,
+    "inspect": _cmd_inspect,
+    "prepare": _cmd_prepare,
+    "demo": _cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``hepgen`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else (logging.ERROR if args.quiet else logging.INFO),
+        format="hepgen: %(levelname)s: %(message)s" if args.debug else "hepgen: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except HepgenError as err:
+        if args.debug:
+            raise
+        print(f"hepgen: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("hepgen: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,88 @@
+"""The command line: exit codes, one-line errors naming what is wrong, --quiet."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hepgen.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hepgen", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_help_lists_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("simulate", "inspect", "prepare", "demo"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["inspect", "missing.root"], "file 'missing.root' does not exist"),
+        (["prepare", "missing.yaml", "-o", "x"], "config file 'missing.yaml' does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"hepgen: error: {message}"]
+
+
+def test_debug_shows_the_traceback():
+    result = run_cli("inspect", "missing.root", "--debug")
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+
+
+def test_bad_usage_exits_2():
+    result = run_cli("simulate", "-n", "ten", "-o", "x.root")
+    assert result.returncode == 2
+    assert "invalid int value" in result.stderr
+
+
+def test_inspect_missing_tree_and_branch(jets_file, capsys):
+    assert main(["inspect", str(jets_file), "--tree", "Event"]) == 2
+    assert "did you mean 'Events'" in capsys.readouterr().err
+    assert main(["inspect", str(jets_file), "--branches", "Jet_ptt"]) == 2
+    assert "did you mean 'Jet_pt'" in capsys.readouterr().err
+
+
+def test_inspect_summarises_and_writes_json(jets_file, tmp_path, capsys):
+    out = tmp_path / "summary.json"
+    assert main(["inspect", str(jets_file), "--branches", "Jet_pt", "nJet", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "5000 events" in text and "Jet_pt" in text
+    summary = json.loads(out.read_text())
+    assert summary["n_events"] == 5000
+    stats = summary["branches"]["Jet_pt"]
+    assert stats["min"] >= 15.0  # NanoAOD-like reco threshold
+    assert stats["count"] == summary["branches"]["nJet"]["count"] * summary["branches"]["nJet"]["mean"]
+
+
+def test_simulate_quiet_prints_nothing_and_is_deterministic(tmp_path):
+    a, b = tmp_path / "a.root", tmp_path / "b.root"
+    for path in (a, b):
+        result = run_cli("simulate", "-n", "300", "-o", str(path), "--seed", "5", "--quiet")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "" and result.stderr == ""
+    import uproot
+
+    ta, tb = uproot.open(a)["Events"].arrays(library="np"), uproot.open(b)["Events"].arrays(library="np")
+    assert all((ta[k] == tb[k]).all() if ta[k].dtype != object else
+               all((x == y).all() for x, y in zip(ta[k], tb[k], strict=True)) for k in ta)
+
+
+def test_simulate_unknown_option_is_an_error(tmp_path, capsys):
+    assert main(["simulate", "-n", "10", "-o", str(tmp_path / "x.root"), "--set", "signl_fraction=0.1",
+                 "--process", "dijet"]) == 2
+    assert "signl_fraction" in capsys.readouterr().err
+    assert not (tmp_path / "x.root").exists()
