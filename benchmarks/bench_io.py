@@ -27,7 +27,9 @@ from hepgen.io import iterate_events, flatten_collection, match_by_index
 branches = ["GenJet_pt", "GenJet_eta", "GenJet_phi", "GenJet_mass", "GenJet_hadronFlavour",
             "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagDeepFlavB",
             "Jet_nConstituents", "Jet_genJetIdx"]
+import tracemalloc
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tracemalloc.start()  # numpy/awkward buffers are traced: the peak of what reading allocates
 start = time.perf_counter()
 n_jets = 0
 total = 0.0
@@ -48,7 +50,8 @@ else:
         total += float(jets["Jet_pt"].sum())
 elapsed = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"seconds": elapsed, "peak_rss_mb": peak / 1024, "baseline_rss_mb": base / 1024,
+traced_peak = tracemalloc.get_traced_memory()[1]
+print(json.dumps({"seconds": elapsed, "peak_traced_mb": traced_peak / 2**20, "peak_rss_mb": peak / 1024, "baseline_rss_mb": base / 1024,
                   "n_jets": n_jets, "checksum": total}))
 """
 
@@ -68,7 +71,7 @@ def run(quick: bool = False) -> dict:
     from hepgen.io import count_entries
     from hepgen.sim import simulate_to_file
 
-    n_events = 25_000 if quick else 250_000
+    n_events = 25_000 if quick else 310_000  # ~1M reco jets
     step = 25_000 if not quick else 5_000
     with tempfile.TemporaryDirectory() as tmp:
         path = simulate_to_file(Path(tmp) / "jets.root", "jets", n_events, seed=3, quiet=True)
@@ -87,10 +90,10 @@ def run(quick: bool = False) -> dict:
         "step_size": step,
         "measurements": results,
         "ratios": {
-            "hepgen_chunked_read_rss_vs_uproot_full": hep["read_rss_mb"] / full["read_rss_mb"],
+            "hepgen_chunked_peak_memory_vs_uproot_full": hep["peak_traced_mb"] / full["peak_traced_mb"],
             "hepgen_vs_uproot_iterate_time": hep["seconds"] / results["uproot_iterate"]["seconds"],
-            "small_step_vs_step_read_rss": results["hepgen_iterate_small"]["read_rss_mb"]
-            / hep["read_rss_mb"],
+            "small_step_vs_step_peak_memory": results["hepgen_iterate_small"]["peak_traced_mb"]
+            / hep["peak_traced_mb"],
         },
         "target": "peak memory of chunked reading bounded by the step size, not the file size",
     }
