@@ -1406,7 +1406,7 @@ class SentinelFlag:
         idx = np.zeros(len(x), dtype=np.intp)
         for k, s in enumerate(self.sentinels, start=1):
             hit = x == s if s == 0 else np.abs(x - s) <= self.RTOL * abs(s)
-            hit &= idx == 0  # SentinelSpec keeps sentinels apart; be safe anyway
+            hit &= idx == 0  # the spec keeps sentinels apart; the first one wins anyway
             idx[hit] = k
         return idx
 
