@@ -162,9 +162,9 @@ def run_demo(
 
     config = load_config(config_path("toy_jets.yaml"))
     start = time.perf_counter()
-    prepared = prepare(config, output, files=[os.fspath(jets_file)], quiet=quiet)
+    pairs = load_pairs(config, files=[os.fspath(jets_file)], quiet=quiet)
+    prepared = prepare(config, output, quiet=quiet, pairs=pairs)
     timings["prepare_s"] = time.perf_counter() - start
-    pairs = load_pairs(config, files=[os.fspath(jets_file)], quiet=True)
     response = response_summary(pairs, np.array([20, 30, 50, 100, 200, 500, 1000.0]))
     plots = _plots(pairs, response, output)
 

@@ -54,6 +54,7 @@ def prepare(
     output: str | os.PathLike,
     files: list[str] | None = None,
     quiet: bool = False,
+    pairs: PairedObjects | None = None,
 ) -> dict[str, Any]:
     """Assemble pairs, fit the preprocessing, check the round trip, write the results.
 
@@ -67,6 +68,9 @@ def prepare(
         Inputs overriding ``data.files``.
     quiet : bool
         Silence progress output.
+    pairs : PairedObjects or None
+        Already loaded pairs (from :func:`hepgen.dataset.load_pairs`), so that a caller who
+        needs them too reads the files once; ``files`` is then ignored.
 
     Returns
     -------
@@ -75,7 +79,8 @@ def prepare(
         per-feature ranges, and the round-trip errors.
     """
     output = Path(output)
-    pairs: PairedObjects = load_pairs(config, files=files, quiet=quiet)
+    if pairs is None:
+        pairs = load_pairs(config, files=files, quiet=quiet)
     train = pairs.pairs()
     weights = pairs.gen_weights[pairs.matched]
     preprocessor = Preprocessor(config.schema).fit(train, weights=weights)
