@@ -94,6 +94,42 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser(
+        "validate",
+        help="compare a candidate ROOT file with a reference: tests, distances, HTML report",
+        description="Compare CANDIDATE with REFERENCE feature by feature (KS, chi2, W1, "
+        "separation power) and on all features together (xgboost classifier test, MMD, FPD, "
+        "KPD, precision/recall/density/coverage), beside a reference-vs-reference baseline. "
+        "Writes report.html (self-contained), metrics.json and plots/ to REPORT_DIR. By default "
+        "every numeric branch present in both files is compared (object collections "
+        "flattened); with --config, the matched gen/reco pairs of that config.",
+    )
+    p.add_argument("reference", type=Path, help="reference ROOT file (e.g. full simulation)")
+    p.add_argument("candidate", type=Path, help="candidate ROOT file (e.g. hepgen generate)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="report directory")
+    p.add_argument("--config", type=Path, default=None,
+                   help="compare the matched gen/reco pairs of this config's features")
+    p.add_argument("--features", nargs="+", default=None, metavar="NAME",
+                   help="branch names or glob patterns (default: all numeric branches in both)")
+    p.add_argument("--weights", default=None, metavar="BRANCH", help="event-weight branch")
+    p.add_argument("--tree", default="Events")
+    p.add_argument("--max-events", type=int, default=None, help="read at most N events per file")
+    p.add_argument(
+        "--condition-bins", nargs="+", default=None, metavar="SPEC",
+        help="per-feature tests inside bins: NAME=e0,e1,... (edges) or NAME:K (K quantile "
+        "bins); default with --config: 4 bins of each condition",
+    )
+    p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                   help="add the reference-vs-reference baseline (default: on)")
+    p.add_argument("--metrics", nargs="+", default=None, metavar="NAME",
+                   help="subset of: ks chi2 w1 separation_power c2st mmd fpd kpd prdc")
+    p.add_argument("--c2st-repeats", type=int, default=1,
+                   help="retrain the classifier test with K seeds (default 1)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-plots", type=int, default=60, help="most feature histograms drawn")
+    _common(p)
+
+    p = sub.add_parser(
         "demo",
         help="run the whole chain on the built-in reference simulation",
         description="Simulate, read back, match, preprocess and summarise the built-in "
@@ -157,6 +193,42 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from hepgen.validation.compare import parse_condition_bins
+    from hepgen.validation.files import validate_files
+
+    config = None
+    if args.config is not None:
+        from hepgen.config import load_config
+
+        config = load_config(args.config)
+    if args.max_events is not None and args.max_events < 1:
+        raise InputError(f"--max-events must be positive, got {args.max_events}")
+    bins = parse_condition_bins(args.condition_bins) if args.condition_bins else None
+    options = {"c2st": {"n_repeats": args.c2st_repeats}} if args.c2st_repeats != 1 else None
+    start = time.perf_counter()
+    result, files = validate_files(
+        args.reference, args.candidate, args.output, config=config, features=args.features,
+        weights=args.weights, tree=args.tree, max_events=args.max_events,
+        condition_bins=bins, baseline=args.baseline, metrics=args.metrics, options=options,
+        device=args.device, seed=args.seed, max_plots=args.max_plots, quiet=args.quiet,
+    )
+    s = result.summary()
+    lines = [f"compared {result.n_reference} reference and {result.n_candidate} candidate rows, "
+             f"{len(result.features)} features, in {time.perf_counter() - start:.1f} s"]
+    if s["c2st_auc"] is not None:
+        base = result.baseline.summary()["c2st_auc"] if result.baseline is not None else None
+        lines.append(f"  classifier AUC {s['c2st_auc']:.4f}"
+                     + (f" (reference vs reference {base:.4f})" if base is not None else ""))
+    if s["max_ks"] is not None:
+        lines.append(f"  largest KS statistic {s['max_ks']:.4f} ({s['max_ks_feature']})")
+    lines.append(f"  per-feature p-values below 0.05: {s['n_pvalues_below_0.05']} of "
+                 f"{s['n_pvalues']}")
+    lines.append(f"report: {files.html}")
+    _print(args, "\n".join(lines))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from hepgen.demo import run_demo
 
@@ -168,6 +240,7 @@ COMMANDS = {
     "simulate": _cmd_simulate,
     "inspect": _cmd_inspect,
     "prepare": _cmd_prepare,
+    "validate": _cmd_validate,
     "demo": _cmd_demo,
 }
 

@@ -5,7 +5,10 @@
    ``configs/toy_jets.yaml`` and check that it inverts exactly (:mod:`hepgen.prepare`);
 3. summarise the detector response that the fast simulation will have to learn (efficiency vs
    gen pt, response scale and resolution per flavour, fakes) in ``demo_summary.json`` and
-   plots.
+   plots;
+4. validate a second sample with a 10 % worse jet resolution against the reference with
+   :func:`hepgen.validation.validate_files` (``validation/report.html``), the check a fast
+   simulation will have to pass.
 
 Later stages (train, generate, validate) are added here as they land.
 """
@@ -31,6 +34,8 @@ from hepgen.utils import write_json
 __all__ = ["response_summary", "run_demo"]
 
 FLAVOURS = {"light": 0, "c": 4, "b": 5}
+#: Events of the validation stage (reference events read, and candidate events simulated).
+VALIDATION_EVENTS = 40_000
 
 
 def _quantile_width(x: np.ndarray) -> float:
@@ -168,6 +173,35 @@ def run_demo(
     response = response_summary(pairs, np.array([20, 30, 50, 100, 200, 500, 1000.0]))
     plots = _plots(pairs, response, output)
 
+    # Validation, the way a fast simulation will be judged: a second sample with a 10 % worse
+    # jet resolution (a typical fast-simulation flaw) against held-out full simulation.
+    from hepgen.validation.files import validate_files
+
+    start = time.perf_counter()
+    candidate_file = simulate_to_file(
+        output / "sim_jets_worse_resolution.root", "jets", VALIDATION_EVENTS, seed=seed + 2,
+        quiet=quiet, resolution_scale=1.1,
+    )
+    result, report = validate_files(
+        jets_file, candidate_file, output / "validation", config=config,
+        max_events=VALIDATION_EVENTS, seed=seed, quiet=quiet,
+    )
+    timings["validate_s"] = time.perf_counter() - start
+    vsum = result.summary()
+    validation = {
+        "candidate": "full simulation with resolution_scale=1.1",
+        "n_pairs_reference": result.n_reference,
+        "n_pairs_candidate": result.n_candidate,
+        "c2st_auc": vsum["c2st_auc"],
+        "c2st_pvalue": result.c2st.pvalue if result.c2st is not None else None,
+        "baseline_c2st_auc": result.baseline.summary()["c2st_auc"] if result.baseline else None,
+        "max_ks": vsum["max_ks"],
+        "max_ks_feature": vsum["max_ks_feature"],
+        "response_ks": result.features["Jet_pt/GenJet_pt"]["ks"].to_dict(arrays=False),
+        "jet_pt_ks": result.features["Jet_pt"]["ks"].to_dict(arrays=False),
+        "report": os.fspath(report.html.relative_to(output)),
+    }
+
     dijet = read_events(dijet_file, ["mjj", "label"])
     label = np.asarray(dijet["label"])
     mjj = np.asarray(dijet["mjj"])
@@ -177,6 +211,7 @@ def run_demo(
         "jets_per_second_simulated": prepared["data"]["n_gen"] / timings["simulate_jets_s"],
         "response": response,
         "round_trip_max_rel_error": prepared["round_trip_max_rel_error"],
+        "validation": validation,
         "dijet": {
             "n_events": len(label),
             "n_signal": int(label.sum()),
@@ -210,6 +245,11 @@ def run_demo(
     say(f"  preprocessing round trip through float32: max relative error {worst:.2e}")
     say(f"  dijet sample: {summary['dijet']['n_events']} events, "
         f"{summary['dijet']['n_signal']} signal")
+    say(f"  validation of a 10 % worse resolution ({validation['n_pairs_candidate']} jet pairs): "
+        f"classifier AUC {validation['c2st_auc']:.4f} (reference vs reference "
+        f"{validation['baseline_c2st_auc']:.4f}); largest KS {validation['max_ks']:.4f} in "
+        f"{validation['max_ks_feature']}; Jet_pt alone KS {validation['jet_pt_ks']['statistic']:.4f}")
+    say(f"  report: {output / validation['report']}")
     say("  timings: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["timings"].items()))
     say(f"  outputs in {output}/ (demo_summary.json, summary.json, preprocessing.json, "
         f"{', '.join(plots)})")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from tqdm.auto import tqdm
+# tqdm.std rather than tqdm.auto: the notebook widget needs ipywidgets, which hepgen does not
+# require; the text bar works in notebooks too.
+from tqdm.std import tqdm
 
 __all__ = ["progress"]
 

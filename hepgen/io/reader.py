@@ -33,6 +33,7 @@ __all__ = [
     "NonFinitePolicy",
     "TreeInfo",
     "count_entries",
+    "expand_names",
     "inspect_tree",
     "iterate_events",
     "open_tree",
@@ -158,26 +159,56 @@ def select_branches(
     where = f"file '{path}', tree '{tree.name}'"
     if branches is None:
         return [k for k in keys if _numeric(tree[k])]
-    selected: list[str] = []
-    for name in branches:
-        if glob.has_magic(name):
-            matches = [k for k in keys if fnmatch.fnmatchcase(k, name)]
-            if not matches:
-                raise InputError(f"{where}: no branch matches the pattern '{name}'")
-        else:
-            if name not in keys:
-                raise InputError(f"{where}: no branch '{name}'{did_you_mean(name, keys)}")
-            matches = [name]
-        for match in matches:
-            if not _numeric(tree[match]):
-                raise InputError(
-                    f"{where}: branch '{match}' has type '{tree[match].typename}'; expected a "
-                    "number or a list of numbers"
-                )
-            if match not in selected:
-                selected.append(match)
+    selected = expand_names(branches, keys, where)
+    for match in selected:
+        if not _numeric(tree[match]):
+            raise InputError(
+                f"{where}: branch '{match}' has type '{tree[match].typename}'; expected a "
+                "number or a list of numbers"
+            )
     order = {k: i for i, k in enumerate(keys)}
     return sorted(selected, key=order.__getitem__)
+
+
+def expand_names(
+    patterns: Sequence[str], names: Sequence[str], where: str, what: str = "branch"
+) -> list[str]:
+    """Expand names and glob patterns (``"Jet_*"``) against the available ``names``.
+
+    Parameters
+    ----------
+    patterns : sequence of str
+        Exact names or glob patterns.
+    names : sequence of str
+        What exists.
+    where : str
+        Prefix of error messages (the file and tree).
+    what : str
+        What a name is, for messages (``"branch"``, ``"numeric branch"``).
+
+    Returns
+    -------
+    list of str
+        Matches in the order of ``patterns`` (a pattern's matches in the order of ``names``),
+        without duplicates.
+
+    Raises
+    ------
+    InputError
+        A name that does not exist (close names suggested) or a pattern that matches nothing.
+    """
+    selected: list[str] = []
+    for name in patterns:
+        if glob.has_magic(name):
+            matches = [k for k in names if fnmatch.fnmatchcase(k, name)]
+            if not matches:
+                raise InputError(f"{where}: no {what} matches the pattern '{name}'")
+        else:
+            if name not in names:
+                raise InputError(f"{where}: no {what} '{name}'{did_you_mean(name, names)}")
+            matches = [name]
+        selected.extend(m for m in matches if m not in selected)
+    return selected
 
 
 def _nonfinite(

@@ -1,0 +1,79 @@
+"""Validation: is a generated (candidate) sample compatible with a reference sample?
+
+Layers, each usable on its own with plain numpy arrays and optional per-event weights:
+
+* :mod:`~hepgen.validation.univariate`: per-feature KS (weighted), two-sample chi2 of weighted
+  histograms (Gagunashvili), Wasserstein-1, separation power;
+* :mod:`~hepgen.validation.c2st`: the xgboost classifier two-sample test (held-out ROC AUC);
+* :mod:`~hepgen.validation.mmd`: maximum mean discrepancy with permutation or block p-values;
+* :mod:`~hepgen.validation.distances`: FPD and KPD (JetNet definitions);
+* :mod:`~hepgen.validation.fidelity`: precision, recall, density and coverage (PRDC);
+* :mod:`~hepgen.validation.compare`: all of them at once, with a reference-vs-reference
+  baseline and conditional bins (:func:`compare`);
+* :mod:`~hepgen.validation.report`: ``report.html`` + ``metrics.json`` + plots;
+* :mod:`~hepgen.validation.files`: the same from two ROOT files (``hepgen validate``).
+
+Example
+-------
+>>> import numpy as np
+>>> from hepgen.validation import compare
+>>> rng = np.random.default_rng(0)
+>>> res = compare(rng.normal(size=(1000, 2)), rng.normal(0.3, 1, size=(1000, 2)),
+...               metrics=["ks"], baseline=False)
+>>> res.features["x0"]["ks"].pvalue < 1e-3
+True
+"""
+
+from hepgen.validation.c2st import C2STResult, classifier_test, delong_auc
+from hepgen.validation.compare import ValidationResult, compare, parse_condition_bins
+from hepgen.validation.distances import (
+    DistanceResult,
+    frechet_distance,
+    frechet_physics_distance,
+    kernel_physics_distance,
+)
+from hepgen.validation.fidelity import PRDCResult, prdc
+from hepgen.validation.files import validate_files
+from hepgen.validation.mmd import MMDResult, mmd2_unbiased, mmd_test
+from hepgen.validation.report import write_report
+from hepgen.validation.samples import Table, as_table
+from hepgen.validation.univariate import (
+    Chi2Result,
+    KSResult,
+    chi2_test,
+    histogram_edges,
+    ks_test,
+    separation_power,
+    wasserstein1,
+    weighted_quantile,
+)
+
+__all__ = [
+    "C2STResult",
+    "Chi2Result",
+    "DistanceResult",
+    "KSResult",
+    "MMDResult",
+    "PRDCResult",
+    "Table",
+    "ValidationResult",
+    "as_table",
+    "chi2_test",
+    "classifier_test",
+    "compare",
+    "delong_auc",
+    "frechet_distance",
+    "frechet_physics_distance",
+    "histogram_edges",
+    "kernel_physics_distance",
+    "ks_test",
+    "mmd2_unbiased",
+    "mmd_test",
+    "parse_condition_bins",
+    "prdc",
+    "separation_power",
+    "validate_files",
+    "wasserstein1",
+    "weighted_quantile",
+    "write_report",
+]

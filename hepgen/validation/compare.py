@@ -1,0 +1,591 @@
+"""Compare a candidate sample with a reference: every metric, a baseline, conditional bins.
+
+:func:`compare` is the one entry point that ``hepgen validate`` and analysis code use.  It
+takes two samples of the same named features (see :func:`~hepgen.validation.samples.as_table`
+for the accepted types) and returns a :class:`ValidationResult` whose :meth:`to_dict` follows
+the ``metrics.json`` contract of DESIGN.md:
+
+* per feature: KS, chi2 (Gagunashvili, weighted), Wasserstein-1 and separation power;
+* on all features together: the xgboost classifier two-sample test, MMD, FPD, KPD and
+  precision/recall/density/coverage;
+* optionally the per-feature tests again in bins of condition variables, because a fast
+  simulation can match every marginal and still fail inside the bins;
+* a **baseline**: the same metrics between two disjoint halves of the reference, each
+  subsampled to at most the candidate's size, so that every number can be read against the
+  value that pure statistical noise gives at (about) the same sample size.
+
+Bad input never crashes the report: features that are NaN everywhere or differ in name are
+errors that say which; NaN values are counted and left out of the tests that would use
+them (per feature for the one-dimensional tests, per row for the multivariate ones); a
+feature constant in both samples is kept for the per-feature tests (with ``pvalue`` null and a note where a test is
+undefined) and left out of the multivariate tests.  The JSON never holds NaN.
+
+References
+----------
+DESIGN.md, "Statistics that libraries get wrong or lack"; ANCHORS.md, "Evaluation metrics".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from hepgen.errors import InputError
+from hepgen.progress import progress
+from hepgen.utils import to_jsonable
+from hepgen.validation._checks import check_weights, effective_n
+from hepgen.validation.samples import Table, as_table, check_same_features
+
+__all__ = [
+    "MULTIVARIATE_METRICS",
+    "PER_FEATURE_METRICS",
+    "ValidationResult",
+    "compare",
+    "parse_condition_bins",
+]
+
+log = logging.getLogger(__name__)
+
+PER_FEATURE_METRICS = ("ks", "chi2", "w1", "separation_power")
+MULTIVARIATE_METRICS = ("c2st", "mmd", "fpd", "kpd", "prdc")
+#: Smallest number of rows in a condition bin (per sample) for which the tests are run.
+MIN_BIN_EVENTS = 20
+
+
+@dataclasses.dataclass
+class ValidationResult:
+    """Everything :func:`compare` measured; :meth:`to_dict` is the ``metrics.json`` content.
+
+    Attributes
+    ----------
+    n_reference, n_candidate : int
+        Rows of each sample (a row with NaN counts; each test uses the finite values it
+        needs, see ``notes``).
+    weighted : bool
+        Whether either sample carried weights.
+    features : dict
+        ``{name: {"ks": {...}, "chi2": {...}, "w1": float, "separation_power": float, ...}}``.
+    c2st, mmd, fpd, kpd, prdc : metric results or None
+        Multivariate results (``None`` when not run; the reason is in ``notes``).
+    conditional : dict or None
+        Per-feature tests in bins of condition variables.
+    baseline : ValidationResult or None
+        The same metrics between two halves of the reference.
+    timings : dict of str to float
+        Seconds spent per metric.
+    notes : list of str
+        Everything the reader should know: dropped rows, skipped metrics, nulls explained.
+    """
+
+    n_reference: int
+    n_candidate: int
+    weighted: bool
+    feature_names: list[str]
+    n_eff_reference: float
+    n_eff_candidate: float
+    features: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    c2st: Any = None
+    mmd: Any = None
+    fpd: Any = None
+    kpd: Any = None
+    prdc: Any = None
+    conditional: dict[str, Any] | None = None
+    baseline: ValidationResult | None = None
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self, arrays: bool = False) -> dict[str, Any]:
+        """Plain-JSON content of ``metrics.json`` (no NaN; curves only when ``arrays``)."""
+
+        def res(value: Any) -> Any:
+            if value is None:
+                return None
+            return value.to_dict(arrays=arrays) if hasattr(value, "to_dict") else value
+
+        out: dict[str, Any] = {
+            "n_reference": self.n_reference,
+            "n_candidate": self.n_candidate,
+            "weighted": self.weighted,
+            "n_eff_reference": self.n_eff_reference,
+            "n_eff_candidate": self.n_eff_candidate,
+            "feature_names": list(self.feature_names),
+            "features": {
+                name: {k: res(v) for k, v in metrics.items()}
+                for name, metrics in self.features.items()
+            },
+        }
+        for key in MULTIVARIATE_METRICS:
+            out[key] = res(getattr(self, key))
+        if self.conditional is not None:
+            out["conditional"] = self.conditional
+        out["summary"] = self.summary()
+        if self.baseline is not None:
+            out["baseline"] = self.baseline.to_dict(arrays=False)
+        out["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
+        out["notes"] = list(self.notes)
+        return to_jsonable(out)
+
+    def summary(self) -> dict[str, Any]:
+        """Headline numbers: worst KS feature, per-feature p-value counts, AUC, MMD."""
+        ks = {
+            name: m["ks"].statistic
+            for name, m in self.features.items()
+            if m.get("ks") is not None
+        }
+        pvalues = [
+            m[t].pvalue
+            for m in self.features.values()
+            for t in ("ks", "chi2")
+            if m.get(t) is not None and m[t].pvalue is not None and math.isfinite(m[t].pvalue)
+        ]
+        worst = max(ks, key=ks.get) if ks else None
+        return {
+            "max_ks": ks[worst] if worst is not None else None,
+            "max_ks_feature": worst,
+            "mean_ks": float(np.mean(list(ks.values()))) if ks else None,
+            "n_pvalues": len(pvalues),
+            # Under the null 5 % of the per-feature p-values fall below 0.05; many features
+            # make a few small p-values expected (look-elsewhere), so the count is reported.
+            "n_pvalues_below_0.05": int(sum(p < 0.05 for p in pvalues)),
+            "min_pvalue_bonferroni": min(1.0, min(pvalues) * len(pvalues)) if pvalues else None,
+            "c2st_auc": self.c2st.auc if self.c2st is not None else None,
+            "mmd": self.mmd.value if self.mmd is not None else None,
+        }
+
+
+def parse_condition_bins(specs: Sequence[str]) -> dict[str, Any]:
+    """Parse ``--condition-bins`` values: ``NAME=e0,e1,...`` (edges) or ``NAME:K`` (K bins).
+
+    Parameters
+    ----------
+    specs : sequence of str
+        E.g. ``["GenJet_pt=20,50,100,300", "GenJet_eta:4"]``.
+
+    Returns
+    -------
+    dict
+        ``{name: edges (list of float) or number of reference-quantile bins (int)}``.
+    """
+    out: dict[str, Any] = {}
+    for spec in specs:
+        for part in str(spec).split(";"):
+            part = part.strip()
+            if not part:
+                continue
+            if "=" in part:
+                name, _, rest = part.partition("=")
+                try:
+                    edges = [float(v) for v in rest.split(",") if v.strip()]
+                except ValueError:
+                    raise InputError(
+                        f"--condition-bins '{part}': edges must be numbers, e.g. NAME=0,10,20"
+                    ) from None
+                if len(edges) < 2 or np.any(np.diff(edges) <= 0):
+                    raise InputError(
+                        f"--condition-bins '{part}': need at least two increasing edges"
+                    )
+                out[name.strip()] = edges
+            elif ":" in part:
+                name, _, rest = part.partition(":")
+                try:
+                    k = int(rest)
+                except ValueError:
+                    raise InputError(
+                        f"--condition-bins '{part}': expected NAME:K with K an integer"
+                    ) from None
+                if k < 1:
+                    raise InputError(f"--condition-bins '{part}': K must be >= 1")
+                out[name.strip()] = k
+            else:
+                raise InputError(
+                    f"--condition-bins '{part}': expected NAME=e0,e1,... or NAME:K"
+                )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# internals
+
+
+def _check_nonfinite(table: Table, notes: list[str]) -> None:
+    """Raise for a feature that is NaN everywhere; note the counts of partial NaN.
+
+    Rows with NaN are not dropped here: each per-feature test uses the finite values of its
+    feature, the multivariate tests the rows finite in every feature.
+    """
+    bad = ~np.isfinite(table.values)
+    for j, name in enumerate(table.names):
+        if table.n > 0 and bad[:, j].all():
+            raise InputError(
+                f"{table.label}: feature '{name}' is NaN or infinite in all {table.n} rows"
+            )
+    if bad.any():
+        per_feature = {
+            name: int(bad[:, j].sum()) for j, name in enumerate(table.names) if bad[:, j].any()
+        }
+        notes.append(
+            f"{table.label}: {int(bad.any(axis=1).sum())} of {table.n} rows have NaN or "
+            f"infinite values, left out of the tests that use them (per feature: {per_feature})"
+        )
+    if table.weights is not None:
+        bad_w = ~np.isfinite(table.weights)
+        if bad_w.any():
+            raise InputError(f"{table.label}: {int(bad_w.sum())} weights are NaN or infinite")
+
+
+def _finite_rows(table: Table) -> Table:
+    rows = np.isfinite(table.values).all(axis=1)
+    return table if rows.all() else table.select_rows(rows)
+
+
+def _seeds(seed: int | None, n: int) -> list[int]:
+    ss = np.random.SeedSequence(seed)
+    return [int(s.generate_state(1)[0]) for s in ss.spawn(n)]
+
+
+def _timed(timings: dict[str, float], key: str, fn: Callable[..., Any], *args: Any,
+           **kwargs: Any) -> Any:
+    t0 = time.perf_counter()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+
+
+def _per_feature(
+    ref: Table, cand: Table, metrics: Sequence[str], timings: dict[str, float], notes: list[str],
+    prefix: str = "", seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    from hepgen.validation import univariate as uv
+
+    out: dict[str, dict[str, Any]] = {}
+    for j, name in enumerate(ref.names):
+        x, y = ref.values[:, j], cand.values[:, j]
+        wx, wy = ref.weights, cand.weights
+        fx, fy = np.isfinite(x), np.isfinite(y)
+        if not fx.all():
+            x, wx = x[fx], None if wx is None else wx[fx]
+        if not fy.all():
+            y, wy = y[fy], None if wy is None else wy[fy]
+        integer = True if (ref.integer[j] and cand.integer[j]) else None
+        entry: dict[str, Any] = {}
+        label = f"{prefix}{name}"
+        args = (x, y, wx, wy)
+        if "ks" in metrics:
+            # the KS p-value of discrete features is resampled: seeded per feature
+            rng = np.random.default_rng([seed, j])
+            entry["ks"] = _timed(timings, "ks", uv.ks_test, *args, name=label, seed=rng)
+        if "chi2" in metrics:
+            entry["chi2"] = _timed(timings, "chi2", uv.chi2_test, *args, integer=integer,
+                                   name=label)
+            if entry["chi2"].pvalue is None:
+                notes.append(
+                    f"{label}: chi2 p-value is null: a single populated bin (constant feature)"
+                )
+        if "w1" in metrics:
+            entry["w1"] = _timed(timings, "w1", uv.wasserstein1, *args, name=label)
+        if "separation_power" in metrics:
+            entry["separation_power"] = _timed(
+                timings, "separation_power", uv.separation_power, *args, name=label
+            )
+        out[name] = entry
+    return out
+
+
+def _multivariate(
+    ref: Table,
+    cand: Table,
+    metrics: Sequence[str],
+    options: Mapping[str, Mapping[str, Any]],
+    seeds: list[int],
+    device: str,
+    timings: dict[str, float],
+    notes: list[str],
+    quiet: bool,
+) -> dict[str, Any]:
+    from hepgen.validation.c2st import classifier_test
+    from hepgen.validation.distances import frechet_physics_distance, kernel_physics_distance
+    from hepgen.validation.fidelity import prdc
+    from hepgen.validation.mmd import mmd_test
+
+    ref, cand = _finite_rows(ref), _finite_rows(cand)
+    if min(ref.n, cand.n) == 0:
+        notes.append("no rows finite in every feature: multivariate tests not run")
+        return dict.fromkeys(MULTIVARIATE_METRICS)
+    # A feature constant (and equal) in both samples carries no information and makes
+    # covariance matrices singular; leave it out of the multivariate tests.
+    keep = []
+    for j, name in enumerate(ref.names):
+        both = np.concatenate([ref.values[:, j], cand.values[:, j]])
+        if both.min() == both.max():
+            notes.append(f"{name}: constant in both samples, left out of the multivariate tests")
+        else:
+            keep.append(j)
+    out: dict[str, Any] = dict.fromkeys(MULTIVARIATE_METRICS)
+    if not keep:
+        notes.append("no non-constant features: multivariate tests not run")
+        return out
+    x, y = ref.values[:, keep], cand.values[:, keep]
+    wx, wy = ref.weights, cand.weights
+    names = [ref.names[j] for j in keep]
+    calls: dict[str, Callable[[], Any]] = {
+        "c2st": lambda: classifier_test(
+            x, y, wx, wy, feature_names=names, device=device, seed=seeds[0],
+            **dict(options.get("c2st", {})),
+        ),
+        "mmd": lambda: mmd_test(
+            x, y, wx, wy, device=device, seed=seeds[1], **dict(options.get("mmd", {}))
+        ),
+        "fpd": lambda: frechet_physics_distance(
+            x, y, wx, wy, seed=seeds[2], **dict(options.get("fpd", {}))
+        ),
+        "kpd": lambda: kernel_physics_distance(
+            x, y, wx, wy, device=device, seed=seeds[3], **dict(options.get("kpd", {}))
+        ),
+        "prdc": lambda: prdc(
+            x, y, wx, wy, device=device, seed=seeds[4], **dict(options.get("prdc", {}))
+        ),
+    }
+    todo = [m for m in MULTIVARIATE_METRICS if m in metrics]
+    with progress(total=len(todo), desc="multivariate tests", unit="test", quiet=quiet) as bar:
+        for key in todo:
+            try:
+                out[key] = _timed(timings, key, calls[key])
+            except InputError as exc:
+                # e.g. too few events for the classifier or for FPD: flagged, not fatal
+                notes.append(f"{key}: not computed: {exc}")
+            bar.update(1)
+    return out
+
+
+def _bin_edges(
+    ref: Table, name: str, spec: Any
+) -> np.ndarray:
+    col = ref.column(name)
+    if isinstance(spec, int | np.integer):
+        if ref.integer[ref.names.index(name)] and np.unique(col).size <= spec:
+            values = np.unique(col)
+            return np.concatenate([values - 0.5, [values[-1] + 0.5]])
+        edges = np.unique(np.quantile(col, np.linspace(0, 1, int(spec) + 1)))
+        edges[-1] = np.nextafter(edges[-1], np.inf)
+        return edges
+    return np.asarray(spec, dtype=np.float64)
+
+
+def _conditional(
+    ref: Table,
+    cand: Table,
+    condition_bins: Mapping[str, Any],
+    metrics: Sequence[str],
+    timings: dict[str, float],
+    notes: list[str],
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"variables": {}, "min_events": MIN_BIN_EVENTS}
+    feature_metrics = [m for m in ("ks", "chi2", "w1") if m in metrics]
+    for var, spec in condition_bins.items():
+        if var not in ref.names:
+            from hepgen.errors import did_you_mean
+
+            raise InputError(
+                f"condition-bins variable '{var}' is not a compared feature"
+                + did_you_mean(var, ref.names)
+            )
+        edges = _bin_edges(ref, var, spec)
+        xr, xc = ref.column(var), cand.column(var)
+        bins = []
+        for lo, hi in itertools.pairwise(edges):
+            in_r = (xr >= lo) & (xr < hi)
+            in_c = (xc >= lo) & (xc < hi)
+            entry: dict[str, Any] = {
+                "lo": float(lo),
+                "hi": float(hi),
+                "n_reference": int(in_r.sum()),
+                "n_candidate": int(in_c.sum()),
+            }
+            if min(entry["n_reference"], entry["n_candidate"]) < MIN_BIN_EVENTS:
+                entry["features"] = None
+                entry["note"] = f"fewer than {MIN_BIN_EVENTS} rows in a sample: not tested"
+            else:
+                sub_notes: list[str] = []
+                others = [n for n in ref.names if n != var]
+                res = _per_feature(
+                    ref.select_rows(in_r).select_columns(others),
+                    cand.select_rows(in_c).select_columns(others),
+                    feature_metrics,
+                    timings,
+                    sub_notes,
+                    prefix=f"{var} in [{lo:g}, {hi:g}): ",
+                )
+                entry["features"] = {
+                    name: {k: (v.to_dict(arrays=False) if hasattr(v, "to_dict") else v)
+                           for k, v in m.items()}
+                    for name, m in res.items()
+                }
+            bins.append(entry)
+        # The worst bin per feature, for a quick look.
+        worst: dict[str, Any] = {}
+        for b in bins:
+            for name, m in (b["features"] or {}).items():
+                ks = (m.get("ks") or {}).get("statistic")
+                if ks is not None and (name not in worst or ks > worst[name]["ks"]):
+                    worst[name] = {"ks": ks, "lo": b["lo"], "hi": b["hi"],
+                                   "pvalue": (m.get("ks") or {}).get("pvalue")}
+        out["variables"][var] = {"edges": edges.tolist(), "bins": bins, "worst": worst}
+    return to_jsonable(out)
+
+
+def _split_reference(ref: Table, n_candidate: int, rng: np.random.Generator) -> tuple[Table, Table]:
+    perm = rng.permutation(ref.n)
+    half = ref.n // 2
+    size = min(half, n_candidate)
+    return ref.select_rows(np.sort(perm[:size])), ref.select_rows(np.sort(perm[half : half + size]))
+
+
+def _run(
+    ref: Table,
+    cand: Table,
+    *,
+    metrics: Sequence[str],
+    options: Mapping[str, Mapping[str, Any]],
+    condition_bins: Mapping[str, Any] | None,
+    seeds: list[int],
+    device: str,
+    quiet: bool,
+) -> ValidationResult:
+    notes: list[str] = []
+    timings: dict[str, float] = {}
+    weighted = ref.weights is not None or cand.weights is not None
+    result = ValidationResult(
+        n_reference=ref.n,
+        n_candidate=cand.n,
+        weighted=weighted,
+        feature_names=list(ref.names),
+        n_eff_reference=effective_n(ref.weights, ref.n),
+        n_eff_candidate=effective_n(cand.weights, cand.n),
+        notes=notes,
+        timings=timings,
+    )
+    per_feature = [m for m in PER_FEATURE_METRICS if m in metrics]
+    if per_feature:
+        result.features = _per_feature(ref, cand, per_feature, timings, notes, seed=seeds[5])
+    if any(m in metrics for m in MULTIVARIATE_METRICS):
+        mv = _multivariate(ref, cand, metrics, options, seeds, device, timings, notes, quiet)
+        for key, value in mv.items():
+            setattr(result, key, value)
+    if condition_bins:
+        result.conditional = _timed(
+            timings, "conditional", _conditional, ref, cand, condition_bins, metrics, timings,
+            notes,
+        )
+    return result
+
+
+def compare(
+    reference: Any,
+    candidate: Any,
+    reference_weights: Any = None,
+    candidate_weights: Any = None,
+    *,
+    feature_names: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+    condition_bins: Mapping[str, Any] | None = None,
+    baseline: bool = True,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    device: str = "auto",
+    seed: int | None = 0,
+    quiet: bool = True,
+) -> ValidationResult:
+    """Compare a candidate sample with a reference sample on every metric.
+
+    Parameters
+    ----------
+    reference, candidate : array (n, d), mapping name -> (n,), DataFrame or awkward records
+        The two samples, with the same features (names must match; a plain array takes
+        ``feature_names``).  Object collections as awkward arrays are flattened.
+    reference_weights, candidate_weights : array (n,) or None
+        Per-row weights (negative sWeights allowed; each sum must be positive).
+    feature_names : sequence of str or None
+        Features to compare (default: all of the reference's).
+    metrics : sequence of str or None
+        Subset of ``PER_FEATURE_METRICS + MULTIVARIATE_METRICS`` (default: all).
+    condition_bins : mapping or None
+        ``{feature: edges or number of reference-quantile bins}``: run KS, chi2 and W1 of the
+        other features inside each bin of each listed feature (1-D bins per variable).
+    baseline : bool
+        Also compute the metrics between two disjoint halves of the reference (each at most the
+        candidate's size) and store them as ``result.baseline``.
+    options : mapping or None
+        Keyword arguments per multivariate metric, e.g. ``{"c2st": {"n_repeats": 3}}``.
+    device : {"auto", "cpu", "cuda"}
+        Where torch metrics and xgboost run.
+    seed : int or None
+        Seeds every random step (splits, subsamples, permutations).
+    quiet : bool
+        Silence progress bars.
+
+    Returns
+    -------
+    ValidationResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(1)
+    >>> ref, cand = rng.normal(size=(2000, 2)), rng.normal(size=(2000, 2))
+    >>> res = compare(ref, cand, feature_names=["a", "b"], metrics=["ks", "chi2"], baseline=False)
+    >>> res.features["a"]["ks"].pvalue > 0.001
+    True
+    """
+    from hepgen.validation._checks import resolve_device
+
+    metrics = list(metrics) if metrics is not None else [*PER_FEATURE_METRICS, *MULTIVARIATE_METRICS]
+    unknown = [m for m in metrics if m not in PER_FEATURE_METRICS + MULTIVARIATE_METRICS]
+    if unknown:
+        raise InputError(
+            f"unknown metric(s) {unknown}; choose from {list(PER_FEATURE_METRICS + MULTIVARIATE_METRICS)}"
+        )
+    device = resolve_device(device)
+    ref = as_table(reference, feature_names, reference_weights, label="reference")
+    # A plain array carries no names: its columns are the reference's features, in order.
+    plain = isinstance(candidate, np.ndarray | list)
+    cand_names = ref.names if (plain or feature_names is not None) else None
+    cand = as_table(candidate, cand_names, candidate_weights, label="candidate")
+    check_same_features(ref, cand)
+    cand = cand.select_columns(ref.names)
+    pre_notes: list[str] = []
+    for table in (ref, cand):
+        _check_nonfinite(table, pre_notes)
+    for table in (ref, cand):
+        if table.n == 0:
+            raise InputError(f"{table.label}: no events to compare")
+        check_weights(table.weights, table.n, table.label)
+    seeds = _seeds(seed, 12)
+    result = _run(
+        ref, cand, metrics=metrics, options=options or {}, condition_bins=condition_bins,
+        seeds=seeds[:6], device=device, quiet=quiet,
+    )
+    result.notes[:0] = pre_notes
+    if baseline:
+        a, b = _split_reference(ref, cand.n, np.random.default_rng(seeds[6]))
+        a.label, b.label = "reference half A", "reference half B"
+        if min(a.n, b.n) < 2:
+            result.notes.append("baseline not computed: fewer than 4 reference rows")
+        else:
+            t0 = time.perf_counter()
+            result.baseline = _run(
+                a, b, metrics=metrics, options=options or {}, condition_bins=None,
+                seeds=seeds[6:12], device=device, quiet=quiet,
+            )
+            result.timings["baseline"] = time.perf_counter() - t0
+            result.notes.append(
+                f"baseline: reference half A ({a.n} rows) vs half B ({b.n} rows), disjoint, "
+                f"each at most the candidate's size ({cand.n})"
+            )
+    return result

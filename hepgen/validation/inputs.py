@@ -1,0 +1,306 @@
+"""Read the two ROOT files of ``hepgen validate`` into feature tables.
+
+Two ways to choose what is compared:
+
+* **Branches** (default): every numeric branch present in both files, or the ``features``
+  names/patterns.  Branches are grouped by granularity: event-level branches form one group,
+  each jagged collection (branches sharing a counter, ``nJet`` -> ``Jet``) another, flattened to
+  one row per object.  Per-feature tests run on every group; the multivariate tests need rows
+  that describe the same thing, so they run on one *primary* group (the one with the most
+  features, or the only group of ``features``).
+* **A config** (``--config``): the matched gen/reco pairs of the configured collections, with
+  the config's conditions and targets as columns (what a fast simulation is judged on: the
+  classifier sees gen and reco features together), the detector response of each target
+  defined relative to a condition (``Jet_pt/GenJet_pt``, ``Jet_eta-GenJet_eta``), plus the
+  reconstruction efficiency and the fake fraction of both files.
+
+An event-weight branch is broadcast to the objects of a collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from hepgen.errors import InputError
+from hepgen.io.reader import expand_names, inspect_tree, read_events
+from hepgen.validation.samples import Table
+
+__all__ = ["SampleGroup", "load_branch_groups", "load_config_pairs", "response_columns"]
+
+EVENT = "event"
+
+
+@dataclass
+class SampleGroup:
+    """Reference and candidate tables of one granularity (event-level or one collection)."""
+
+    name: str
+    reference: Table
+    candidate: Table
+    primary: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _groups(info: Any) -> dict[str, str]:
+    """Map branch -> group name (collection, or ``"event"``)."""
+    out = dict.fromkeys(info.branches, EVENT)
+    for coll, names in info.collections.items():
+        for n in names:
+            out[n] = coll
+    return out
+
+
+def _read_file(path: Path, tree: str, branches: list[str], max_events: int | None) -> Any:
+    """All branches of one file in one read (uproot is far faster reading once than per group)."""
+    return read_events(path, branches, tree=tree, nonfinite="keep", entry_stop=max_events)
+
+
+def _table(
+    events: Any, path: Path, tree: str, branches: list[str], weights: str | None, label: str,
+    group: str,
+) -> Table:
+    columns = []
+    integer = []
+    counts = None
+    for b in branches:
+        col = events[b]
+        if col.ndim > 1:
+            counts = ak.to_numpy(ak.num(col, axis=1))
+            col = ak.flatten(col, axis=1)
+        arr = ak.to_numpy(col)
+        integer.append(bool(np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_))
+        columns.append(arr.astype(np.float64))
+    w = None
+    if weights:
+        wcol = events[weights]
+        if wcol.ndim > 1:
+            if group == EVENT:
+                raise InputError(
+                    f"file '{path}', tree '{tree}': weight branch '{weights}' is per object; "
+                    "event-level features need an event-level weight"
+                )
+            w = ak.to_numpy(ak.flatten(wcol, axis=1)).astype(np.float64)
+        else:
+            w = ak.to_numpy(wcol).astype(np.float64)
+            if counts is not None:
+                w = np.repeat(w, counts)
+        if w.shape[0] != columns[0].shape[0]:
+            raise InputError(
+                f"file '{path}', tree '{tree}': weight branch '{weights}' does not match the "
+                f"objects of collection '{group}'"
+            )
+    values = np.column_stack(columns) if columns else np.empty((0, 0))
+    return Table(names=list(branches), values=values, weights=w, integer=integer, label=label)
+
+
+def load_branch_groups(
+    reference: str | Path,
+    candidate: str | Path,
+    *,
+    tree: str = "Events",
+    features: Sequence[str] | None = None,
+    weights: str | None = None,
+    max_events: int | None = None,
+) -> list[SampleGroup]:
+    """Read the branches common to both files, grouped by granularity.
+
+    Parameters
+    ----------
+    reference, candidate : path
+        ROOT files.
+    tree : str
+        Tree name in both files.
+    features : sequence of str or None
+        Branch names or glob patterns (default: every numeric branch in both files).
+    weights : str or None
+        Event-weight branch (in both files); it is not compared as a feature.
+    max_events : int or None
+        Read at most this many events of each file.
+
+    Returns
+    -------
+    list of SampleGroup
+        The primary group first.
+    """
+    ref_info = inspect_tree(reference, tree)
+    cand_info = inspect_tree(candidate, tree)
+    ref_names, cand_names = list(ref_info.branches), list(cand_info.branches)
+    notes: list[str] = []
+    if features:
+        chosen = expand_names(features, ref_names, f"reference file '{reference}', tree '{tree}'",
+                              what="numeric branch")
+        missing = [n for n in chosen if n not in cand_names]
+        if missing:
+            raise InputError(
+                f"candidate file '{candidate}', tree '{tree}' lacks feature branch(es) {missing} "
+                f"that the reference has"
+            )
+    else:
+        chosen = [n for n in ref_names if n in cand_names]
+        only_ref = [n for n in ref_names if n not in cand_names]
+        only_cand = [n for n in cand_names if n not in ref_names]
+        if only_ref:
+            notes.append(
+                f"{len(only_ref)} branch(es) only in the reference, not compared: "
+                f"{only_ref[:10]}{' ...' if len(only_ref) > 10 else ''}"
+            )
+        if only_cand:
+            notes.append(
+                f"{len(only_cand)} branch(es) only in the candidate, not compared: "
+                f"{only_cand[:10]}{' ...' if len(only_cand) > 10 else ''}"
+            )
+        if not chosen:
+            raise InputError(
+                f"the files '{reference}' and '{candidate}' (tree '{tree}') have no numeric "
+                "branch in common"
+            )
+    if weights:
+        for path, names in ((reference, ref_names), (candidate, cand_names)):
+            if weights not in names:
+                from hepgen.errors import did_you_mean
+
+                raise InputError(
+                    f"file '{path}', tree '{tree}': no weight branch '{weights}'"
+                    + did_you_mean(weights, names)
+                )
+        chosen = [n for n in chosen if n != weights]
+    ref_groups, cand_groups = _groups(ref_info), _groups(cand_info)
+    by_group: dict[str, list[str]] = {}
+    for n in chosen:
+        if ref_groups[n] != cand_groups[n]:
+            raise InputError(
+                f"branch '{n}' belongs to '{ref_groups[n]}' in the reference but to "
+                f"'{cand_groups[n]}' in the candidate (different counters)"
+            )
+        group = ref_groups[n]
+        # The counter of a collection (nJet) is an event-level feature (the multiplicity).
+        by_group.setdefault(group, []).append(n)
+    to_read = [*chosen, *([weights] if weights else [])]
+    ref_events = _read_file(Path(reference), tree, to_read, max_events)
+    cand_events = _read_file(Path(candidate), tree, to_read, max_events)
+    groups = []
+    for name, branches in by_group.items():
+        ref_t = _table(ref_events, Path(reference), tree, branches, weights, "reference", name)
+        cand_t = _table(cand_events, Path(candidate), tree, branches, weights, "candidate", name)
+        if not features:
+            # Branch-wide mode: a branch without a single finite value (all NaN, or an empty
+            # collection) cannot be compared; skip it with a note instead of stopping.
+            keep = []
+            for j, b in enumerate(branches):
+                empty = [t.label for t in (ref_t, cand_t)
+                         if not np.isfinite(t.values[:, j]).any()]
+                if empty:
+                    notes.append(f"branch '{b}' skipped: no finite value in the {' and '.join(empty)}")
+                else:
+                    keep.append(b)
+            if not keep:
+                continue
+            ref_t, cand_t = ref_t.select_columns(keep), cand_t.select_columns(keep)
+        groups.append(SampleGroup(name=name, reference=ref_t, candidate=cand_t))
+    if not groups:
+        raise InputError(f"no branch of '{reference}' and '{candidate}' has finite values")
+    groups.sort(key=lambda g: -len(g.reference.names))
+    groups[0].primary = True
+    groups[0].notes = notes
+    if len(groups) > 1:
+        others = ", ".join(f"'{g.name}' ({len(g.reference.names)})" for g in groups[1:])
+        groups[0].notes.append(
+            f"multivariate tests use the '{groups[0].name}' group "
+            f"({len(groups[0].reference.names)} features); per-feature tests only for {others}"
+        )
+    return groups
+
+
+def response_columns(config: Any, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The detector response of every target defined ``relative_to`` a condition.
+
+    ``"Jet_pt/GenJet_pt"`` (ratio, positive kinds) or ``"Jet_eta-GenJet_eta"`` (difference,
+    wrapped into [-pi, pi) for periodic features).  They are compared as features of their own:
+    a resolution or scale error hides in the steeply falling marginal of ``Jet_pt`` but is plain
+    in the response, and tree classifiers cannot easily learn a ratio of two raw inputs.
+    """
+    out: dict[str, np.ndarray] = {}
+    for spec in config.schema.targets:
+        ref = spec.relative_to
+        if ref is None:
+            continue
+        x = np.asarray(columns[spec.name], dtype=np.float64)
+        g = np.asarray(columns[ref], dtype=np.float64)
+        if spec.kind == "positive":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[f"{spec.name}/{ref}"] = np.where(g != 0, x / g, np.nan)
+        else:
+            d = x - g
+            if spec.periodic:
+                d = np.mod(d + np.pi, 2 * np.pi) - np.pi
+            out[f"{spec.name}-{ref}"] = d
+    return out
+
+
+def load_config_pairs(
+    config: Any,
+    reference: str | Path,
+    candidate: str | Path,
+    *,
+    max_events: int | None = None,
+    quiet: bool = True,
+) -> tuple[SampleGroup, dict[str, Any]]:
+    """Read the matched gen/reco pairs of a config from both files.
+
+    Returns
+    -------
+    group : SampleGroup
+        Columns: the config's conditions, targets, then the responses of the targets defined
+        relative to a condition (:func:`response_columns`), one row per matched pair.
+    objects : dict
+        Efficiency and fake fraction of both files, with a two-proportion z-test p-value each.
+    """
+    from scipy import stats
+
+    from hepgen.dataset import load_pairs
+
+    if max_events is not None:
+        config = config.model_copy(
+            update={"data": config.data.model_copy(update={"max_events": max_events})}
+        )
+    tables = []
+    summaries = []
+    for path, label in ((reference, "reference"), (candidate, "candidate")):
+        pairs = load_pairs(config, files=[str(path)], quiet=quiet)
+        cols = pairs.pairs()
+        names = [f.name for f in config.schema.conditions] + [f.name for f in config.schema.targets]
+        for response, values in response_columns(config, cols).items():
+            cols[response] = values
+            names.append(response)
+        values = np.column_stack([np.asarray(cols[n], dtype=np.float64) for n in names])
+        integer = [bool(np.issubdtype(np.asarray(cols[n]).dtype, np.integer)) for n in names]
+        w = pairs.gen_weights[pairs.matched] if config.data.weights else None
+        tables.append(Table(names=names, values=values, weights=w, integer=integer, label=label))
+        summaries.append(pairs.summary())
+    objects: dict[str, Any] = {}
+    for key, num, den in (("efficiency", "n_matched", "n_gen"), ("fake_fraction", "n_fakes", None)):
+        k1 = summaries[0][num]
+        k2 = summaries[1][num]
+        n1 = summaries[0][den] if den else summaries[0]["n_fakes"] + summaries[0]["n_matched"]
+        n2 = summaries[1][den] if den else summaries[1]["n_fakes"] + summaries[1]["n_matched"]
+        entry: dict[str, Any] = {"reference": k1 / n1 if n1 else None,
+                                 "candidate": k2 / n2 if n2 else None,
+                                 "n_reference": n1, "n_candidate": n2, "pvalue": None}
+        if n1 and n2:
+            pooled = (k1 + k2) / (n1 + n2)
+            se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+            if se > 0:
+                z = (k2 / n2 - k1 / n1) / se
+                entry["pvalue"] = float(2 * stats.norm.sf(abs(z)))
+        objects[key] = entry
+    objects["reference_summary"] = summaries[0]
+    objects["candidate_summary"] = summaries[1]
+    group = SampleGroup(name=config.data.reco, reference=tables[0], candidate=tables[1],
+                        primary=True)
+    return group, objects

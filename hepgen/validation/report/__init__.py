@@ -1,0 +1,184 @@
+"""Write a validation report directory: ``report.html``, ``metrics.json`` and ``plots/*.png``.
+
+The directory layout is a contract (DESIGN.md): ``report.html`` is self-contained (the plots
+are embedded, it opens offline), ``metrics.json`` holds the keys of
+:meth:`~hepgen.validation.compare.ValidationResult.to_dict`, and the plot images sit in
+``plots/`` for reuse in notes and slides.  Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hepgen.progress import progress
+from hepgen.utils import atomic_write_text, write_json
+from hepgen.validation.compare import ValidationResult
+from hepgen.validation.report.html import render_html
+from hepgen.validation.report.plots import (
+    plot_conditional,
+    plot_correlation_difference,
+    plot_edges,
+    plot_feature,
+    plot_roc,
+    weighted_correlation,
+)
+from hepgen.validation.samples import Table
+
+__all__ = ["ReportFiles", "write_report"]
+
+#: Most features drawn in the correlation-difference matrix.
+MAX_CORRELATION_FEATURES = 30
+
+
+@dataclass
+class ReportFiles:
+    """Paths written by :func:`write_report`."""
+
+    directory: Path
+    html: Path
+    metrics: Path
+    plots: dict[str, Any] = field(default_factory=dict)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "feature"
+
+
+def _annotation(m: dict[str, Any]) -> str:
+    parts = []
+    ks = m.get("ks")
+    if ks is not None:
+        parts.append(f"KS {ks.statistic:.4f} (p {ks.pvalue:.3g})" if ks.pvalue is not None
+                     else f"KS {ks.statistic:.4f}")
+    chi2 = m.get("chi2")
+    if chi2 is not None and chi2.ndf:
+        p = f", p {chi2.pvalue:.3g}" if chi2.pvalue is not None else ""
+        parts.append(f"chi2/ndf {chi2.statistic:.1f}/{chi2.ndf}{p}")
+    return "\n".join(parts)
+
+
+def write_report(
+    directory: str | Path,
+    result: ValidationResult,
+    tables: Sequence[tuple[Table, Table]],
+    *,
+    extra: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    max_plots: int = 60,
+    title: str = "hepgen validation report",
+    quiet: bool = True,
+) -> ReportFiles:
+    """Write ``report.html``, ``metrics.json`` and ``plots/`` for a comparison.
+
+    Parameters
+    ----------
+    directory : path
+        Output folder (created; existing report files in it are replaced).
+    result : ValidationResult
+        From :func:`~hepgen.validation.compare.compare` (possibly with features of several
+        tables merged into it).
+    tables : sequence of (Table, Table)
+        Reference and candidate tables holding the compared features (for the histograms); the
+        first pair is the one the multivariate tests ran on (correlation plot).
+    extra : mapping or None
+        More top-level keys for ``metrics.json`` (e.g. ``objects``).
+    inputs : mapping or None
+        Shown at the top of the page (files, tree, options).
+    max_plots : int
+        Draw at most this many feature histograms (the first features); a note says when
+        features were left out.
+    title : str
+        Page title.
+    quiet : bool
+        Silence the progress bar.
+
+    Returns
+    -------
+    ReportFiles
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    plot_dir = directory / "plots"
+    metrics = result.to_dict()
+    if extra:
+        metrics.update(dict(extra))
+    names = list(result.features)
+    drawn = names[:max_plots]
+    if len(names) > len(drawn):
+        metrics["notes"].append(
+            f"histograms drawn for the first {len(drawn)} of {len(names)} features "
+            "(max_plots); all features are in the tables"
+        )
+    lookup = {}
+    for ref, cand in tables:
+        for j, n in enumerate(ref.names):
+            lookup.setdefault(n, (ref, cand, j))
+    plots: dict[str, Any] = {"features": {}, "conditional": {}}
+    n_extra = 2 + len((metrics.get("conditional") or {}).get("variables", {}))
+    with progress(total=len(drawn) + n_extra, desc="plots", unit="plot", quiet=quiet) as bar:
+        for name in drawn:
+            if name in lookup:
+                ref, cand, j = lookup[name]
+                x, y = ref.values[:, j], cand.values[:, j]
+                finite_x, finite_y = np.isfinite(x), np.isfinite(y)
+                wx = None if ref.weights is None else ref.weights[finite_x]
+                wy = None if cand.weights is None else cand.weights[finite_y]
+                x, y = x[finite_x], y[finite_y]
+                if x.size and y.size:
+                    integer = True if (ref.integer[j] and cand.integer[j]) else None
+                    edges, log_x = plot_edges(x, y, integer=integer)
+                    plots["features"][name] = plot_feature(
+                        plot_dir / f"feature_{_safe(name)}.png", name, x, y, edges, wx, wy,
+                        annotation=_annotation(result.features[name]), log_x=log_x,
+                    )
+            bar.update(1)
+        if result.c2st is not None and getattr(result.c2st, "fpr", None) is not None:
+            curves = [("candidate vs reference", result.c2st.fpr, result.c2st.tpr,
+                       result.c2st.auc)]
+            base = result.baseline.c2st if result.baseline is not None else None
+            if base is not None and getattr(base, "fpr", None) is not None:
+                curves.append(("reference vs reference", base.fpr, base.tpr, base.auc))
+            plots["roc"] = plot_roc(plot_dir / "roc.png", curves)
+        bar.update(1)
+        if tables and len(tables[0][0].names) >= 2:
+            ref, cand = tables[0]
+            fx = np.isfinite(ref.values).all(axis=1)
+            fy = np.isfinite(cand.values).all(axis=1)
+            wx = None if ref.weights is None else ref.weights[fx]
+            wy = None if cand.weights is None else cand.weights[fy]
+            diff = weighted_correlation(cand.values[fy], wy) - weighted_correlation(
+                ref.values[fx], wx)
+            shown = np.arange(len(ref.names))
+            if len(shown) > MAX_CORRELATION_FEATURES:
+                # a readable matrix: the features whose correlations changed most
+                shown = np.sort(np.argsort(-np.abs(diff).max(axis=0))[:MAX_CORRELATION_FEATURES])
+                metrics["notes"].append(
+                    f"correlation plot: the {MAX_CORRELATION_FEATURES} of {len(ref.names)} "
+                    "features whose correlations changed most"
+                )
+            plots["correlation"] = plot_correlation_difference(
+                plot_dir / "correlation_difference.png", [ref.names[i] for i in shown],
+                diff[np.ix_(shown, shown)],
+            )
+            metrics["correlation_difference"] = {
+                "features": list(ref.names),
+                "max_abs": float(np.abs(diff).max()),
+                "matrix": diff.round(6).tolist(),
+            }
+        bar.update(1)
+        for var, entry in ((metrics.get("conditional") or {}).get("variables") or {}).items():
+            plots["conditional"][var] = plot_conditional(
+                plot_dir / f"conditional_{_safe(var)}.png", var, entry
+            )
+            bar.update(1)
+    metrics_path = write_json(directory / "metrics.json", metrics)
+    html_path = directory / "report.html"
+    atomic_write_text(html_path, render_html(metrics, plots, title=title, inputs=inputs))
+    return ReportFiles(directory=directory, html=html_path, metrics=Path(metrics_path),
+                       plots=plots)

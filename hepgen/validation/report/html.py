@@ -1,0 +1,325 @@
+"""Self-contained HTML for a validation report (plots embedded as base64, no external assets).
+
+Colours compare each number with the reference-vs-reference baseline:
+
+* tests with a p-value: **green** when p >= 0.01; **amber** when p < 0.01 but the effect
+  (KS statistic, |AUC - 0.5|, MMD) is at most twice the baseline's (significant, yet as small as
+  the differences between two halves of the reference); **red** otherwise;
+* distances without a p-value (W1, separation power): ratio to the baseline, green <= 2,
+  amber <= 5, red above; FPD/KPD: green when within 3 combined errors of the baseline.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+from pathlib import Path
+from typing import Any
+
+from hepgen._version import __version__
+
+__all__ = ["render_html", "status"]
+
+OK, WARN, BAD, NONE = "ok", "warn", "bad", "none"
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;
+color:#222;max-width:1400px}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
+table{border-collapse:collapse;margin:8px 0;font-size:0.9em}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td.name,th.name{text-align:left;font-family:monospace}
+td.ok{background:#d9f2d9}td.warn{background:#fcebc2}td.bad{background:#f7c6c6}
+.grid{display:flex;flex-wrap:wrap;gap:10px}.grid figure{margin:0}
+.grid img{width:420px}figcaption{font-size:0.8em;text-align:center;font-family:monospace}
+.notes li{font-size:0.9em}.legend span{padding:2px 8px;margin-right:6px}
+.small{font-size:0.85em;color:#555}
+"""
+
+
+def _num(value: Any, fmt: str = ".4g") -> str:
+    if value is None:
+        return "&ndash;"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    try:
+        return format(float(value), fmt)
+    except (TypeError, ValueError):
+        return html.escape(str(value))
+
+
+def status(
+    value: float | None,
+    baseline: float | None = None,
+    pvalue: float | None = None,
+    kind: str = "test",
+    error: float | None = None,
+    baseline_error: float | None = None,
+) -> str:
+    """Colour class of a number against its baseline (see the module docstring)."""
+    if value is None:
+        return NONE
+    if kind == "test":
+        if pvalue is None:
+            return NONE
+        if pvalue >= 0.01:
+            return OK
+        if baseline is not None and abs(value) <= 2 * abs(baseline):
+            return WARN
+        return BAD
+    if kind == "error":
+        if baseline is None or error is None:
+            return NONE
+        spread = (error**2 + (baseline_error or 0.0) ** 2) ** 0.5
+        return OK if value <= baseline + 3 * spread else (WARN if value <= baseline + 6 * spread
+                                                         else BAD)
+    if kind == "difference":  # PRDC: closeness to the baseline value
+        if baseline is None:
+            return NONE
+        gap = abs(value - baseline)
+        return OK if gap <= 0.05 else (WARN if gap <= 0.1 else BAD)
+    if baseline is None or baseline <= 0:
+        return NONE
+    ratio = value / baseline
+    return OK if ratio <= 2 else (WARN if ratio <= 5 else BAD)
+
+
+def _td(value: Any, cls: str = NONE, fmt: str = ".4g") -> str:
+    cls_attr = f' class="{cls}"' if cls != NONE else ""
+    return f"<td{cls_attr}>{_num(value, fmt)}</td>"
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f"data:image/png;base64,{data}"
+
+
+def _get(d: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def _multivariate_rows(m: dict[str, Any]) -> list[str]:
+    b = m.get("baseline") or {}
+    rows = []
+    c = m.get("c2st")
+    if c:
+        bc = b.get("c2st") or {}
+        effect = abs(c["auc"] - 0.5) if c.get("auc") is not None else None
+        beffect = abs(bc["auc"] - 0.5) if bc.get("auc") is not None else None
+        ci = c.get("auc_ci") or [None, None]
+        rows.append(
+            "<tr><td class='name'>classifier test (xgboost) ROC AUC</td>"
+            + _td(c.get("auc"), status(effect, beffect, c.get("pvalue")))
+            + f"<td>[{_num(ci[0])}, {_num(ci[1])}]</td>"
+            + _td(c.get("pvalue"))
+            + _td(bc.get("auc"))
+            + f"<td class='small'>train {c.get('n_train')}, test {c.get('n_test')}</td></tr>"
+        )
+    mm = m.get("mmd")
+    if mm:
+        bm = b.get("mmd") or {}
+        rows.append(
+            "<tr><td class='name'>MMD&sup2; (" + html.escape(str(mm.get("kernel"))) + ")</td>"
+            + _td(mm.get("value"), status(mm.get("value"), bm.get("value"), mm.get("pvalue")))
+            + "<td>&ndash;</td>" + _td(mm.get("pvalue")) + _td(bm.get("value"))
+            + f"<td class='small'>{html.escape(str(mm.get('method')))}</td></tr>"
+        )
+    for key, label in (("fpd", "FPD (Frechet physics distance)"),
+                       ("kpd", "KPD (kernel physics distance)")):
+        d = m.get(key)
+        if d:
+            bd = b.get(key) or {}
+            cls = status(d.get("value"), bd.get("value"), kind="error", error=d.get("error"),
+                         baseline_error=bd.get("error"))
+            rows.append(
+                f"<tr><td class='name'>{label}</td>" + _td(d.get("value"), cls)
+                + f"<td>&plusmn; {_num(d.get('error'))}</td><td>&ndash;</td>"
+                + _td(bd.get("value"))
+                + f"<td class='small'>{html.escape(str(d.get('note') or ''))}</td></tr>"
+            )
+    p = m.get("prdc")
+    if p:
+        bp = b.get("prdc") or {}
+        for key in ("precision", "recall", "density", "coverage"):
+            rows.append(
+                f"<tr><td class='name'>{key} (k={p.get('k')})</td>"
+                + _td(p.get(key), status(p.get(key), bp.get(key), kind="difference"))
+                + "<td>&ndash;</td><td>&ndash;</td>" + _td(bp.get(key))
+                + "<td class='small'>PRDC</td></tr>"
+            )
+    return rows
+
+
+def _feature_rows(m: dict[str, Any]) -> list[str]:
+    base = _get(m, "baseline", "features") or {}
+    rows = []
+    for name, f in m["features"].items():
+        bf = base.get(name) or {}
+        ks, chi2 = f.get("ks") or {}, f.get("chi2") or {}
+        bks, bchi2 = bf.get("ks") or {}, bf.get("chi2") or {}
+        ndf = chi2.get("ndf")
+        chi_ndf = chi2["statistic"] / ndf if ndf else None
+        bndf = bchi2.get("ndf")
+        bchi_ndf = bchi2["statistic"] / bndf if bndf else None
+        rows.append(
+            f"<tr><td class='name'>{html.escape(name)}</td>"
+            + _td(ks.get("statistic"), status(ks.get("statistic"), bks.get("statistic"),
+                                              ks.get("pvalue")))
+            + _td(ks.get("pvalue")) + _td(bks.get("statistic"))
+            + _td(chi_ndf, status(chi_ndf, bchi_ndf, chi2.get("pvalue")), ".3f")
+            + f"<td>{_num(ndf)}</td>" + _td(chi2.get("pvalue")) + _td(bchi_ndf, fmt=".3f")
+            + _td(f.get("w1"), status(f.get("w1"), bf.get("w1"), kind="ratio"))
+            + _td(bf.get("w1"))
+            + _td(f.get("separation_power"),
+                  status(f.get("separation_power"), bf.get("separation_power"), kind="ratio"))
+            + _td(bf.get("separation_power"))
+            + "</tr>"
+        )
+    return rows
+
+
+def _conditional_html(cond: dict[str, Any], plots: dict[str, Path]) -> str:
+    parts = ["<h2>Conditional checks</h2><p class='small'>KS statistic of each feature inside "
+             "bins of a condition variable (p-value colour: green p &ge; 0.01, red below). "
+             f"Bins with fewer than {cond.get('min_events')} rows per sample are not tested.</p>"]
+    for var, entry in cond["variables"].items():
+        names: list[str] = []
+        for b in entry["bins"]:
+            names.extend(n for n in (b.get("features") or {}) if n not in names)
+        head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+        parts.append(f"<h3>{html.escape(var)}</h3><table><tr><th>bin</th><th>n ref</th>"
+                     f"<th>n cand</th>{head}</tr>")
+        for b in entry["bins"]:
+            cells = ""
+            for n in names:
+                ks = ((b.get("features") or {}).get(n) or {}).get("ks") or {}
+                p = ks.get("pvalue")
+                cls = NONE if p is None else (OK if p >= 0.01 else BAD)
+                cells += _td(ks.get("statistic"), cls, ".3f")
+            parts.append(f"<tr><td class='name'>[{b['lo']:.4g}, {b['hi']:.4g})</td>"
+                         f"<td>{b['n_reference']}</td><td>{b['n_candidate']}</td>{cells}</tr>")
+        parts.append("</table>")
+        if var in plots:
+            parts.append(f"<img src='{_img(plots[var])}' style='width:560px'>")
+    return "\n".join(parts)
+
+
+def render_html(
+    metrics: dict[str, Any],
+    plots: dict[str, Any],
+    title: str = "hepgen validation report",
+    inputs: dict[str, Any] | None = None,
+) -> str:
+    """The report page.
+
+    Parameters
+    ----------
+    metrics : dict
+        The ``metrics.json`` content (``ValidationResult.to_dict()``, plus ``objects`` when the
+        comparison came from a config).
+    plots : dict
+        ``{"features": {name: png}, "roc": png, "correlation": png, "conditional": {var: png}}``.
+    title : str
+        Page title.
+    inputs : dict or None
+        Shown in the header: files, tree, command line.
+    """
+    m = metrics
+    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+           f"</title><style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out.append(f"<p class='small'>hepgen {__version__}, {stamp}</p>")
+    if inputs:
+        out.append("<table>" + "".join(
+            f"<tr><th class='name'>{html.escape(str(k))}</th><td class='name'>"
+            f"{html.escape(str(v))}</td></tr>" for k, v in inputs.items()) + "</table>")
+    out.append(
+        "<table><tr><th></th><th>reference</th><th>candidate</th></tr>"
+        f"<tr><td class='name'>rows</td><td>{m['n_reference']}</td><td>{m['n_candidate']}</td></tr>"
+        f"<tr><td class='name'>effective rows</td>{_td(m.get('n_eff_reference'), fmt='.6g')}"
+        f"{_td(m.get('n_eff_candidate'), fmt='.6g')}</tr>"
+        f"<tr><td class='name'>weighted</td><td colspan=2>{m['weighted']}</td></tr></table>"
+    )
+    out.append(
+        "<p class='legend small'>Colours against the reference-vs-reference baseline: "
+        "<span class='ok' style='background:#d9f2d9'>compatible (p &ge; 0.01, or distance "
+        "&le; 2&times; baseline)</span><span style='background:#fcebc2'>significant but within "
+        "2&times; the baseline effect (or 2-5&times; baseline)</span>"
+        "<span style='background:#f7c6c6'>different</span></p>"
+    )
+    s = m.get("summary") or {}
+    out.append(
+        "<h2>Summary</h2><ul>"
+        f"<li>classifier AUC: <b>{_num(s.get('c2st_auc'))}</b> (baseline "
+        f"{_num(_get(m, 'baseline', 'summary', 'c2st_auc'))}; 0.5 = indistinguishable)</li>"
+        f"<li>largest KS statistic: <b>{_num(s.get('max_ks'))}</b> in "
+        f"<code>{html.escape(str(s.get('max_ks_feature')))}</code> (baseline largest "
+        f"{_num(_get(m, 'baseline', 'summary', 'max_ks'))})</li>"
+        f"<li>per-feature p-values below 0.05: {s.get('n_pvalues_below_0.05')} of "
+        f"{s.get('n_pvalues')} (about 5 % expected by chance); smallest p-value after Bonferroni: "
+        f"{_num(s.get('min_pvalue_bonferroni'))}</li></ul>"
+    )
+    rows = _multivariate_rows(m)
+    if rows:
+        out.append("<h2>Multivariate tests</h2><table><tr><th class='name'>metric</th>"
+                   "<th>value</th><th>interval / error</th><th>p-value</th><th>baseline</th>"
+                   "<th class='name'>details</th></tr>" + "".join(rows) + "</table>")
+    objects = m.get("objects")
+    if objects:
+        out.append("<h2>Objects</h2><table><tr><th class='name'>quantity</th><th>reference</th>"
+                   "<th>candidate</th><th>p-value (two-proportion z)</th></tr>")
+        for key in ("efficiency", "fake_fraction"):
+            e = objects.get(key) or {}
+            p = e.get("pvalue")
+            cls = NONE if p is None else (OK if p >= 0.01 else BAD)
+            out.append(f"<tr><td class='name'>{key}</td>{_td(e.get('reference'))}"
+                       f"{_td(e.get('candidate'), cls)}{_td(p)}</tr>")
+        out.append("</table>")
+    if plots.get("roc") or plots.get("correlation"):
+        out.append("<div class='grid'>")
+        if plots.get("roc"):
+            out.append(f"<figure><img src='{_img(plots['roc'])}'><figcaption>classifier ROC "
+                       "(held-out events)</figcaption></figure>")
+        if plots.get("correlation"):
+            out.append(f"<figure><img src='{_img(plots['correlation'])}'><figcaption>"
+                       "correlation difference</figcaption></figure>")
+        out.append("</div>")
+    c2st = m.get("c2st") or {}
+    if c2st.get("importances"):
+        out.append("<h3>What gives the candidate away (classifier feature importance, gain)</h3>"
+                   "<table><tr><th class='name'>feature</th><th>share of gain</th></tr>"
+                   + "".join(f"<tr><td class='name'>{html.escape(k)}</td>{_td(v, fmt='.3f')}</tr>"
+                             for k, v in c2st["importances"].items()) + "</table>")
+    out.append(
+        "<h2>Per-feature tests</h2><table><tr><th class='name'>feature</th><th>KS</th>"
+        "<th>KS p</th><th>KS base</th><th>&chi;&sup2;/ndf</th><th>ndf</th><th>&chi;&sup2; p</th>"
+        "<th>&chi;&sup2;/ndf base</th><th>W1</th><th>W1 base</th><th>sep. power</th>"
+        "<th>sep. base</th></tr>" + "".join(_feature_rows(m)) + "</table>"
+    )
+    if m.get("conditional"):
+        out.append(_conditional_html(m["conditional"], plots.get("conditional") or {}))
+    feats = plots.get("features") or {}
+    if feats:
+        out.append("<h2>Distributions</h2><div class='grid'>")
+        for name, path in feats.items():
+            out.append(f"<figure><img src='{_img(path)}'><figcaption>{html.escape(name)}"
+                       "</figcaption></figure>")
+        out.append("</div>")
+    notes = m.get("notes") or []
+    if notes:
+        out.append("<h2>Notes</h2><ul class='notes'>"
+                   + "".join(f"<li>{html.escape(str(n))}</li>" for n in notes) + "</ul>")
+    timings = m.get("timings") or {}
+    if timings:
+        out.append("<h2>Timings</h2><table>" + "".join(
+            f"<tr><td class='name'>{html.escape(k)}</td>{_td(v, fmt='.3f')}<td>s</td></tr>"
+            for k, v in timings.items()) + "</table>")
+    out.append("</body></html>")
+    return "\n".join(out)

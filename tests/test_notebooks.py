@@ -1,0 +1,44 @@
+"""The notebooks run end to end on small data (their ``parameters`` cell is overridden)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+# notebook -> replacement source of its cell tagged "parameters"
+SMALL = {
+    "02_validation.ipynb": "N_EVENTS = 4000\nSEED = 1",
+}
+
+
+def _execute(name: str, tmp_path: Path) -> nbformat.NotebookNode:
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{name}: expected one cell tagged 'parameters'"
+    tagged[0].source = SMALL[name]
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    return nb
+
+
+def _text(nb: nbformat.NotebookNode) -> str:
+    out = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            out.append(o.get("text", "") or "".join(o.get("data", {}).get("text/plain", "")))
+    return "\n".join(out)
+
+
+def test_02_validation(tmp_path: Path) -> None:
+    nb = _execute("02_validation.ipynb", tmp_path)
+    text = _text(nb)
+    assert "classifier AUC" in text and "report:" in text
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 2
