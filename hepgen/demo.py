@@ -230,7 +230,7 @@ def run_demo(
 
     d = prepared["data"]
     say("")
-    say("hepgen demo: reference simulation -> read back -> match -> preprocess")
+    say("hepgen demo: reference simulation -> read back -> match -> preprocess -> validate")
     say(f"  events {d['n_events']}, gen jets {d['n_gen']}, matched {d['n_matched']}, "
         f"fakes {d['n_fakes']}")
     say(f"  reconstruction efficiency {d['efficiency']:.3f}, fake fraction {d['fake_fraction']:.3f}")
