@@ -21,10 +21,10 @@ scikit-learn's include its own validation.  ``round_trip_max_rel_error`` is the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
+from _timing import best_time
 
 from hepgen.features import FeatureSchema, FeatureSpec
 from hepgen.preprocessing import Preprocessor
@@ -82,15 +82,6 @@ def schemas() -> dict[str, FeatureSchema]:
     )
     standardize = FeatureSchema([FeatureSpec(name, "target") for name in TARGETS])
     return {"default": default, "quantile": quantile, "standardize": standardize}
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def time_hepgen(schema: FeatureSchema, data: dict[str, np.ndarray], repeats: int) -> dict:

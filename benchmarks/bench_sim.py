@@ -12,25 +12,15 @@ full simulation is. Each timing is the best of ``repeats`` runs.
 from __future__ import annotations
 
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import awkward as ak
 import numpy as np
+from _timing import best_time
 
 from hepgen.sim import DijetSimulation, JetSimulation, simulate_to_file
 
 __all__ = ["run"]
-
-
-def _best(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def run(quick: bool = False) -> dict:
@@ -53,12 +43,12 @@ def run(quick: bool = False) -> dict:
 
     # jets: generate
     sim = JetSimulation()
-    t_jets, events = _best(lambda: sim.generate(n, seed=1), repeats)
+    t_jets, events = best_time(lambda: sim.generate(n, seed=1), repeats)
     n_gen = int(ak.sum(ak.num(events.GenJet_pt)))
     n_reco = int(ak.sum(ak.num(events.Jet_pt)))
     rng = np.random.default_rng(0)
     pt = rng.uniform(20.0, 1000.0, n_gen)
-    t_base, _ = _best(lambda: pt * (1.0 + 0.1 * rng.standard_normal(n_gen)), repeats)
+    t_base, _ = best_time(lambda: pt * (1.0 + 0.1 * rng.standard_normal(n_gen)), repeats)
     out["jets"] = {
         "generate_s": t_jets,
         "events_per_s": n / t_jets,
@@ -72,8 +62,8 @@ def run(quick: bool = False) -> dict:
 
     # dijet: generate
     dsim = DijetSimulation(signal_fraction=0.01)
-    t_dijet, _ = _best(lambda: dsim.generate(n, seed=1), repeats)
-    t_dbase, _ = _best(lambda: rng.standard_normal((n, 5)).astype(np.float32), repeats)
+    t_dijet, _ = best_time(lambda: dsim.generate(n, seed=1), repeats)
+    t_dbase, _ = best_time(lambda: rng.standard_normal((n, 5)).astype(np.float32), repeats)
     out["dijet"] = {
         "generate_s": t_dijet,
         "events_per_s": n / t_dijet,
@@ -85,7 +75,7 @@ def run(quick: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for process, n_file, chunk in (("jets", n, max(n // 4, 1)), ("dijet", 10 * n, n)):
             path = Path(tmp) / f"{process}.root"
-            t_file, _ = _best(
+            t_file, _ = best_time(
                 lambda process=process, n_file=n_file, chunk=chunk, path=path: simulate_to_file(
                     path, process, n_events=n_file, seed=2, chunk_size=chunk, quiet=True
                 ),

@@ -27,6 +27,7 @@ import numpy as np
 import scipy.linalg
 import scipy.stats
 import uproot
+from _timing import best_time
 
 from hepgen.validation import (
     chi2_test,
@@ -69,12 +70,7 @@ def write(path: Path, columns: dict[str, np.ndarray]) -> Path:
 
 def best_of(fn, repeats: int = 3) -> float:
     """Best wall time of ``repeats`` calls (seconds)."""
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return float(best)
+    return best_time(fn, repeats)[0]
 
 
 def numpy_fpd(x: np.ndarray, y: np.ndarray, seed: int = 0, min_samples: int = 20000,

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from hepgen.errors import InputError
+from hepgen.errors import InputError, did_you_mean
 from hepgen.progress import progress
 from hepgen.utils import to_jsonable
 from hepgen.validation._checks import check_weights, effective_n
@@ -391,8 +391,6 @@ def _conditional(
     feature_metrics = [m for m in ("ks", "chi2", "w1") if m in metrics]
     for var, spec in condition_bins.items():
         if var not in ref.names:
-            from hepgen.errors import did_you_mean
-
             raise InputError(
                 f"condition-bins variable '{var}' is not a compared feature"
                 + did_you_mean(var, ref.names)
