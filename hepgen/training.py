@@ -1,0 +1,1206 @@
+"""One training loop for every hepgen model: AdamW, schedule, clipping, early stopping, resume.
+
+:func:`train` minimises the weighted mean of a per-event loss over numpy arrays.  It knows
+nothing of flows, ROOT, configs or preprocessing: a model is a :class:`torch.nn.Module` and a
+``loss_fn(module, batch) -> losses`` that returns one loss per event, shape ``(batch,)``
+(for a flow, ``-log p(x | c)``).  Everything else is here, once: device choice, seeded
+shuffling, AdamW with a learning-rate schedule, gradient clipping, a NaN/inf guard, early
+stopping on the validation loss, a checkpoint every epoch with exact resume, the choice of the
+final weights by a physics metric, progress with rate and ETA, and one log line per epoch.
+
+Design choices
+--------------
+* **Event weights** (key ``"w"`` of the data dicts, optional, may be negative, e.g. sWeights).
+  The loss of a training batch ``B`` is ``sum_{i in B} w_i l_i / (|B| * mean(w))``, where
+  ``mean(w)`` is taken over the *whole* training set.  Averaged over the batches this is the
+  weighted mean ``sum w l / sum w`` of the whole training set, and integer weights act exactly
+  as duplicated events.  Dividing instead by the batch's own ``sum w`` would be wrong for
+  sWeights: a batch's weights can sum to zero or below, which would blow up or flip the sign
+  of its gradient.  A training set with ``mean(w) <= 0`` is rejected.  The validation loss is
+  the weighted mean over the whole validation set, ``sum w l / sum w`` (which must be > 0).
+  ``loss_fn`` never sees ``"w"``: the loop applies the weights, so they cannot be applied twice.
+* **Batches.**  Each epoch draws a permutation from a seeded :class:`torch.Generator` and cuts
+  it into ``ceil(n / batch_size)`` nearly equal batches (``torch.tensor_split``), so every
+  event is used and no batch is a tiny remainder.  Batches are cut from CPU tensors that share
+  the numpy memory and moved to the device per batch; on CUDA the whole set is moved once when
+  it takes less than half of the free GPU memory.  Arrays keep their dtype (give float32).
+* **Schedule** (``TrainingSettings.schedule``), a pure function of the batch counter, so its
+  state is a few numbers: ``"cosine"`` decays the rate per batch from ``learning_rate`` to 0
+  over ``max_epochs`` epochs (SGDR without restarts); ``"plateau"`` multiplies it by
+  :data:`PLATEAU_FACTOR` after ``max(1, patience // 2)`` epochs without an improvement of the
+  validation loss (of the training loss when there is no validation set) by more than
+  ``min_delta``, down to :data:`PLATEAU_MIN_SCALE` times ``learning_rate``; ``"constant"``
+  keeps it.  ``warmup_steps`` batches of linear warm-up precede any of them.  The counter
+  advances on skipped batches too, so the schedule follows the progress through the data.
+  Growing ``max_epochs`` on resume stretches the cosine from that point on.
+* **NaN guard.**  A batch whose loss or global gradient norm is not finite is skipped (no
+  optimizer step, gradients cleared) and counted; after ``max_bad_batches`` *consecutive* bad
+  batches :class:`TrainingError` names the epoch, the batch and the count.
+* **Early stopping.**  An epoch improves when its validation loss is below the best so far
+  minus ``min_delta``; training stops after ``patience`` epochs without one.  Without
+  validation data there is no early stopping.
+* **Final weights.**  With ``metric_fn`` (lower is better; evaluated every ``metric_every``
+  epochs) the module ends with the weights of the epoch with the best metric (ties: lower
+  validation loss, then the earlier epoch); else of the epoch with the lowest validation loss;
+  without validation data, the last epoch's.  :attr:`TrainingResult.selection` says which.
+* **Evaluation** (validation loss, ``metric_fn``) runs with ``module.eval()``, under
+  :func:`torch.no_grad`, inside :func:`torch.random.fork_rng`: it consumes no random numbers of
+  the training, so adding a metric or changing ``metric_every`` leaves the trajectory as is.
+* **Determinism.**  ``torch.manual_seed(seed)`` at the start, a seeded shuffle generator: two
+  runs with the same seed on CPU give bit-identical parameters.  CUDA kernels are not
+  guaranteed to be deterministic.
+* **Checkpoints** (``checkpoint_dir``), written atomically after every epoch (temporary file
+  in the same folder + :func:`os.replace`), never with pickle:
+
+  - ``last.safetensors``: the module's state (``module.<name>``), the AdamW state flattened
+    into tensors (``optimizer.<index>.<key>``), the torch CPU (and CUDA) RNG states and the
+    shuffle generator's state as uint8 tensors (``rng.*``), the best weights so far
+    (``best_loss.<name>``, ``best_metric.<name>``), and in its metadata (key
+    ``hepgen_state``) the JSON state: epoch, history, best epochs, early-stopping and NaN
+    counters, schedule state, settings, ``format_version``.  One file holds everything a
+    resume needs, so a crash can never leave a checkpoint half of one epoch, half of another.
+  - ``last.json``: the same JSON state, indented, for people and scripts.
+  - ``best_loss.safetensors``, ``best_metric.safetensors``: the module's weights only (plain
+    state-dict names; ``module.load_state_dict(safetensors.torch.load_file(path))``), written
+    when the epoch improves on the best.
+
+  ``resume=True`` continues exactly where ``last.safetensors`` left off: on CPU, 3 epochs plus
+  3 resumed give the same bits as 6 straight.  Settings that shape the trajectory
+  (:data:`RESUME_FIXED_SETTINGS`) must be unchanged; the others (``max_epochs``, ``patience``,
+  ``min_delta``, ``max_bad_batches``, ``device``, ``time_limit``, ``metric_every``) may change.
+  ``time_limit`` counts the wall time of the current call.
+
+References
+----------
+- I. Loshchilov and F. Hutter, "Decoupled weight decay regularization", ICLR 2019,
+  arXiv:1711.05101 (AdamW).
+- I. Loshchilov and F. Hutter, "SGDR: stochastic gradient descent with warm restarts",
+  ICLR 2017, arXiv:1608.03983 (cosine schedule).
+- P. Goyal et al., "Accurate, large minibatch SGD: training ImageNet in 1 hour",
+  arXiv:1706.02677 (linear warm-up).
+- R. Pascanu, T. Mikolov and Y. Bengio, "On the difficulty of training recurrent neural
+  networks", ICML 2013, arXiv:1211.5063 (gradient-norm clipping).
+- L. Prechelt, "Early stopping - but when?", in Neural Networks: Tricks of the Trade,
+  Springer 1998, doi:10.1007/3-540-49430-8_3.
+- P. Micikevicius et al., "Mixed precision training", ICLR 2018, arXiv:1710.03740 (skipping
+  steps with non-finite gradients).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from hepgen.errors import ConfigError, HepgenError, InputError, did_you_mean
+from hepgen.progress import progress
+from hepgen.utils import default_file_mode, to_jsonable, write_json
+
+__all__ = [
+    "CHECKPOINT_FORMAT_VERSION",
+    "PLATEAU_FACTOR",
+    "PLATEAU_MIN_SCALE",
+    "RESUME_FIXED_SETTINGS",
+    "TrainingError",
+    "TrainingResult",
+    "TrainingSettings",
+    "train",
+]
+
+logger = logging.getLogger("hepgen.training")
+
+#: Version of the checkpoint layout (``last.safetensors`` / ``last.json``).
+CHECKPOINT_FORMAT_VERSION = 1
+#: The ``"plateau"`` schedule multiplies the learning rate by this factor ...
+PLATEAU_FACTOR = 0.5
+#: ... but not below this fraction of ``learning_rate``.
+PLATEAU_MIN_SCALE = 1e-3
+#: Settings that must be the same when a run is resumed.
+RESUME_FIXED_SETTINGS = (
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "schedule",
+    "warmup_steps",
+    "grad_clip",
+    "seed",
+)
+
+_WEIGHT_KEY = "w"
+_STATE_KEY = "hepgen_state"
+_LAST = "last.safetensors"
+_LAST_JSON = "last.json"
+_BEST_LOSS = "best_loss.safetensors"
+_BEST_METRIC = "best_metric.safetensors"
+
+LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
+MetricFn = Callable[[torch.nn.Module], float]
+
+
+class TrainingError(HepgenError):
+    """Training cannot go on: persistent NaN/inf, or a checkpoint that cannot be resumed.
+
+    The message names the epoch and batch, or the checkpoint file, and says what to do.
+
+    References
+    ----------
+    P. Micikevicius et al., "Mixed precision training", ICLR 2018, arXiv:1710.03740 (skip a
+    step whose gradient is not finite; give up when it keeps happening).
+
+    Examples
+    --------
+    >>> from hepgen.training import TrainingError
+    >>> issubclass(TrainingError, Exception)
+    True
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+
+_INT_FIELDS = {
+    "max_epochs": 1,
+    "batch_size": 1,
+    "warmup_steps": 0,
+    "patience": 1,
+    "max_bad_batches": 1,
+    "metric_every": 1,
+}
+_SCHEDULES = ("cosine", "plateau", "constant")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How :func:`train` trains: optimizer, schedule, stopping, NaN guard, device, seed.
+
+    Attributes
+    ----------
+    max_epochs : int
+        Passes over the training set at most.
+    batch_size : int
+        Events per batch at most (batches are nearly equal, see the module notes).
+    learning_rate : float
+        Peak AdamW learning rate.
+    weight_decay : float
+        AdamW's decoupled weight decay.
+    schedule : {"cosine", "plateau", "constant"}
+        Learning-rate schedule after the warm-up (module notes).
+    warmup_steps : int
+        Batches of linear warm-up from ``learning_rate / warmup_steps`` to ``learning_rate``.
+    grad_clip : float or None
+        Maximum global L2 norm of the gradient; ``None`` does not clip.
+    patience : int
+        Epochs without an improvement of the validation loss by more than ``min_delta``
+        before training stops.
+    min_delta : float
+        Smallest decrease of the validation loss that counts as an improvement.
+    max_bad_batches : int
+        Consecutive batches with a non-finite loss or gradient norm before
+        :class:`TrainingError`.
+    device : str
+        ``"auto"`` (CUDA when torch sees a GPU, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+    seed : int
+        Seed of torch's global generator and of the shuffling.
+    time_limit : float or None
+        Wall-clock seconds; training stops after the epoch that crosses it.
+    metric_every : int
+        Evaluate ``metric_fn`` every this many epochs.
+
+    References
+    ----------
+    I. Loshchilov and F. Hutter, "Decoupled weight decay regularization", ICLR 2019,
+    arXiv:1711.05101; "SGDR: stochastic gradient descent with warm restarts", ICLR 2017,
+    arXiv:1608.03983.
+
+    Examples
+    --------
+    >>> from hepgen.training import TrainingSettings
+    >>> s = TrainingSettings.from_dict({"max_epochs": 20, "learning_rate": "3e-4"})
+    >>> s.max_epochs, s.learning_rate, s.schedule
+    (20, 0.0003, 'cosine')
+    >>> TrainingSettings.from_dict(s.to_dict()) == s
+    True
+    """
+
+    max_epochs: int = 100
+    batch_size: int = 4096
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    schedule: Literal["cosine", "plateau", "constant"] = "cosine"
+    warmup_steps: int = 0
+    grad_clip: float | None = 5.0
+    patience: int = 10
+    min_delta: float = 0.0
+    max_bad_batches: int = 20
+    device: str = "auto"
+    seed: int = 0
+    time_limit: float | None = None
+    metric_every: int = 1
+
+    def __post_init__(self) -> None:
+        for name, minimum in _INT_FIELDS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise ConfigError(f"training setting {name}={value!r}: expected an integer")
+            if value < minimum:
+                raise ConfigError(f"training setting {name}={value!r}: expected >= {minimum}")
+            object.__setattr__(self, name, int(value))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer):
+            raise ConfigError(f"training setting seed={self.seed!r}: expected an integer")
+        if not 0 <= int(self.seed) < 2**63:
+            raise ConfigError(f"training setting seed={self.seed!r}: expected 0 <= seed < 2**63")
+        object.__setattr__(self, "seed", int(self.seed))
+        self._set_float("learning_rate", positive=True)
+        self._set_float("weight_decay", positive=False)
+        self._set_float("min_delta", positive=False)
+        self._set_float("grad_clip", positive=True, optional=True)
+        self._set_float("time_limit", positive=True, optional=True)
+        if self.schedule not in _SCHEDULES:
+            raise ConfigError(
+                f"training setting schedule={self.schedule!r}: expected one of "
+                + ", ".join(repr(s) for s in _SCHEDULES)
+            )
+        _parse_device(self.device)
+
+    def _set_float(self, name: str, positive: bool, optional: bool = False) -> None:
+        value = getattr(self, name)
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+            raise ConfigError(f"training setting {name}={value!r}: expected a number")
+        value = float(value)
+        bad = not math.isfinite(value) or (value <= 0 if positive else value < 0)
+        if bad:
+            raise ConfigError(
+                f"training setting {name}={value!r}: expected a finite number "
+                + ("> 0" if positive else ">= 0")
+            )
+        object.__setattr__(self, name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain JSON-ready dict (every field, in declaration order)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainingSettings:
+        """Build settings from a dict; missing keys take their defaults.
+
+        Numbers written as strings (``"1e-3"``: YAML 1.1 reads exponents without a dot as
+        strings) are accepted for the float settings.
+
+        Raises
+        ------
+        ConfigError
+            For unknown keys (naming them and the valid ones) and invalid values.
+        """
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"training settings: expected a mapping, got {type(d).__name__}")
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = [str(k) for k in d if k not in valid]
+        if unknown:
+            hints = "".join(did_you_mean(k, valid) for k in unknown)
+            raise ConfigError(
+                "unknown training setting(s) "
+                + ", ".join(repr(k) for k in unknown)
+                + f"{hints}; valid: {', '.join(valid)}"
+            )
+        values = dict(d)
+        for name in ("learning_rate", "weight_decay", "min_delta", "grad_clip", "time_limit"):
+            value = values.get(name)
+            if isinstance(value, str):
+                try:
+                    values[name] = float(value)
+                except ValueError:
+                    raise ConfigError(
+                        f"training setting {name}={value!r}: expected a number"
+                    ) from None
+        return cls(**values)
+
+
+def _parse_device(name: Any) -> torch.device:
+    """Check a device name's form (not its availability)."""
+    if not isinstance(name, str):
+        raise ConfigError(f"training setting device={name!r}: expected a string")
+    if name == "auto":
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(
+            f"training setting device={name!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        )
+    return device
+
+
+def _resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; a CUDA device that is absent -> error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = _parse_device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {name!r} requested but torch sees no CUDA device "
+                f"(torch {torch.__version__}); use device='auto' or 'cpu'"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {name!r} requested but torch sees {torch.cuda.device_count()} "
+                "CUDA device(s)"
+            )
+    return device
+
+
+# --------------------------------------------------------------------------------------------
+# Result
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingResult:
+    """What :func:`train` did, epoch by epoch, and which weights the module ends with.
+
+    Attributes
+    ----------
+    history : list of dict
+        One dict per epoch: ``epoch`` (1-based), ``train_loss`` (weighted mean over the good
+        batches, during the epoch), ``val_loss`` (weighted mean over the validation set after
+        the epoch; ``None`` without validation data or when not finite), ``metric`` (``None``
+        when not evaluated), ``lr`` (at the epoch's last batch), ``seconds`` (training and
+        evaluation), ``n_bad_batches``, ``events_per_second`` (training phase only).
+    best_loss_epoch : int or None
+        Epoch with the lowest validation loss (``None`` without validation data).
+    best_metric_epoch : int or None
+        Epoch with the lowest metric (ties: lower validation loss); ``None`` without one.
+    selected_epoch : int
+        Epoch whose weights the module holds at the end.
+    selection : {"metric", "loss", "last"}
+        How ``selected_epoch`` was chosen.
+    stopped : {"max_epochs", "early_stopping", "time_limit"}
+        Why training ended.
+    n_bad_batches : int
+        Batches skipped by the NaN guard, over the whole run (resumed runs included).
+    best_loss, best_metric : float or None
+        The validation loss at ``best_loss_epoch`` and the metric at ``best_metric_epoch``.
+
+    References
+    ----------
+    L. Prechelt, "Early stopping - but when?", in Neural Networks: Tricks of the Trade,
+    Springer 1998, doi:10.1007/3-540-49430-8_3.
+
+    Examples
+    --------
+    >>> from hepgen.training import TrainingResult
+    >>> r = TrainingResult(history=[], best_loss_epoch=None, best_metric_epoch=None,
+    ...                    selected_epoch=0, selection="last", stopped="max_epochs",
+    ...                    n_bad_batches=0)
+    >>> r.to_dict()["stopped"]
+    'max_epochs'
+    """
+
+    history: list[dict[str, Any]]
+    best_loss_epoch: int | None
+    best_metric_epoch: int | None
+    selected_epoch: int
+    selection: str
+    stopped: str
+    n_bad_batches: int
+    best_loss: float | None = None
+    best_metric: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field (NaN/inf as ``None``)."""
+        return to_jsonable(dataclasses.asdict(self))
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Data:
+    """Arrays as tensors (sharing the numpy memory), with optional weights."""
+
+    tensors: dict[str, torch.Tensor]
+    weights: torch.Tensor | None
+    n: int
+
+    def to(self, device: torch.device) -> _Data:
+        return _Data(
+            {k: t.to(device) for k, t in self.tensors.items()},
+            None if self.weights is None else self.weights.to(device),
+            self.n,
+        )
+
+    def nbytes(self) -> int:
+        total = sum(t.element_size() * t.numel() for t in self.tensors.values())
+        if self.weights is not None:
+            total += self.weights.element_size() * self.weights.numel()
+        return total
+
+
+def _prepare_data(data: Mapping[str, np.ndarray], what: str) -> _Data:
+    """Check a data dict (equal lengths, finite floats, 1-D finite weights) -> tensors."""
+    if not isinstance(data, Mapping) or not data:
+        raise InputError(f"{what}: expected a non-empty dict of arrays, got {type(data).__name__}")
+    tensors: dict[str, torch.Tensor] = {}
+    weights = None
+    lengths: dict[str, int] = {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise InputError(f"{what}: keys must be strings, got {key!r}")
+        array = np.asarray(value)
+        if array.ndim == 0:
+            raise InputError(f"{what}[{key!r}]: expected an array with one row per event")
+        if array.dtype.kind not in "biuf":
+            raise InputError(f"{what}[{key!r}]: unsupported dtype {array.dtype}")
+        lengths[key] = array.shape[0]
+        if array.dtype.kind == "f":
+            n_bad = int(np.count_nonzero(~np.isfinite(array)))
+            if n_bad:
+                raise InputError(f"{what}[{key!r}]: {n_bad} non-finite values (NaN or inf)")
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if key == _WEIGHT_KEY:
+            if array.ndim != 1:
+                raise InputError(
+                    f"{what}[{key!r}]: event weights must have shape (n,), got {array.shape}"
+                )
+            weights = tensor
+        else:
+            tensors[key] = tensor
+    if len(set(lengths.values())) > 1:
+        raise InputError(
+            f"{what}: arrays must have one row per event, got lengths "
+            + ", ".join(f"{k}={n}" for k, n in lengths.items())
+        )
+    n = next(iter(lengths.values()))
+    if n == 0:
+        raise InputError(f"{what}: no events")
+    if not tensors:
+        raise InputError(f"{what}: only weights {_WEIGHT_KEY!r}, no data arrays")
+    return _Data(tensors, weights, n)
+
+
+def _weighted_batch_loss(
+    losses: torch.Tensor, weights: torch.Tensor | None, mean_weight: float
+) -> torch.Tensor:
+    """``sum(w_i l_i) / (len(batch) * mean_weight)``, or ``mean(l)`` without weights.
+
+    ``mean_weight`` is the mean weight over the whole training set, so a batch whose weights
+    sum to zero or less (sWeights) still gets a finite gradient of the right sign.
+    """
+    if weights is None:
+        return losses.mean()
+    return (weights.to(losses.dtype) * losses).sum() / (losses.shape[0] * mean_weight)
+
+
+def _check_losses(losses: Any, n: int) -> torch.Tensor:
+    if not isinstance(losses, torch.Tensor) or losses.ndim != 1 or losses.shape[0] != n:
+        shape = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
+        raise ValueError(
+            f"loss_fn must return per-event losses as a tensor of shape ({n},), got {shape}"
+        )
+    return losses
+
+
+# --------------------------------------------------------------------------------------------
+# Schedule
+# --------------------------------------------------------------------------------------------
+
+
+class _Schedule:
+    """Learning rate as a function of the batch counter (plus the plateau's scale)."""
+
+    def __init__(self, settings: TrainingSettings, steps_per_epoch: int) -> None:
+        self.settings = settings
+        self.total = settings.max_epochs * steps_per_epoch
+        self.step = 0
+        self.scale = 1.0
+        self.best = math.inf
+        self.bad_epochs = 0
+
+    def lr(self) -> float:
+        s = self.settings
+        rate = s.learning_rate * self.scale
+        if self.step < s.warmup_steps:
+            return rate * (self.step + 1) / s.warmup_steps
+        if s.schedule == "cosine":
+            span = max(1, self.total - s.warmup_steps)
+            frac = min(1.0, (self.step - s.warmup_steps) / span)
+            return rate * 0.5 * (1.0 + math.cos(math.pi * frac))
+        return rate
+
+    def end_epoch(self, monitored: float | None) -> None:
+        if self.settings.schedule != "plateau":
+            return
+        if monitored is not None and monitored < self.best - self.settings.min_delta:
+            self.best = monitored
+            self.bad_epochs = 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs >= max(1, self.settings.patience // 2):
+            self.scale = max(self.scale * PLATEAU_FACTOR, PLATEAU_MIN_SCALE)
+            self.bad_epochs = 0
+
+    def state(self) -> dict[str, Any]:
+        best = self.best if math.isfinite(self.best) else None
+        return {"step": self.step, "scale": self.scale, "best": best, "bad_epochs": self.bad_epochs}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.scale = float(state["scale"])
+        self.best = math.inf if state["best"] is None else float(state["best"])
+        self.bad_epochs = int(state["bad_epochs"])
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------
+
+
+def _cpu_copy(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().to("cpu", copy=True).contiguous()
+
+
+def _state_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the module's state dict (tensors only: no pickle anywhere)."""
+    out = {}
+    for name, value in module.state_dict().items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(
+                f"module state entry {name!r} is a {type(value).__name__}, not a tensor: "
+                "hepgen checkpoints hold tensors only (no pickle)"
+            )
+        out[name] = _cpu_copy(value)
+    return out
+
+
+def _save_tensors(
+    path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]
+) -> None:
+    """``safetensors`` file written through a temporary file in the same folder."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(dict(tensors), tmp, metadata=metadata)
+        os.chmod(tmp, default_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read ``last.safetensors``: (JSON state, tensors); TrainingError naming the file."""
+    if not path.is_file():
+        raise TrainingError(
+            f"cannot resume: checkpoint file {path} does not exist "
+            "(train without resume to start afresh)"
+        )
+    try:
+        with safe_open(os.fspath(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as exc:
+        raise TrainingError(
+            f"cannot resume: checkpoint file {path} is corrupt or truncated ({exc})"
+        ) from exc
+    try:
+        state = json.loads(metadata[_STATE_KEY])
+        if not isinstance(state, dict):
+            raise ValueError("state is not a JSON object")
+    except (KeyError, ValueError) as exc:
+        raise TrainingError(
+            f"cannot resume: checkpoint file {path} has no valid training state "
+            f"(metadata {_STATE_KEY!r}: {exc})"
+        ) from exc
+    version = state.get("format_version")
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise TrainingError(
+            f"cannot resume: checkpoint file {path} has format version {version!r}, this hepgen "
+            f"reads version {CHECKPOINT_FORMAT_VERSION}"
+        )
+    return state, tensors
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """AdamW state -> ({"optimizer.<i>.<key>": tensor}, {"<i>.<key>": number})."""
+    tensors, scalars = {}, {}
+    for index, entry in optimizer.state_dict()["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = _cpu_copy(value)
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, scalars
+
+
+def _load_optimizer(
+    optimizer: torch.optim.Optimizer,
+    tensors: Mapping[str, torch.Tensor],
+    scalars: Mapping[str, Any],
+    path: Path,
+) -> None:
+    n_params = sum(len(group["params"]) for group in optimizer.param_groups)
+    state: dict[int, dict[str, Any]] = {}
+    items = [(k[len("optimizer.") :], v) for k, v in tensors.items() if k.startswith("optimizer.")]
+    for name, value in [*items, *scalars.items()]:
+        index, _, key = name.partition(".")
+        if not index.isdigit() or int(index) >= n_params or not key:
+            raise TrainingError(
+                f"cannot resume: checkpoint file {path} holds optimizer state {name!r} for a "
+                f"module with other parameters (this module has {n_params} trainable tensors)"
+            )
+        state.setdefault(int(index), {})[key] = value
+    full = {"state": state, "param_groups": optimizer.state_dict()["param_groups"]}
+    try:
+        optimizer.load_state_dict(full)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise TrainingError(
+            f"cannot resume: optimizer state in {path} does not fit this module ({exc})"
+        ) from exc
+
+
+def _with_prefix(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _evaluating(module: torch.nn.Module, device: torch.device) -> Iterator[None]:
+    """eval mode, no grad, and RNG draws that do not disturb the training's generators."""
+    devices: list[int] = []
+    if device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            yield
+    finally:
+        module.train(was_training)
+
+
+def _batches(data: _Data, order: torch.Tensor, n_batches: int, device: torch.device):
+    """Yield (batch dict, weights or None) for the index chunks of ``order``."""
+    source = next(iter(data.tensors.values())).device
+    for index in torch.tensor_split(order.to(source), n_batches):
+        batch = {
+            k: t.index_select(0, index).to(device, non_blocking=True)
+            for k, t in data.tensors.items()
+        }
+        w = None
+        if data.weights is not None:
+            w = data.weights.index_select(0, index).to(device, non_blocking=True)
+        yield batch, w
+
+
+def _validation_loss(
+    module: torch.nn.Module,
+    loss_fn: LossFn,
+    data: _Data,
+    batch_size: int,
+    device: torch.device,
+) -> float | None:
+    """``sum w l / sum w`` over the whole set (plain mean without weights); None if not finite."""
+    n_batches = max(1, math.ceil(data.n / batch_size))
+    order = torch.arange(data.n)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    with _evaluating(module, device):
+        for batch, w in _batches(data, order, n_batches, device):
+            n = next(iter(batch.values())).shape[0]
+            losses = _check_losses(loss_fn(module, batch), n).to(torch.float64)
+            total += losses.sum() if w is None else (w.to(torch.float64) * losses).sum()
+    norm = data.n if data.weights is None else float(data.weights.to(torch.float64).sum())
+    value = float(total) / norm
+    return value if math.isfinite(value) else None
+
+
+def _metric(module: torch.nn.Module, metric_fn: MetricFn, device: torch.device) -> float | None:
+    with _evaluating(module, device):
+        value = float(metric_fn(module))
+    if not math.isfinite(value):
+        logger.warning("metric_fn returned %r; the epoch is not eligible for selection", value)
+        return None
+    return value
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.5g}"
+
+
+def train(
+    module: torch.nn.Module,
+    loss_fn: LossFn,
+    train_data: Mapping[str, np.ndarray],
+    validation_data: Mapping[str, np.ndarray] | None,
+    settings: TrainingSettings,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    metric_fn: MetricFn | None = None,
+    quiet: bool = False,
+) -> TrainingResult:
+    """Train ``module`` by minimising the weighted mean of ``loss_fn`` over ``train_data``.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The model; moved to the settings' device and trained in place.  At the end it holds
+        the selected weights (see the module notes) and its original train/eval mode.
+    loss_fn : callable ``(module, batch) -> torch.Tensor``
+        ``batch`` maps every key of the data dicts except ``"w"`` to a tensor of that batch's
+        rows on the device (dtype as given: pass float32).  Returns the per-event losses,
+        shape ``(len(batch),)``, differentiable w.r.t. the module's parameters.
+    train_data : mapping of str to numpy.ndarray
+        Arrays with one row per event (``n`` rows each), e.g. ``{"x": (n, D), "c": (n, C)}``,
+        with optional event weights ``"w"`` of shape ``(n,)`` (negative allowed,
+        ``mean(w) > 0``).
+    validation_data : mapping of str to numpy.ndarray or None
+        The same keys, held-out events; drives early stopping, the plateau schedule and the
+        choice of the final weights.  ``None``: none of these.
+    settings : TrainingSettings
+        Optimizer, schedule, stopping, device, seed.
+    checkpoint_dir : path or None
+        Folder for the per-epoch checkpoints (created when missing); ``None``: no files.
+    resume : bool
+        Continue from ``checkpoint_dir/last.safetensors`` instead of starting afresh.
+    metric_fn : callable ``(module) -> float`` or None
+        Lower is better (e.g. the mean per-feature KS statistic of samples drawn on the
+        validation conditions).  Called in eval mode under ``torch.no_grad`` every
+        ``settings.metric_every`` epochs; its random draws do not affect the training.
+    quiet : bool
+        No progress bar (the per-epoch log lines go to the ``hepgen.training`` logger).
+
+    Returns
+    -------
+    TrainingResult
+
+    Raises
+    ------
+    InputError
+        Arrays of unequal length, non-finite values, bad weights, mismatched validation keys.
+    ConfigError
+        An unavailable device.
+    TrainingError
+        ``max_bad_batches`` consecutive non-finite batches; a missing, corrupt or
+        incompatible checkpoint on resume.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from hepgen.training import TrainingSettings, train
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(2000, 1)).astype(np.float32)
+    >>> y = (2.0 * x + 1.0 + 0.1 * rng.normal(size=(2000, 1))).astype(np.float32)
+    >>> model = torch.nn.Linear(1, 1)
+    >>> def squared_error(module, batch):
+    ...     return ((module(batch["x"]) - batch["y"]) ** 2).sum(dim=1)
+    >>> settings = TrainingSettings(max_epochs=20, batch_size=100, learning_rate=0.05,
+    ...                             device="cpu")
+    >>> result = train(model, squared_error, {"x": x, "y": y}, None, settings, quiet=True)
+    >>> round(model.weight.item(), 2), round(model.bias.item(), 2), result.stopped
+    (2.0, 1.0, 'max_epochs')
+    """
+    if not isinstance(settings, TrainingSettings):
+        raise TypeError(f"settings must be a TrainingSettings, got {type(settings).__name__}")
+    started = time.monotonic()
+    device = _resolve_device(settings.device)
+    train_set, val_set, mean_weight = _prepare_sets(train_data, validation_data)
+    if resume and checkpoint_dir is None:
+        raise ConfigError("resume=True needs a checkpoint_dir")
+    run = _Run(module, loss_fn, settings, device, train_set, val_set, mean_weight, metric_fn)
+    ckpt = None if checkpoint_dir is None else Path(checkpoint_dir)
+    if resume:
+        assert ckpt is not None
+        run.restore(ckpt / _LAST)
+    else:
+        torch.manual_seed(settings.seed)
+        run.shuffle.manual_seed(settings.seed)
+    if ckpt is not None:
+        ckpt.mkdir(parents=True, exist_ok=True)
+
+    state = run.state
+    state.stopped = None  # a resumed run decides anew (max_epochs or patience may have grown)
+    if state.epoch >= settings.max_epochs:
+        state.stopped = "max_epochs"
+    elif val_set is not None and state.es_bad_epochs >= settings.patience:
+        state.stopped = "early_stopping"
+    was_training = module.training
+    module.train()
+    total = run.train_set.n * max(0, settings.max_epochs - state.epoch)
+    try:
+        with progress(total=total, desc="training", unit="events", quiet=quiet) as bar:
+            while state.stopped is None:
+                record, improved_loss, improved_metric = run.epoch(bar)
+                if val_set is not None and state.es_bad_epochs >= settings.patience:
+                    state.stopped = "early_stopping"
+                elif state.epoch >= settings.max_epochs:
+                    state.stopped = "max_epochs"
+                elif (
+                    settings.time_limit is not None
+                    and time.monotonic() - started >= settings.time_limit
+                ):
+                    state.stopped = "time_limit"
+                if ckpt is not None:
+                    run.save(ckpt, improved_loss, improved_metric)
+                bar.set_postfix(
+                    epoch=state.epoch,
+                    train=_fmt(record["train_loss"]),
+                    val=_fmt(record["val_loss"]),
+                    refresh=False,
+                )
+                logger.info(
+                    "epoch %d/%d: train %s, val %s, metric %s, lr %.3g, %.1f s, "
+                    "%.3g events/s, %d bad batches",
+                    state.epoch,
+                    settings.max_epochs,
+                    _fmt(record["train_loss"]),
+                    _fmt(record["val_loss"]),
+                    _fmt(record["metric"]),
+                    record["lr"],
+                    record["seconds"],
+                    record["events_per_second"],
+                    record["n_bad_batches"],
+                )
+    finally:
+        module.train(was_training)
+
+    selection, selected_epoch, selected = run.selected()
+    if selected is not None:
+        module.load_state_dict(selected)
+    logger.info(
+        "training stopped (%s) after epoch %d; the module holds epoch %d (selected by %s)",
+        state.stopped,
+        state.epoch,
+        selected_epoch,
+        selection,
+    )
+    return TrainingResult(
+        history=state.history,
+        best_loss_epoch=state.best_loss_epoch,
+        best_metric_epoch=state.best_metric_epoch,
+        selected_epoch=selected_epoch,
+        selection=selection,
+        stopped=str(state.stopped),
+        n_bad_batches=state.n_bad_batches,
+        best_loss=state.best_loss,
+        best_metric=state.best_metric,
+    )
+
+
+def _prepare_sets(
+    train_data: Mapping[str, np.ndarray], validation_data: Mapping[str, np.ndarray] | None
+) -> tuple[_Data, _Data | None, float]:
+    """Check both data dicts; return them as tensors and the training set's mean weight."""
+    train_set = _prepare_data(train_data, "train_data")
+    val_set = None
+    if validation_data is not None:
+        val_set = _prepare_data(validation_data, "validation_data")
+        if set(val_set.tensors) != set(train_set.tensors):
+            raise InputError(
+                f"validation_data has keys {sorted(val_set.tensors)} but train_data has "
+                f"{sorted(train_set.tensors)}"
+            )
+        if val_set.weights is not None and not float(val_set.weights.double().sum()) > 0:
+            raise InputError("validation_data['w']: the weights must have a positive sum")
+    mean_weight = 1.0
+    if train_set.weights is not None:
+        mean_weight = float(train_set.weights.double().mean())
+        if not mean_weight > 0:
+            raise InputError(
+                f"train_data['w']: the mean weight is {mean_weight:.6g}; it must be positive "
+                "(the loss is sum w l / (n mean w))"
+            )
+    return train_set, val_set, mean_weight
+
+
+@dataclass
+class _State:
+    """Everything of a run that the checkpoint's JSON holds, besides the settings."""
+
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_loss: float | None = None
+    best_loss_epoch: int | None = None
+    best_metric: float | None = None
+    best_metric_loss: float | None = None
+    best_metric_epoch: int | None = None
+    es_best: float | None = None  # early stopping's reference loss (None: none yet)
+    es_bad_epochs: int = 0
+    consecutive_bad_batches: int = 0
+    n_bad_batches: int = 0
+    stopped: str | None = None
+
+
+class _Run:
+    """One training run: module, optimizer, schedule, generators, state, best weights."""
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        loss_fn: LossFn,
+        settings: TrainingSettings,
+        device: torch.device,
+        train_set: _Data,
+        val_set: _Data | None,
+        mean_weight: float,
+        metric_fn: MetricFn | None,
+    ) -> None:
+        self.module = module.to(device)
+        self.loss_fn = loss_fn
+        self.settings = settings
+        self.device = device
+        self.mean_weight = mean_weight
+        self.metric_fn = metric_fn
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError("module has no trainable parameters")
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=settings.learning_rate, weight_decay=settings.weight_decay
+        )
+        self.n_train = train_set.n
+        self.n_validation = 0 if val_set is None else val_set.n
+        self.steps_per_epoch = max(1, math.ceil(train_set.n / settings.batch_size))
+        self.schedule = _Schedule(settings, self.steps_per_epoch)
+        self.shuffle = torch.Generator()
+        if device.type == "cuda":  # preload when the data take under half the free memory
+            free, _ = torch.cuda.mem_get_info(device)
+            needed = train_set.nbytes() + (0 if val_set is None else val_set.nbytes())
+            if needed < free // 2:
+                train_set = train_set.to(device)
+                val_set = None if val_set is None else val_set.to(device)
+        self.train_set = train_set
+        self.val_set = val_set
+        self.state = _State()
+        self.best_loss_weights: dict[str, torch.Tensor] | None = None
+        self.best_metric_weights: dict[str, torch.Tensor] | None = None
+
+    # ---- one epoch ------------------------------------------------------------------------
+
+    def epoch(self, bar: Any) -> tuple[dict[str, Any], bool, bool]:
+        """Train one epoch, evaluate, update the bests; (history record, improved flags)."""
+        s, state = self.settings, self.state
+        state.epoch += 1
+        start = time.monotonic()
+        train_loss, n_bad, lr = self._train_batches(bar)
+        train_seconds = time.monotonic() - start
+        if n_bad:
+            logger.warning(
+                "epoch %d: skipped %d of %d batches with a non-finite loss or gradient",
+                state.epoch,
+                n_bad,
+                self.steps_per_epoch,
+            )
+        val_loss = None
+        if self.val_set is not None:
+            val_loss = _validation_loss(
+                self.module, self.loss_fn, self.val_set, s.batch_size, self.device
+            )
+        metric = None
+        if self.metric_fn is not None and state.epoch % s.metric_every == 0:
+            metric = _metric(self.module, self.metric_fn, self.device)
+        self.schedule.end_epoch(val_loss if self.val_set is not None else train_loss)
+
+        improved_loss = val_loss is not None and (
+            state.best_loss is None or val_loss < state.best_loss
+        )
+        if improved_loss:
+            state.best_loss, state.best_loss_epoch = val_loss, state.epoch
+            self.best_loss_weights = _state_copy(self.module)
+        improved_metric = metric is not None and (
+            state.best_metric is None
+            or metric < state.best_metric
+            or (
+                metric == state.best_metric
+                and val_loss is not None
+                and (state.best_metric_loss is None or val_loss < state.best_metric_loss)
+            )
+        )
+        if improved_metric:
+            state.best_metric, state.best_metric_epoch = metric, state.epoch
+            state.best_metric_loss = val_loss
+            self.best_metric_weights = _state_copy(self.module)
+        if self.val_set is not None:
+            reference = math.inf if state.es_best is None else state.es_best
+            if val_loss is not None and val_loss < reference - s.min_delta:
+                state.es_best, state.es_bad_epochs = val_loss, 0
+            else:
+                state.es_bad_epochs += 1
+
+        record = to_jsonable(
+            {
+                "epoch": state.epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "metric": metric,
+                "lr": lr,
+                "seconds": time.monotonic() - start,
+                "n_bad_batches": n_bad,
+                "events_per_second": self.n_train / max(train_seconds, 1e-9),
+            }
+        )
+        state.history.append(record)
+        return record, improved_loss, improved_metric
+
+    def _train_batches(self, bar: Any) -> tuple[float | None, int, float]:
+        """One pass over the shuffled training set: (mean loss of good batches, n bad, lr)."""
+        s, state, schedule = self.settings, self.state, self.schedule
+        order = torch.randperm(self.n_train, generator=self.shuffle)
+        sum_loss, n_good, n_bad, lr = 0.0, 0, 0, schedule.lr()
+        batches = _batches(self.train_set, order, self.steps_per_epoch, self.device)
+        for b, (batch, w) in enumerate(batches, start=1):
+            n = next(iter(batch.values())).shape[0]
+            lr = schedule.lr()
+            self.optimizer.zero_grad(set_to_none=True)
+            losses = _check_losses(self.loss_fn(self.module, batch), n)
+            loss = _weighted_batch_loss(losses, w, self.mean_weight)
+            value = float(loss.detach())
+            good = math.isfinite(value)
+            norm = None
+            if good:
+                loss.backward()
+                grads = [p.grad for p in self.params if p.grad is not None]
+                norm = torch.nn.utils.get_total_norm(grads) if grads else None
+                good = norm is None or bool(torch.isfinite(norm))
+            if good:
+                if s.grad_clip is not None and norm is not None:
+                    torch.nn.utils.clip_grads_with_norm_(self.params, s.grad_clip, norm)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                self.optimizer.step()
+                sum_loss += value * n
+                n_good += n
+                state.consecutive_bad_batches = 0
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+                n_bad += 1
+                state.n_bad_batches += 1
+                state.consecutive_bad_batches += 1
+                logger.debug("epoch %d batch %d: non-finite loss or gradient", state.epoch, b)
+                if state.consecutive_bad_batches >= s.max_bad_batches:
+                    raise TrainingError(
+                        f"training stopped at epoch {state.epoch}, batch {b} of "
+                        f"{self.steps_per_epoch}: {state.consecutive_bad_batches} consecutive "
+                        "batches had a non-finite loss or gradient norm (max_bad_batches="
+                        f"{s.max_bad_batches}; last loss {value!r}); check the inputs and the "
+                        "loss, lower learning_rate or set grad_clip"
+                    )
+            schedule.step += 1
+            bar.update(n)
+        return (sum_loss / n_good if n_good else None), n_bad, lr
+
+    def selected(self) -> tuple[str, int, dict[str, torch.Tensor] | None]:
+        """(selection, epoch, weights or None for the current ones) for the end of training."""
+        state = self.state
+        if state.best_metric_epoch is not None and self.best_metric_weights is not None:
+            return "metric", state.best_metric_epoch, self.best_metric_weights
+        if state.best_loss_epoch is not None and self.best_loss_weights is not None:
+            return "loss", state.best_loss_epoch, self.best_loss_weights
+        return "last", state.epoch, None
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def save(self, folder: Path, improved_loss: bool, improved_metric: bool) -> None:
+        """Write the best-weight files (when improved), ``last.safetensors``, ``last.json``."""
+        info = {"epoch": str(self.state.epoch), "format_version": str(CHECKPOINT_FORMAT_VERSION)}
+        if improved_loss and self.best_loss_weights is not None:
+            _save_tensors(folder / _BEST_LOSS, self.best_loss_weights, info)
+        if improved_metric and self.best_metric_weights is not None:
+            _save_tensors(folder / _BEST_METRIC, self.best_metric_weights, info)
+        tensors = {f"module.{k}": v for k, v in _state_copy(self.module).items()}
+        optimizer_tensors, optimizer_scalars = _optimizer_tensors(self.optimizer)
+        tensors.update(optimizer_tensors)
+        for prefix, weights in (
+            ("best_loss.", self.best_loss_weights),
+            ("best_metric.", self.best_metric_weights),
+        ):
+            if weights is not None:
+                tensors.update({prefix + k: v for k, v in weights.items()})
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.shuffle"] = self.shuffle.get_state()
+        if self.device.type == "cuda":
+            for i, rng in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng.cuda.{i:03d}"] = rng
+        state = to_jsonable(
+            {
+                "format": "hepgen-training-checkpoint",
+                "format_version": CHECKPOINT_FORMAT_VERSION,
+                "settings": self.settings.to_dict(),
+                "n_train": self.n_train,
+                "n_validation": self.n_validation,
+                "steps_per_epoch": self.steps_per_epoch,
+                **dataclasses.asdict(self.state),
+                "schedule": self.schedule.state(),
+                "optimizer_scalars": optimizer_scalars,
+            }
+        )
+        _save_tensors(
+            folder / _LAST, tensors, {_STATE_KEY: json.dumps(state, allow_nan=False), **info}
+        )
+        write_json(folder / _LAST_JSON, state)
+
+    def restore(self, path: Path) -> None:
+        """Load ``last.safetensors`` into the module, optimizer, schedule, RNGs and state."""
+        state, tensors = _read_checkpoint(path)
+        saved = state.get("settings") or {}
+        diffs = [
+            f"{k}: {saved.get(k)!r} in the checkpoint, {getattr(self.settings, k)!r} now"
+            for k in RESUME_FIXED_SETTINGS
+            if saved.get(k) != getattr(self.settings, k)
+        ]
+        if diffs:
+            raise TrainingError(
+                f"cannot resume from {path}: settings differ from the checkpoint's: "
+                + "; ".join(diffs)
+                + " (only max_epochs, patience, min_delta, max_bad_batches, device, time_limit "
+                "and metric_every may change on resume)"
+            )
+        for what, key, n_now in (
+            ("training", "n_train", self.n_train),
+            ("validation", "n_validation", self.n_validation),
+        ):
+            if state.get(key) != n_now:
+                raise TrainingError(
+                    f"cannot resume from {path}: it was written for {state.get(key)} {what} "
+                    f"events, the {what} data now have {n_now}"
+                )
+        try:
+            self.module.load_state_dict(_with_prefix(tensors, "module."))
+            known = {f.name for f in dataclasses.fields(_State)}
+            self.state = _State(**{k: v for k, v in state.items() if k in known})
+            self.schedule.load(state["schedule"])
+            torch.set_rng_state(tensors["rng.torch"])
+            self.shuffle.set_state(tensors["rng.shuffle"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            raise TrainingError(
+                f"cannot resume: {path} does not fit this module or run ({exc})"
+            ) from exc
+        _load_optimizer(self.optimizer, tensors, state.get("optimizer_scalars") or {}, path)
+        cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+        if cuda_states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
+        self.best_loss_weights = _with_prefix(tensors, "best_loss.") or None
+        self.best_metric_weights = _with_prefix(tensors, "best_metric.") or None
+        logger.info("resuming from %s after epoch %d", path, self.state.epoch)
