@@ -1,8 +1,8 @@
 """YAML configuration files, validated on load with errors that name the file and the key.
 
 A configuration describes where the paired gen/reco objects come from (``data``) and which
-features the model sees (``features``); later sections (``model``, ``training``, ...) are added
-by the parts of hepgen that need them. Unknown or mistyped keys, values of the wrong type and
+features the model sees (``features``), which generator learns them (``model``) and how it is
+trained (``training``). Unknown or mistyped keys, values of the wrong type and
 missing required keys are all errors: a typo must never silently fall back to a default.
 
 Example
@@ -45,6 +45,8 @@ __all__ = [
     "DataConfig",
     "FeatureConfig",
     "MatchingConfig",
+    "ModelConfig",
+    "TrainingConfig",
     "load_config",
     "parse_config",
 ]
@@ -129,11 +131,76 @@ class FeatureConfig(_Strict):
         )
 
 
+class ModelConfig(_Strict):
+    """``model``: which generator, its architecture, and the efficiency classifier.
+
+    ``flow`` holds the keys of :class:`hepgen.models.flow.FlowSettings` and ``efficiency`` the
+    constructor arguments of :class:`hepgen.models.efficiency.EfficiencyModel`; both are
+    checked here, so a typo is reported when the file is read, not after hours of training.
+    """
+
+    kind: Literal["flow"] = "flow"
+    flow: dict[str, Any] = Field(default_factory=dict)
+    efficiency: dict[str, Any] = Field(default_factory=dict)
+    fakes: bool = True
+
+    @model_validator(mode="after")
+    def _settings(self) -> ModelConfig:
+        self.flow_settings()
+        from hepgen.models.efficiency import EfficiencyModel
+
+        valid = list(EfficiencyModel().get_params())
+        unknown = [k for k in self.efficiency if k not in valid]
+        if unknown:
+            hints = "".join(did_you_mean(k, valid) for k in unknown)
+            raise ValueError(
+                f"unknown efficiency setting(s) {', '.join(map(repr, unknown))}{hints}; "
+                f"valid: {', '.join(valid)}"
+            )
+        return self
+
+    def flow_settings(self) -> Any:
+        """The :class:`~hepgen.models.flow.FlowSettings` of ``model.flow``."""
+        from hepgen.models.flow import FlowSettings
+
+        try:
+            return FlowSettings.from_dict(self.flow)
+        except ConfigError as err:
+            raise ValueError(f"flow: {err}") from None
+
+
+class TrainingConfig(BaseModel):
+    """``training``: the keys of :class:`hepgen.training.TrainingSettings` (max_epochs,
+    batch_size, learning_rate, ...) plus how the data are split and the checkpoint chosen."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    validation_fraction: float = Field(0.2, gt=0.0, lt=0.9)
+    selection: Literal["ks", "loss"] = "ks"
+    max_objects: int | None = Field(None, ge=100)
+
+    @model_validator(mode="after")
+    def _settings(self) -> TrainingConfig:
+        self.settings()
+        return self
+
+    def settings(self) -> Any:
+        """The :class:`~hepgen.training.TrainingSettings` of the remaining keys."""
+        from hepgen.training import TrainingSettings
+
+        try:
+            return TrainingSettings.from_dict(dict(self.model_extra or {}))
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+
+
 class Config(_Strict):
     """A whole configuration file."""
 
     data: DataConfig
     features: list[FeatureConfig] = Field(min_length=1)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
     seed: int = 0
     _source: str | None = PrivateAttr(None)
 

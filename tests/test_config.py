@@ -99,3 +99,49 @@ def test_shipped_configs_validate():
     for name in list_configs():
         config = load_config(config_path(name))
         assert len(config.schema) > 0
+
+
+MODEL = GOOD + textwrap.dedent(
+    """
+    model:
+      kind: flow
+      flow: {kind: autoregressive, n_transforms: 3, hidden_features: 32}
+      efficiency: {max_depth: 4}
+    training:
+      max_epochs: 7
+      learning_rate: 3e-4
+      validation_fraction: 0.25
+      selection: loss
+    """
+)
+
+
+def test_model_and_training_sections(tmp_path):
+    config = load_config(write(tmp_path, MODEL))
+    flow = config.model.flow_settings()
+    assert (flow.kind, flow.n_transforms, flow.hidden_features) == ("autoregressive", 3, 32)
+    settings = config.training.settings()
+    assert settings.max_epochs == 7 and settings.learning_rate == pytest.approx(3e-4)
+    assert config.training.validation_fraction == 0.25 and config.training.selection == "loss"
+    defaults = load_config(write(tmp_path, GOOD, "plain.yaml"))
+    assert defaults.model.kind == "flow" and defaults.training.settings().max_epochs == 100
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("max_epochs: 7", "max_epoch: 7"),
+         r"cfg.yaml: key 'training': unknown training setting\(s\) 'max_epoch' "
+         r"\(did you mean 'max_epochs'\?\)"),
+        (("n_transforms: 3", "n_transform: 3"), r"key 'model': flow: .*'n_transform'"),
+        (("max_depth: 4", "max_dept: 4"),
+         r"key 'model': unknown efficiency setting\(s\) 'max_dept' \(did you mean 'max_depth'"),
+        (("kind: flow", "kind: gann"), r"key 'model.kind'"),
+        (("selection: loss", "selection: auc"), r"key 'training.selection'"),
+    ],
+)
+def test_bad_model_and_training_keys(tmp_path, edit, message):
+    text = MODEL.replace(*edit)
+    assert text != MODEL
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))

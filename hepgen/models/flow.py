@@ -1,0 +1,985 @@
+"""Conditional normalizing flows on nflows: rational-quadratic spline coupling and MAF.
+
+A :class:`ConditionalFlow` learns a density p(x | c) of a target vector x (the reconstructed
+features, D columns) given a context vector c (the generator-level features, C columns), both
+already standardised ``float32`` model-space matrices.  Two families, chosen by
+:attr:`FlowSettings.kind`:
+
+``"coupling"`` (default)
+    Rational-quadratic (RQ) spline coupling transforms (Durkan et al. 2019) with alternating
+    binary masks; the spline parameters of the masked half come from a residual MLP
+    (``nflows.nn.nets.ResidualNet``) of the other half and the context.  Density evaluation and
+    sampling both cost one pass through the network.
+``"autoregressive"``
+    Masked autoregressive RQ spline transforms (MADE conditioner with the context added to
+    every block).  The most expressive per parameter, but sampling inverts one dimension at a
+    time: D passes.
+
+Between two spline transforms a mixing layer: ``"lu"`` (a fixed random permutation followed
+by ``nflows.transforms.LULinear`` with identity initialisation, the NSF recipe; a last LU
+layer closes the chain), ``"permutation"`` (a fixed random permutation) or ``"none"``.  The base
+distribution is a standard normal.  An optional embedding MLP (``embedding_features > 0``)
+maps the context to ``embedding_features`` numbers, trained jointly, before it reaches the
+conditioners (``nflows.flows.Flow``'s ``embedding_net``).
+
+nflows 0.14 on current torch, and what this module does about it (../shared/ANCHORS.md)
+-------------------------------------------------------------------------------------------
+* ``NaiveLinear`` calls the removed ``torch.solve``: never used (``"lu"`` mixing is
+  ``LULinear``).  ``LULinear.inverse`` calls the deprecated ``torch.triangular_solve``; the
+  subclass :class:`_LULinear` inverts with ``torch.linalg.solve_triangular`` instead (same
+  parameters, same state dict).
+* Sampling in ``float64`` fails inside nflows (``float32`` noise meets ``float64`` weights):
+  the module is built and kept in ``float32``, and every input (targets, contexts, noise) is
+  cast to ``float32`` on the module's device.
+* RQ splines with ``tails=None`` live on [0, 1]: the splines here always use linear tails on
+  [-tail_bound, tail_bound] (default 4, for standardised data); outside that interval a
+  transform is the identity, so a 10-sigma event has a finite density and round-trips.
+* The spline inverse solves a quadratic per element; nflows asserts that its discriminant
+  ``b^2 - 4ac`` is non-negative, which fails in ``float32`` when ``b^2`` and ``4ac`` nearly
+  cancel (small knot derivatives, inputs near a knot; nflows issue 87): a whole sampling run
+  dies on one event.  The spline is therefore evaluated by :func:`rational_quadratic_spline`,
+  our implementation of the same function (identical parametrisation, so a state dict loads
+  into plain nflows transforms and back), used through the subclasses :class:`_RQCoupling` and
+  :class:`_RQAutoregressive` of the nflows transforms.  Its inverse clamps the discriminant
+  at 0 and the bin coordinate to [0, 1], and takes each root in the form without
+  cancellation for the sign of ``b`` (nflows uses one form for both; on extreme splines this
+  cut the float32 error of ``forward(inverse(y)) - y`` from 4e-3 to 2e-5).  Why clamp rather
+  than re-draw the offending rows:
+  for an input inside its bin the exact discriminant is non-negative (it equals
+  ``(h d_k)^2`` and ``(h d_{k+1})^2`` at the two knots), so a negative value is pure rounding
+  of order ``eps * b^2``; clamping changes the root by a rounding-sized amount, whereas
+  re-drawing would reject exactly the events near knots with small derivatives, i.e. bias the
+  sampled distribution, and would make the number of random draws data dependent.
+* Beyond the tail bound a coordinate passes through its own spline unchanged, but it is also
+  an input of the conditioners of the other coordinates, whose ReLU networks extrapolate
+  linearly: at 10 sigma they put out extreme spline parameters (bins of near-zero slope), and
+  the inverse loses all float32 precision there (round-trip errors of order 1 were measured on
+  untrained autoregressive flows).  The conditioners therefore see their inputs clamped to
+  [-tail_bound, tail_bound] (:class:`_ClampedResidualNet`, :meth:`_RQAutoregressive._params`;
+  elementwise, so the coupling and autoregressive structures are kept): an outlier gets the
+  spline parameters of the boundary.  Inside [-tail_bound, tail_bound]^D the flow is, for the
+  same weights, the plain nflows function.
+
+Initialisation: identity.  The last layer of every conditioner is zeroed and its derivative
+biases are set so that each spline starts as the identity (equal bins, unit knot derivatives);
+with the identity-initialised LU layers a new flow is exactly N(0, 1) for every context: the
+natural start for standardised data.  nflows' own initialisation puts interior knot
+derivatives near softplus(0) = 0.69, and the default-size autoregressive flow (6 transforms)
+then starts with log-determinants down to -16 on N(0, 1) inputs, whose float32 inverse is off
+by up to 1e-2; after identity initialisation the round trip is exact to 2e-6.  Gradients reach
+the zeroed layer at once, so training starts normally.
+* nflows selects the in-interval elements with boolean-mask indexing (data-dependent shapes:
+  a host sync on GPUs, graph breaks under ``torch.compile``).  :func:`rational_quadratic_spline`
+  evaluates every element (out-of-interval ones on clamped inputs, so no NaN reaches the
+  gradient) and selects with ``torch.where``.
+
+Sampling draws the base noise itself, from the ``torch.Generator`` it is given, instead of
+``nflows.flows.Flow.sample`` (which uses the global RNG and draws ``num_samples`` per context):
+one draw per row of the context, reproducible for a seeded generator.
+
+Batching is the caller's job: :meth:`ConditionalFlow.log_prob` and
+:meth:`ConditionalFlow.sample` are tensor-level methods.  ``sample`` never builds an autograd
+graph; ``log_prob`` does when gradients are enabled (training) and works under
+``torch.inference_mode()``.
+
+Files (:func:`save_flow` / :func:`load_flow`): ``NAME.safetensors`` holds the state dict;
+``NAME.json`` holds :meth:`ConditionalFlow.describe` plus ``format``, ``format_version`` (1),
+the seed, the SHA-256 of the weights file and the torch/nflows versions.  Both are written
+atomically (temporary file in the same folder, then ``os.replace``); loading never executes
+code.
+
+References
+----------
+C. Durkan, A. Bekasov, I. Murray, G. Papamakarios, "Neural Spline Flows", NeurIPS 2019,
+arXiv:1906.04032.
+G. Papamakarios, T. Pavlakou, I. Murray, "Masked Autoregressive Flow for Density Estimation",
+NeurIPS 2017, arXiv:1705.07057.
+M. Germain, K. Gregor, I. Murray, H. Larochelle, "MADE: Masked Autoencoder for Distribution
+Estimation", ICML 2015, arXiv:1502.03509.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from nflows.distributions.normal import StandardNormal
+from nflows.flows.base import Flow
+from nflows.nn.nets import ResidualNet
+from nflows.transforms import (
+    CompositeTransform,
+    LULinear,
+    MaskedPiecewiseRationalQuadraticAutoregressiveTransform,
+    PiecewiseRationalQuadraticCouplingTransform,
+    RandomPermutation,
+)
+from nflows.transforms.base import Transform
+from torch import Tensor, nn
+
+from hepgen.errors import ConfigError, InputError, did_you_mean
+from hepgen.utils import default_file_mode, write_json
+
+__all__ = [
+    "FLOW_FORMAT",
+    "FLOW_FORMAT_VERSION",
+    "ConditionalFlow",
+    "FlowSettings",
+    "load_flow",
+    "rational_quadratic_spline",
+    "save_flow",
+]
+
+FLOW_FORMAT = "hepgen-flow"
+FLOW_FORMAT_VERSION = 1
+
+KINDS = ("coupling", "autoregressive")
+MIXINGS = ("lu", "permutation", "none")
+
+# nflows' defaults: every bin is at least 1e-3 of the interval wide and high, every interior
+# knot derivative at least 1e-3.
+MIN_BIN_WIDTH = 1e-3
+MIN_BIN_HEIGHT = 1e-3
+MIN_DERIVATIVE = 1e-3
+
+
+# --------------------------------------------------------------------------------------------
+# settings
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """Architecture of a :class:`ConditionalFlow`; JSON-serialisable, validated on creation.
+
+    Parameters
+    ----------
+    kind : {"coupling", "autoregressive"}
+        RQ spline coupling flow (one pass to sample) or masked autoregressive RQ spline flow
+        (D passes to sample).
+    n_transforms : int
+        Number of spline transforms (>= 1).
+    hidden_features : int
+        Width of the conditioner networks (and of the embedding net's hidden layer).
+    n_blocks : int
+        Residual blocks per conditioner (>= 1).
+    n_bins : int
+        Spline bins per dimension (1 to 999).
+    tail_bound : float
+        The splines act on [-tail_bound, tail_bound] (model-space units, i.e. standard
+        deviations of the standardised data); outside it each transform is the identity.
+    mixing : {"lu", "permutation", "none"}
+        Layer between two spline transforms (see the module docstring).
+    embedding_features : int
+        Output width of the context embedding MLP; 0 gives the raw context to every
+        conditioner.
+    dropout : float
+        Dropout probability inside the conditioners, in [0, 1).
+
+    Raises
+    ------
+    ConfigError
+        A value of the wrong type or out of range (the message names the field).
+
+    References
+    ----------
+    C. Durkan et al., "Neural Spline Flows", NeurIPS 2019, arXiv:1906.04032.
+
+    Examples
+    --------
+    >>> s = FlowSettings(kind="autoregressive", n_bins=8)
+    >>> FlowSettings.from_dict(s.to_dict()) == s
+    True
+    """
+
+    kind: Literal["coupling", "autoregressive"] = "coupling"
+    n_transforms: int = 6
+    hidden_features: int = 128
+    n_blocks: int = 2
+    n_bins: int = 16
+    tail_bound: float = 4.0
+    mixing: Literal["lu", "permutation", "none"] = "lu"
+    embedding_features: int = 0
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_choice("kind", self.kind, KINDS)
+        _check_choice("mixing", self.mixing, MIXINGS)
+        _check_int("n_transforms", self.n_transforms, 1)
+        _check_int("hidden_features", self.hidden_features, 1)
+        _check_int("n_blocks", self.n_blocks, 1)
+        _check_int("n_bins", self.n_bins, 1, 999)
+        _check_int("embedding_features", self.embedding_features, 0)
+        tail_bound = _check_float("tail_bound", self.tail_bound)
+        if not tail_bound > 0:
+            raise ConfigError(f"flow setting 'tail_bound' must be > 0, got {tail_bound}")
+        dropout = _check_float("dropout", self.dropout)
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"flow setting 'dropout' must be in [0, 1), got {dropout}")
+        object.__setattr__(self, "tail_bound", tail_bound)
+        object.__setattr__(self, "dropout", dropout)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (JSON types only)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FlowSettings:
+        """Build settings from a dict such as :meth:`to_dict` writes; missing keys get defaults.
+
+        Raises
+        ------
+        ConfigError
+            ``d`` is not a mapping, has unknown keys (all named, with suggestions), or a value
+            is invalid.
+        """
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"flow settings must be a mapping, got {type(d).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = [str(k) for k in d if k not in known]
+        if unknown:
+            hints = "".join(f"; '{k}'{did_you_mean(k, known)}" for k in unknown)
+            raise ConfigError(
+                f"unknown flow setting(s) {', '.join(repr(k) for k in unknown)}"
+                f" (known: {', '.join(known)}){hints}"
+            )
+        return cls(**dict(d))
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(
+            f"flow setting '{name}' must be one of {', '.join(map(repr, choices))}, got {value!r}"
+        )
+
+
+def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"flow setting '{name}' must be an integer, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ConfigError(f"flow setting '{name}' must be {bound}, got {value}")
+
+
+def _check_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"flow setting '{name}' must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ConfigError(f"flow setting '{name}' must be finite, got {value}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# the spline
+# --------------------------------------------------------------------------------------------
+
+
+def rational_quadratic_spline(
+    inputs: Tensor,
+    unnormalized_widths: Tensor,
+    unnormalized_heights: Tensor,
+    unnormalized_derivatives: Tensor,
+    *,
+    inverse: bool = False,
+    tail_bound: float = 4.0,
+    min_bin_width: float = MIN_BIN_WIDTH,
+    min_bin_height: float = MIN_BIN_HEIGHT,
+    min_derivative: float = MIN_DERIVATIVE,
+) -> tuple[Tensor, Tensor]:
+    """Monotonic rational-quadratic spline on [-B, B] with linear (identity) tails.
+
+    The same function as nflows' ``unconstrained_rational_quadratic_spline`` with
+    ``tails="linear"`` (same parametrisation: softmax bin fractions with a floor, softplus knot
+    derivatives with a floor, derivative 1 at the two ends), written without boolean-mask
+    indexing and with a robust inverse: the discriminant of the quadratic is clamped at 0, the
+    root is taken in the form without cancellation, and the bin coordinate is clamped to
+    [0, 1] (see the module docstring; nflows issue 87).
+
+    Parameters
+    ----------
+    inputs : Tensor of shape (...)
+        Points to transform (x for the forward direction, y for the inverse).
+    unnormalized_widths, unnormalized_heights : Tensor of shape (..., K)
+        Unconstrained bin widths and heights (softmax logits), K bins.
+    unnormalized_derivatives : Tensor of shape (..., K - 1)
+        Unconstrained derivatives at the K - 1 interior knots.
+    inverse : bool
+        Evaluate the inverse spline.
+    tail_bound : float
+        B; outside [-B, B] the spline is the identity with log-Jacobian 0.
+    min_bin_width, min_bin_height, min_derivative : float
+        Floors of the bin fractions and of the knot derivatives.
+
+    Returns
+    -------
+    outputs : Tensor of shape (...)
+    logabsdet : Tensor of shape (...)
+        ``log |d outputs / d inputs|`` per element (nats).
+
+    References
+    ----------
+    C. Durkan et al., "Neural Spline Flows", NeurIPS 2019, arXiv:1906.04032 (section 3.1 and
+    appendix A: the spline, its derivative and its inverse).
+
+    Examples
+    --------
+    >>> import torch
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.linspace(-5.0, 5.0, 11)
+    >>> w, h = torch.randn(11, 4, generator=g), torch.randn(11, 4, generator=g)
+    >>> d = torch.randn(11, 3, generator=g)
+    >>> y, lad = rational_quadratic_spline(x, w, h, d)
+    >>> x2, lad2 = rational_quadratic_spline(y, w, h, d, inverse=True)
+    >>> bool(torch.allclose(x2, x, atol=1e-5)), bool(torch.allclose(lad, -lad2, atol=1e-4))
+    (True, True)
+    >>> float(y[0]), float(y[-1])  # beyond the tail bound: the identity
+    (-5.0, 5.0)
+    """
+    n_bins = unnormalized_widths.shape[-1]
+    if min_bin_width * n_bins > 1.0 or min_bin_height * n_bins > 1.0:
+        raise ValueError(f"minimal bin width/height too large for {n_bins} bins")
+    bound = float(tail_bound)
+    inside = (inputs >= -bound) & (inputs <= bound)
+    # Out-of-interval elements are evaluated on a clamped copy (finite values, finite
+    # gradients) and replaced by the identity at the end.
+    v = inputs.clamp(-bound, bound)
+
+    xs, widths = _knots(unnormalized_widths, min_bin_width, bound)
+    ys, heights = _knots(unnormalized_heights, min_bin_height, bound)
+    one = unnormalized_derivatives.new_ones((*unnormalized_derivatives.shape[:-1], 1))
+    derivatives = torch.cat(
+        [one, min_derivative + F.softplus(unnormalized_derivatives), one], dim=-1
+    )
+
+    knots = ys if inverse else xs
+    # Bin k holds knots[k] <= v < knots[k + 1]; v == B belongs to the last bin.
+    idx = torch.searchsorted(knots, v.unsqueeze(-1), right=True) - 1
+    idx = idx.clamp(0, n_bins - 1)
+    x_k = xs.gather(-1, idx).squeeze(-1)
+    w_k = widths.gather(-1, idx).squeeze(-1)
+    y_k = ys.gather(-1, idx).squeeze(-1)
+    h_k = heights.gather(-1, idx).squeeze(-1)
+    d_k = derivatives.gather(-1, idx).squeeze(-1)
+    d_k1 = derivatives[..., 1:].gather(-1, idx).squeeze(-1)
+    s_k = h_k / w_k
+    curvature = d_k + d_k1 - 2.0 * s_k
+
+    if inverse:
+        dy = v - y_k
+        a = h_k * (s_k - d_k) + dy * curvature
+        b = h_k * d_k - dy * curvature
+        c = -s_k * dy
+        # Exact arithmetic gives a discriminant >= 0 inside the bin; float32 rounding can make
+        # it slightly negative when b^2 ~ 4ac (nflows issue 87): clamp instead of asserting.
+        root = torch.sqrt((b * b - 4.0 * a * c).clamp_min(0.0))
+        # The root (-b + root) / (2a) = 2c / (-b - root), each form taken where it adds two
+        # numbers of the same sign (no cancellation); the other branch sees a safe divisor.
+        positive = b >= 0
+        xi = torch.where(
+            positive,
+            (2.0 * c) / torch.where(positive, -b - root, -1.0),
+            (-b + root) / torch.where(positive, 1.0, 2.0 * a),
+        ).clamp(0.0, 1.0)
+    else:
+        xi = ((v - x_k) / w_k).clamp(0.0, 1.0)
+    t = xi * (1.0 - xi)
+    denominator = s_k + curvature * t
+    if inverse:
+        out = x_k + xi * w_k
+    else:
+        out = y_k + h_k * (s_k * xi * xi + d_k * t) / denominator
+    numerator = s_k * s_k * (d_k1 * xi * xi + 2.0 * s_k * t + d_k * (1.0 - xi) * (1.0 - xi))
+    logabsdet = torch.log(numerator) - 2.0 * torch.log(denominator)
+    if inverse:
+        logabsdet = -logabsdet
+    outputs = torch.where(inside, out, inputs)
+    logabsdet = torch.where(inside, logabsdet, torch.zeros_like(logabsdet))
+    return outputs, logabsdet
+
+
+def _knots(unnormalized: Tensor, min_fraction: float, bound: float) -> tuple[Tensor, Tensor]:
+    """Knot positions (..., K + 1) on [-bound, bound] (ends exact) and bin sizes (..., K)."""
+    n_bins = unnormalized.shape[-1]
+    fractions = min_fraction + (1.0 - min_fraction * n_bins) * torch.softmax(unnormalized, -1)
+    inner = (2.0 * bound) * torch.cumsum(fractions[..., :-1], dim=-1) - bound
+    end = inner.new_full((*inner.shape[:-1], 1), bound)
+    knots = torch.cat([-end, inner, end], dim=-1)
+    return knots, knots[..., 1:] - knots[..., :-1]
+
+
+def _softmax_scale(net: nn.Module) -> float:
+    """nflows divides the width/height logits by sqrt(hidden_features) when the net has it."""
+    hidden = getattr(net, "hidden_features", None)
+    return 1.0 / math.sqrt(hidden) if hidden else 1.0
+
+
+def _spline_of_params(
+    transform: Any, inputs: Tensor, params: Tensor, net: nn.Module, inverse: bool
+) -> tuple[Tensor, Tensor]:
+    """Split (..., 3K - 1) parameters like nflows and evaluate :func:`rational_quadratic_spline`."""
+    k = transform.num_bins
+    scale = _softmax_scale(net)
+    return rational_quadratic_spline(
+        inputs,
+        params[..., :k] * scale,
+        params[..., k : 2 * k] * scale,
+        params[..., 2 * k :],
+        inverse=inverse,
+        tail_bound=transform.tail_bound,
+        min_bin_width=transform.min_bin_width,
+        min_bin_height=transform.min_bin_height,
+        min_derivative=transform.min_derivative,
+    )
+
+
+class _ClampedResidualNet(ResidualNet):
+    """nflows' ``ResidualNet`` that sees its inputs clamped to [-bound, bound] (state dict
+    unchanged): a coupling conditioner, fed the untouched half of the features."""
+
+    def __init__(self, *args: Any, bound: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bound = float(bound)
+
+    def forward(self, inputs: Tensor, context: Tensor | None = None) -> Tensor:
+        return super().forward(inputs.clamp(-self.bound, self.bound), context)
+
+
+class _RQCoupling(PiecewiseRationalQuadraticCouplingTransform):
+    """nflows' RQ coupling transform evaluated by :func:`rational_quadratic_spline`."""
+
+    def _piecewise_cdf(
+        self, inputs: Tensor, transform_params: Tensor, inverse: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        return _spline_of_params(self, inputs, transform_params, self.transform_net, inverse)
+
+
+class _RQAutoregressive(MaskedPiecewiseRationalQuadraticAutoregressiveTransform):
+    """nflows' masked autoregressive RQ transform evaluated by :func:`rational_quadratic_spline`."""
+
+    def _elementwise(
+        self, inputs: Tensor, autoregressive_params: Tensor, inverse: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        n, d = inputs.shape
+        params = autoregressive_params.view(n, d, self._output_dim_multiplier())
+        out, logabsdet = _spline_of_params(
+            self, inputs, params, self.autoregressive_net, inverse
+        )
+        return out, logabsdet.sum(dim=-1)
+
+    def _params(self, inputs: Tensor, context: Tensor | None) -> Tensor:
+        """MADE outputs for inputs clamped to the tail bound (elementwise: still autoregressive)."""
+        bound = self.tail_bound
+        return self.autoregressive_net(inputs.clamp(-bound, bound), context)
+
+    def forward(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self._elementwise(inputs, self._params(inputs, context))
+
+    def inverse(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        # Pass i fixes output i: its parameters only depend on outputs < i, already final.
+        outputs = torch.zeros_like(inputs)
+        logabsdet = inputs.new_zeros(inputs.shape[0])
+        for _ in range(inputs.shape[1]):
+            outputs, logabsdet = self._elementwise(
+                inputs, self._params(outputs, context), inverse=True
+            )
+        return outputs, logabsdet
+
+
+class _LULinear(LULinear):
+    """``LULinear`` whose inverse uses ``torch.linalg.solve_triangular`` (not the deprecated
+    ``torch.triangular_solve``); parameters and state dict are those of ``LULinear``."""
+
+    def inverse_no_cache(self, inputs: Tensor) -> tuple[Tensor, Tensor]:
+        lower, upper = self._create_lower_upper()
+        # x = U^-1 L^-1 (y - bias), for row vectors: solve x U^T L^T = (y - bias).
+        rhs = inputs - self.bias
+        outputs = torch.linalg.solve_triangular(lower, rhs.T, upper=False, unitriangular=True)
+        outputs = torch.linalg.solve_triangular(upper, outputs, upper=True).T
+        logabsdet = -self.logabsdet() * inputs.new_ones(inputs.shape[0])
+        return outputs, logabsdet
+
+    def weight_inverse(self) -> Tensor:
+        lower, upper = self._create_lower_upper()
+        eye = torch.eye(self.features, dtype=lower.dtype, device=lower.device)
+        lower_inverse = torch.linalg.solve_triangular(lower, eye, upper=False, unitriangular=True)
+        return torch.linalg.solve_triangular(upper, lower_inverse, upper=True)
+
+
+# --------------------------------------------------------------------------------------------
+# the flow
+# --------------------------------------------------------------------------------------------
+
+
+class ConditionalFlow(nn.Module):
+    """Conditional normalizing flow p(x | c) on nflows (RQ spline coupling or autoregressive).
+
+    Parameters
+    ----------
+    n_features : int
+        D, the number of target columns (>= 1).
+    n_conditions : int
+        C, the number of context columns (>= 1).
+    settings : FlowSettings
+        Architecture.
+    seed : int
+        Seeds the initialisation and the permutations: the same seed builds identical
+        parameters.  The global torch RNG of the caller is left untouched.
+
+    Notes
+    -----
+    The module is ``float32``; inputs of another dtype or device are cast to ``float32`` on the
+    module's device.  As for any torch module, call ``.eval()`` before evaluation when
+    ``dropout > 0``.  ``forward(x, c)`` is :meth:`log_prob`.
+
+    References
+    ----------
+    C. Durkan, A. Bekasov, I. Murray, G. Papamakarios, "Neural Spline Flows", NeurIPS 2019,
+    arXiv:1906.04032.
+    G. Papamakarios, T. Pavlakou, I. Murray, "Masked Autoregressive Flow for Density
+    Estimation", NeurIPS 2017, arXiv:1705.07057.
+
+    Examples
+    --------
+    >>> import torch
+    >>> flow = ConditionalFlow(2, 3, FlowSettings(n_transforms=2, hidden_features=16), seed=1)
+    >>> c = torch.zeros(4, 3)
+    >>> x = flow.sample(c, generator=torch.Generator().manual_seed(0))
+    >>> x.shape, flow.log_prob(x, c).shape
+    (torch.Size([4, 2]), torch.Size([4]))
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_conditions: int,
+        settings: FlowSettings = FlowSettings(),
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("n_features", n_features), ("n_conditions", n_conditions)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(settings, FlowSettings):
+            raise TypeError(f"settings must be a FlowSettings, got {type(settings).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        self.n_features = n_features
+        self.n_conditions = n_conditions
+        self.settings = settings
+        self.seed = seed
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.flow = _build_flow(n_features, n_conditions, settings)
+        self.float()
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def log_prob(self, x: Tensor, c: Tensor) -> Tensor:
+        """Log-density of targets given contexts, in model space.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, D)
+            Targets (any float dtype; cast to float32 on the module's device).
+        c : Tensor of shape (n, C)
+            Contexts, one per row of ``x``.
+
+        Returns
+        -------
+        Tensor of shape (n,), float32
+            ``log p(x | c)`` in nats per event (density per unit of the model-space
+            coordinates).  Differentiable when gradients are enabled.
+        """
+        x = self._as_input(x, self.n_features, "x")
+        c = self._as_input(c, self.n_conditions, "c")
+        _check_rows(x, c)
+        if x.shape[0] == 0:
+            return x.new_zeros(0)
+        return self.flow.log_prob(x, context=c)
+
+    forward = log_prob
+
+    def sample(self, c: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One draw of x ~ p(x | c) per row of ``c``.
+
+        Parameters
+        ----------
+        c : Tensor of shape (n, C)
+            Contexts (any float dtype; cast to float32 on the module's device).
+        generator : torch.Generator or None
+            Source of the base noise; ``None`` uses the global RNG.  The noise is drawn on the
+            generator's device and moved to the module's, so a CPU generator gives the same
+            noise whether the flow runs on CPU or CUDA.  The same generator state gives the
+            same samples.
+
+        Returns
+        -------
+        Tensor of shape (n, D), float32
+            Samples in model space; no autograd graph is built.
+        """
+        c = self._as_input(c, self.n_conditions, "c")
+        with torch.no_grad():
+            noise_device = generator.device if generator is not None else c.device
+            z = torch.randn(
+                (c.shape[0], self.n_features), generator=generator, device=noise_device,
+                dtype=torch.float32,
+            )
+            return self._inverse(z.to(c.device), c)
+
+    def to_latent(self, x: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """Map targets to the base space: ``z = f(x; c)`` and ``log|det df/dx|``.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, D)
+        c : Tensor of shape (n, C)
+
+        Returns
+        -------
+        z : Tensor of shape (n, D), float32
+        logabsdet : Tensor of shape (n,), float32
+        """
+        x = self._as_input(x, self.n_features, "x")
+        c = self._as_input(c, self.n_conditions, "c")
+        _check_rows(x, c)
+        return self.flow._transform(x, context=self.flow._embedding_net(c))
+
+    def from_latent(self, z: Tensor, c: Tensor) -> Tensor:
+        """Map base-space points to targets: ``x = f^-1(z; c)`` (what :meth:`sample` applies).
+
+        Parameters
+        ----------
+        z : Tensor of shape (n, D)
+        c : Tensor of shape (n, C)
+
+        Returns
+        -------
+        Tensor of shape (n, D), float32
+        """
+        z = self._as_input(z, self.n_features, "z")
+        c = self._as_input(c, self.n_conditions, "c")
+        _check_rows(z, c)
+        return self._inverse(z, c)
+
+    def _inverse(self, z: Tensor, c: Tensor) -> Tensor:
+        if z.shape[0] == 0:
+            return z.new_zeros((0, self.n_features))
+        x, _ = self.flow._transform.inverse(z, context=self.flow._embedding_net(c))
+        return x
+
+    def describe(self) -> dict[str, Any]:
+        """Architecture summary: ``n_features``, ``n_conditions``, ``settings`` (a dict),
+        ``n_parameters``."""
+        return {
+            "n_features": self.n_features,
+            "n_conditions": self.n_conditions,
+            "settings": self.settings.to_dict(),
+            "n_parameters": int(sum(p.numel() for p in self.parameters())),
+        }
+
+    def _as_input(self, t: Any, width: int, name: str) -> Tensor:
+        device = _module_device(self)
+        t = torch.as_tensor(t).to(device=device, dtype=torch.float32)
+        if t.ndim != 2 or t.shape[1] != width:
+            raise ValueError(
+                f"{name} must have shape (n, {width}) for this flow, got {tuple(t.shape)}"
+            )
+        return t
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_features={self.n_features}, n_conditions={self.n_conditions}, "
+            f"kind={self.settings.kind!r}, seed={self.seed}"
+        )
+
+
+def _check_rows(x: Tensor, c: Tensor) -> None:
+    if x.shape[0] != c.shape[0]:
+        raise ValueError(
+            f"targets and contexts must have the same number of rows, got {x.shape[0]} and "
+            f"{c.shape[0]}"
+        )
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _alternating_mask(n_features: int, odd: bool) -> Tensor:
+    """1 marks the transformed features; with one feature it is always transformed (the
+    spline then depends on the context only)."""
+    if n_features == 1:
+        return torch.ones(1, dtype=torch.int64)
+    mask = torch.zeros(n_features, dtype=torch.int64)
+    mask[int(odd) :: 2] = 1
+    return mask
+
+
+def _mixing(n_features: int, mixing: str) -> list[Transform]:
+    if mixing == "lu":
+        return [RandomPermutation(n_features), _LULinear(n_features, identity_init=True)]
+    if mixing == "permutation":
+        return [RandomPermutation(n_features)]
+    return []
+
+
+def _identity_init(final_layer: nn.Linear, n_bins: int) -> None:
+    """Zero the conditioner's last layer and set the derivative biases so that every spline
+    starts as the identity (equal bins, unit knot derivatives).
+
+    The outputs are laid out feature-major, ``3 K - 1`` per transformed feature (K width
+    logits, K height logits, K - 1 derivative logits), for the coupling net and for MADE.
+    """
+    per_feature = 3 * n_bins - 1
+    with torch.no_grad():
+        final_layer.weight.zero_()
+        bias = final_layer.bias.view(-1, per_feature)
+        bias.zero_()
+        bias[:, 2 * n_bins :] = math.log(math.expm1(1.0 - MIN_DERIVATIVE))
+
+
+def _build_flow(n_features: int, n_conditions: int, s: FlowSettings) -> Flow:
+    """The nflows ``Flow`` for the settings (uses the global RNG: call it seeded)."""
+    context = s.embedding_features or n_conditions
+    transforms: list[Transform] = []
+    for i in range(s.n_transforms):
+        transforms.extend(_mixing(n_features, s.mixing))
+        if s.kind == "coupling":
+
+            def conditioner(n_in: int, n_out: int) -> nn.Module:
+                return _ClampedResidualNet(
+                    n_in,
+                    n_out,
+                    hidden_features=s.hidden_features,
+                    context_features=context,
+                    num_blocks=s.n_blocks,
+                    dropout_probability=s.dropout,
+                    bound=s.tail_bound,
+                )
+
+            transforms.append(
+                _RQCoupling(
+                    mask=_alternating_mask(n_features, odd=bool(i % 2)),
+                    transform_net_create_fn=conditioner,
+                    num_bins=s.n_bins,
+                    tails="linear",
+                    tail_bound=s.tail_bound,
+                )
+            )
+        else:
+            transforms.append(
+                _RQAutoregressive(
+                    features=n_features,
+                    hidden_features=s.hidden_features,
+                    context_features=context,
+                    num_bins=s.n_bins,
+                    tails="linear",
+                    tail_bound=s.tail_bound,
+                    num_blocks=s.n_blocks,
+                    use_residual_blocks=True,
+                    random_mask=False,
+                    dropout_probability=s.dropout,
+                )
+            )
+    for t in transforms:
+        if isinstance(t, _RQCoupling):
+            _identity_init(t.transform_net.final_layer, s.n_bins)
+        elif isinstance(t, _RQAutoregressive):
+            _identity_init(t.autoregressive_net.final_layer, s.n_bins)
+    if s.mixing == "lu":
+        transforms.append(_LULinear(n_features, identity_init=True))
+    embedding = None
+    if s.embedding_features:
+        embedding = nn.Sequential(
+            nn.Linear(n_conditions, s.hidden_features),
+            nn.ReLU(),
+            nn.Linear(s.hidden_features, s.embedding_features),
+        )
+    return Flow(CompositeTransform(transforms), StandardNormal([n_features]), embedding)
+
+
+# --------------------------------------------------------------------------------------------
+# files
+# --------------------------------------------------------------------------------------------
+
+
+def save_flow(flow: ConditionalFlow, directory: str | Path, name: str = "flow") -> list[Path]:
+    """Write ``NAME.safetensors`` (state dict) and ``NAME.json`` (metadata), atomically.
+
+    Parameters
+    ----------
+    flow : ConditionalFlow
+    directory : path
+        Created when missing.
+    name : str
+        File stem (no path separators).
+
+    Returns
+    -------
+    list of Path
+        ``[weights, metadata]``.  The JSON is written last and records the SHA-256 of the
+        weights, so a crash between the two leaves a detectable mismatch.
+    """
+    from safetensors.torch import save_file
+
+    _check_name(name)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / f"{name}.safetensors"
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in flow.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{weights.name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"format": FLOW_FORMAT,
+                                          "format_version": str(FLOW_FORMAT_VERSION)})
+        os.chmod(tmp, default_file_mode())
+        digest = _sha256(Path(tmp))
+        os.replace(tmp, weights)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    import nflows
+
+    meta = {
+        "format": FLOW_FORMAT,
+        "format_version": FLOW_FORMAT_VERSION,
+        **flow.describe(),
+        "seed": flow.seed,
+        "weights_sha256": digest,
+        "versions": {"torch": torch.__version__, "nflows": getattr(nflows, "__version__", None)},
+    }
+    metadata = write_json(directory / f"{name}.json", meta)
+    return [weights, metadata]
+
+
+def load_flow(
+    directory: str | Path, name: str = "flow", device: str | torch.device = "cpu"
+) -> ConditionalFlow:
+    """Rebuild a flow written by :func:`save_flow` (JSON + safetensors; no code is executed).
+
+    Parameters
+    ----------
+    directory : path
+    name : str
+        File stem used by :func:`save_flow`.
+    device : str or torch.device
+        Where to put the module.
+
+    Returns
+    -------
+    ConditionalFlow
+        In evaluation mode.
+
+    Raises
+    ------
+    InputError
+        A missing file, invalid JSON, another format or format version (found and supported
+        versions named), invalid settings, a weights file that is corrupt, truncated or does
+        not match its checksum (the file named), or a tensor missing, unexpected or of the
+        wrong shape (the tensor named).
+    """
+    from safetensors.torch import load_file
+
+    _check_name(name)
+    directory = Path(directory)
+    meta_path = directory / f"{name}.json"
+    weights = directory / f"{name}.safetensors"
+    meta = _read_meta(meta_path)
+    try:
+        settings = FlowSettings.from_dict(meta["settings"])
+    except ConfigError as err:
+        raise InputError(f"{meta_path}: {err}") from None
+    if not weights.is_file():
+        raise InputError(f"flow weights not found: {weights} (named by {meta_path})")
+    digest = meta.get("weights_sha256")
+    if digest is not None and digest != _sha256(weights):
+        raise InputError(
+            f"flow weights {weights} do not match the checksum recorded in {meta_path}: the "
+            "file is corrupt or truncated, or was replaced after the metadata was written"
+        )
+    try:
+        tensors = load_file(weights, device="cpu")
+    except Exception as err:  # safetensors raises its own SafetensorError, or OSError
+        raise InputError(
+            f"cannot read flow weights {weights}: corrupt or truncated safetensors file ({err})"
+        ) from None
+    seed = meta.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InputError(f"{meta_path}: 'seed' must be an integer, got {seed!r}")
+    flow = ConditionalFlow(meta["n_features"], meta["n_conditions"], settings, seed=seed)
+    expected = flow.state_dict()
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing tensor(s) {', '.join(missing[:5])}")
+        if unexpected:
+            parts.append(f"unexpected tensor(s) {', '.join(unexpected[:5])}")
+        raise InputError(
+            f"flow weights {weights} do not match the architecture in {meta_path}: "
+            + "; ".join(parts)
+        )
+    for key, ref in expected.items():
+        if tuple(tensors[key].shape) != tuple(ref.shape):
+            raise InputError(
+                f"flow weights {weights}: tensor '{key}' has shape {tuple(tensors[key].shape)}, "
+                f"the architecture in {meta_path} needs {tuple(ref.shape)}"
+            )
+        tensors[key] = tensors[key].to(ref.dtype)
+    flow.load_state_dict(tensors, strict=True)
+    return flow.to(device).eval()
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputError(f"flow metadata not found: {path}")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path} is not valid JSON ({err}): corrupt or truncated") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{path} must hold a JSON object, got {type(meta).__name__}")
+    if meta.get("format") != FLOW_FORMAT:
+        raise InputError(
+            f"{path} is not a hepgen flow file: format {meta.get('format')!r}, expected "
+            f"{FLOW_FORMAT!r}"
+        )
+    version = meta.get("format_version")
+    if version != FLOW_FORMAT_VERSION:
+        raise InputError(
+            f"{path} was written in flow format_version {version!r}; this version of hepgen "
+            f"reads format_version {FLOW_FORMAT_VERSION} only"
+        )
+    for key in ("n_features", "n_conditions"):
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{path}: '{key}' must be a positive integer, got {value!r}")
+    if not isinstance(meta.get("settings"), dict):
+        raise InputError(f"{path}: 'settings' must be a JSON object")
+    return meta
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in {".", ".."}:
+        raise ValueError(f"name must be a plain file stem, got {name!r}")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
