@@ -1,0 +1,500 @@
+"""``FastSim``: a learned fast simulation of one object collection, from gen objects to reco.
+
+A fast simulation is three models and the preprocessing that links them to physical units:
+
+1. **efficiency** (:class:`~hepgen.models.efficiency.EfficiencyModel`): P(a gen object is
+   reconstructed | its gen features);
+2. **response** (:class:`~hepgen.models.flow_model.FlowModel`): p(reco features | gen features)
+   of the reconstructed objects, learned on matched gen/reco pairs;
+3. **fakes**: reco objects without a gen match (pile-up, noise).  They cannot be generated per
+   gen object, so they are generated per event: the number of fakes is drawn from its observed
+   distribution in bins of the event's gen-object multiplicity, and their features from a
+   second flow conditioned on that multiplicity, with the same target preprocessing except that
+   nothing is expressed relative to a gen object (there is none).  Switch off with
+   ``model.fakes: false``.
+
+:meth:`FastSim.simulate` takes events with the gen collection (an awkward array in NanoAOD
+layout) and returns the reco collection in the same layout: per event, the reconstructed gen
+objects in gen order, then the fakes; ``{reco}_{gen}Idx`` points to the gen object (-1 for
+fakes), as in NanoAOD.
+
+Training uses a split by **event** (never objects of one event on both sides), and the model
+directory follows the contract of DESIGN.md: ``hepgen-model.json`` (format version, config,
+feature schema and fitted preprocessing, the conditions' validity domain, architecture,
+training settings and history, provenance) plus ``flow.safetensors``, ``efficiency.json``
+(xgboost's native format) and, with fakes, ``fakes_flow.safetensors``.  Loading executes no
+code.
+
+References
+----------
+CMS FlashSim (ANCHORS.md); C. Durkan et al., "Neural Spline Flows", arXiv:1906.04032.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hepgen.config import Config, parse_config
+from hepgen.errors import InputError
+from hepgen.features import FeatureSchema, FeatureSpec
+from hepgen.models.efficiency import EfficiencyModel
+from hepgen.models.flow_model import FlowModel
+from hepgen.preprocessing import Preprocessor
+from hepgen.utils import write_json
+
+__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "FastSim", "event_split"]
+
+log = logging.getLogger(__name__)
+
+MODEL_FORMAT = "hepgen-model"
+MODEL_FORMAT_VERSION = 1
+MODEL_FILE = "hepgen-model.json"
+#: Gen-object multiplicities above this share one bin of the fake-multiplicity table.
+MAX_MULTIPLICITY_BIN = 8
+#: Fewer training fakes than this: no fake model (a note in the model card says so).
+MIN_FAKES = 50
+
+
+def event_split(n_events: int, fraction: float, seed: int) -> np.ndarray:
+    """Validation flag per event (shape (n_events,), bool): a seeded random ``fraction``."""
+    rng = np.random.default_rng([seed, 1])
+    flags = np.zeros(n_events, dtype=bool)
+    n_val = round(fraction * n_events)
+    flags[rng.choice(n_events, n_val, replace=False)] = True
+    return flags
+
+
+def _take(columns: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v)[rows] for k, v in columns.items()}
+
+
+def _stored_dtypes(pre: Preprocessor, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Cast generated columns to the dtypes of the training data (float32 in NanoAOD), so that
+    generated files have the layout of the full-simulation ones."""
+    dtypes = pre.dtypes
+    return {k: np.asarray(v).astype(dtypes.get(k, np.asarray(v).dtype), copy=False)
+            for k, v in columns.items()}
+
+
+def _fake_schema(schema: FeatureSchema, multiplicity: str) -> FeatureSchema:
+    """The targets without ``relative_to`` (fakes have no gen partner), conditioned on the
+    event's gen-object multiplicity."""
+    targets = [dataclasses.replace(s, relative_to=None) for s in schema.targets]
+    return FeatureSchema([FeatureSpec(multiplicity, "condition", "integer"), *targets])
+
+
+@dataclasses.dataclass
+class _Fakes:
+    """Per-event fake multiplicity table and the flow of fake features."""
+
+    table: np.ndarray  # (MAX_MULTIPLICITY_BIN + 1, k_max + 1): P(k fakes | gen multiplicity bin)
+    preprocessor: Preprocessor
+    flow: FlowModel
+    multiplicity: str
+
+    def counts(self, n_gen: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        bins = np.minimum(n_gen, MAX_MULTIPLICITY_BIN)
+        cdf = np.cumsum(self.table, axis=1)
+        u = rng.random(len(bins))
+        return (u[:, None] > cdf[bins]).sum(axis=1).astype(np.int64)
+
+    def sample(self, n_gen_per_fake: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+        cond = {self.multiplicity: n_gen_per_fake.astype(np.int64)}
+        c = self.preprocessor.transform_conditions(cond)
+        z = self.flow.sample(c, seed=seed)
+        return _stored_dtypes(self.preprocessor, self.preprocessor.inverse_targets(z, cond))
+
+
+class FastSim:
+    """Learned fast simulation of one object collection (efficiency x response + fakes).
+
+    Parameters
+    ----------
+    config : Config
+        ``data`` (collections, matching), ``features``, ``model`` and ``training`` sections.
+    device : {"auto", "cpu", "cuda"}
+        Where the flows train and sample.
+
+    Examples
+    --------
+    >>> sim = FastSim.load("model_dir")             # doctest: +SKIP
+    >>> reco = sim.simulate(events)                  # doctest: +SKIP
+    """
+
+    def __init__(self, config: Config, device: str = "auto") -> None:
+        self.config = config
+        self.device = device
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def gen(self) -> str:
+        return self.config.data.gen
+
+    @property
+    def reco(self) -> str:
+        return self.config.data.reco
+
+    @property
+    def condition_names(self) -> list[str]:
+        return [f.name for f in self.config.schema.conditions]
+
+    @property
+    def target_names(self) -> list[str]:
+        return [f.name for f in self.config.schema.targets]
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "flow_"):
+            raise RuntimeError("FastSim: call fit() or load() first")
+
+    # ------------------------------------------------------------------ training
+    def _training_settings(self) -> Any:
+        settings = self.config.training.settings()
+        extra = self.config.training.model_extra or {}
+        changes: dict[str, Any] = {}
+        if "seed" not in extra:
+            changes["seed"] = self.config.seed
+        if "device" not in extra:
+            changes["device"] = self.device
+        return dataclasses.replace(settings, **changes)
+
+    def fit(
+        self,
+        pairs: Any = None,
+        files: Sequence[str] | None = None,
+        output: str | os.PathLike | None = None,
+        resume: bool = False,
+        quiet: bool = False,
+    ) -> FastSim:
+        """Learn the efficiency, the response and the fakes from paired full simulation.
+
+        Parameters
+        ----------
+        pairs : PairedObjects or None
+            Already loaded pairs (:func:`hepgen.dataset.load_pairs`); else read from ``files``
+            (default: the config's ``data.files``).
+        files : sequence of str or None
+            Input ROOT files.
+        output : path or None
+            Model directory: checkpoints go to ``output/checkpoints`` during training and the
+            model is saved there at the end.
+        resume : bool
+            Continue an interrupted training from ``output/checkpoints``.
+        quiet : bool
+            Silence progress bars.
+        """
+        from hepgen.dataset import load_pairs
+        from hepgen.provenance import provenance
+
+        cfg = self.config
+        seed = cfg.seed
+        if pairs is None:
+            pairs = load_pairs(cfg, files=files, quiet=quiet)
+        if pairs.n_matched < 2:
+            raise InputError(f"only {pairs.n_matched} matched {self.gen}/{self.reco} pairs: "
+                             "nothing to learn a response from")
+        weighted = cfg.data.weights is not None
+        is_val = event_split(pairs.n_events, cfg.training.validation_fraction, seed)
+        gen_val = is_val[pairs.gen_event]
+        matched = pairs.matched
+        pair_cols = pairs.pairs()
+        pair_val = gen_val[matched]
+        pair_w = pairs.gen_weights[matched]
+        train_rows = np.flatnonzero(~pair_val)
+        if cfg.training.max_objects is not None and train_rows.size > cfg.training.max_objects:
+            rng = np.random.default_rng([seed, 2])
+            train_rows = np.sort(rng.choice(train_rows, cfg.training.max_objects, replace=False))
+        val_rows = np.flatnonzero(pair_val)
+        if val_rows.size == 0:
+            raise InputError("the validation split holds no matched pair; use more events or a "
+                             "larger training.validation_fraction")
+        train_cols, val_cols = _take(pair_cols, train_rows), _take(pair_cols, val_rows)
+        w_train = pair_w[train_rows] if weighted else None
+        w_val = pair_w[val_rows] if weighted else None
+
+        self.preprocessor_ = Preprocessor(cfg.schema).fit(train_cols, weights=w_train)
+        pre = self.preprocessor_
+
+        # efficiency on every gen object of the training events
+        gen_train = np.flatnonzero(~gen_val)
+        eff_c = pre.transform_conditions(_take(pairs.gen, gen_train))
+        params = {"seed": seed, **cfg.model.efficiency}
+        self.efficiency_ = EfficiencyModel(**params).fit(
+            eff_c, matched[gen_train], pairs.gen_weights[gen_train] if weighted else None,
+            feature_names=pre.condition_columns,
+        )
+
+        # response
+        x = pre.transform_targets(train_cols, rng=np.random.default_rng([seed, 3]))
+        c = pre.transform_conditions(train_cols)
+        xv = pre.transform_targets(val_cols, rng=np.random.default_rng([seed, 4]))
+        cv = pre.transform_conditions(val_cols)
+        validation = {"x": xv, "c": cv, **({"w": w_val} if weighted else {})}
+        settings = self._training_settings()
+        self.flow_ = FlowModel(cfg.model.flow_settings(), seed=seed, device=self.device)
+        checkpoints = Path(output) / "checkpoints" if output is not None else None
+        self.training_ = self.flow_.fit(
+            x, c, w_train, validation, training=settings, selection=cfg.training.selection,
+            checkpoint_dir=checkpoints, resume=resume, quiet=quiet,
+        )
+        self.fakes_ = self._fit_fakes(pairs, is_val, settings, checkpoints, resume, quiet)
+        self.notes_: list[str] = []
+        if self.fakes_ is None and cfg.model.fakes:
+            self.notes_.append(f"fewer than {MIN_FAKES} fakes in the training events: "
+                               "no fake model, generated events have no unmatched reco objects")
+        self.provenance_ = provenance(pairs.files, seed, config=cfg.source)
+        self.summary_ = {**pairs.summary(), "n_train_pairs": int(train_rows.size),
+                         "n_validation_pairs": int(val_rows.size)}
+        if output is not None:
+            self.save(output)
+        return self
+
+    def _fit_fakes(self, pairs: Any, is_val: np.ndarray, settings: Any,
+                   checkpoints: Path | None, resume: bool, quiet: bool) -> _Fakes | None:
+        cfg = self.config
+        if not cfg.model.fakes:
+            return None
+        fake_train = ~is_val[pairs.fake_event]
+        if int(fake_train.sum()) < MIN_FAKES:
+            return None
+        n_gen = np.bincount(pairs.gen_event, minlength=pairs.n_events)
+        n_fake = np.bincount(pairs.fake_event, minlength=pairs.n_events)
+        train_events = np.flatnonzero(~is_val)
+        bins = np.minimum(n_gen[train_events], MAX_MULTIPLICITY_BIN)
+        k = n_fake[train_events]
+        table = np.zeros((MAX_MULTIPLICITY_BIN + 1, int(k.max()) + 1))
+        np.add.at(table, (bins, k), 1.0)
+        # a multiplicity bin never seen in training falls back to the overall distribution
+        overall = table.sum(axis=0) / table.sum()
+        totals = table.sum(axis=1, keepdims=True)
+        table = np.where(totals > 0, table / np.maximum(totals, 1), overall)
+        multiplicity = f"n{self.gen}"
+        schema = _fake_schema(cfg.schema, multiplicity)
+        rows = np.flatnonzero(fake_train)
+        cols = _take(pairs.fakes, rows)
+        cols[multiplicity] = n_gen[pairs.fake_event[rows]].astype(np.int64)
+        pre = Preprocessor(schema).fit(cols)
+        val_rows = np.flatnonzero(~fake_train)
+        validation = None
+        if val_rows.size >= 10:
+            vcols = _take(pairs.fakes, val_rows)
+            vcols[multiplicity] = n_gen[pairs.fake_event[val_rows]].astype(np.int64)
+            validation = {"x": pre.transform_targets(vcols, rng=np.random.default_rng(5)),
+                          "c": pre.transform_conditions(vcols)}
+        flow = FlowModel(cfg.model.flow_settings(), seed=cfg.seed + 1, device=self.device)
+        flow.fit(
+            pre.transform_targets(cols, rng=np.random.default_rng([cfg.seed, 6])),
+            pre.transform_conditions(cols), None, validation, training=settings,
+            selection=cfg.training.selection if validation is not None else "loss",
+            checkpoint_dir=checkpoints / "fakes" if checkpoints is not None else None,
+            resume=resume, quiet=quiet,
+        )
+        return _Fakes(table=table, preprocessor=pre, flow=flow, multiplicity=multiplicity)
+
+    # ------------------------------------------------------------------ inference
+    def sample(self, conditions: Mapping[str, np.ndarray], seed: int | None = None
+               ) -> dict[str, np.ndarray]:
+        """Reco features for every gen row (no efficiency step): raw targets, physical units.
+
+        Parameters
+        ----------
+        conditions : mapping of str to array of shape (n,)
+            Every condition feature (gen units, e.g. GeV).
+        seed : int or None
+            Seeds the draws.
+
+        Returns
+        -------
+        dict of str to np.ndarray
+            Each target, shape (n,), in the dtype seen in training (integers stay integers).
+        """
+        self._check_fitted()
+        c = self.preprocessor_.transform_conditions(conditions)
+        z = self.flow_.sample(c, seed=seed)
+        return _stored_dtypes(self.preprocessor_, self.preprocessor_.inverse_targets(z, conditions))
+
+    def log_prob(self, targets: Mapping[str, np.ndarray], conditions: Mapping[str, np.ndarray]
+                 ) -> np.ndarray:
+        """log p(reco | gen) in the targets' physical units, shape (n,) (nats).
+
+        The model-space density plus the preprocessing's log-Jacobian; for integer targets it
+        is the density of the dequantised value (about the log-probability of the value).
+        """
+        self._check_fitted()
+        data = {**conditions, **targets}
+        pre = self.preprocessor_
+        z = pre.transform_targets(data, rng=np.random.default_rng(0))
+        c = pre.transform_conditions(data)
+        jac = pre.target_log_abs_det_jacobian(data, rng=np.random.default_rng(0))
+        return self.flow_.log_prob(z, c) + jac
+
+    def efficiency(self, conditions: Mapping[str, np.ndarray]) -> np.ndarray:
+        """P(reconstructed | gen features), shape (n,)."""
+        self._check_fitted()
+        return self.efficiency_.predict(self.preprocessor_.transform_conditions(conditions))
+
+    def simulate(self, events: Any, seed: int | None = None) -> Any:
+        """Reco objects for events with a gen collection, in NanoAOD layout.
+
+        Parameters
+        ----------
+        events : ak.Array
+            Records with the gen collection's jagged fields (``GenJet_pt``, ...).
+        seed : int or None
+            Seeds efficiency draws, response samples and fakes.
+
+        Returns
+        -------
+        ak.Array
+            One record per event with the reco fields (``Jet_pt``, ...; jagged) and
+            ``{reco}_{gen}Idx`` (index of the gen object in its event, -1 for fakes).
+        """
+        import awkward as ak
+
+        from hepgen.io.collections import flatten_collection
+
+        self._check_fitted()
+        seeds = np.random.SeedSequence(seed).spawn(3)
+        flat = flatten_collection(events, self.gen, self.condition_names)
+        conds = {k: flat[k] for k in self.condition_names}
+        outside = self.preprocessor_.out_of_domain(conds) if len(flat) else {}
+        bad = {k: v for k, v in outside.items() if v}
+        if bad:
+            log.warning("%s conditions outside the training domain (objects per feature): %s",
+                        self.gen, bad)
+        rng = np.random.default_rng(seeds[0])
+        keep = (self.efficiency(conds) > rng.random(len(flat))) if len(flat) else np.zeros(0, bool)
+        kept = {k: v[keep] for k, v in conds.items()}
+        dtypes = self.preprocessor_.dtypes
+        reco = self.sample(kept, seed=int(seeds[1].generate_state(1)[0])) if keep.any() else {
+            t: np.zeros(0, dtype=dtypes[t]) for t in self.target_names}
+        n_events = flat.n_events
+        matched_counts = np.bincount(flat.event_index[keep], minlength=n_events)
+        idx_name = self.config.data.index_branch
+        gen_idx = flat.local_index[keep].astype(np.int32)
+        columns = {t: np.asarray(reco[t]) for t in self.target_names}
+        counts = matched_counts
+        if self.fakes_ is not None:
+            frng = np.random.default_rng(seeds[2])
+            n_fake = self.fakes_.counts(flat.counts, frng)
+            if n_fake.sum():
+                fake_event = np.repeat(np.arange(n_events), n_fake)
+                fakes = self.fakes_.sample(flat.counts[fake_event],
+                                           seed=int(frng.integers(2**31)))
+                # per event: matched objects first, then the fakes
+                order_key = np.concatenate([flat.event_index[keep], fake_event])
+                is_fake = np.concatenate([np.zeros(keep.sum(), bool), np.ones(len(fake_event),
+                                                                                bool)])
+                order = np.lexsort((is_fake, order_key))
+                for t in self.target_names:
+                    both = np.concatenate([columns[t], fakes[t].astype(fakes[t].dtype)])
+                    columns[t] = both[order].astype(fakes[t].dtype, copy=False)
+                gen_idx = np.concatenate([gen_idx, np.full(len(fake_event), -1, np.int32)])[order]
+                counts = matched_counts + n_fake
+        out = {t: ak.unflatten(columns[t], counts) for t in self.target_names}
+        out[idx_name] = ak.unflatten(gen_idx, counts)
+        return ak.zip(out, depth_limit=1)
+
+    # ------------------------------------------------------------------ persistence
+    def card(self) -> dict[str, Any]:
+        """The content of ``hepgen-model.json`` (everything but the weights)."""
+        self._check_fitted()
+        cfg = self.config
+        fakes = None
+        if self.fakes_ is not None:
+            fakes = {"multiplicity": self.fakes_.multiplicity,
+                     "table": self.fakes_.table.tolist(),
+                     "preprocessing": self.fakes_.preprocessor.to_dict()}
+        return {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "kind": cfg.model.kind,
+            "config": {
+                "data": cfg.data.model_dump(mode="json"),
+                "features": [f.model_dump(mode="json", exclude_none=True) for f in cfg.features],
+                "model": cfg.model.model_dump(mode="json"),
+                "training": cfg.training.model_dump(mode="json"),
+                "seed": cfg.seed,
+            },
+            "preprocessing": self.preprocessor_.to_dict(),
+            "domain": self.preprocessor_.domain,
+            "architecture": self.flow_.flow_.describe(),
+            "efficiency": self.efficiency_.describe(),
+            "fakes": fakes,
+            "training": getattr(self, "training_", None).to_dict()
+            if getattr(self, "training_", None) is not None else None,
+            "data_summary": getattr(self, "summary_", None),
+            "provenance": getattr(self, "provenance_", None),
+            "notes": getattr(self, "notes_", []),
+        }
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the model directory (JSON + safetensors + xgboost JSON; no pickle)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.flow_.save(directory)
+        self.efficiency_.save(directory, name="efficiency")
+        if self.fakes_ is not None:
+            from hepgen.models.flow import save_flow
+
+            save_flow(self.fakes_.flow.flow_, directory, name="fakes_flow")
+        write_json(directory / MODEL_FILE, self.card())
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, device: str = "cpu") -> FastSim:
+        """Read a model directory written by :meth:`save` (no code is executed).
+
+        Raises
+        ------
+        InputError
+            Missing or corrupt files, or a ``format_version`` this hepgen cannot read.
+        """
+        from hepgen.models.flow import load_flow
+
+        directory = Path(directory)
+        path = directory / MODEL_FILE
+        if not path.is_file():
+            raise InputError(f"'{directory}' is not a hepgen model directory: no {MODEL_FILE}")
+        try:
+            card = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise InputError(f"'{path}' is not valid JSON ({err}); the model directory is "
+                             "corrupt or truncated") from None
+        if not isinstance(card, dict) or card.get("format") != MODEL_FORMAT:
+            raise InputError(f"'{path}' is not a hepgen model card (format "
+                             f"{card.get('format') if isinstance(card, dict) else None!r})")
+        version = card.get("format_version")
+        if version != MODEL_FORMAT_VERSION:
+            raise InputError(
+                f"'{path}' has format_version {version!r}; this hepgen reads version "
+                f"{MODEL_FORMAT_VERSION} (written by hepgen "
+                f"{(card.get('provenance') or {}).get('versions', {}).get('hepgen', '?')})"
+            )
+        try:
+            config = parse_config(card["config"], source=os.fspath(path))
+            sim = cls(config, device=device)
+            sim.preprocessor_ = Preprocessor.from_dict(card["preprocessing"])
+            fakes = card.get("fakes")
+        except KeyError as err:
+            raise InputError(f"'{path}': missing key {err}") from None
+        sim.flow_ = FlowModel.load(directory, device=device)
+        sim.efficiency_ = EfficiencyModel.load(directory, name="efficiency")
+        sim.fakes_ = None
+        if fakes:
+            flow = FlowModel(device=device)
+            flow.flow_ = load_flow(directory, name="fakes_flow", device=device)
+            flow.n_features_, flow.n_conditions_ = flow.flow_.n_features, flow.flow_.n_conditions
+            sim.fakes_ = _Fakes(table=np.asarray(fakes["table"]),
+                                preprocessor=Preprocessor.from_dict(fakes["preprocessing"]),
+                                flow=flow, multiplicity=fakes["multiplicity"])
+        sim.card_ = card
+        sim.notes_ = card.get("notes", [])
+        return sim

@@ -1,0 +1,132 @@
+"""FastSim: fit on the reference simulation, save/load, simulate in NanoAOD layout, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import awkward as ak
+import numpy as np
+import pytest
+
+from hepgen.config import TrainingConfig, load_config
+from hepgen.errors import InputError
+from hepgen.fastsim import FastSim, event_split
+from hepgen.io.reader import read_events
+from hepgen.resources import config_path
+
+GEN = ["nGenJet", "GenJet_pt", "GenJet_eta", "GenJet_phi", "GenJet_mass", "GenJet_hadronFlavour"]
+
+
+def small_config():
+    cfg = load_config(config_path("toy_jets.yaml"))
+    model = cfg.model.model_copy(update={"flow": {"n_transforms": 3, "hidden_features": 32,
+                                                  "n_bins": 8}})
+    training = TrainingConfig(max_epochs=3, batch_size=1024, learning_rate=2e-3)
+    return cfg.model_copy(update={"model": model, "training": training})
+
+
+@pytest.fixture(scope="module")
+def fitted(jets_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "m"
+    sim = FastSim(small_config(), device="cpu").fit(files=[str(jets_file)], output=out,
+                                                     quiet=True)
+    return sim, out
+
+
+def test_event_split_is_seeded_and_sized():
+    a, b = event_split(1000, 0.2, 3), event_split(1000, 0.2, 3)
+    assert np.array_equal(a, b) and a.sum() == 200
+    assert not np.array_equal(a, event_split(1000, 0.2, 4))
+
+
+def test_model_directory_contract(fitted):
+    sim, out = fitted
+    names = {p.name for p in out.iterdir()}
+    assert {"hepgen-model.json", "flow.safetensors", "flow.json", "efficiency.json",
+            "efficiency.meta.json", "fakes_flow.safetensors", "fakes_flow.json"} <= names
+    assert not [p for p in out.rglob("*") if p.suffix in (".pt", ".pkl", ".pickle")]
+    card = json.loads((out / "hepgen-model.json").read_text())
+    assert card["format"] == "hepgen-model" and card["format_version"] == 1
+    assert card["provenance"]["inputs"][0]["sha256"]
+    assert {"torch", "nflows", "hepgen"} <= set(card["provenance"]["versions"])
+    assert set(card["domain"]) == set(sim.condition_names)
+    assert card["training"]["selection"] == "metric"
+    assert card["training"]["best_loss_epoch"] >= 1  # both choices recorded
+    assert card["data_summary"]["n_train_pairs"] > 0
+
+
+def test_simulate_layout_and_rates(fitted, jets_file):
+    sim, out = fitted
+    loaded = FastSim.load(out)
+    events = read_events(jets_file, GEN, entry_stop=2000)
+    reco = loaded.simulate(events, seed=1)
+    again = loaded.simulate(events, seed=1)
+    assert ak.all(reco["Jet_pt"] == again["Jet_pt"])  # seeded
+    assert len(reco) == 2000
+    assert reco.fields == [*loaded.target_names, "Jet_genJetIdx"]
+    idx = reco["Jet_genJetIdx"]
+    n_gen = ak.to_numpy(events["nGenJet"])
+    assert ak.all(idx < n_gen[:, None]) and ak.all(idx >= -1)
+    # dtypes of the full simulation (float32, uint8) come back
+    assert str(ak.type(reco["Jet_pt"]).content.content) == "float32"
+    assert str(ak.type(reco["Jet_nConstituents"]).content.content) == "uint8"
+    # efficiency and fake rate match the full simulation within a few per cent
+    full = read_events(jets_file, ["Jet_genJetIdx"], entry_stop=2000)
+    truth_idx = ak.flatten(full["Jet_genJetIdx"])
+    truth_eff = float(ak.sum(truth_idx >= 0)) / n_gen.sum()
+    eff = float(ak.sum(ak.flatten(idx) >= 0)) / n_gen.sum()
+    assert eff == pytest.approx(truth_eff, abs=0.03)
+    truth_fakes = float(ak.sum(truth_idx < 0)) / len(full)
+    fakes = float(ak.sum(ak.flatten(idx) < 0)) / len(reco)
+    assert fakes == pytest.approx(truth_fakes, rel=0.15)
+    # the response is learned: median reco/gen pt of matched jets near the full simulation's
+    gen_pt = events["GenJet_pt"]
+    matched = idx >= 0
+    resp = ak.flatten(reco["Jet_pt"][matched] / gen_pt[idx[matched]])
+    assert float(np.median(ak.to_numpy(resp))) == pytest.approx(1.0, abs=0.05)
+
+
+def test_save_load_identical(fitted, jets_file):
+    sim, out = fitted
+    loaded = FastSim.load(out)
+    events = read_events(jets_file, GEN, entry_stop=300)
+    flat = {k: ak.to_numpy(ak.flatten(events[k])) for k in sim.condition_names}
+    a, b = sim.sample(flat, seed=5), loaded.sample(flat, seed=5)
+    for k in a:
+        assert np.array_equal(a[k], b[k])
+    assert np.allclose(sim.log_prob(a, flat), loaded.log_prob(b, flat))
+
+
+def test_bad_model_directories(fitted, tmp_path):
+    _, out = fitted
+    with pytest.raises(InputError, match="not a hepgen model directory"):
+        FastSim.load(tmp_path)
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    card = json.loads((broken / "hepgen-model.json").read_text())
+    card["format_version"] = 99
+    (broken / "hepgen-model.json").write_text(json.dumps(card))
+    with pytest.raises(InputError, match="format_version 99; this hepgen reads version 1"):
+        FastSim.load(broken)
+    truncated = tmp_path / "truncated"
+    shutil.copytree(out, truncated)
+    data = (truncated / "flow.safetensors").read_bytes()
+    (truncated / "flow.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="flow.safetensors"):
+        FastSim.load(truncated)
+    (truncated / "hepgen-model.json").write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        FastSim.load(truncated)
+
+
+def test_bad_inputs_name_what(fitted, jets_file):
+    sim, _ = fitted
+    events = read_events(jets_file, ["nGenJet", "GenJet_pt", "GenJet_eta"], entry_stop=10)
+    with pytest.raises(InputError, match="GenJet_phi"):
+        sim.simulate(events)
+    flat = {k: np.ones(5) for k in sim.condition_names}
+    flat["GenJet_pt"] = np.array([30.0, np.nan, 40.0, 50.0, 60.0])
+    with pytest.raises(InputError, match="GenJet_pt"):
+        sim.sample(flat)
