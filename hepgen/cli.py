@@ -94,6 +94,54 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser(
+        "train",
+        help="train a fast simulation (efficiency, response flow, fakes) from a config",
+        description="Read the paired gen/reco objects of CONFIG's data, train the efficiency "
+        "classifier, the conditional flow of the response and the fake model, and write the "
+        "model directory (hepgen-model.json + safetensors; no pickle). Checkpoints each epoch "
+        "into MODEL_DIR/checkpoints; --resume continues after a crash.",
+    )
+    p.add_argument("config", type=Path, help="YAML configuration (e.g. configs/toy_jets_flow.yaml)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="model directory")
+    p.add_argument("--files", nargs="+", default=None, help="input files overriding data.files")
+    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
+                   help="where to train (default: the config's training.device, else auto)")
+    p.add_argument("--max-epochs", type=int, default=None, help="override training.max_epochs")
+    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from MODEL_DIR/checkpoints (same settings)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a model already in MODEL_DIR")
+    _common(p)
+
+    p = sub.add_parser(
+        "generate",
+        help="run a trained fast simulation over a ROOT file",
+        description="Generate the reco collection for every event of INPUT (chunked; inputs "
+        "larger than memory are fine) and write OUT.root with every other input branch kept. "
+        "Warns with counts when conditions fall outside the training domain; never "
+        "overwrites its input.",
+    )
+    p.add_argument("model", type=Path, help="model directory (hepgen train)")
+    p.add_argument("input", nargs="+", help="input ROOT files or glob patterns")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output ROOT file")
+    p.add_argument("--batch-size", type=int, default=100_000, help="events per chunk")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tree", default=None, help="tree name (default: the model's)")
+    _common(p)
+
+    p = sub.add_parser(
+        "info",
+        help="print the model card of a model directory",
+        description="Print what a model directory holds: features, architecture, training "
+        "history summary, validity domain of the conditions and provenance.",
+    )
+    p.add_argument("model", type=Path, help="model directory")
+    p.add_argument("--json", action="store_true", help="print hepgen-model.json instead")
+    _common(p)
+
+    p = sub.add_parser(
         "validate",
         help="compare a candidate ROOT file with a reference: tests, distances, HTML report",
         description="Compare CANDIDATE with REFERENCE feature by feature (KS, chi2, W1, "
@@ -193,6 +241,66 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from hepgen.config import load_config
+    from hepgen.fastsim import MODEL_FILE, FastSim
+
+    config = load_config(args.config)
+    out = args.output
+    if (out / MODEL_FILE).exists() and not (args.resume or args.overwrite):
+        raise InputError(f"'{out}' already holds a model; use --resume to continue its "
+                         "training, --overwrite to replace it, or another directory")
+    training = dict(config.training.model_dump())
+    if args.max_epochs is not None:
+        if args.max_epochs < 1:
+            raise InputError(f"--max-epochs must be positive, got {args.max_epochs}")
+        training["max_epochs"] = args.max_epochs
+    updates: dict[str, Any] = {"training": type(config.training)(**training)}
+    if args.seed is not None:
+        updates["seed"] = args.seed
+    source = config.source
+    config = config.model_copy(update=updates)
+    config._source = source
+    device = args.device or (config.training.model_extra or {}).get("device", "auto")
+    start = time.perf_counter()
+    sim = FastSim(config, device=device).fit(files=args.files, output=out, resume=args.resume,
+                                             quiet=args.quiet)
+    r = sim.training_
+    last = r.history[-1] if r.history else {}
+    _print(args, f"trained in {time.perf_counter() - start:.0f} s: {len(r.history)} epochs "
+           f"({r.stopped}); kept epoch {r.selected_epoch} (by {r.selection}); "
+           f"validation loss {last.get('val_loss', float('nan')):.4f}")
+    _print(args, f"model: {out}")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from hepgen.generate import generate_file
+
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be positive, got {args.batch_size}")
+    stats = generate_file(args.model, args.input, args.output, tree=args.tree,
+                          step_size=args.batch_size, seed=args.seed, device=args.device,
+                          quiet=args.quiet)
+    _print(args, f"generated {stats['reco_objects']} reco objects ({stats['fakes']} fakes) for "
+           f"{stats['gen_objects']} gen objects in {stats['events']} events in "
+           f"{stats['seconds']:.1f} s ({stats['gen_objects_per_second']:.0f} gen objects/s)")
+    _print(args, f"output: {stats['output']}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from hepgen.fastsim import FastSim
+    from hepgen.modelcard import format_card
+
+    sim = FastSim.load(args.model)
+    if args.json:
+        print(json.dumps(sim.card_, indent=2))
+    else:
+        print(format_card(sim.card_))
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from hepgen.validation.compare import parse_condition_bins
     from hepgen.validation.files import validate_files
@@ -240,6 +348,9 @@ COMMANDS = {
     "simulate": _cmd_simulate,
     "inspect": _cmd_inspect,
     "prepare": _cmd_prepare,
+    "train": _cmd_train,
+    "generate": _cmd_generate,
+    "info": _cmd_info,
     "validate": _cmd_validate,
     "demo": _cmd_demo,
 }

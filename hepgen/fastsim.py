@@ -340,7 +340,9 @@ class FastSim:
         self._check_fitted()
         return self.efficiency_.predict(self.preprocessor_.transform_conditions(conditions))
 
-    def simulate(self, events: Any, seed: int | None = None) -> Any:
+    def simulate(
+        self, events: Any, seed: int | None = None, domain_counts: dict[str, int] | None = None
+    ) -> Any:
         """Reco objects for events with a gen collection, in NanoAOD layout.
 
         Parameters
@@ -349,6 +351,10 @@ class FastSim:
             Records with the gen collection's jagged fields (``GenJet_pt``, ...).
         seed : int or None
             Seeds efficiency draws, response samples and fakes.
+        domain_counts : dict or None
+            When given, the numbers of objects whose conditions lie outside the training
+            domain are added to it (per condition) instead of being logged as a warning (for
+            callers that process a file in chunks and warn once).
 
         Returns
         -------
@@ -366,7 +372,10 @@ class FastSim:
         conds = {k: flat[k] for k in self.condition_names}
         outside = self.preprocessor_.out_of_domain(conds) if len(flat) else {}
         bad = {k: v for k, v in outside.items() if v}
-        if bad:
+        if domain_counts is not None:
+            for k, v in bad.items():
+                domain_counts[k] = domain_counts.get(k, 0) + v
+        elif bad:
             log.warning("%s conditions outside the training domain (objects per feature): %s",
                         self.gen, bad)
         rng = np.random.default_rng(seeds[0])
@@ -458,7 +467,9 @@ class FastSim:
             Missing or corrupt files, or a ``format_version`` this hepgen cannot read.
         """
         from hepgen.models.flow import load_flow
+        from hepgen.models.flow_model import resolve_device
 
+        device = resolve_device(device)
         directory = Path(directory)
         path = directory / MODEL_FILE
         if not path.is_file():

@@ -32,10 +32,12 @@ import numpy as np
 from hepgen.errors import InputError
 from hepgen.models.base import GenerativeModel, check_model_inputs
 
-__all__ = ["FlowModel", "mean_ks_metric"]
+__all__ = ["FlowModel", "mean_ks_metric", "resolve_device"]
 
 
-def _device(device: str) -> str:
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; a CUDA request
+    without a GPU is an :class:`~hepgen.errors.InputError`."""
     import torch
 
     if device in (None, "auto"):
@@ -190,7 +192,7 @@ class FlowModel(GenerativeModel):
         def loss(module: Any, batch: dict[str, Any]) -> Any:
             return -module.log_prob(batch["x"], batch["c"])
 
-        self._device_ = _device(training.device)
+        self._device_ = resolve_device(training.device)
         self.training_ = train(
             self.flow_, loss, data, val, training, checkpoint_dir=checkpoint_dir,
             resume=resume, metric_fn=metric, quiet=quiet,
@@ -266,7 +268,7 @@ class FlowModel(GenerativeModel):
         """Read a flow written by :meth:`save` (safetensors + JSON; no code executed)."""
         from hepgen.models.flow import load_flow
 
-        flow = load_flow(directory, name="flow", device=_device(device))
+        flow = load_flow(directory, name="flow", device=resolve_device(device))
         model = cls(settings=flow.settings, device=device)
         model.flow_ = flow
         model.n_features_, model.n_conditions_ = flow.n_features, flow.n_conditions

@@ -1,0 +1,90 @@
+"""Human-readable model card of a model directory (``hepgen info``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["format_card"]
+
+
+def _range(d: dict[str, Any]) -> str:
+    if "categories" in d:
+        return "categories " + ", ".join(str(c) for c in d["categories"])
+    lo, hi = d.get("min"), d.get("max")
+    text = f"[{lo:.5g}, {hi:.5g}]" if lo is not None and hi is not None else "?"
+    if d.get("sentinels"):
+        text += f" + sentinels {d['sentinels']}"
+    return text
+
+
+def format_card(card: dict[str, Any]) -> str:
+    """Format the content of ``hepgen-model.json`` as a plain-text model card."""
+    cfg = card.get("config", {})
+    data = cfg.get("data", {})
+    features = cfg.get("features", [])
+    lines = [f"hepgen model card (format {card.get('format')} v{card.get('format_version')})",
+             f"  kind: {card.get('kind')}  |  {data.get('gen')} -> {data.get('reco')}, tree "
+             f"'{data.get('tree')}', matching {data.get('matching', {}).get('method')}"]
+    cond = [f["name"] for f in features if f.get("role") == "condition"]
+    targ = [f["name"] + (f" (relative to {f['relative_to']})" if f.get("relative_to") else "")
+            for f in features if f.get("role") == "target"]
+    lines.append("  conditions: " + ", ".join(cond))
+    lines.append("  targets:    " + ", ".join(targ))
+    arch = card.get("architecture") or {}
+    settings = arch.get("settings", {})
+    lines.append(
+        f"  flow: {settings.get('kind')} RQ-spline, {settings.get('n_transforms')} transforms, "
+        f"{settings.get('hidden_features')} hidden x {settings.get('n_blocks')} blocks, "
+        f"{settings.get('n_bins')} bins, tail bound {settings.get('tail_bound')}, mixing "
+        f"{settings.get('mixing')}; {arch.get('n_parameters')} parameters"
+    )
+    eff = card.get("efficiency") or {}
+    if eff:
+        es = eff.get("summary") or {}
+        if eff.get("constant") is not None:
+            lines.append(f"  efficiency: constant {eff['constant']}")
+        else:
+            lines.append(
+                f"  efficiency: {eff.get('kind')} classifier, {es.get('n_trees')} trees, "
+                f"validation log-loss {es.get('validation_logloss', float('nan')):.4f}, "
+                f"mean efficiency {es.get('efficiency', float('nan')):.4f}"
+            )
+    fakes = card.get("fakes")
+    lines.append("  fakes: " + ("per-event multiplicity table + flow of their features"
+                                if fakes else "not modelled"))
+    tr = card.get("training") or {}
+    hist = tr.get("history") or []
+    if hist:
+        last = hist[-1]
+        sel = tr.get("selected_epoch")
+        chosen = next((h for h in hist if h.get("epoch") == sel), last)
+        lines.append(
+            f"  training: {len(hist)} epochs ({tr.get('stopped')}), kept epoch {sel} by "
+            f"{tr.get('selection')}: validation loss {chosen.get('val_loss')}, metric "
+            f"{chosen.get('metric')}; best-loss epoch {tr.get('best_loss_epoch')}, "
+            f"best-metric epoch {tr.get('best_metric_epoch')}"
+        )
+    summary = card.get("data_summary") or {}
+    if summary:
+        lines.append(
+            f"  data: {summary.get('n_events')} events, {summary.get('n_gen')} gen objects, "
+            f"efficiency {summary.get('efficiency', 0):.4f}, fake fraction "
+            f"{summary.get('fake_fraction', 0):.4f}; {summary.get('n_train_pairs')} training / "
+            f"{summary.get('n_validation_pairs')} validation pairs"
+        )
+    domain = card.get("domain") or {}
+    if domain:
+        lines.append("  validity domain of the conditions:")
+        lines.extend(f"    {name}: {_range(d)}" for name, d in domain.items())
+    prov = card.get("provenance") or {}
+    if prov:
+        lines.append(f"  created {prov.get('created')}, seed {prov.get('seed')}, "
+                     f"config {prov.get('config')}")
+        for rec in prov.get("inputs", []):
+            lines.append(f"    input {rec.get('path')} sha256 {str(rec.get('sha256'))[:16]}... "
+                         f"({rec.get('bytes')} bytes)")
+        versions = prov.get("versions", {})
+        lines.append("    versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    for note in card.get("notes") or []:
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
