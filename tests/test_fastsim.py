@@ -56,7 +56,7 @@ def test_model_directory_contract(fitted):
 
 
 def test_simulate_layout_and_rates(fitted, jets_file):
-    sim, out = fitted
+    _, out = fitted
     loaded = FastSim.load(out)
     events = read_events(jets_file, GEN, entry_stop=2000)
     reco = loaded.simulate(events, seed=1)
@@ -114,7 +114,7 @@ def test_bad_model_directories(fitted, tmp_path):
     shutil.copytree(out, truncated)
     data = (truncated / "flow.safetensors").read_bytes()
     (truncated / "flow.safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError, match="flow.safetensors"):
+    with pytest.raises(InputError, match=r"flow\.safetensors"):
         FastSim.load(truncated)
     (truncated / "hepgen-model.json").write_text("{not json")
     with pytest.raises(InputError, match="not valid JSON"):
