@@ -13,6 +13,10 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 # notebook -> replacement source of its cell tagged "parameters"
 SMALL = {
+    "01_fastsim_quickstart.ipynb": (
+        "N_TRAIN_EVENTS = 6000\nN_TEST_EVENTS = 2000\nMAX_EPOCHS = 2\n"
+        'FLOW = {"n_transforms": 2, "hidden_features": 16, "n_bins": 8}\nSEED = 1'
+    ),
     "02_validation.ipynb": "N_EVENTS = 4000\nSEED = 1",
 }
 
@@ -40,5 +44,14 @@ def test_02_validation(tmp_path: Path) -> None:
     nb = _execute("02_validation.ipynb", tmp_path)
     text = _text(nb)
     assert "classifier AUC" in text and "report:" in text
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 2
+
+
+def test_01_fastsim_quickstart(tmp_path: Path) -> None:
+    nb = _execute("01_fastsim_quickstart.ipynb", tmp_path)
+    text = _text(nb)
+    assert "kept epoch" in text and "classifier AUC" in text
+    assert "matched fraction of gen jets" in text
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 2
