@@ -36,6 +36,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,8 @@ MODEL_FILE = "hepgen-model.json"
 MAX_MULTIPLICITY_BIN = 8
 #: Fewer training fakes than this: no fake model (a note in the model card says so).
 MIN_FAKES = 50
+#: Share of ``training.time_limit`` given to the response flow when fakes are modelled.
+RESPONSE_SHARE = 0.75
 
 
 def event_split(n_events: int, fraction: float, seed: int) -> np.ndarray:
@@ -238,13 +241,25 @@ class FastSim:
         cv = pre.transform_conditions(val_cols)
         validation = {"x": xv, "c": cv, **({"w": w_val} if weighted else {})}
         settings = self._training_settings()
+        # training.time_limit bounds the whole fit: the response flow gets RESPONSE_SHARE of
+        # it, the fake flow what is left (at least the rest of its share).
+        budget = settings.time_limit
+        start = time.perf_counter()
+        response_settings = settings
+        if budget is not None and cfg.model.fakes and pairs.n_fakes >= MIN_FAKES:
+            response_settings = dataclasses.replace(settings, time_limit=RESPONSE_SHARE * budget)
         self.flow_ = FlowModel(cfg.model.flow_settings(), seed=seed, device=self.device)
         checkpoints = Path(output) / "checkpoints" if output is not None else None
         self.training_ = self.flow_.fit(
-            x, c, w_train, validation, training=settings, selection=cfg.training.selection,
-            checkpoint_dir=checkpoints, resume=resume, quiet=quiet,
+            x, c, w_train, validation, training=response_settings,
+            selection=cfg.training.selection, checkpoint_dir=checkpoints, resume=resume,
+            quiet=quiet,
         )
-        self.fakes_ = self._fit_fakes(pairs, is_val, settings, checkpoints, resume, quiet)
+        fake_settings = settings
+        if budget is not None:
+            left = max(budget - (time.perf_counter() - start), (1 - RESPONSE_SHARE) * budget)
+            fake_settings = dataclasses.replace(settings, time_limit=left)
+        self.fakes_ = self._fit_fakes(pairs, is_val, fake_settings, checkpoints, resume, quiet)
         self.notes_: list[str] = []
         if self.fakes_ is None and cfg.model.fakes:
             self.notes_.append(f"fewer than {MIN_FAKES} fakes in the training events: "
