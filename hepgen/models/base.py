@@ -119,7 +119,7 @@ class GenerativeModel(abc.ABC):
 
     @abc.abstractmethod
     def sample(
-        self, conditions: np.ndarray, seed: int | None = None, batch_size: int = 65536
+        self, conditions: np.ndarray, seed: int | None = None, batch_size: int = 8192
     ) -> np.ndarray:
         """One draw per row of ``conditions`` (n, C) -> targets (n, D), float32."""
 
