@@ -103,7 +103,6 @@ import copy
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -115,6 +114,7 @@ from scipy import special
 from hepgen._version import __version__
 from hepgen.errors import ConfigError, InputError, did_you_mean
 from hepgen.features import SENTINEL_RTOL, FeatureSchema, FeatureSpec
+from hepgen.utils import atomic_write_text
 
 __all__ = [
     "DEFAULT_SEED",
@@ -2423,24 +2423,7 @@ class Preprocessor:
         pathlib.Path
             The written path.
         """
-        path = Path(path)
-        text = _dumps(self.to_dict()) + "\n"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            # mkstemp creates the file private (0600); give it the usual umask-based mode.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write_text(path, _dumps(self.to_dict()) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Preprocessor:

@@ -93,7 +93,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -108,7 +107,7 @@ from safetensors.torch import save_file
 
 from hepgen.errors import ConfigError, HepgenError, InputError, did_you_mean
 from hepgen.progress import progress
-from hepgen.utils import default_file_mode, to_jsonable, write_json
+from hepgen.utils import atomic_path, to_jsonable, write_json
 
 __all__ = [
     "CHECKPOINT_FORMAT_VERSION",
@@ -596,16 +595,9 @@ def _state_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 def _save_tensors(
     path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]
 ) -> None:
-    """``safetensors`` file written through a temporary file in the same folder."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    """``safetensors`` file written atomically (:func:`hepgen.utils.atomic_path`)."""
+    with atomic_path(path) as tmp:
         save_file(dict(tensors), tmp, metadata=metadata)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -64,7 +64,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -74,7 +73,7 @@ from typing import Any
 import numpy as np
 
 from hepgen.errors import ConfigError, InputError
-from hepgen.utils import default_file_mode, to_jsonable, write_json
+from hepgen.utils import atomic_write_bytes, to_jsonable, write_json
 
 __all__ = ["FORMAT_VERSION", "MIN_OBJECTS", "EfficiencyModel"]
 
@@ -498,7 +497,7 @@ class EfficiencyModel:
         if self.booster_ is not None:
             raw = bytes(self.booster_.save_raw(raw_format="json"))
             booster_file = f"{name}.json"
-            written.append(_atomic_write_bytes(directory / booster_file, raw))
+            written.append(atomic_write_bytes(directory / booster_file, raw))
             digest = hashlib.sha256(raw).hexdigest()
         import xgboost
 
@@ -828,20 +827,6 @@ def _check_name(name: Any) -> None:
             f"efficiency model name {name!r}: use letters, digits, '-', '_' and '.' only (a "
             "file stem, not a path)"
         )
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _read_meta(path: Path) -> dict[str, Any]:

@@ -104,8 +104,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +125,7 @@ from nflows.transforms.base import Transform
 from torch import Tensor, nn
 
 from hepgen.errors import ConfigError, InputError, did_you_mean
-from hepgen.utils import default_file_mode, write_json
+from hepgen.utils import atomic_path, write_json
 
 __all__ = [
     "FLOW_FORMAT",
@@ -839,17 +837,10 @@ def save_flow(flow: ConditionalFlow, directory: str | Path, name: str = "flow") 
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / f"{name}.safetensors"
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in flow.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{weights.name}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_path(weights) as tmp:
         save_file(tensors, tmp, metadata={"format": FLOW_FORMAT,
                                           "format_version": str(FLOW_FORMAT_VERSION)})
-        os.chmod(tmp, default_file_mode())
         digest = _sha256(Path(tmp))
-        os.replace(tmp, weights)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     import nflows
 
     meta = {

@@ -7,8 +7,6 @@ atomically (temporary file + rename) as PNG; the functions return the path writt
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ import matplotlib.pyplot as plt
 import mplhep
 import numpy as np
 
-from hepgen.utils import default_file_mode
+from hepgen.utils import atomic_path
 
 __all__ = [
     "plot_conditional",
@@ -38,21 +36,12 @@ CANDIDATE_STYLE = {"color": "tab:red", "label": "candidate"}
 
 
 def _save(fig: plt.Figure, path: Path, dpi: int = 90) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
     finally:
         plt.close(fig)
-    return path
+    return Path(path)
 
 
 def _style() -> None:
