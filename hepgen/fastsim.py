@@ -418,8 +418,8 @@ class FastSim:
                                                                                 bool)])
                 order = np.lexsort((is_fake, order_key))
                 for t in self.target_names:
-                    both = np.concatenate([columns[t], fakes[t].astype(fakes[t].dtype)])
-                    columns[t] = both[order].astype(fakes[t].dtype, copy=False)
+                    # both parts already carry the stored dtype (_stored_dtypes)
+                    columns[t] = np.concatenate([columns[t], fakes[t]])[order]
                 gen_idx = np.concatenate([gen_idx, np.full(len(fake_event), -1, np.int32)])[order]
                 counts = matched_counts + n_fake
         out = {t: ak.unflatten(columns[t], counts) for t in self.target_names}

@@ -73,10 +73,9 @@ def generate_file(
     sim = model if isinstance(model, FastSim) else FastSim.load(model, device=device)
     tree = tree or sim.config.data.tree
     paths = resolve_files(inputs)
-    needed = [f"n{sim.gen}", *sim.condition_names]
     for path in paths:
         info = inspect_tree(path, tree)
-        missing = [b for b in needed[1:] if b not in info.branches]
+        missing = [b for b in sim.condition_names if b not in info.branches]
         if missing:
             raise InputError(
                 f"file '{path}', tree '{tree}': missing condition branch(es) {missing} that "
@@ -98,7 +97,7 @@ def generate_file(
             writer.extend(replace_collection(events, sim.reco, branches))
             idx = ak.to_numpy(ak.flatten(reco[idx_name]))
             counts["events"] += len(events)
-            counts["gen_objects"] += int(np.sum(np.asarray(events[f"n{sim.gen}"])))
+            counts["gen_objects"] += int(ak.sum(ak.num(events[sim.condition_names[0]], axis=1)))
             counts["reco_objects"] += int(idx.size)
             counts["fakes"] += int(np.sum(idx < 0))
             bar.update(len(events))

@@ -163,7 +163,6 @@ class FlowModel(GenerativeModel):
         quiet : bool
             Silence the progress bar.
         """
-        import dataclasses
 
         from hepgen.models.flow import ConditionalFlow, FlowSettings
         from hepgen.training import TrainingSettings, train
@@ -197,12 +196,10 @@ class FlowModel(GenerativeModel):
         def loss(module: Any, batch: dict[str, Any]) -> Any:
             return -module.log_prob(batch["x"], batch["c"])
 
-        self._device_ = resolve_device(training.device)
         self.training_ = train(
             self.flow_, loss, data, val, training, checkpoint_dir=checkpoint_dir,
             resume=resume, metric_fn=metric, quiet=quiet,
         )
-        self.training_settings_ = dataclasses.asdict(training)
         return self.training_
 
     # ------------------------------------------------------------------ inference
