@@ -277,6 +277,53 @@ def test_spline_matches_nflows():
     assert (lad[outside] == 0).all() and (lad_inv[outside] == 0).all()
 
 
+def test_spline_without_logabsdet_gives_the_same_outputs():
+    g = torch.Generator().manual_seed(1)
+    n, k = 5000, 16
+    x = 3.0 * torch.randn(n, generator=g)
+    w, h = torch.randn(n, k, generator=g), torch.randn(n, k, generator=g)
+    # a strided slice, as the conditioner outputs are (the contiguous() fix must not alter it)
+    d = torch.randn(n, 2 * k, generator=g)[:, k + 1 :]
+    for inverse in (False, True):
+        full, lad = rational_quadratic_spline(x, w, h, d, inverse=inverse)
+        fast, zeros = rational_quadratic_spline(x, w, h, d, inverse=inverse, with_logabsdet=False)
+        assert torch.equal(full, fast)
+        assert (lad != 0).any() and torch.equal(zeros, torch.zeros_like(x))
+
+
+def test_conditioner_gate_equals_nflows_residual_net():
+    """Our conditioner evaluates nflows' glu(cat(h, W c)) as h * sigmoid(W c): same numbers."""
+    from nflows.nn.nets import ResidualNet
+
+    torch.manual_seed(0)
+    ours = flow_module._ClampedResidualNet(3, 20, 32, context_features=4, num_blocks=2, bound=4.0)
+    ref = ResidualNet(3, 20, 32, context_features=4, num_blocks=2)
+    ref.load_state_dict(ours.state_dict())
+    for p in ours.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    ref.load_state_dict(ours.state_dict())
+    x, c = 3.0 * torch.randn(500, 3), torch.randn(500, 4)
+    expected = ref(x.clamp(-4.0, 4.0), c)
+    assert torch.allclose(ours(x, c), expected, atol=1e-5)
+    assert (ours(x, c) - ref(x, c)).abs().max() > 1e-3  # the clamp acts on |x| > 4
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sampling_skips_and_restores_the_log_jacobian(kind):
+    flow = perturb(small_flow(kind=kind))
+    c = torch.randn(300, 2, generator=torch.Generator().manual_seed(2))
+    z = torch.randn(300, 3, generator=torch.Generator().manual_seed(3))
+    x_before = flow.sample(c[:5], generator=torch.Generator().manual_seed(4))
+    before = flow.log_prob(x_before, c[:5])
+    x = flow.from_latent(z, c)  # the sampling path: splines skip the log-Jacobian
+    z_back, _ = flow.to_latent(x, c)
+    assert torch.allclose(z_back, z, atol=1e-4)
+    splines = [m for m in flow.modules() if hasattr(m, "skip_logabsdet")]
+    assert splines and not any(m.skip_logabsdet for m in splines)
+    assert torch.equal(flow.log_prob(x_before, c[:5]), before)
+    assert (before != 0).all()
+
+
 def _narrow_spline_near_knots(n: int = 100_000, k: int = 16, scale: float = 5.0):
     """Extreme spline parameters (narrow bins, knot derivatives near their floor) and inputs
     within ~1e-6 of an interior knot: where b^2 and 4ac cancel in float32."""

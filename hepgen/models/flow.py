@@ -293,6 +293,7 @@ def rational_quadratic_spline(
     min_bin_width: float = MIN_BIN_WIDTH,
     min_bin_height: float = MIN_BIN_HEIGHT,
     min_derivative: float = MIN_DERIVATIVE,
+    with_logabsdet: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Monotonic rational-quadratic spline on [-B, B] with linear (identity) tails.
 
@@ -317,12 +318,16 @@ def rational_quadratic_spline(
         B; outside [-B, B] the spline is the identity with log-Jacobian 0.
     min_bin_width, min_bin_height, min_derivative : float
         Floors of the bin fractions and of the knot derivatives.
+    with_logabsdet : bool
+        Compute the log-Jacobian; ``False`` (sampling) returns zeros in its place and skips
+        about a fifth of the arithmetic.
 
     Returns
     -------
     outputs : Tensor of shape (...)
     logabsdet : Tensor of shape (...)
-        ``log |d outputs / d inputs|`` per element (nats).
+        ``log |d outputs / d inputs|`` per element (nats); zeros when ``with_logabsdet`` is
+        false.
 
     References
     ----------
@@ -355,8 +360,10 @@ def rational_quadratic_spline(
     xs, widths = _knots(unnormalized_widths, min_bin_width, bound)
     ys, heights = _knots(unnormalized_heights, min_bin_height, bound)
     one = unnormalized_derivatives.new_ones((*unnormalized_derivatives.shape[:-1], 1))
+    # .contiguous(): torch's CPU softplus is ~10x slower on a strided slice (the derivative
+    # logits are the tail of each row of conditioner outputs).
     derivatives = torch.cat(
-        [one, min_derivative + F.softplus(unnormalized_derivatives), one], dim=-1
+        [one, min_derivative + F.softplus(unnormalized_derivatives.contiguous()), one], dim=-1
     )
 
     knots = ys if inverse else xs
@@ -390,12 +397,16 @@ def rational_quadratic_spline(
         ).clamp(0.0, 1.0)
     else:
         xi = ((v - x_k) / w_k).clamp(0.0, 1.0)
-    t = xi * (1.0 - xi)
-    denominator = s_k + curvature * t
     if inverse:
         out = x_k + xi * w_k
-    else:
+        if not with_logabsdet:
+            return torch.where(inside, out, inputs), torch.zeros_like(inputs)
+    t = xi * (1.0 - xi)
+    denominator = s_k + curvature * t
+    if not inverse:
         out = y_k + h_k * (s_k * xi * xi + d_k * t) / denominator
+        if not with_logabsdet:
+            return torch.where(inside, out, inputs), torch.zeros_like(inputs)
     numerator = s_k * s_k * (d_k1 * xi * xi + 2.0 * s_k * t + d_k * (1.0 - xi) * (1.0 - xi))
     logabsdet = torch.log(numerator) - 2.0 * torch.log(denominator)
     if inverse:
@@ -427,6 +438,7 @@ def _spline_of_params(
     """Split (..., 3K - 1) parameters like nflows and evaluate :func:`rational_quadratic_spline`."""
     k = transform.num_bins
     scale = _softmax_scale(net)
+    with_logabsdet = not getattr(transform, "skip_logabsdet", False)
     return rational_quadratic_spline(
         inputs,
         params[..., :k] * scale,
@@ -437,19 +449,33 @@ def _spline_of_params(
         min_bin_width=transform.min_bin_width,
         min_bin_height=transform.min_bin_height,
         min_derivative=transform.min_derivative,
+        with_logabsdet=with_logabsdet,
     )
 
 
 class _ClampedResidualNet(ResidualNet):
     """nflows' ``ResidualNet`` that sees its inputs clamped to [-bound, bound] (state dict
-    unchanged): a coupling conditioner, fed the untouched half of the features."""
+    unchanged): a coupling conditioner, fed the untouched half of the features.
+
+    The context gate of each residual block, nflows' ``glu(cat(h, W c))``, is evaluated as
+    ``h * sigmoid(W c)``: the same function without materialising the concatenation (the cat
+    and the glu were a quarter of the sampling time on the CPU).
+    """
 
     def __init__(self, *args: Any, bound: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.bound = float(bound)
 
     def forward(self, inputs: Tensor, context: Tensor | None = None) -> Tensor:
-        return super().forward(inputs.clamp(-self.bound, self.bound), context)
+        inputs = inputs.clamp(-self.bound, self.bound)
+        if context is None or any(block.use_batch_norm for block in self.blocks):
+            return super().forward(inputs, context)
+        temps = self.initial_layer(torch.cat((inputs, context), dim=1))
+        for block in self.blocks:
+            hidden = block.linear_layers[0](block.activation(temps))
+            hidden = block.linear_layers[1](block.dropout(block.activation(hidden)))
+            temps = temps + hidden * torch.sigmoid(block.context_layer(context))
+        return self.final_layer(temps)
 
 
 class _RQCoupling(PiecewiseRationalQuadraticCouplingTransform):
@@ -672,7 +698,15 @@ class ConditionalFlow(nn.Module):
     def _inverse(self, z: Tensor, c: Tensor) -> Tensor:
         if z.shape[0] == 0:
             return z.new_zeros((0, self.n_features))
-        x, _ = self.flow._transform.inverse(z, context=self.flow._embedding_net(c))
+        # The inverse's log-Jacobian is discarded here: the splines skip computing it.
+        splines = [m for m in self.modules() if isinstance(m, _RQCoupling | _RQAutoregressive)]
+        for m in splines:
+            m.skip_logabsdet = True
+        try:
+            x, _ = self.flow._transform.inverse(z, context=self.flow._embedding_net(c))
+        finally:
+            for m in splines:
+                m.skip_logabsdet = False
         return x
 
     def describe(self) -> dict[str, Any]:

@@ -37,7 +37,7 @@ __all__ = ["DEFAULT_BATCH_SIZE", "FlowModel", "mean_ks_metric", "resolve_device"
 #: Rows per forward pass in sample/log_prob. On 2 CPU cores the default coupling flow runs at
 #: 77/78 k events/s (log_prob/sample) with 4096 rows, 72/72 with 8192 and 37/35 with 65536
 #: (benchmarks/bench_flow.py): large batches fall out of the caches.
-DEFAULT_BATCH_SIZE = 8192
+DEFAULT_BATCH_SIZE = 4096
 
 
 def resolve_device(device: str) -> str:
