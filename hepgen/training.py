@@ -739,6 +739,20 @@ def _metric(module: torch.nn.Module, metric_fn: MetricFn, device: torch.device) 
     return value
 
 
+def _fit_bar_to_time_limit(bar: Any, seconds_left: float) -> None:
+    """Shrink the bar's total to the events the time limit leaves at the current rate, so that
+    its ETA is the time training will really take (never grows it beyond max_epochs)."""
+    if bar.disable:
+        return
+    elapsed = bar.format_dict.get("elapsed") or 0.0
+    if bar.total is None or bar.n <= 0 or elapsed <= 0:
+        return
+    reachable = bar.n + int(bar.n / elapsed * max(0.0, seconds_left))
+    if reachable < bar.total:
+        bar.total = reachable
+        bar.refresh()
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.5g}"
 
@@ -857,6 +871,10 @@ def train(
                     state.stopped = "time_limit"
                 if ckpt is not None:
                     run.save(ckpt, improved_loss, improved_metric)
+                if state.stopped is not None and not bar.disable:
+                    bar.total = bar.n  # ends at 100 % whatever stopped it
+                elif settings.time_limit is not None:
+                    _fit_bar_to_time_limit(bar, settings.time_limit - (time.monotonic() - started))
                 bar.set_postfix(
                     epoch=state.epoch,
                     train=_fmt(record["train_loss"]),

@@ -56,7 +56,7 @@ def mean_ks_metric(
     sample: Callable[[np.ndarray, int], np.ndarray],
     targets: np.ndarray,
     conditions: np.ndarray,
-    max_events: int = 20_000,
+    max_events: int = 50_000,
     seed: int = 0,
 ) -> float:
     """Mean over target columns of the two-sample KS statistic: validation targets vs samples.
