@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tree", default=None, help="tree name (default: the model's)")
+    p.add_argument("--oversample", type=int, default=1, metavar="K",
+                   help="K draws per input event: each event written K times in a row with "
+                   "the branches hepgen_weight (1/K) and hepgen_draw (0..K-1)")
     _common(p)
 
     p = sub.add_parser(
@@ -285,9 +288,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
     stats = generate_file(args.model, args.input, args.output, tree=args.tree,
                           step_size=args.batch_size, seed=args.seed, device=args.device,
-                          quiet=args.quiet)
+                          quiet=args.quiet, oversample=args.oversample)
+    draws = f" x {args.oversample} draws" if args.oversample > 1 else ""
     _print(args, f"generated {stats['reco_objects']} reco objects ({stats['fakes']} fakes) for "
-           f"{stats['gen_objects']} gen objects in {stats['events']} events in "
+           f"{stats['gen_objects']} gen objects in {stats['events']} events{draws} in "
            f"{stats['seconds']:.1f} s ({stats['gen_objects_per_second']:.0f} gen objects/s)")
     _print(args, f"output: {stats['output']}")
     return 0

@@ -51,19 +51,87 @@ from hepgen.models.flow_model import FlowModel
 from hepgen.preprocessing import Preprocessor
 from hepgen.utils import write_json
 
-__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "FastSim", "event_split"]
+__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "OVERSAMPLE_DRAW", "OVERSAMPLE_WEIGHT",
+           "FastSim", "event_split", "repeat_events", "table_columns", "with_draw_fields"]
 
 log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "hepgen-model"
 MODEL_FORMAT_VERSION = 1
 MODEL_FILE = "hepgen-model.json"
+#: Event fields added by oversampling: the weight 1/K and the draw number 0 ... K-1.
+OVERSAMPLE_WEIGHT = "hepgen_weight"
+OVERSAMPLE_DRAW = "hepgen_draw"
 #: Gen-object multiplicities above this share one bin of the fake-multiplicity table.
 MAX_MULTIPLICITY_BIN = 8
 #: Fewer training fakes than this: no fake model (a note in the model card says so).
 MIN_FAKES = 50
 #: Share of ``training.time_limit`` given to the response flow when fakes are modelled.
 RESPONSE_SHARE = 0.75
+
+
+def table_columns(table: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The named 1-D columns of a flat table (one row per object), dtypes kept.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame, mapping of str to 1-D arrays, numpy structured array, or 2-D
+        array whose columns are ``names`` in order
+    names : sequence of str
+        The columns wanted.
+
+    Returns
+    -------
+    dict of str to np.ndarray, each of shape (n,)
+
+    Raises
+    ------
+    InputError
+        A missing column (named), columns of different lengths, or an array of the wrong shape.
+    """
+    names = list(names)
+    if type(table).__module__.startswith("pandas"):
+        available = [str(c) for c in table.columns]
+        get = lambda name: table[name].to_numpy()  # noqa: E731
+    elif isinstance(table, Mapping):
+        available = list(table)
+        get = lambda name: np.asarray(table[name])  # noqa: E731
+    else:
+        arr = np.asarray(table)
+        if arr.dtype.names is not None:
+            available = list(arr.dtype.names)
+            get = lambda name: np.asarray(arr[name])  # noqa: E731
+        else:
+            if arr.ndim != 2 or arr.shape[1] != len(names):
+                raise InputError(f"a flat table as an array must have shape (n, {len(names)}) "
+                                 f"with the columns {names}, got shape {arr.shape}")
+            return {name: arr[:, j] for j, name in enumerate(names)}
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise InputError(f"the table has no column(s) {missing}; it has {available}")
+    columns = {n: get(n) for n in names}
+    shapes = {n: v.shape for n, v in columns.items()}
+    if any(len(sh) != 1 for sh in shapes.values()) or len({sh[0] for sh in shapes.values()}) > 1:
+        raise InputError(f"table columns must be 1-D and of equal length, got shapes {shapes}")
+    return columns
+
+
+def repeat_events(events: Any, k: int) -> Any:
+    """Each event K times in a row (event i at rows i*K ... i*K + K - 1); K = 1: unchanged."""
+    return events if k == 1 else events[np.repeat(np.arange(len(events)), k)]
+
+
+def with_draw_fields(events: Any, k: int) -> Any:
+    """Add the oversampling fields (weight 1/K, draw 0 ... K-1) to K-fold repeated records
+    (:func:`repeat_events`); K = 1: unchanged."""
+    if k == 1:
+        return events
+    import awkward as ak
+
+    fields = {f: events[f] for f in events.fields}
+    fields[OVERSAMPLE_WEIGHT] = np.full(len(events), 1.0 / k, np.float32)
+    fields[OVERSAMPLE_DRAW] = np.tile(np.arange(k, dtype=np.int32), len(events) // k)
+    return ak.zip(fields, depth_limit=1)
 
 
 def event_split(n_events: int, fraction: float, seed: int) -> np.ndarray:
@@ -356,36 +424,60 @@ class FastSim:
         return self.efficiency_.predict(self.preprocessor_.transform_conditions(conditions))
 
     def simulate(
-        self, events: Any, seed: int | None = None, domain_counts: dict[str, int] | None = None
+        self,
+        events: Any,
+        seed: int | None = None,
+        domain_counts: dict[str, int] | None = None,
+        oversample: int = 1,
     ) -> Any:
-        """Reco objects for events with a gen collection, in NanoAOD layout.
+        """Reco objects for gen objects: events in NanoAOD layout, or a flat table.
 
         Parameters
         ----------
-        events : ak.Array
-            Records with the gen collection's jagged fields (``GenJet_pt``, ...).
+        events : ak.Array, or a flat table (pandas.DataFrame, mapping of str to 1-D arrays,
+            numpy structured array, or 2-D array with the conditions as columns in
+            :attr:`condition_names` order)
+            Awkward records with the gen collection's jagged fields (``GenJet_pt``, ...), or
+            one row per gen object with the condition columns (gen units, e.g. GeV).
         seed : int or None
             Seeds efficiency draws, response samples and fakes.
         domain_counts : dict or None
             When given, the numbers of objects whose conditions lie outside the training
             domain are added to it (per condition) instead of being logged as a warning (for
             callers that process a file in chunks and warn once).
+        oversample : int
+            K >= 1 independent draws per event (per row for tables): each input event appears
+            K times in a row (event i at outputs i*K ... i*K + K - 1), every draw with its own
+            efficiency decisions, responses and fakes, and with weight 1/K.
 
         Returns
         -------
-        ak.Array
-            One record per event with the reco fields (``Jet_pt``, ...; jagged) and
-            ``{reco}_{gen}Idx`` (index of the gen object in its event, -1 for fakes).
+        ak.Array (for awkward events)
+            One record per event and draw with the reco fields (``Jet_pt``, ...; jagged) and
+            ``{reco}_{gen}Idx`` (index of the gen object in its event, -1 for fakes); with
+            ``oversample > 1`` also the event fields ``hepgen_weight`` (1/K, float32) and
+            ``hepgen_draw`` (0 ... K-1, int32).  Multiply ``hepgen_weight`` into any event
+            weight of the input.
+        pandas.DataFrame or dict of np.ndarray (for flat tables: a DataFrame for a DataFrame)
+            One row per input row and draw: the condition columns, every target (sampled for
+            every row: the response if the object is reconstructed), ``efficiency``
+            (P(reconstructed), float32) and ``reconstructed`` (bool, drawn from it); with
+            ``oversample > 1`` also ``hepgen_weight`` and ``hepgen_draw``.  Fakes need the
+            event structure and are only generated for awkward events.
         """
-        import awkward as ak
-
-        from hepgen.io.collections import flatten_collection
-
         self._check_fitted()
-        seeds = np.random.SeedSequence(seed).spawn(3)
-        flat = flatten_collection(events, self.gen, self.condition_names)
-        conds = {k: flat[k] for k in self.condition_names}
-        outside = self.preprocessor_.out_of_domain(conds) if len(flat) else {}
+        if isinstance(oversample, bool) or not isinstance(oversample, int | np.integer) or (
+                oversample < 1):
+            raise ValueError(f"oversample must be a positive integer, got {oversample!r}")
+        k = int(oversample)
+        if type(events).__module__.startswith("awkward"):
+            out = self._simulate_events(repeat_events(events, k), seed, domain_counts)
+            return with_draw_fields(out, k)
+        return self._simulate_table(events, seed, domain_counts, k)
+
+    def _check_domain(self, conds: Mapping[str, np.ndarray],
+                      domain_counts: dict[str, int] | None) -> None:
+        outside = self.preprocessor_.out_of_domain(conds) if len(next(iter(conds.values()))) else {}
         bad = {k: v for k, v in outside.items() if v}
         if domain_counts is not None:
             for k, v in bad.items():
@@ -393,6 +485,42 @@ class FastSim:
         elif bad:
             log.warning("%s conditions outside the training domain (objects per feature): %s",
                         self.gen, bad)
+
+    def _simulate_table(self, table: Any, seed: int | None,
+                        domain_counts: dict[str, int] | None, k: int) -> Any:
+        conds = table_columns(table, self.condition_names)
+        n = len(next(iter(conds.values())))
+        if k > 1:
+            conds = {name: np.repeat(v, k) for name, v in conds.items()}
+        self._check_domain(conds, domain_counts)
+        seeds = np.random.SeedSequence(seed).spawn(2)
+        efficiency = self.efficiency(conds) if n else np.zeros(0)
+        reconstructed = efficiency > np.random.default_rng(seeds[0]).random(len(efficiency))
+        dtypes = self.preprocessor_.dtypes
+        reco = self.sample(conds, seed=int(seeds[1].generate_state(1)[0])) if n else {
+            t: np.zeros(0, dtype=dtypes[t]) for t in self.target_names}
+        out: dict[str, np.ndarray] = {**conds, **reco,
+                                      "efficiency": efficiency.astype(np.float32),
+                                      "reconstructed": reconstructed}
+        if k > 1:
+            out[OVERSAMPLE_WEIGHT] = np.full(n * k, 1.0 / k, np.float32)
+            out[OVERSAMPLE_DRAW] = np.tile(np.arange(k, dtype=np.int32), n)
+        if type(table).__module__.startswith("pandas"):
+            import pandas as pd
+
+            return pd.DataFrame(out)
+        return out
+
+    def _simulate_events(self, events: Any, seed: int | None,
+                         domain_counts: dict[str, int] | None) -> Any:
+        import awkward as ak
+
+        from hepgen.io.collections import flatten_collection
+
+        seeds = np.random.SeedSequence(seed).spawn(3)
+        flat = flatten_collection(events, self.gen, self.condition_names)
+        conds = {k: flat[k] for k in self.condition_names}
+        self._check_domain(conds, domain_counts)
         rng = np.random.default_rng(seeds[0])
         keep = (self.efficiency(conds) > rng.random(len(flat))) if len(flat) else np.zeros(0, bool)
         kept = {k: v[keep] for k, v in conds.items()}

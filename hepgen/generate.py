@@ -7,6 +7,11 @@ of ``step_size`` events; chunk ``i`` is seeded by ``SeedSequence([seed, i])``, s
 output is reproducible for a seed and a step size.  Branches pass through with their NaN/inf
 values untouched (real files have all-NaN branches); only the conditions must be finite.
 The output is written atomically and never overwrites an input.
+
+With ``oversample = K > 1`` every input event is written K times in a row, each copy with its
+own draw of the reco collection and the event branches ``hepgen_weight`` (1/K) and
+``hepgen_draw`` (0 ... K-1): K times the statistics of the generated sample for the price of
+the generation alone (the draws of one event are correlated through its gen content).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import awkward as ak
 import numpy as np
 
 from hepgen.errors import InputError
-from hepgen.fastsim import FastSim
+from hepgen.fastsim import FastSim, repeat_events, with_draw_fields
 from hepgen.io.collections import replace_collection
 from hepgen.io.reader import count_entries, inspect_tree, iterate_events, resolve_files
 from hepgen.io.writer import RootWriter
@@ -42,6 +47,7 @@ def generate_file(
     seed: int = 0,
     device: str = "cpu",
     quiet: bool = False,
+    oversample: int = 1,
 ) -> dict[str, Any]:
     """Generate the reco collection for every event of ``inputs`` and write ``output``.
 
@@ -63,6 +69,8 @@ def generate_file(
         Where the flows run.
     quiet : bool
         Silence the progress bar.
+    oversample : int
+        K >= 1 draws per input event (see the module docstring).
 
     Returns
     -------
@@ -70,6 +78,8 @@ def generate_file(
         Counts and timing: events, gen objects, generated reco objects (matched, fakes),
         conditions outside the training domain, seconds, objects per second.
     """
+    if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 1:
+        raise InputError(f"oversample must be a positive integer, got {oversample!r}")
     sim = model if isinstance(model, FastSim) else FastSim.load(model, device=device)
     tree = tree or sim.config.data.tree
     paths = resolve_files(inputs)
@@ -92,12 +102,16 @@ def generate_file(
         for i, events in enumerate(iterate_events(paths, None, tree=tree, step_size=step_size,
                                                   nonfinite="keep")):
             chunk_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+            n_events = len(events)
+            n_gen = int(ak.sum(ak.num(events[sim.condition_names[0]], axis=1)))
+            events = repeat_events(events, oversample)
             reco = sim.simulate(events, seed=chunk_seed, domain_counts=outside)
             branches = {f: reco[f] for f in reco.fields}
-            writer.extend(replace_collection(events, sim.reco, branches))
+            writer.extend(with_draw_fields(replace_collection(events, sim.reco, branches),
+                                           oversample))
             idx = ak.to_numpy(ak.flatten(reco[idx_name]))
-            counts["events"] += len(events)
-            counts["gen_objects"] += int(ak.sum(ak.num(events[sim.condition_names[0]], axis=1)))
+            counts["events"] += n_events
+            counts["gen_objects"] += n_gen
             counts["reco_objects"] += int(idx.size)
             counts["fakes"] += int(np.sum(idx < 0))
             bar.update(len(events))
@@ -108,8 +122,11 @@ def generate_file(
                     "file): %s; generated values there are extrapolations", sim.gen, bad)
     return {
         **counts,
+        "oversample": oversample,
         "outside_domain": bad,
         "seconds": seconds,
-        "gen_objects_per_second": counts["gen_objects"] / seconds if seconds > 0 else None,
+        # simulated gen objects (K per input object with oversampling) per second
+        "gen_objects_per_second": counts["gen_objects"] * oversample / seconds
+        if seconds > 0 else None,
         "output": os.fspath(Path(output)),
     }

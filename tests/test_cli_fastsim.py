@@ -66,6 +66,23 @@ def test_generate_keeps_branches_and_writes_nanoaod_layout(workdir, capsys):
                           ak.to_numpy(ak.flatten(gen["Jet_pt"])))
 
 
+def test_generate_oversampling(workdir, capsys):
+    out = workdir / "gen_k3.root"
+    assert main(["generate", str(workdir / "model"), str(workdir / "test.root"), "-o", str(out),
+                 "--batch-size", "700", "--oversample", "3", "--device", "cpu"]) == 0
+    assert "x 3 draws" in capsys.readouterr().out
+    src = read_events(workdir / "test.root", ["event", "nGenJet"])
+    gen = read_events(out, ["event", "nGenJet", "nJet", "Jet_pt", "hepgen_weight",
+                            "hepgen_draw"])
+    assert len(gen) == 3 * len(src)
+    assert np.array_equal(ak.to_numpy(gen["event"]), np.repeat(ak.to_numpy(src["event"]), 3))
+    assert np.allclose(ak.to_numpy(gen["hepgen_weight"]), 1 / 3)
+    assert np.array_equal(ak.to_numpy(gen["hepgen_draw"]), np.tile([0, 1, 2], len(src)))
+    assert ak.all(ak.num(gen["Jet_pt"]) == gen["nJet"])
+    assert main(["generate", str(workdir / "model"), str(workdir / "test.root"), "-o",
+                 str(workdir / "bad.root"), "--oversample", "0"]) == 2
+
+
 def test_generate_bad_input(workdir, tmp_path, capsys):
     model = str(workdir / "model")
     assert main(["generate", model, str(workdir / "test.root"), "-o",

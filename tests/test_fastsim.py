@@ -86,6 +86,56 @@ def test_simulate_layout_and_rates(fitted, jets_file):
     assert float(np.median(ak.to_numpy(resp))) == pytest.approx(1.0, abs=0.05)
 
 
+def test_oversampling_gives_independent_draws_with_weights(fitted, jets_file):
+    sim, _ = fitted
+    events = read_events(jets_file, GEN, entry_stop=500)
+    k = 4
+    reco = sim.simulate(events, seed=2, oversample=k)
+    assert len(reco) == k * len(events)
+    assert np.all(ak.to_numpy(reco["hepgen_weight"]) == np.float32(0.25))
+    assert np.array_equal(ak.to_numpy(reco["hepgen_draw"]), np.tile(np.arange(k), len(events)))
+    idx = reco["Jet_genJetIdx"]
+    n_gen = np.repeat(ak.to_numpy(events["nGenJet"]), k)
+    assert ak.all(idx < n_gen[:, None])
+    # the draws of one event differ (own efficiency decisions, responses and fakes) ...
+    first = ak.to_numpy(ak.firsts(reco["Jet_pt"][::k], axis=1), allow_missing=True)
+    second = ak.to_numpy(ak.firsts(reco["Jet_pt"][1::k], axis=1), allow_missing=True)
+    assert np.mean(first != second) > 0.9
+    # ... and the weighted oversampled sample has the efficiency of a plain one
+    plain = sim.simulate(events[np.repeat(np.arange(len(events)), k)], seed=3)
+    eff_k = float(ak.sum(ak.flatten(idx) >= 0)) / n_gen.sum()
+    eff_1 = float(ak.sum(ak.flatten(plain["Jet_genJetIdx"]) >= 0)) / n_gen.sum()
+    assert eff_k == pytest.approx(eff_1, abs=0.02)
+    with pytest.raises(ValueError, match="oversample"):
+        sim.simulate(events, oversample=0)
+
+
+def test_flat_tables_numpy_mapping_and_pandas(fitted, jets_file):
+    sim, _ = fitted
+    events = read_events(jets_file, GEN, entry_stop=1500)
+    flat = {k: ak.to_numpy(ak.flatten(events[k])) for k in sim.condition_names}
+    n = len(flat["GenJet_pt"])
+    out = sim.simulate(flat, seed=4)
+    assert set(out) == {*sim.condition_names, *sim.target_names, "efficiency", "reconstructed"}
+    assert all(len(v) == n for v in out.values())
+    assert out["Jet_nConstituents"].dtype == np.uint8 and out["reconstructed"].dtype == bool
+    # the efficiency draw follows the model's probabilities; the responses are those of sample()
+    assert np.mean(out["reconstructed"]) == pytest.approx(np.mean(out["efficiency"]), abs=0.03)
+    matrix = np.column_stack([flat[k] for k in sim.condition_names])
+    assert np.array_equal(sim.simulate(matrix, seed=4)["Jet_pt"], out["Jet_pt"])
+    twice = sim.simulate(flat, seed=4, oversample=2)
+    assert len(twice["Jet_pt"]) == 2 * n and np.all(twice["hepgen_weight"] == np.float32(0.5))
+    assert np.array_equal(twice["GenJet_pt"][::2], flat["GenJet_pt"])
+    with pytest.raises(InputError, match=r"no column\(s\) \['GenJet_mass'\]"):
+        sim.simulate({k: v for k, v in flat.items() if k != "GenJet_mass"})
+    with pytest.raises(InputError, match=r"shape \(n, 5\)"):
+        sim.simulate(matrix[:, :3])
+    pd = pytest.importorskip("pandas")
+    frame = sim.simulate(pd.DataFrame(flat), seed=4)
+    assert isinstance(frame, pd.DataFrame) and len(frame) == n
+    assert np.array_equal(frame["Jet_pt"].to_numpy(), out["Jet_pt"])
+
+
 def test_save_load_identical(fitted, jets_file):
     sim, out = fitted
     loaded = FastSim.load(out)
