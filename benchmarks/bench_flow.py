@@ -107,22 +107,23 @@ def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 # ------------------------------------------------------------------------------ plain nflows
 
 
-def plain_flow(settings: FlowSettings, seed: int) -> Flow:
+def plain_flow(settings: FlowSettings, seed: int, n_features: int = N_FEATURES,
+               n_conditions: int = N_CONDITIONS) -> Flow:
     """The settings' architecture from nflows parts directly (nflows' own initialisation)."""
     s = settings
     torch.manual_seed(seed)
     transforms = []
     for i in range(s.n_transforms):
-        transforms += [RandomPermutation(N_FEATURES), LULinear(N_FEATURES, identity_init=True)]
+        transforms += [RandomPermutation(n_features), LULinear(n_features, identity_init=True)]
         if s.kind == "coupling":
-            mask = torch.zeros(N_FEATURES, dtype=torch.int64)
+            mask = torch.zeros(n_features, dtype=torch.int64)
             mask[i % 2 :: 2] = 1
             transforms.append(
                 PiecewiseRationalQuadraticCouplingTransform(
                     mask=mask,
                     transform_net_create_fn=lambda n_in, n_out: ResidualNet(
                         n_in, n_out, hidden_features=s.hidden_features,
-                        context_features=N_CONDITIONS, num_blocks=s.n_blocks,
+                        context_features=n_conditions, num_blocks=s.n_blocks,
                     ),
                     num_bins=s.n_bins,
                     tails="linear",
@@ -132,9 +133,9 @@ def plain_flow(settings: FlowSettings, seed: int) -> Flow:
         else:
             transforms.append(
                 MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
-                    features=N_FEATURES,
+                    features=n_features,
                     hidden_features=s.hidden_features,
-                    context_features=N_CONDITIONS,
+                    context_features=n_conditions,
                     num_bins=s.n_bins,
                     tails="linear",
                     tail_bound=s.tail_bound,
@@ -143,8 +144,8 @@ def plain_flow(settings: FlowSettings, seed: int) -> Flow:
                     random_mask=False,
                 )
             )
-    transforms.append(LULinear(N_FEATURES, identity_init=True))
-    return Flow(CompositeTransform(transforms), StandardNormal([N_FEATURES]))
+    transforms.append(LULinear(n_features, identity_init=True))
+    return Flow(CompositeTransform(transforms), StandardNormal([n_features]))
 
 
 def train_plain(flow: Flow, x: np.ndarray, c: np.ndarray, device: str, seed: int,
@@ -176,7 +177,7 @@ def plain_sample(flow: Flow, c: np.ndarray, batch_size: int, device: str) -> np.
     with torch.no_grad():
         for start in range(0, len(c), batch_size):
             cb = torch.from_numpy(c[start : start + batch_size]).to(device)
-            out.append(flow.sample(1, context=cb).reshape(len(cb), N_FEATURES).cpu().numpy())
+            out.append(flow.sample(1, context=cb).reshape(len(cb), -1).cpu().numpy())
     return np.concatenate(out)
 
 
