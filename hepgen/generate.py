@@ -37,6 +37,17 @@ __all__ = ["generate_file"]
 log = logging.getLogger(__name__)
 
 
+def _chunks(paths: list[Any], tree: str, step_size: int) -> Any:
+    """(file, first entry, events) for each chunk of each file in order; branches pass through
+    with their NaN/inf values (only the conditions are checked, by the model)."""
+    for path in paths:
+        first = 0
+        for events in iterate_events(path, None, tree=tree, step_size=step_size,
+                                     nonfinite="keep"):
+            yield path, first, events
+            first += len(events)
+
+
 def generate_file(
     model: FastSim | str | os.PathLike,
     inputs: Any,
@@ -99,13 +110,16 @@ def generate_file(
     with RootWriter(output, tree=tree, protect=paths) as writer, progress(
         total=total, desc="generate", unit="event", quiet=quiet
     ) as bar:
-        for i, events in enumerate(iterate_events(paths, None, tree=tree, step_size=step_size,
-                                                  nonfinite="keep")):
+        for i, (path, first, events) in enumerate(_chunks(paths, tree, step_size)):
             chunk_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
             n_events = len(events)
             n_gen = int(ak.sum(ak.num(events[sim.condition_names[0]], axis=1)))
             events = repeat_events(events, oversample)
-            reco = sim.simulate(events, seed=chunk_seed, domain_counts=outside)
+            try:
+                reco = sim.simulate(events, seed=chunk_seed, domain_counts=outside)
+            except InputError as err:  # e.g. NaN in a condition: say where
+                raise InputError(f"file '{path}', tree '{tree}', entries {first}-"
+                                 f"{first + n_events - 1}: {err}") from None
             branches = {f: reco[f] for f in reco.fields}
             writer.extend(with_draw_fields(replace_collection(events, sim.reco, branches),
                                            oversample))

@@ -99,6 +99,22 @@ def test_generate_bad_input(workdir, tmp_path, capsys):
                  "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "missing condition branch(es) ['GenJet_eta', 'GenJet_phi'" in err
+    nan_file = tmp_path / "nan.root"
+    src = read_events(workdir / "test.root", ["nGenJet", "GenJet_pt", "GenJet_eta", "GenJet_phi",
+                                              "GenJet_mass", "GenJet_hadronFlavour"],
+                      entry_stop=50)
+    eta = ak.to_numpy(ak.flatten(src["GenJet_eta"])).copy()
+    eta[3] = np.nan
+    fields = {f: src[f] for f in src.fields}
+    fields["GenJet_eta"] = ak.unflatten(eta, ak.num(src["GenJet_eta"]))
+    from hepgen.io.writer import write_events
+
+    write_events(nan_file, ak.zip(fields, depth_limit=1))
+    assert main(["generate", model, str(nan_file), "-o", str(tmp_path / "o.root"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "nan.root', tree 'Events', entries 0-49" in err and "GenJet_eta" in err, err
+    assert "1 NaN" in err
     assert main(["generate", str(tmp_path), str(workdir / "test.root"), "-o",
                  str(tmp_path / "o.root"), "--quiet"]) == 2
     assert "not a hepgen model directory" in capsys.readouterr().err

@@ -52,6 +52,6 @@ def test_01_fastsim_quickstart(tmp_path: Path) -> None:
     nb = _execute("01_fastsim_quickstart.ipynb", tmp_path)
     text = _text(nb)
     assert "kept epoch" in text and "classifier AUC" in text
-    assert "matched fraction of gen jets" in text
+    assert "matched fraction of gen jets" in text and "weighted jets per event" in text
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 2
