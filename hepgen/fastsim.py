@@ -90,26 +90,23 @@ def table_columns(table: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
         A missing column (named), columns of different lengths, or an array of the wrong shape.
     """
     names = list(names)
+    source = table
     if type(table).__module__.startswith("pandas"):
         available = [str(c) for c in table.columns]
-        get = lambda name: table[name].to_numpy()  # noqa: E731
     elif isinstance(table, Mapping):
         available = list(table)
-        get = lambda name: np.asarray(table[name])  # noqa: E731
     else:
-        arr = np.asarray(table)
-        if arr.dtype.names is not None:
-            available = list(arr.dtype.names)
-            get = lambda name: np.asarray(arr[name])  # noqa: E731
-        else:
-            if arr.ndim != 2 or arr.shape[1] != len(names):
+        source = np.asarray(table)
+        if source.dtype.names is None:
+            if source.ndim != 2 or source.shape[1] != len(names):
                 raise InputError(f"a flat table as an array must have shape (n, {len(names)}) "
-                                 f"with the columns {names}, got shape {arr.shape}")
-            return {name: arr[:, j] for j, name in enumerate(names)}
+                                 f"with the columns {names}, got shape {source.shape}")
+            return {name: source[:, j] for j, name in enumerate(names)}
+        available = list(source.dtype.names)
     missing = [n for n in names if n not in available]
     if missing:
         raise InputError(f"the table has no column(s) {missing}; it has {available}")
-    columns = {n: get(n) for n in names}
+    columns = {n: np.asarray(source[n]) for n in names}
     shapes = {n: v.shape for n, v in columns.items()}
     if any(len(sh) != 1 for sh in shapes.values()) or len({sh[0] for sh in shapes.values()}) > 1:
         raise InputError(f"table columns must be 1-D and of equal length, got shapes {shapes}")
