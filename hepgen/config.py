@@ -134,19 +134,27 @@ class FeatureConfig(_Strict):
 class ModelConfig(_Strict):
     """``model``: which generator, its architecture, and the efficiency classifier.
 
-    ``flow`` holds the keys of :class:`hepgen.models.flow.FlowSettings` and ``efficiency`` the
-    constructor arguments of :class:`hepgen.models.efficiency.EfficiencyModel`; both are
-    checked here, so a typo is reported when the file is read, not after hours of training.
+    ``kind`` chooses the generator of the response (and of the fakes): ``flow`` (a conditional
+    normalizing flow, with a likelihood) or ``gan`` (a conditional GAN, no likelihood).
+    ``flow`` holds the keys of :class:`hepgen.models.flow.FlowSettings`, ``gan`` those of
+    :class:`hepgen.models.gan.GANSettings` and ``efficiency`` the constructor arguments of
+    :class:`hepgen.models.efficiency.EfficiencyModel`; all are checked here, so a typo is
+    reported when the file is read, not after hours of training.  Switching ``kind`` is the
+    only change needed to move between a flow and a GAN.
     """
 
-    kind: Literal["flow"] = "flow"
+    kind: Literal["flow", "gan"] = "flow"
     flow: dict[str, Any] = Field(default_factory=dict)
+    gan: dict[str, Any] = Field(default_factory=dict)
     efficiency: dict[str, Any] = Field(default_factory=dict)
     fakes: bool = True
 
     @model_validator(mode="after")
     def _settings(self) -> ModelConfig:
-        self.flow_settings()
+        if self.kind == "flow" or self.flow:
+            self.flow_settings()
+        if self.kind == "gan" or self.gan:
+            self.gan_settings()
         from hepgen.models.efficiency import EfficiencyModel
 
         valid = list(EfficiencyModel().get_params())
@@ -167,6 +175,19 @@ class ModelConfig(_Strict):
             return FlowSettings.from_dict(self.flow)
         except ConfigError as err:
             raise ValueError(f"flow: {err}") from None
+
+    def gan_settings(self) -> Any:
+        """The :class:`~hepgen.models.gan.GANSettings` of ``model.gan``."""
+        from hepgen.models.gan import GANSettings
+
+        try:
+            return GANSettings.from_dict(self.gan)
+        except ConfigError as err:
+            raise ValueError(f"gan: {err}") from None
+
+    def generator_settings(self) -> Any:
+        """The settings of the generator that ``kind`` selects."""
+        return self.gan_settings() if self.kind == "gan" else self.flow_settings()
 
 
 class TrainingConfig(BaseModel):

@@ -4,12 +4,13 @@ A fast simulation is three models and the preprocessing that links them to physi
 
 1. **efficiency** (:class:`~hepgen.models.efficiency.EfficiencyModel`): P(a gen object is
    reconstructed | its gen features);
-2. **response** (:class:`~hepgen.models.flow_model.FlowModel`): p(reco features | gen features)
-   of the reconstructed objects, learned on matched gen/reco pairs;
+2. **response**: p(reco features | gen features) of the reconstructed objects, learned on
+   matched gen/reco pairs by the generator that ``model.kind`` selects
+   (:class:`~hepgen.models.flow_model.FlowModel` or :class:`~hepgen.models.gan.GANModel`);
 3. **fakes**: reco objects without a gen match (pile-up, noise).  They cannot be generated per
    gen object, so they are generated per event: the number of fakes is drawn from its observed
    distribution in bins of the event's gen-object multiplicity, and their features from a
-   second flow conditioned on that multiplicity, with the same target preprocessing except that
+   second generator (of the same kind) conditioned on that multiplicity, with the same target preprocessing except that
    nothing is expressed relative to a gen object (there is none).  Switch off with
    ``model.fakes: false``.
 
@@ -46,6 +47,7 @@ import numpy as np
 from hepgen.config import Config, parse_config
 from hepgen.errors import InputError
 from hepgen.features import FeatureSchema, FeatureSpec
+from hepgen.models.base import GenerativeModel
 from hepgen.models.efficiency import EfficiencyModel
 from hepgen.models.flow_model import FlowModel
 from hepgen.preprocessing import Preprocessor
@@ -113,6 +115,18 @@ def table_columns(table: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
     return columns
 
 
+def model_class(kind: str) -> type[GenerativeModel]:
+    """The generator class of ``model.kind``: :class:`FlowModel` or
+    :class:`~hepgen.models.gan.GANModel`."""
+    if kind == "gan":
+        from hepgen.models.gan import GANModel
+
+        return GANModel
+    if kind == "flow":
+        return FlowModel
+    raise InputError(f"unknown model kind {kind!r}; expected 'flow' or 'gan'")
+
+
 def repeat_events(events: Any, k: int) -> Any:
     """Each event K times in a row (event i at rows i*K ... i*K + K - 1); K = 1: unchanged."""
     return events if k == 1 else events[np.repeat(np.arange(len(events)), k)]
@@ -165,7 +179,7 @@ class _Fakes:
 
     table: np.ndarray  # (MAX_MULTIPLICITY_BIN + 1, k_max + 1): P(k fakes | gen multiplicity bin)
     preprocessor: Preprocessor
-    flow: FlowModel
+    flow: GenerativeModel  # the flow or GAN of the fakes
     multiplicity: str
 
     def counts(self, n_gen: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -313,7 +327,8 @@ class FastSim:
         response_settings = settings
         if budget is not None and cfg.model.fakes and pairs.n_fakes >= MIN_FAKES:
             response_settings = dataclasses.replace(settings, time_limit=RESPONSE_SHARE * budget)
-        self.flow_ = FlowModel(cfg.model.flow_settings(), seed=seed, device=self.device)
+        self.flow_ = model_class(cfg.model.kind)(cfg.model.generator_settings(), seed=seed,
+                                                 device=self.device)
         checkpoints = Path(output) / "checkpoints" if output is not None else None
         self.training_ = self.flow_.fit(
             x, c, w_train, validation, training=response_settings,
@@ -368,7 +383,8 @@ class FastSim:
             vcols[multiplicity] = n_gen[pairs.fake_event[val_rows]].astype(np.int64)
             validation = {"x": pre.transform_targets(vcols, rng=np.random.default_rng(5)),
                           "c": pre.transform_conditions(vcols)}
-        flow = FlowModel(cfg.model.flow_settings(), seed=cfg.seed + 1, device=self.device)
+        flow = model_class(cfg.model.kind)(cfg.model.generator_settings(), seed=cfg.seed + 1,
+                                           device=self.device)
         flow.fit(
             pre.transform_targets(cols, rng=np.random.default_rng([cfg.seed, 6])),
             pre.transform_conditions(cols), None, validation, training=settings,
@@ -574,7 +590,7 @@ class FastSim:
             },
             "preprocessing": self.preprocessor_.to_dict(),
             "domain": self.preprocessor_.domain,
-            "architecture": self.flow_.flow_.describe(),
+            "architecture": self.flow_.describe(),
             "efficiency": self.efficiency_.describe(),
             "fakes": fakes,
             "training": getattr(self, "training_", None).to_dict()
@@ -588,12 +604,11 @@ class FastSim:
         """Write the model directory (JSON + safetensors + xgboost JSON; no pickle)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.flow_.save(directory)
+        kind = self.config.model.kind
+        self.flow_.save(directory, name=kind)
         self.efficiency_.save(directory, name="efficiency")
         if self.fakes_ is not None:
-            from hepgen.models.flow import save_flow
-
-            save_flow(self.fakes_.flow.flow_, directory, name="fakes_flow")
+            self.fakes_.flow.save(directory, name=f"fakes_{kind}")
         write_json(directory / MODEL_FILE, self.card())
         return directory
 
@@ -606,7 +621,6 @@ class FastSim:
         InputError
             Missing or corrupt files, or a ``format_version`` this hepgen cannot read.
         """
-        from hepgen.models.flow import load_flow
         from hepgen.models.flow_model import resolve_device
 
         device = resolve_device(device)
@@ -636,16 +650,16 @@ class FastSim:
             fakes = card.get("fakes")
         except KeyError as err:
             raise InputError(f"'{path}': missing key {err}") from None
-        sim.flow_ = FlowModel.load(directory, device=device)
+        kind = config.model.kind
+        model = model_class(kind)
+        sim.flow_ = model.load(directory, device=device, name=kind)
         sim.efficiency_ = EfficiencyModel.load(directory, name="efficiency")
         sim.fakes_ = None
         if fakes:
-            flow = FlowModel(device=device)
-            flow.flow_ = load_flow(directory, name="fakes_flow", device=device)
-            flow.n_features_, flow.n_conditions_ = flow.flow_.n_features, flow.flow_.n_conditions
             sim.fakes_ = _Fakes(table=np.asarray(fakes["table"]),
                                 preprocessor=Preprocessor.from_dict(fakes["preprocessing"]),
-                                flow=flow, multiplicity=fakes["multiplicity"])
+                                flow=model.load(directory, device=device, name=f"fakes_{kind}"),
+                                multiplicity=fakes["multiplicity"])
         sim.card_ = card
         sim.notes_ = card.get("notes", [])
         return sim

@@ -32,12 +32,16 @@ def format_card(card: dict[str, Any]) -> str:
     lines.append("  targets:    " + ", ".join(targ))
     arch = card.get("architecture") or {}
     settings = arch.get("settings", {})
-    lines.append(
-        f"  flow: {settings.get('kind')} RQ-spline, {settings.get('n_transforms')} transforms, "
-        f"{settings.get('hidden_features')} hidden x {settings.get('n_blocks')} blocks, "
-        f"{settings.get('n_bins')} bins, tail bound {settings.get('tail_bound')}, mixing "
-        f"{settings.get('mixing')}; {arch.get('n_parameters')} parameters"
-    )
+    if card.get("kind") == "gan":
+        shown = ", ".join(f"{k} {v}" for k, v in settings.items())
+        lines.append(f"  gan: {shown}; {arch.get('n_parameters')} parameters")
+    else:
+        lines.append(
+            f"  flow: {settings.get('kind')} RQ-spline, {settings.get('n_transforms')} "
+            f"transforms, {settings.get('hidden_features')} hidden x {settings.get('n_blocks')} "
+            f"blocks, {settings.get('n_bins')} bins, tail bound {settings.get('tail_bound')}, "
+            f"mixing {settings.get('mixing')}; {arch.get('n_parameters')} parameters"
+        )
     eff = card.get("efficiency") or {}
     if eff:
         es = eff.get("summary") or {}
@@ -50,8 +54,8 @@ def format_card(card: dict[str, Any]) -> str:
                 f"mean efficiency {es.get('efficiency', float('nan')):.4f}"
             )
     fakes = card.get("fakes")
-    lines.append("  fakes: " + ("per-event multiplicity table + flow of their features"
-                                if fakes else "not modelled"))
+    lines.append("  fakes: " + (f"per-event multiplicity table + {card.get('kind')} of their "
+                                "features" if fakes else "not modelled"))
     tr = card.get("training") or {}
     hist = tr.get("history") or []
     if hist:

@@ -8,6 +8,14 @@ shuffling, AdamW with a learning-rate schedule, gradient clipping, a NaN/inf gua
 stopping on the validation loss, a checkpoint every epoch with exact resume, the choice of the
 final weights by a physics metric, progress with rate and ETA, and one log line per epoch.
 
+Models that are not trained by minimising one loss with one optimizer (adversarial training:
+a generator and a critic, each with its own optimizer and several critic updates per generator
+update) pass an :class:`Objective` instead of ``loss_fn``: it names its optimizers and does
+the update(s) of one batch through :meth:`StepContext.update`, which applies the NaN guard,
+the gradient clipping and the learning-rate schedule to each optimizer separately.  Everything
+else (batches, weights, schedule counter, checkpoints, resume, selection, progress) is the same
+loop.  ``loss_fn`` is the :class:`LikelihoodObjective`: one AdamW, one update per batch.
+
 Design choices
 --------------
 * **Event weights** (key ``"w"`` of the data dicts, optional, may be negative, e.g. sWeights).
@@ -19,6 +27,8 @@ Design choices
   of its gradient.  A training set with ``mean(w) <= 0`` is rejected.  The validation loss is
   the weighted mean over the whole validation set, ``sum w l / sum w`` (which must be > 0).
   ``loss_fn`` never sees ``"w"``: the loop applies the weights, so they cannot be applied twice.
+  An :class:`Objective` receives the batch's weights and applies them itself, with the same
+  normalisation (:meth:`StepContext.weighted_mean`).
 * **Batches.**  Each epoch draws a permutation from a seeded :class:`torch.Generator` and cuts
   it into ``ceil(n / batch_size)`` nearly equal batches (``torch.tensor_split``), so every
   event is used and no batch is a tiny remainder.  Batches are cut from CPU tensors that share
@@ -35,7 +45,9 @@ Design choices
   Growing ``max_epochs`` on resume stretches the cosine from that point on.
 * **NaN guard.**  A batch whose loss or global gradient norm is not finite is skipped (no
   optimizer step, gradients cleared) and counted; after ``max_bad_batches`` *consecutive* bad
-  batches :class:`TrainingError` names the epoch, the batch and the count.
+  batches :class:`TrainingError` names the epoch, the batch and the count.  With several
+  optimizers (an :class:`Objective`) the check is per update: the first non-finite update ends
+  the batch's step (updates done before it in that batch stay), and the batch counts as bad.
 * **Early stopping.**  An epoch improves when its validation loss is below the best so far
   minus ``min_delta``; training stops after ``patience`` epochs without one.  Without
   validation data there is no early stopping.
@@ -46,6 +58,11 @@ Design choices
 * **Evaluation** (validation loss, ``metric_fn``) runs with ``module.eval()``, under
   :func:`torch.no_grad`, inside :func:`torch.random.fork_rng`: it consumes no random numbers of
   the training, so adding a metric or changing ``metric_every`` leaves the trajectory as is.
+  The validation loss starts from torch's global generator seeded with ``seed``: a validation
+  loss that draws random numbers (a GAN's energy score) uses the same draws every epoch, so
+  epochs compare without that noise.  ``metric_fn`` may return extra numbers besides the one
+  that selects (a mapping with key ``"metric"``); they go to the history as
+  ``metric_details`` (e.g. recall and coverage, which catch a GAN's mode collapse).
 * **Determinism.**  ``torch.manual_seed(seed)`` at the start, a seeded shuffle generator: two
   runs with the same seed on CPU give bit-identical parameters.  CUDA kernels are not
   guaranteed to be deterministic.
@@ -53,11 +70,14 @@ Design choices
   in the same folder + :func:`os.replace`), never with pickle:
 
   - ``last.safetensors``: the module's state (``module.<name>``), the AdamW state flattened
-    into tensors (``optimizer.<index>.<key>``), the torch CPU (and CUDA) RNG states and the
+    into tensors (``optimizer.<index>.<key>``; with several optimizers, those of each under
+    its name: ``optimizer.<optimizer name>.<index>.<key>``), the torch CPU (and CUDA) RNG
+    states and the
     shuffle generator's state as uint8 tensors (``rng.*``), the best weights so far
     (``best_loss.<name>``, ``best_metric.<name>``), and in its metadata (key
     ``hepgen_state``) the JSON state: epoch, history, best epochs, early-stopping and NaN
-    counters, schedule state, settings, ``format_version``.  One file holds everything a
+    counters, schedule state, settings, :meth:`Objective.describe` (key ``objective``, when
+    not empty), ``format_version``.  One file holds everything a
     resume needs, so a crash can never leave a checkpoint half of one epoch, half of another.
   - ``last.json``: the same JSON state, indented, for people and scripts.
   - ``best_loss.safetensors``, ``best_metric.safetensors``: the module's weights only (plain
@@ -66,7 +86,8 @@ Design choices
 
   ``resume=True`` continues exactly where ``last.safetensors`` left off: on CPU, 3 epochs plus
   3 resumed give the same bits as 6 straight.  Settings that shape the trajectory
-  (:data:`RESUME_FIXED_SETTINGS`) must be unchanged; the others (``max_epochs``, ``patience``,
+  (:data:`RESUME_FIXED_SETTINGS` and the objective's :meth:`~Objective.describe`) must be
+  unchanged; the others (``max_epochs``, ``patience``,
   ``min_delta``, ``max_bad_batches``, ``device``, ``time_limit``, ``metric_every``) may change.
   ``time_limit`` counts the wall time of the current call.
 
@@ -84,10 +105,13 @@ References
   Springer 1998, doi:10.1007/3-540-49430-8_3.
 - P. Micikevicius et al., "Mixed precision training", ICLR 2018, arXiv:1710.03740 (skipping
   steps with non-finite gradients).
+- I. Gulrajani et al., "Improved training of Wasserstein GANs", NeurIPS 2017,
+  arXiv:1704.00028 (alternating critic and generator updates: :class:`Objective`).
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 import logging
@@ -114,6 +138,9 @@ __all__ = [
     "PLATEAU_FACTOR",
     "PLATEAU_MIN_SCALE",
     "RESUME_FIXED_SETTINGS",
+    "LikelihoodObjective",
+    "Objective",
+    "StepContext",
     "TrainingError",
     "TrainingResult",
     "TrainingSettings",
@@ -147,7 +174,7 @@ _BEST_LOSS = "best_loss.safetensors"
 _BEST_METRIC = "best_metric.safetensors"
 
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
-MetricFn = Callable[[torch.nn.Module], float]
+MetricFn = Callable[[torch.nn.Module], "float | Mapping[str, float]"]
 
 
 class TrainingError(HepgenError):

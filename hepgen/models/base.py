@@ -11,8 +11,10 @@ ask which kind of model they hold; they call (DESIGN.md, "The model protocol"):
 ``log_prob(targets, conditions)``
     Log-density in model space (flows); models without a likelihood raise
     :class:`NoLikelihoodError`.
-``save(directory)`` / ``load(directory)``
+``save(directory, name)`` / ``load(directory, device, name)``
     JSON metadata + safetensors weights; loading never executes code.
+``describe()``
+    The architecture summary that model cards show.
 
 Everything here works on numpy arrays in model space; physical units, ROOT files and feature
 names live in the layers above.
@@ -131,10 +133,15 @@ class GenerativeModel(abc.ABC):
         )
 
     @abc.abstractmethod
-    def save(self, directory: str | Path) -> list[Path]:
-        """Write weights (safetensors) and metadata (JSON) into ``directory``."""
+    def describe(self) -> dict[str, Any]:
+        """Architecture summary for model cards: ``settings`` (a dict), ``n_parameters``, sizes."""
+
+    @abc.abstractmethod
+    def save(self, directory: str | Path, name: str = "") -> list[Path]:
+        """Write ``{name}.safetensors`` (weights) and ``{name}.json`` (metadata) into
+        ``directory``; ``name`` defaults to the model's kind."""
 
     @classmethod
     @abc.abstractmethod
-    def load(cls, directory: str | Path, device: str = "cpu") -> GenerativeModel:
-        """Read a model written by :meth:`save` (no code is executed)."""
+    def load(cls, directory: str | Path, device: str = "cpu", name: str = "") -> GenerativeModel:
+        """Read a model written by :meth:`save` under ``name`` (no code is executed)."""

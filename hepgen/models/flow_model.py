@@ -260,19 +260,24 @@ class FlowModel(GenerativeModel):
         return np.concatenate(out) if out else np.empty(0)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, directory: str | Path) -> list[Path]:
-        """Write ``flow.safetensors`` and ``flow.json`` into ``directory``."""
+    def describe(self) -> dict[str, Any]:
+        """Architecture summary for model cards: sizes, settings, number of parameters."""
+        self._check_fitted()
+        return self.flow_.describe()
+
+    def save(self, directory: str | Path, name: str = "flow") -> list[Path]:
+        """Write ``{name}.safetensors`` and ``{name}.json`` into ``directory``."""
         from hepgen.models.flow import save_flow
 
         self._check_fitted()
-        return save_flow(self.flow_, directory, name="flow")
+        return save_flow(self.flow_, directory, name=name)
 
     @classmethod
-    def load(cls, directory: str | Path, device: str = "cpu") -> FlowModel:
+    def load(cls, directory: str | Path, device: str = "cpu", name: str = "flow") -> FlowModel:
         """Read a flow written by :meth:`save` (safetensors + JSON; no code executed)."""
         from hepgen.models.flow import load_flow
 
-        flow = load_flow(directory, name="flow", device=resolve_device(device))
+        flow = load_flow(directory, name=name, device=resolve_device(device))
         model = cls(settings=flow.settings, device=device)
         model.flow_ = flow
         model.n_features_, model.n_conditions_ = flow.n_features, flow.n_conditions
