@@ -10,9 +10,9 @@ A fast simulation is three models and the preprocessing that links them to physi
 3. **fakes**: reco objects without a gen match (pile-up, noise).  They cannot be generated per
    gen object, so they are generated per event: the number of fakes is drawn from its observed
    distribution in bins of the event's gen-object multiplicity, and their features from a
-   second generator (of the same kind) conditioned on that multiplicity, with the same target preprocessing except that
-   nothing is expressed relative to a gen object (there is none).  Switch off with
-   ``model.fakes: false``.
+   second generator (of the same kind) conditioned on that multiplicity, with the same target
+   preprocessing except that nothing is expressed relative to a gen object (there is none).
+   Switch off with ``model.fakes: false``.
 
 :meth:`FastSim.simulate` takes events with the gen collection (an awkward array in NanoAOD
 layout) and returns the reco collection in the same layout: per event, the reconstructed gen
