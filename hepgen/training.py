@@ -410,7 +410,8 @@ class TrainingResult:
         batches, during the epoch), ``val_loss`` (weighted mean over the validation set after
         the epoch; ``None`` without validation data or when not finite), ``metric`` (``None``
         when not evaluated), ``lr`` (at the epoch's last batch), ``seconds`` (training and
-        evaluation), ``n_bad_batches``, ``events_per_second`` (training phase only).
+        evaluation), ``n_bad_batches``, ``events_per_second`` (training phase only); and
+        ``metric_details`` (a dict) in the epochs where ``metric_fn`` returned a mapping.
     best_loss_epoch : int or None
         Epoch with the lowest validation loss (``None`` without validation data).
     best_metric_epoch : int or None
@@ -548,6 +549,272 @@ def _check_losses(losses: Any, n: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------
+# Objectives
+# --------------------------------------------------------------------------------------------
+
+_OPTIMIZER_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+@dataclass
+class StepContext:
+    """What :meth:`Objective.step` gets from the loop besides the batch.
+
+    Attributes
+    ----------
+    optimizers : dict of str to torch.optim.Optimizer
+        The objective's optimizers (:meth:`Objective.optimizers`), by name.
+    lr : float
+        The schedule's learning rate for this batch (``TrainingSettings.learning_rate`` times
+        the warm-up, cosine or plateau factor).
+    index : int
+        0-based count of the batches of the whole run before this one (skipped ones included;
+        restored on resume), e.g. to update a generator every ``n_critic`` batches.
+    mean_weight : float
+        Mean event weight of the whole training set (1 without weights).
+    grad_clip : float or None
+        ``TrainingSettings.grad_clip``, applied by :meth:`update` to each optimizer's
+        parameters separately.
+
+    References
+    ----------
+    R. Pascanu, T. Mikolov and Y. Bengio, "On the difficulty of training recurrent neural
+    networks", ICML 2013, arXiv:1211.5063 (gradient-norm clipping).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hepgen.training import StepContext
+    >>> layer = torch.nn.Linear(1, 1)
+    >>> ctx = StepContext({"model": torch.optim.SGD(layer.parameters(), lr=0.1)}, lr=0.1,
+    ...                   index=0, mean_weight=1.0, grad_clip=None)
+    >>> ctx.update("model", layer(torch.ones(4, 1)).sum())
+    True
+    >>> ctx.update("model", torch.tensor(float("nan")))
+    False
+    """
+
+    optimizers: Mapping[str, torch.optim.Optimizer]
+    lr: float
+    index: int
+    mean_weight: float
+    grad_clip: float | None
+
+    def weighted_mean(
+        self, losses: torch.Tensor, weights: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``sum_i w_i l_i / (n * mean_weight)`` of per-event ``losses`` (n,) (plain mean
+        without weights): the loop's batch normalisation (module notes, "Event weights")."""
+        return _weighted_batch_loss(losses, weights, self.mean_weight)
+
+    def update(self, name: str, loss: torch.Tensor, lr: float | None = None) -> bool:
+        """One guarded step of optimizer ``name`` on the scalar ``loss``.
+
+        Clears that optimizer's gradients, and when ``loss`` is finite back-propagates into
+        its parameters only (``backward(inputs=...)``: other parameters' gradients are left
+        alone), checks the global gradient norm, clips it to ``grad_clip``, sets the learning
+        rate (``lr``, default :attr:`lr`) and steps.
+
+        Returns
+        -------
+        bool
+            False when the loss or the gradient norm was not finite: no step was taken and the
+            gradients are cleared (the caller returns ``None`` from :meth:`Objective.step`).
+        """
+        optimizer = self.optimizers[name]
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        optimizer.zero_grad(set_to_none=True)
+        if not math.isfinite(float(loss.detach())):
+            return False
+        loss.backward(inputs=params)
+        grads = [p.grad for p in params if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads) if grads else None
+        if norm is not None and not bool(torch.isfinite(norm)):
+            optimizer.zero_grad(set_to_none=True)
+            return False
+        if self.grad_clip is not None and norm is not None:
+            torch.nn.utils.clip_grads_with_norm_(params, self.grad_clip, norm)
+        rate = self.lr if lr is None else lr
+        for group in optimizer.param_groups:
+            group["lr"] = rate
+        optimizer.step()
+        return True
+
+
+class Objective(abc.ABC):
+    """How :func:`train` updates a module on one batch, and how it scores a validation batch.
+
+    Subclass it for models trained with several optimizers or several updates per batch
+    (adversarial training); a plain per-event loss needs none (``loss_fn``, i.e.
+    :class:`LikelihoodObjective`).  The loop keeps everything else: batches, weights' mean,
+    the schedule, the NaN-guard bookkeeping, checkpoints of every optimizer, resume, selection.
+
+    An objective must be deterministic given torch's global RNG (the loop seeds it and saves
+    its state in the checkpoints), and must hold no state that changes during training: what
+    evolves lives in the module (state dict) or the optimizers, which the checkpoints save.
+
+    References
+    ----------
+    I. Gulrajani et al., "Improved training of Wasserstein GANs", NeurIPS 2017,
+    arXiv:1704.00028 (several critic updates per generator update).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from hepgen.training import Objective, TrainingSettings, train
+    >>> class SquaredError(Objective):
+    ...     def step(self, module, batch, weights, context):
+    ...         losses = ((module(batch["x"]) - batch["y"]) ** 2).sum(dim=1)
+    ...         loss = context.weighted_mean(losses, weights)
+    ...         return float(loss.detach()) if context.update("model", loss) else None
+    ...     def validation_losses(self, module, batch):
+    ...         return ((module(batch["x"]) - batch["y"]) ** 2).sum(dim=1)
+    >>> x = np.linspace(-1, 1, 1000, dtype=np.float32)[:, None]
+    >>> _ = torch.manual_seed(0)
+    >>> model = torch.nn.Linear(1, 1)
+    >>> s = TrainingSettings(max_epochs=30, batch_size=100, learning_rate=0.05, device="cpu")
+    >>> _ = train(model, None, {"x": x, "y": 3 * x}, None, s, objective=SquaredError(),
+    ...           quiet=True)
+    >>> round(model.weight.item(), 2)
+    3.0
+    """
+
+    def optimizers(
+        self, module: torch.nn.Module, settings: TrainingSettings
+    ) -> dict[str, torch.optim.Optimizer]:
+        """The optimizers by name (lower-case letters, digits, ``_``), built fresh; the default
+        is one AdamW named ``"model"`` on every trainable parameter, with the settings'
+        learning rate and weight decay.  A checkpoint stores each one's state under its name
+        (a single optimizer: the plain ``optimizer.`` layout)."""
+        params = [p for p in module.parameters() if p.requires_grad]
+        return {
+            "model": torch.optim.AdamW(
+                params, lr=settings.learning_rate, weight_decay=settings.weight_decay
+            )
+        }
+
+    @abc.abstractmethod
+    def step(
+        self,
+        module: torch.nn.Module,
+        batch: dict[str, torch.Tensor],
+        weights: torch.Tensor | None,
+        context: StepContext,
+    ) -> float | None:
+        """Update the module on one training batch.
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+            In training mode, on the device.
+        batch : dict of str to Tensor
+            The batch's rows of every data array but ``"w"``, on the device.
+        weights : Tensor of shape (n,) or None
+            The batch's event weights (negative allowed); normalise with
+            :meth:`StepContext.weighted_mean`.
+        context : StepContext
+            Optimizers, learning rate, batch counter; :meth:`StepContext.update` does a
+            guarded optimizer step.
+
+        Returns
+        -------
+        float or None
+            The batch's training loss for the history (the weighted mean over the epoch's good
+            batches is ``train_loss``); ``None`` when an update was skipped as non-finite (the
+            NaN guard counts the batch).
+        """
+
+    @abc.abstractmethod
+    def validation_losses(
+        self, module: torch.nn.Module, batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """Per-event validation losses, shape ``(n,)`` (the loop takes their weighted mean
+        over the validation set: lower is better, comparable between epochs).  Called in eval
+        mode under :func:`torch.no_grad`, with torch's global RNG seeded the same way each
+        epoch."""
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready settings that shape the trajectory: stored in the checkpoint and
+        required unchanged on resume (default: none)."""
+        return {}
+
+
+class LikelihoodObjective(Objective):
+    """Minimise the weighted mean of a per-event loss with one AdamW: what ``loss_fn`` does.
+
+    Parameters
+    ----------
+    loss_fn : callable ``(module, batch) -> torch.Tensor``
+        Per-event losses, shape ``(n,)`` (for a flow, ``-log p(x | c)``); the same function
+        gives the validation losses.
+
+    References
+    ----------
+    I. Loshchilov and F. Hutter, "Decoupled weight decay regularization", ICLR 2019,
+    arXiv:1711.05101 (AdamW).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hepgen.training import LikelihoodObjective
+    >>> objective = LikelihoodObjective(lambda module, batch: (module(batch["x"]) ** 2)[:, 0])
+    >>> objective.validation_losses(torch.nn.Linear(2, 1), {"x": torch.zeros(3, 2)}).shape
+    torch.Size([3])
+    """
+
+    def __init__(self, loss_fn: LossFn) -> None:
+        self.loss_fn = loss_fn
+
+    def step(
+        self,
+        module: torch.nn.Module,
+        batch: dict[str, torch.Tensor],
+        weights: torch.Tensor | None,
+        context: StepContext,
+    ) -> float | None:
+        """One AdamW step on ``sum w l / (n mean w)``; None when not finite."""
+        n = next(iter(batch.values())).shape[0]
+        losses = _check_losses(self.loss_fn(module, batch), n)
+        loss = context.weighted_mean(losses, weights)
+        if not context.update(next(iter(context.optimizers)), loss):
+            return None
+        return float(loss.detach())
+
+    def validation_losses(
+        self, module: torch.nn.Module, batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """``loss_fn(module, batch)``, checked to be per event."""
+        n = next(iter(batch.values())).shape[0]
+        return _check_losses(self.loss_fn(module, batch), n)
+
+
+def _check_optimizers(optimizers: Any, module: torch.nn.Module) -> dict[str, Any]:
+    """The objective's optimizers: a non-empty dict of valid names to optimizers over
+    parameters of the module."""
+    if not isinstance(optimizers, Mapping) or not optimizers:
+        raise TypeError("Objective.optimizers must return a non-empty dict of optimizers")
+    own = {id(p) for p in module.parameters()}
+    for name, optimizer in optimizers.items():
+        if (
+            not isinstance(name, str)
+            or not name
+            or name[0].isdigit()
+            or not set(name) <= _OPTIMIZER_NAME_CHARS
+        ):
+            raise ValueError(
+                f"optimizer name {name!r}: expected lower-case letters, digits and '_', not "
+                "starting with a digit"
+            )
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer {name!r} is a {type(optimizer).__name__}")
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if not params:
+            raise ValueError(f"optimizer {name!r} has no parameters")
+        if any(id(p) not in own for p in params):
+            raise ValueError(f"optimizer {name!r} holds parameters that are not the module's")
+    return dict(optimizers)
+
+
+# --------------------------------------------------------------------------------------------
 # Schedule
 # --------------------------------------------------------------------------------------------
 
@@ -660,33 +927,63 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor
     return state, tensors
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-    """AdamW state -> ({"optimizer.<i>.<key>": tensor}, {"<i>.<key>": number})."""
+def _optimizer_tensors(optimizers: Mapping[str, torch.optim.Optimizer]) -> tuple[dict, dict]:
+    """Optimizer states -> ({"optimizer.<i>.<key>": tensor}, {"<i>.<key>": number}); with
+    several optimizers, each one's names start with its own name (``optimizer.<name>.<i>.``,
+    ``<name>.<i>.``)."""
     tensors, scalars = {}, {}
-    for index, entry in optimizer.state_dict()["state"].items():
-        for key, value in entry.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optimizer.{index}.{key}"] = _cpu_copy(value)
-            else:
-                scalars[f"{index}.{key}"] = value
+    for name, optimizer in optimizers.items():
+        prefix = "" if len(optimizers) == 1 else f"{name}."
+        for index, entry in optimizer.state_dict()["state"].items():
+            for key, value in entry.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optimizer.{prefix}{index}.{key}"] = _cpu_copy(value)
+                else:
+                    scalars[f"{prefix}{index}.{key}"] = value
     return tensors, scalars
 
 
-def _load_optimizer(
-    optimizer: torch.optim.Optimizer,
+def _load_optimizers(
+    optimizers: Mapping[str, torch.optim.Optimizer],
     tensors: Mapping[str, torch.Tensor],
     scalars: Mapping[str, Any],
     path: Path,
 ) -> None:
+    """Restore every optimizer from the layout of :func:`_optimizer_tensors`."""
+    items = [(k[len("optimizer.") :], v) for k, v in tensors.items() if k.startswith("optimizer.")]
+    entries = [*items, *scalars.items()]
+    if len(optimizers) == 1:
+        name, optimizer = next(iter(optimizers.items()))
+        _load_optimizer(optimizer, entries, path, "")
+        return
+    by_name: dict[str, list[tuple[str, Any]]] = {name: [] for name in optimizers}
+    for full, value in entries:
+        name, _, rest = full.partition(".")
+        if name not in by_name:
+            raise TrainingError(
+                f"cannot resume: checkpoint file {path} holds optimizer state {full!r}, but "
+                f"this run's optimizers are {', '.join(map(repr, optimizers))}"
+            )
+        by_name[name].append((rest, value))
+    for name, optimizer in optimizers.items():
+        _load_optimizer(optimizer, by_name[name], path, f"{name!r} ")
+
+
+def _load_optimizer(
+    optimizer: torch.optim.Optimizer,
+    entries: list[tuple[str, Any]],
+    path: Path,
+    which: str,
+) -> None:
     n_params = sum(len(group["params"]) for group in optimizer.param_groups)
     state: dict[int, dict[str, Any]] = {}
-    items = [(k[len("optimizer.") :], v) for k, v in tensors.items() if k.startswith("optimizer.")]
-    for name, value in [*items, *scalars.items()]:
+    for name, value in entries:
         index, _, key = name.partition(".")
         if not index.isdigit() or int(index) >= n_params or not key:
             raise TrainingError(
-                f"cannot resume: checkpoint file {path} holds optimizer state {name!r} for a "
-                f"module with other parameters (this module has {n_params} trainable tensors)"
+                f"cannot resume: checkpoint file {path} holds optimizer {which}state {name!r} "
+                f"for a module with other parameters (this {which}optimizer has {n_params} "
+                "trainable tensors)"
             )
         state.setdefault(int(index), {})[key] = value
     full = {"state": state, "param_groups": optimizer.state_dict()["param_groups"]}
@@ -708,8 +1005,11 @@ def _with_prefix(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, 
 
 
 @contextmanager
-def _evaluating(module: torch.nn.Module, device: torch.device) -> Iterator[None]:
-    """eval mode, no grad, and RNG draws that do not disturb the training's generators."""
+def _evaluating(
+    module: torch.nn.Module, device: torch.device, seed: int | None = None
+) -> Iterator[None]:
+    """eval mode, no grad, and RNG draws that do not disturb the training's generators
+    (starting from ``seed`` when given: the CPU generator and the device's)."""
     devices: list[int] = []
     if device.type == "cuda":
         devices = [device.index if device.index is not None else torch.cuda.current_device()]
@@ -717,6 +1017,11 @@ def _evaluating(module: torch.nn.Module, device: torch.device) -> Iterator[None]
     module.eval()
     try:
         with torch.random.fork_rng(devices=devices), torch.no_grad():
+            if seed is not None:
+                torch.random.default_generator.manual_seed(seed)
+                for index in devices:
+                    with torch.cuda.device(index):
+                        torch.cuda.manual_seed(seed)
             yield
     finally:
         module.train(was_training)
@@ -738,32 +1043,47 @@ def _batches(data: _Data, order: torch.Tensor, n_batches: int, device: torch.dev
 
 def _validation_loss(
     module: torch.nn.Module,
-    loss_fn: LossFn,
+    objective: Objective,
     data: _Data,
     batch_size: int,
     device: torch.device,
+    seed: int,
 ) -> float | None:
     """``sum w l / sum w`` over the whole set (plain mean without weights); None if not finite."""
     n_batches = max(1, math.ceil(data.n / batch_size))
     order = torch.arange(data.n)
     total = torch.zeros((), dtype=torch.float64, device=device)
-    with _evaluating(module, device):
+    with _evaluating(module, device, seed):
         for batch, w in _batches(data, order, n_batches, device):
             n = next(iter(batch.values())).shape[0]
-            losses = _check_losses(loss_fn(module, batch), n).to(torch.float64)
+            losses = _check_losses(objective.validation_losses(module, batch), n)
+            losses = losses.to(torch.float64)
             total += losses.sum() if w is None else (w.to(torch.float64) * losses).sum()
     norm = data.n if data.weights is None else float(data.weights.to(torch.float64).sum())
     value = float(total) / norm
     return value if math.isfinite(value) else None
 
 
-def _metric(module: torch.nn.Module, metric_fn: MetricFn, device: torch.device) -> float | None:
+def _metric(
+    module: torch.nn.Module, metric_fn: MetricFn, device: torch.device
+) -> tuple[float | None, dict[str, Any] | None]:
+    """(the selecting value or None when not finite, the extra values of a mapping or None)."""
     with _evaluating(module, device):
-        value = float(metric_fn(module))
+        result = metric_fn(module)
+    details = None
+    if isinstance(result, Mapping):
+        if "metric" not in result:
+            raise ValueError(
+                "metric_fn returned a mapping without the key 'metric' (the value that selects "
+                f"the epoch); keys: {', '.join(map(str, result))}"
+            )
+        details = to_jsonable({str(k): v for k, v in result.items() if k != "metric"})
+        result = result["metric"]
+    value = float(result)
     if not math.isfinite(value):
         logger.warning("metric_fn returned %r; the epoch is not eligible for selection", value)
-        return None
-    return value
+        return None, details
+    return value, details
 
 
 def _fit_bar_to_time_limit(bar: Any, seconds_left: float) -> None:
@@ -786,7 +1106,7 @@ def _fmt(value: float | None) -> str:
 
 def train(
     module: torch.nn.Module,
-    loss_fn: LossFn,
+    loss_fn: LossFn | None,
     train_data: Mapping[str, np.ndarray],
     validation_data: Mapping[str, np.ndarray] | None,
     settings: TrainingSettings,
@@ -794,8 +1114,10 @@ def train(
     resume: bool = False,
     metric_fn: MetricFn | None = None,
     quiet: bool = False,
+    objective: Objective | None = None,
 ) -> TrainingResult:
-    """Train ``module`` by minimising the weighted mean of ``loss_fn`` over ``train_data``.
+    """Train ``module`` by minimising the weighted mean of ``loss_fn`` over ``train_data``
+    (or as ``objective`` says).
 
     Parameters
     ----------
@@ -805,7 +1127,8 @@ def train(
     loss_fn : callable ``(module, batch) -> torch.Tensor``
         ``batch`` maps every key of the data dicts except ``"w"`` to a tensor of that batch's
         rows on the device (dtype as given: pass float32).  Returns the per-event losses,
-        shape ``(len(batch),)``, differentiable w.r.t. the module's parameters.
+        shape ``(len(batch),)``, differentiable w.r.t. the module's parameters.  ``None``
+        when ``objective`` is given.
     train_data : mapping of str to numpy.ndarray
         Arrays with one row per event (``n`` rows each), e.g. ``{"x": (n, D), "c": (n, C)}``,
         with optional event weights ``"w"`` of shape ``(n,)`` (negative allowed,
@@ -819,12 +1142,17 @@ def train(
         Folder for the per-epoch checkpoints (created when missing); ``None``: no files.
     resume : bool
         Continue from ``checkpoint_dir/last.safetensors`` instead of starting afresh.
-    metric_fn : callable ``(module) -> float`` or None
+    metric_fn : callable ``(module) -> float | Mapping[str, float]`` or None
         Lower is better (e.g. the mean per-feature KS statistic of samples drawn on the
         validation conditions).  Called in eval mode under ``torch.no_grad`` every
-        ``settings.metric_every`` epochs; its random draws do not affect the training.
+        ``settings.metric_every`` epochs; its random draws do not affect the training.  A
+        mapping gives the selecting value under ``"metric"`` and extra values to record (the
+        history's ``metric_details``).
     quiet : bool
         No progress bar (the per-epoch log lines go to the ``hepgen.training`` logger).
+    objective : Objective or None
+        How a batch updates the module (several optimizers, adversarial training); exclusive
+        with ``loss_fn``.  ``None``: ``LikelihoodObjective(loss_fn)``.
 
     Returns
     -------
@@ -858,12 +1186,18 @@ def train(
     """
     if not isinstance(settings, TrainingSettings):
         raise TypeError(f"settings must be a TrainingSettings, got {type(settings).__name__}")
+    if (loss_fn is None) == (objective is None):
+        raise TypeError("train needs exactly one of loss_fn and objective")
+    if objective is None:
+        objective = LikelihoodObjective(loss_fn)
+    elif not isinstance(objective, Objective):
+        raise TypeError(f"objective must be an Objective, got {type(objective).__name__}")
     started = time.monotonic()
     device = _resolve_device(settings.device)
     train_set, val_set, mean_weight = _prepare_sets(train_data, validation_data)
     if resume and checkpoint_dir is None:
         raise ConfigError("resume=True needs a checkpoint_dir")
-    run = _Run(module, loss_fn, settings, device, train_set, val_set, mean_weight, metric_fn)
+    run = _Run(module, objective, settings, device, train_set, val_set, mean_weight, metric_fn)
     ckpt = None if checkpoint_dir is None else Path(checkpoint_dir)
     if resume:
         assert ckpt is not None
@@ -997,7 +1331,7 @@ class _Run:
     def __init__(
         self,
         module: torch.nn.Module,
-        loss_fn: LossFn,
+        objective: Objective,
         settings: TrainingSettings,
         device: torch.device,
         train_set: _Data,
@@ -1006,17 +1340,15 @@ class _Run:
         metric_fn: MetricFn | None,
     ) -> None:
         self.module = module.to(device)
-        self.loss_fn = loss_fn
+        self.objective = objective
         self.settings = settings
         self.device = device
         self.mean_weight = mean_weight
         self.metric_fn = metric_fn
-        self.params = [p for p in module.parameters() if p.requires_grad]
-        if not self.params:
+        if not any(p.requires_grad for p in module.parameters()):
             raise ValueError("module has no trainable parameters")
-        self.optimizer = torch.optim.AdamW(
-            self.params, lr=settings.learning_rate, weight_decay=settings.weight_decay
-        )
+        self.optimizers = _check_optimizers(objective.optimizers(self.module, settings), module)
+        self.objective_config = to_jsonable(objective.describe())
         self.n_train = train_set.n
         self.n_validation = 0 if val_set is None else val_set.n
         self.steps_per_epoch = max(1, math.ceil(train_set.n / settings.batch_size))
@@ -1053,11 +1385,11 @@ class _Run:
         val_loss = None
         if self.val_set is not None:
             val_loss = _validation_loss(
-                self.module, self.loss_fn, self.val_set, s.batch_size, self.device
+                self.module, self.objective, self.val_set, s.batch_size, self.device, s.seed
             )
-        metric = None
+        metric, details = None, None
         if self.metric_fn is not None and state.epoch % s.metric_every == 0:
-            metric = _metric(self.module, self.metric_fn, self.device)
+            metric, details = _metric(self.module, self.metric_fn, self.device)
         self.schedule.end_epoch(val_loss if self.val_set is not None else train_loss)
 
         improved_loss = val_loss is not None and (
@@ -1096,6 +1428,7 @@ class _Run:
                 "seconds": time.monotonic() - start,
                 "n_bad_batches": n_bad,
                 "events_per_second": self.n_train / max(train_seconds, 1e-9),
+                **({} if details is None else {"metric_details": details}),
             }
         )
         state.history.append(record)
@@ -1110,28 +1443,14 @@ class _Run:
         for b, (batch, w) in enumerate(batches, start=1):
             n = next(iter(batch.values())).shape[0]
             lr = schedule.lr()
-            self.optimizer.zero_grad(set_to_none=True)
-            losses = _check_losses(self.loss_fn(self.module, batch), n)
-            loss = _weighted_batch_loss(losses, w, self.mean_weight)
-            value = float(loss.detach())
-            good = math.isfinite(value)
-            norm = None
-            if good:
-                loss.backward()
-                grads = [p.grad for p in self.params if p.grad is not None]
-                norm = torch.nn.utils.get_total_norm(grads) if grads else None
-                good = norm is None or bool(torch.isfinite(norm))
-            if good:
-                if s.grad_clip is not None and norm is not None:
-                    torch.nn.utils.clip_grads_with_norm_(self.params, s.grad_clip, norm)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                self.optimizer.step()
-                sum_loss += value * n
+            context = StepContext(self.optimizers, lr, schedule.step, self.mean_weight,
+                                  s.grad_clip)
+            value = self.objective.step(self.module, batch, w, context)
+            if value is not None and math.isfinite(float(value)):
+                sum_loss += float(value) * n
                 n_good += n
                 state.consecutive_bad_batches = 0
             else:
-                self.optimizer.zero_grad(set_to_none=True)
                 n_bad += 1
                 state.n_bad_batches += 1
                 state.consecutive_bad_batches += 1
@@ -1167,7 +1486,7 @@ class _Run:
         if improved_metric and self.best_metric_weights is not None:
             _save_tensors(folder / _BEST_METRIC, self.best_metric_weights, info)
         tensors = {f"module.{k}": v for k, v in _state_copy(self.module).items()}
-        optimizer_tensors, optimizer_scalars = _optimizer_tensors(self.optimizer)
+        optimizer_tensors, optimizer_scalars = _optimizer_tensors(self.optimizers)
         tensors.update(optimizer_tensors)
         for prefix, weights in (
             ("best_loss.", self.best_loss_weights),
@@ -1191,6 +1510,7 @@ class _Run:
                 **dataclasses.asdict(self.state),
                 "schedule": self.schedule.state(),
                 "optimizer_scalars": optimizer_scalars,
+                **({"objective": self.objective_config} if self.objective_config else {}),
             }
         )
         _save_tensors(
@@ -1206,6 +1526,13 @@ class _Run:
             f"{k}: {saved.get(k)!r} in the checkpoint, {getattr(self.settings, k)!r} now"
             for k in RESUME_FIXED_SETTINGS
             if saved.get(k) != getattr(self.settings, k)
+        ]
+        saved_objective = state.get("objective") or {}
+        diffs += [
+            f"objective {k}: {saved_objective.get(k)!r} in the checkpoint, "
+            f"{self.objective_config.get(k)!r} now"
+            for k in sorted(set(saved_objective) | set(self.objective_config))
+            if saved_objective.get(k) != self.objective_config.get(k)
         ]
         if diffs:
             raise TrainingError(
@@ -1234,7 +1561,7 @@ class _Run:
             raise TrainingError(
                 f"cannot resume: {path} does not fit this module or run ({exc})"
             ) from exc
-        _load_optimizer(self.optimizer, tensors, state.get("optimizer_scalars") or {}, path)
+        _load_optimizers(self.optimizers, tensors, state.get("optimizer_scalars") or {}, path)
         cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
         if cuda_states and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])

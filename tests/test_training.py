@@ -577,3 +577,161 @@ def test_converges_tightly_on_many_events() -> None:
     train(model, gaussian_nll, data, valid, s, quiet=True)
     # MLE standard errors ~0.0015 at 200k events.
     assert_fitted(model, tol=0.01)
+
+
+# --------------------------------------------------------------------------------------------
+# Objectives: several optimizers, several updates per batch (adversarial training)
+# --------------------------------------------------------------------------------------------
+
+
+class TwoHeads(torch.nn.Module):
+    """mu and log sigma from separate layers, each trained by its own optimizer."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.mu = torch.nn.Linear(3, 1)
+        self.log_sigma = torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Linear(3, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.mu(x), self.log_sigma(x)], dim=1)
+
+
+class Alternating(hepgen.training.Objective):
+    """Every batch updates the mean head; every ``every``-th batch also the width head (SGD)."""
+
+    def __init__(self, every: int = 2, crash_after: int | None = None) -> None:
+        self.every, self.crash_after, self.calls, self.indices = every, crash_after, 0, []
+
+    def optimizers(self, module, settings):
+        return {
+            "mean": torch.optim.AdamW(module.mu.parameters(), lr=settings.learning_rate),
+            "width": torch.optim.SGD(module.log_sigma.parameters(), lr=settings.learning_rate,
+                                     momentum=0.9),
+        }  # fmt: skip
+
+    def describe(self):
+        return {"every": self.every}
+
+    def step(self, module, batch, weights, context):
+        self.calls += 1
+        self.indices.append(context.index)
+        if self.crash_after is not None and self.calls > self.crash_after:
+            raise RuntimeError("simulated crash")
+        loss = context.weighted_mean(gaussian_nll(module, batch), weights)
+        if not context.update("mean", loss):
+            return None
+        if (context.index + 1) % self.every == 0:
+            loss = context.weighted_mean(gaussian_nll(module, batch), weights)
+            if not context.update("width", loss, lr=0.5 * context.lr):
+                return None
+        return float(loss.detach())
+
+    def validation_losses(self, module, batch):
+        # a random validation loss: the loop seeds it, so epochs compare without this noise
+        return gaussian_nll(module, batch) + torch.randn(batch["x"].shape[0])
+
+
+def test_objective_with_two_optimizers_trains_and_checkpoints_both(tmp_path: Path) -> None:
+    model, objective = TwoHeads(), Alternating(every=2)
+    s = settings(max_epochs=12, grad_clip=1.0)
+    result = train(model, None, TRAIN, VALID, s, tmp_path, objective=objective, quiet=True)
+    np.testing.assert_allclose(model.mu.weight.detach().numpy()[0], W_MU, atol=0.05)
+    np.testing.assert_allclose(model.log_sigma[1].weight.detach().numpy()[0], W_LS, atol=0.1)
+    assert objective.indices == list(range(12 * 47))  # the loop's batch counter
+    last = load_file(tmp_path / "last.safetensors")
+    assert {"optimizer.mean.0.exp_avg", "optimizer.mean.1.exp_avg_sq",
+            "optimizer.width.0.momentum_buffer"} <= last.keys()  # fmt: skip
+    assert not any(k.startswith("optimizer.0.") for k in last)
+    state = json.loads((tmp_path / "last.json").read_text())
+    assert state["objective"] == {"every": 2}
+    assert {"optimizer.mean.0.step", "optimizer.mean.1.step"} <= last.keys()
+    assert result.n_bad_batches == 0 and result.selection == "loss"
+
+
+def test_objective_validation_loss_uses_the_same_draws_every_epoch() -> None:
+    """The validation noise is seeded: with a frozen module every epoch scores the same."""
+    model, objective = TwoHeads(), Alternating()
+    s = settings(max_epochs=3, learning_rate=1e-12)  # the weights barely move
+    result = train(model, None, TRAIN, VALID, s, objective=objective, quiet=True)
+    losses = [h["val_loss"] for h in result.history]
+    assert losses[0] == pytest.approx(losses[2], abs=1e-7)
+    shifted = train(TwoHeads(), None, TRAIN, VALID, settings(max_epochs=1, seed=5,
+                    learning_rate=1e-12), objective=Alternating(), quiet=True)  # fmt: skip
+    assert shifted.history[0]["val_loss"] != pytest.approx(losses[0], abs=1e-4)  # other draws
+
+
+def test_objective_resume_after_a_crash_is_bit_identical(tmp_path: Path) -> None:
+    s = resume_settings()  # 24 batches per epoch; "width" every 5 batches straddles epochs
+    straight = TwoHeads()
+    train(straight, None, WEIGHTED, VALID, s, tmp_path / "a", objective=Alternating(5),
+          metric_fn=metric_from_samples, quiet=True)  # fmt: skip
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(TwoHeads(), None, WEIGHTED, VALID, s, tmp_path / "b",
+              objective=Alternating(5, crash_after=2 * 24 + 7), metric_fn=metric_from_samples,
+              quiet=True)  # fmt: skip
+    resumed = TwoHeads(seed=3)
+    objective = Alternating(5)
+    train(resumed, None, WEIGHTED, VALID, s, tmp_path / "b", resume=True, objective=objective,
+          metric_fn=metric_from_samples, quiet=True)  # fmt: skip
+    assert objective.indices[0] == 2 * 24  # the batch counter continues
+    assert states_equal(straight.state_dict(), resumed.state_dict())
+    assert states_equal(load_file(tmp_path / "a" / "last.safetensors"),
+                        load_file(tmp_path / "b" / "last.safetensors"))  # fmt: skip
+    with pytest.raises(TrainingError, match=r"objective every: 5 in the checkpoint, 3 now"):
+        train(TwoHeads(), None, WEIGHTED, VALID, s, tmp_path / "b", resume=True,
+              objective=Alternating(3), quiet=True)  # fmt: skip
+
+    class Renamed(Alternating):
+        def optimizers(self, module, settings):
+            found = super().optimizers(module, settings)
+            return {"location": found["mean"], "width": found["width"]}
+
+    with pytest.raises(TrainingError, match=r"optimizer state 'mean\.0\.exp_avg', but this "
+                       r"run's optimizers are 'location', 'width'"):  # fmt: skip
+        train(TwoHeads(), None, WEIGHTED, VALID, s, tmp_path / "b", resume=True,
+              objective=Renamed(5), quiet=True)  # fmt: skip
+
+
+def test_objective_nan_guard_counts_skipped_updates() -> None:
+    class Flaky(Alternating):
+        def step(self, module, batch, weights, context):
+            if self.calls % 5 == 4:  # the second ("width") update of every 5th call fails
+                self.calls += 1
+                loss = context.weighted_mean(gaussian_nll(module, batch), weights)
+                assert context.update("mean", loss)
+                return None if not context.update("width", loss * float("nan")) else 0.0
+            return super().step(module, batch, weights, context)
+
+    model = TwoHeads()
+    result = train(model, None, TRAIN, None, settings(max_epochs=2), objective=Flaky(1),
+                   quiet=True)  # fmt: skip
+    assert result.n_bad_batches == 2 * 47 // 5
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_metric_mapping_goes_to_the_history_and_argument_errors() -> None:
+    def metric(module):
+        return {"metric": 0.25, "recall": 0.9, "coverage": np.float32(0.5)}
+
+    result = train(linear_model(), gaussian_nll, TRAIN, VALID, settings(max_epochs=2),
+                   metric_fn=metric, quiet=True)  # fmt: skip
+    assert [h["metric"] for h in result.history] == [0.25, 0.25]
+    assert result.history[0]["metric_details"] == {"recall": 0.9, "coverage": 0.5}
+    assert "metric_details" not in train(
+        linear_model(), gaussian_nll, TRAIN, VALID, settings(max_epochs=1), quiet=True
+    ).history[0]
+    with pytest.raises(ValueError, match="without the key 'metric'"):
+        train(linear_model(), gaussian_nll, TRAIN, VALID, settings(max_epochs=1),
+              metric_fn=lambda m: {"ks": 0.1}, quiet=True)  # fmt: skip
+    with pytest.raises(TypeError, match="exactly one of loss_fn and objective"):
+        train(TwoHeads(), gaussian_nll, TRAIN, None, settings(), objective=Alternating())
+    with pytest.raises(TypeError, match="exactly one of loss_fn and objective"):
+        train(TwoHeads(), None, TRAIN, None, settings())
+
+    class BadName(Alternating):
+        def optimizers(self, module, settings):
+            return {"Mean": torch.optim.SGD(module.parameters(), lr=0.1)}
+
+    with pytest.raises(ValueError, match="optimizer name 'Mean'"):
+        train(TwoHeads(), None, TRAIN, None, settings(), objective=BadName())
