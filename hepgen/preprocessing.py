@@ -76,7 +76,7 @@ ICLR 2016, arXiv:1511.01844 (dequantisation of discrete data).
 C. Krause, D. Shih, "CaloFlow: Fast and Accurate Generation of Calorimeter Showers with
 Normalizing Flows", arXiv:2106.05285 (logit preprocessing of bounded data).
 A. Maevskiy et al., "Fast Data-Driven Simulation of Cherenkov Detectors Using Generative
-Adversarial Networks", arXiv:1903.11788 (quantile transformation to a Gaussian).
+Adversarial Networks", arXiv:1905.11825 (quantile transformation to a Gaussian).
 
 Example
 -------
@@ -910,7 +910,7 @@ class QuantileGaussian(Transform):
 
     References
     ----------
-    A. Maevskiy et al., arXiv:1903.11788: quantile transformation of the features to a
+    A. Maevskiy et al., arXiv:1905.11825: quantile transformation of the features to a
     Gaussian before training a generative model.
 
     Example
@@ -1901,7 +1901,7 @@ class Preprocessor:
     References
     ----------
     Theis et al., arXiv:1511.01844 (dequantisation); Krause & Shih, arXiv:2106.05285 (logit of
-    bounded data); Maevskiy et al., arXiv:1903.11788 (quantile preprocessing).
+    bounded data); Maevskiy et al., arXiv:1905.11825 (quantile preprocessing).
 
     Example
     -------
