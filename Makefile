@@ -33,7 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py --output benchmarks/results
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check hepgen tests benchmarks
+	$(VENV)/bin/ruff check hepgen tests benchmarks notebooks
 
 clean:
 	rm -rf $(VENV) demo_out benchmarks/results
