@@ -36,13 +36,18 @@ Design choices
   it takes less than half of the free GPU memory.  Arrays keep their dtype (give float32).
 * **Schedule** (``TrainingSettings.schedule``), a pure function of the batch counter, so its
   state is a few numbers: ``"cosine"`` decays the rate per batch from ``learning_rate`` to 0
-  over ``max_epochs`` epochs (SGDR without restarts); ``"plateau"`` multiplies it by
+  over ``max_epochs`` epochs (SGDR without restarts), or, with a ``time_limit``, over the
+  epochs that fit in it: after the first epoch the horizon becomes
+  ``min(max_epochs, 1 + floor(time left / first epoch's seconds))`` and is kept from then on
+  (checkpoints store it), so the rate anneals before the time runs out, and training stops
+  with ``stopped="time_limit"`` at the end of that horizon; ``"plateau"`` multiplies it by
   :data:`PLATEAU_FACTOR` after ``max(1, patience // 2)`` epochs without an improvement of the
   validation loss (of the training loss when there is no validation set) by more than
   ``min_delta``, down to :data:`PLATEAU_MIN_SCALE` times ``learning_rate``; ``"constant"``
   keeps it.  ``warmup_steps`` batches of linear warm-up precede any of them.  The counter
   advances on skipped batches too, so the schedule follows the progress through the data.
-  Growing ``max_epochs`` on resume stretches the cosine from that point on.
+  Growing ``max_epochs`` on resume stretches the cosine from that point on (unless the horizon
+  was fixed by the time limit).
 * **NaN guard.**  A batch whose loss or global gradient norm is not finite is skipped (no
   optimizer step, gradients cleared) and counted; after ``max_bad_batches`` *consecutive* bad
   batches :class:`TrainingError` names the epoch, the batch and the count.  With several
@@ -243,7 +248,8 @@ class TrainingSettings:
     seed : int
         Seed of torch's global generator and of the shuffling.
     time_limit : float or None
-        Wall-clock seconds; training stops after the epoch that crosses it.
+        Wall-clock seconds; training stops after the epoch that crosses it (with the cosine
+        schedule, at the end of the horizon fitted to it after the first epoch).
     metric_every : int
         Evaluate ``metric_fn`` every this many epochs.
 
@@ -824,7 +830,9 @@ class _Schedule:
 
     def __init__(self, settings: TrainingSettings, steps_per_epoch: int) -> None:
         self.settings = settings
+        self.steps_per_epoch = steps_per_epoch
         self.total = settings.max_epochs * steps_per_epoch
+        self.timed_horizon: int | None = None  # epochs, when fixed by the time limit
         self.step = 0
         self.scale = 1.0
         self.best = math.inf
@@ -841,6 +849,16 @@ class _Schedule:
             return rate * 0.5 * (1.0 + math.cos(math.pi * frac))
         return rate
 
+    def fit_to_time_limit(self, epochs_done: int, seconds_left: float, epoch_seconds: float
+                          ) -> None:
+        """Fix the cosine horizon to the epochs that fit in the time left (once)."""
+        s = self.settings
+        if s.schedule != "cosine" or self.timed_horizon is not None or epoch_seconds <= 0:
+            return
+        fit = epochs_done + max(1, math.floor(seconds_left / epoch_seconds))
+        self.timed_horizon = max(epochs_done + 1, min(s.max_epochs, fit))
+        self.total = self.timed_horizon * self.steps_per_epoch
+
     def end_epoch(self, monitored: float | None) -> None:
         if self.settings.schedule != "plateau":
             return
@@ -855,13 +873,18 @@ class _Schedule:
 
     def state(self) -> dict[str, Any]:
         best = self.best if math.isfinite(self.best) else None
-        return {"step": self.step, "scale": self.scale, "best": best, "bad_epochs": self.bad_epochs}
+        return {"step": self.step, "scale": self.scale, "best": best, "bad_epochs": self.bad_epochs,
+                "timed_horizon": self.timed_horizon}
 
     def load(self, state: Mapping[str, Any]) -> None:
         self.step = int(state["step"])
         self.scale = float(state["scale"])
         self.best = math.inf if state["best"] is None else float(state["best"])
         self.bad_epochs = int(state["bad_epochs"])
+        horizon = state.get("timed_horizon")
+        if horizon is not None:
+            self.timed_horizon = int(horizon)
+            self.total = self.timed_horizon * self.steps_per_epoch
 
 
 # --------------------------------------------------------------------------------------------
@@ -1225,11 +1248,12 @@ def train(
                     state.stopped = "early_stopping"
                 elif state.epoch >= settings.max_epochs:
                     state.stopped = "max_epochs"
-                elif (
-                    settings.time_limit is not None
-                    and time.monotonic() - started >= settings.time_limit
-                ):
-                    state.stopped = "time_limit"
+                elif settings.time_limit is not None:
+                    left = settings.time_limit - (time.monotonic() - started)
+                    run.schedule.fit_to_time_limit(state.epoch, left, record["seconds"])
+                    horizon = run.schedule.timed_horizon
+                    if left <= 0 or (horizon is not None and state.epoch >= horizon):
+                        state.stopped = "time_limit"
                 if ckpt is not None:
                     run.save(ckpt, improved_loss, improved_metric)
                 if state.stopped is not None and not bar.disable:

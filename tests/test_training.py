@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import itertools
 import json
 import logging
 import math
@@ -505,6 +506,27 @@ def test_cosine_schedule_with_warmup() -> None:
     for e in (2, 3, 4):
         frac = (3 * e - 1 - 5) / (12 - 5)
         assert lr[e - 1] == pytest.approx(0.02 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def test_cosine_anneals_within_the_time_limit(tmp_path: Path) -> None:
+    # Each batch sleeps 20 ms (3 batches per epoch): about 10 epochs fit in 0.6 s, far fewer
+    # than max_epochs, so the horizon comes from the time limit and the rate reaches ~0.
+    def slow_nll(module, batch):
+        time.sleep(0.02)
+        return gaussian_nll(module, batch)
+
+    s = settings(max_epochs=1000, batch_size=1000, schedule="cosine", time_limit=0.6)
+    data = regression(3000, seed=11)
+    result = train(linear_model(), slow_nll, data, None, s, checkpoint_dir=tmp_path,
+                   quiet=True)
+    lr = [h["lr"] for h in result.history]
+    assert result.stopped == "time_limit"
+    assert 3 <= len(lr) <= 20
+    assert all(a > b for a, b in itertools.pairwise(lr))
+    assert lr[-1] < 0.2 * 0.02
+    # The checkpoint keeps the horizon, so a resumed run follows the same schedule.
+    state, _ = hepgen.training._read_checkpoint(tmp_path / "last.safetensors")
+    assert state["schedule"]["timed_horizon"] == len(lr)
 
 
 def test_settings_round_trip_and_errors() -> None:
