@@ -111,7 +111,7 @@ def _one_device(device: str, train_file: Path, gen_file: Path, work: Path) -> di
 
     t_h, stats = best_time(hepgen_job, 2)
 
-    module = sim.flow_.flow_
+    module = sim.response_.flow_
     settings = module.settings
     flow = plain_flow(settings, seed=0, n_features=module.n_features,
                       n_conditions=len(sim.condition_names)).to(device).eval()

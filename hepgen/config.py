@@ -197,7 +197,7 @@ class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
     validation_fraction: float = Field(0.2, gt=0.0, lt=0.9)
-    selection: Literal["ks", "loss"] = "ks"
+    selection: Literal["ks", "c2st", "loss"] = "ks"
     max_objects: int | None = Field(None, ge=100)
 
     @model_validator(mode="after")

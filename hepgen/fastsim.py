@@ -22,13 +22,15 @@ fakes), as in NanoAOD.
 Training uses a split by **event** (never objects of one event on both sides), and the model
 directory follows the contract of DESIGN.md: ``hepgen-model.json`` (format version, config,
 feature schema and fitted preprocessing, the conditions' validity domain, architecture,
-training settings and history, provenance) plus ``flow.safetensors``, ``efficiency.json``
-(xgboost's native format) and, with fakes, ``fakes_flow.safetensors``.  Loading executes no
-code.
+training settings and history, provenance) plus the response's weights under the name of
+``model.kind`` (``flow.safetensors`` + ``flow.json``, or ``gan.safetensors`` + ``gan.json``),
+``efficiency.json`` (xgboost's native format) and, with fakes, ``fakes_flow.*`` or
+``fakes_gan.*``.  Loading executes no code.
 
 References
 ----------
-CMS FlashSim (ANCHORS.md); C. Durkan et al., "Neural Spline Flows", arXiv:1906.04032.
+CMS FlashSim (ANCHORS.md); C. Durkan et al., "Neural Spline Flows", arXiv:1906.04032;
+A. Maevskiy et al., arXiv:1905.11825 (the LHCb RICH GAN).
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ import numpy as np
 from hepgen.config import Config, parse_config
 from hepgen.errors import InputError
 from hepgen.features import FeatureSchema, FeatureSpec
-from hepgen.models.base import GenerativeModel
+from hepgen.models.base import GenerativeModel, NoLikelihoodError
 from hepgen.models.efficiency import EfficiencyModel
 from hepgen.models.flow_model import FlowModel
+from hepgen.models.gan import GANModel
 from hepgen.preprocessing import Preprocessor
 from hepgen.utils import write_json
 
@@ -68,7 +71,7 @@ OVERSAMPLE_DRAW = "hepgen_draw"
 MAX_MULTIPLICITY_BIN = 8
 #: Fewer training fakes than this: no fake model (a note in the model card says so).
 MIN_FAKES = 50
-#: Share of ``training.time_limit`` given to the response flow when fakes are modelled.
+#: Share of ``training.time_limit`` given to the response model when fakes are modelled.
 RESPONSE_SHARE = 0.75
 
 
@@ -119,8 +122,6 @@ def model_class(kind: str) -> type[GenerativeModel]:
     """The generator class of ``model.kind``: :class:`FlowModel` or
     :class:`~hepgen.models.gan.GANModel`."""
     if kind == "gan":
-        from hepgen.models.gan import GANModel
-
         return GANModel
     if kind == "flow":
         return FlowModel
@@ -175,11 +176,11 @@ def _fake_schema(schema: FeatureSchema, multiplicity: str) -> FeatureSchema:
 
 @dataclasses.dataclass
 class _Fakes:
-    """Per-event fake multiplicity table and the flow of fake features."""
+    """Per-event fake multiplicity table and the generator of fake features."""
 
     table: np.ndarray  # (MAX_MULTIPLICITY_BIN + 1, k_max + 1): P(k fakes | gen multiplicity bin)
     preprocessor: Preprocessor
-    flow: GenerativeModel  # the flow or GAN of the fakes
+    model: GenerativeModel  # the flow or GAN of the fake features
     multiplicity: str
 
     def counts(self, n_gen: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -191,7 +192,7 @@ class _Fakes:
     def sample(self, n_gen_per_fake: np.ndarray, seed: int) -> dict[str, np.ndarray]:
         cond = {self.multiplicity: n_gen_per_fake.astype(np.int64)}
         c = self.preprocessor.transform_conditions(cond)
-        z = self.flow.sample(c, seed=seed)
+        z = self.model.sample(c, seed=seed)
         return _stored_dtypes(self.preprocessor, self.preprocessor.inverse_targets(z, cond))
 
 
@@ -203,7 +204,12 @@ class FastSim:
     config : Config
         ``data`` (collections, matching), ``features``, ``model`` and ``training`` sections.
     device : {"auto", "cpu", "cuda"}
-        Where the flows train and sample.
+        Where the generators (flows or GANs) train and sample.
+
+    Attributes
+    ----------
+    response_ : FlowModel or GANModel
+        The response generator, after :meth:`fit` or :meth:`load`.
 
     Examples
     --------
@@ -233,7 +239,7 @@ class FastSim:
         return [f.name for f in self.config.schema.targets]
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "flow_"):
+        if not hasattr(self, "response_"):
             raise RuntimeError("FastSim: call fit() or load() first")
 
     # ------------------------------------------------------------------ training
@@ -320,17 +326,17 @@ class FastSim:
         cv = pre.transform_conditions(val_cols)
         validation = {"x": xv, "c": cv, **({"w": w_val} if weighted else {})}
         settings = self._training_settings()
-        # training.time_limit bounds the whole fit: the response flow gets RESPONSE_SHARE of
-        # it, the fake flow what is left (at least the rest of its share).
+        # training.time_limit bounds the whole fit: the response gets RESPONSE_SHARE of
+        # it, the fakes' generator what is left (at least the rest of its share).
         budget = settings.time_limit
         start = time.perf_counter()
         response_settings = settings
         if budget is not None and cfg.model.fakes and pairs.n_fakes >= MIN_FAKES:
             response_settings = dataclasses.replace(settings, time_limit=RESPONSE_SHARE * budget)
-        self.flow_ = model_class(cfg.model.kind)(cfg.model.generator_settings(), seed=seed,
+        self.response_ = model_class(cfg.model.kind)(cfg.model.generator_settings(), seed=seed,
                                                  device=self.device)
         checkpoints = Path(output) / "checkpoints" if output is not None else None
-        self.training_ = self.flow_.fit(
+        self.training_ = self.response_.fit(
             x, c, w_train, validation, training=response_settings,
             selection=cfg.training.selection, checkpoint_dir=checkpoints, resume=resume,
             quiet=quiet,
@@ -383,16 +389,16 @@ class FastSim:
             vcols[multiplicity] = n_gen[pairs.fake_event[val_rows]].astype(np.int64)
             validation = {"x": pre.transform_targets(vcols, rng=np.random.default_rng(5)),
                           "c": pre.transform_conditions(vcols)}
-        flow = model_class(cfg.model.kind)(cfg.model.generator_settings(), seed=cfg.seed + 1,
-                                           device=self.device)
-        flow.fit(
+        model = model_class(cfg.model.kind)(cfg.model.generator_settings(), seed=cfg.seed + 1,
+                                            device=self.device)
+        model.fit(
             pre.transform_targets(cols, rng=np.random.default_rng([cfg.seed, 6])),
             pre.transform_conditions(cols), None, validation, training=settings,
             selection=cfg.training.selection if validation is not None else "loss",
             checkpoint_dir=checkpoints / "fakes" if checkpoints is not None else None,
             resume=resume, quiet=quiet,
         )
-        return _Fakes(table=table, preprocessor=pre, flow=flow, multiplicity=multiplicity)
+        return _Fakes(table=table, preprocessor=pre, model=model, multiplicity=multiplicity)
 
     # ------------------------------------------------------------------ inference
     def sample(self, conditions: Mapping[str, np.ndarray], seed: int | None = None
@@ -413,7 +419,7 @@ class FastSim:
         """
         self._check_fitted()
         c = self.preprocessor_.transform_conditions(conditions)
-        z = self.flow_.sample(c, seed=seed)
+        z = self.response_.sample(c, seed=seed)
         return _stored_dtypes(self.preprocessor_, self.preprocessor_.inverse_targets(z, conditions))
 
     def log_prob(self, targets: Mapping[str, np.ndarray], conditions: Mapping[str, np.ndarray]
@@ -422,14 +428,25 @@ class FastSim:
 
         The model-space density plus the preprocessing's log-Jacobian; for integer targets it
         is the density of the dequantised value (about the log-probability of the value).
+
+        Raises
+        ------
+        NoLikelihoodError
+            The response is a GAN (``model.kind: gan``), which has no tractable likelihood.
         """
         self._check_fitted()
+        if isinstance(self.response_, GANModel):
+            raise NoLikelihoodError(
+                "FastSim.log_prob: this fast simulation's response is a GAN (model.kind: gan), "
+                "which has no tractable likelihood; train it with model.kind: flow for "
+                "log-densities (anomaly scores, likelihood ratios)"
+            )
         data = {**conditions, **targets}
         pre = self.preprocessor_
         z = pre.transform_targets(data, rng=np.random.default_rng(0))
         c = pre.transform_conditions(data)
         jac = pre.target_log_abs_det_jacobian(data, rng=np.random.default_rng(0))
-        return self.flow_.log_prob(z, c) + jac
+        return self.response_.log_prob(z, c) + jac
 
     def efficiency(self, conditions: Mapping[str, np.ndarray]) -> np.ndarray:
         """P(reconstructed | gen features), shape (n,)."""
@@ -590,7 +607,7 @@ class FastSim:
             },
             "preprocessing": self.preprocessor_.to_dict(),
             "domain": self.preprocessor_.domain,
-            "architecture": self.flow_.describe(),
+            "architecture": self.response_.describe(),
             "efficiency": self.efficiency_.describe(),
             "fakes": fakes,
             "training": getattr(self, "training_", None).to_dict()
@@ -605,10 +622,10 @@ class FastSim:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         kind = self.config.model.kind
-        self.flow_.save(directory, name=kind)
+        self.response_.save(directory, name=kind)
         self.efficiency_.save(directory, name="efficiency")
         if self.fakes_ is not None:
-            self.fakes_.flow.save(directory, name=f"fakes_{kind}")
+            self.fakes_.model.save(directory, name=f"fakes_{kind}")
         write_json(directory / MODEL_FILE, self.card())
         return directory
 
@@ -652,13 +669,13 @@ class FastSim:
             raise InputError(f"'{path}': missing key {err}") from None
         kind = config.model.kind
         model = model_class(kind)
-        sim.flow_ = model.load(directory, device=device, name=kind)
+        sim.response_ = model.load(directory, device=device, name=kind)
         sim.efficiency_ = EfficiencyModel.load(directory, name="efficiency")
         sim.fakes_ = None
         if fakes:
             sim.fakes_ = _Fakes(table=np.asarray(fakes["table"]),
                                 preprocessor=Preprocessor.from_dict(fakes["preprocessing"]),
-                                flow=model.load(directory, device=device, name=f"fakes_{kind}"),
+                                model=model.load(directory, device=device, name=f"fakes_{kind}"),
                                 multiplicity=fakes["multiplicity"])
         sim.card_ = card
         sim.notes_ = card.get("notes", [])

@@ -7,7 +7,10 @@ model of ``configs/toy_jets_flow.yaml`` trained for 60 s on 25k simulated events
 simulation.  Thresholds are set from measured values with margin for the smaller training (see
 each assertion); they check quality, not time.
 
-The same unchanged config then runs end to end (train, generate, validate) on the 200-event
+The GAN config (``configs/toy_jets_gan.yaml``) gets the same 60 s on the same events; its
+thresholds are looser (the issue's GAN target is AUC <= 0.60).
+
+The same unchanged flow config then runs end to end (train, generate, validate) on the 200-event
 CMS Open Data file of ../shared/data when it is present.
 """
 
@@ -29,22 +32,40 @@ TARGETS = ["Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagDeepFlavB", "Jet
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> tuple[dict, Path]:
+def samples(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("quality")
     simulate_to_file(d / "train.root", "jets", n_events=25_000, seed=21, quiet=True)
     simulate_to_file(d / "heldout.root", "jets", n_events=10_000, seed=22, quiet=True)
-    text = config_path("toy_jets_flow.yaml").read_text()
+    return d
+
+
+def train_generate_validate(d: Path, config: str, kind: str) -> tuple[dict, Path]:
+    """The shipped config with a 60 s time limit: train, generate the held-out events,
+    validate them against their full simulation; (metrics.json, work folder)."""
+    text = config_path(config).read_text()
     short = text.replace("time_limit: 840 ", "time_limit: 60  ")
     assert short != text
-    (d / "cfg.yaml").write_text(short)
-    assert main(["train", str(d / "cfg.yaml"), "--files", str(d / "train.root"), "-o",
-                 str(d / "model"), "--quiet", "--device", "cpu", "--seed", "3"]) == 0
-    assert main(["generate", str(d / "model"), str(d / "heldout.root"), "-o",
-                 str(d / "generated.root"), "--quiet", "--device", "cpu", "--seed", "4"]) == 0
-    assert main(["validate", str(d / "heldout.root"), str(d / "generated.root"), "-o",
-                 str(d / "report"), "--config", str(d / "cfg.yaml"), "--quiet",
-                 "--device", "cpu", "--metrics", "ks", "chi2", "c2st"]) == 0
-    return json.loads((d / "report" / "metrics.json").read_text()), d
+    cfg = d / f"cfg_{kind}.yaml"
+    cfg.write_text(short)
+    model, generated, report = d / f"model_{kind}", d / f"gen_{kind}.root", d / f"report_{kind}"
+    assert main(["train", str(cfg), "--files", str(d / "train.root"), "-o", str(model),
+                 "--quiet", "--device", "cpu", "--seed", "3"]) == 0
+    assert main(["generate", str(model), str(d / "heldout.root"), "-o", str(generated),
+                 "--quiet", "--device", "cpu", "--seed", "4"]) == 0
+    assert main(["validate", str(d / "heldout.root"), str(generated), "-o", str(report),
+                 "--config", str(cfg), "--quiet", "--device", "cpu", "--metrics", "ks", "chi2",
+                 "c2st"]) == 0
+    return json.loads((report / "metrics.json").read_text()), d
+
+
+@pytest.fixture(scope="module")
+def report(samples) -> tuple[dict, Path]:
+    return train_generate_validate(samples, "toy_jets_flow.yaml", "flow")
+
+
+@pytest.fixture(scope="module")
+def gan_report(samples) -> tuple[dict, Path]:
+    return train_generate_validate(samples, "toy_jets_gan.yaml", "gan")
 
 
 def test_held_out_classifier_auc(report):
@@ -73,6 +94,23 @@ def test_efficiency_and_fakes(report):
     eff = objects["efficiency"]
     assert abs(eff["candidate"] - eff["reference"]) <= 0.01, eff
     fakes = objects["fake_fraction"]
+    assert abs(fakes["candidate"] - fakes["reference"]) <= 0.02, fakes
+
+
+def test_gan_held_out_classifier_auc_and_ks(gan_report):
+    metrics, d = gan_report
+    card = json.loads((d / "model_gan" / "hepgen-model.json").read_text())
+    assert card["kind"] == "gan"
+    auc = metrics["c2st"]["auc"]
+    # measured 0.592 [0.588, 0.595] here (18 epochs in 60 s, epoch 14 kept; baseline 0.495);
+    # the 15-minute run reaches 0.564 (issue target 0.60).  Margin for a slower machine.
+    assert auc <= 0.65, metrics["c2st"]
+    ks = {t: metrics["features"][t]["ks"]["statistic"] for t in TARGETS}
+    # measured <= 0.026 (b-tag) here; 0.013 in the 15-minute run
+    assert max(ks.values()) <= 0.05, ks
+    objects = metrics["objects"]
+    eff, fakes = objects["efficiency"], objects["fake_fraction"]
+    assert abs(eff["candidate"] - eff["reference"]) <= 0.01, eff
     assert abs(fakes["candidate"] - fakes["reference"]) <= 0.02, fakes
 
 

@@ -8,7 +8,8 @@ from scipy import stats
 
 from hepgen.errors import InputError
 from hepgen.models.flow import FlowSettings
-from hepgen.models.flow_model import FlowModel, mean_ks_metric
+from hepgen.models.flow_model import FlowModel
+from hepgen.models.selection import mean_ks_metric
 from hepgen.training import TrainingSettings
 
 SMALL = FlowSettings(n_transforms=4, hidden_features=64, n_bins=8)

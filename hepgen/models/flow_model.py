@@ -6,10 +6,11 @@ anomaly scores call:
 
 * ``fit`` trains by maximum likelihood with the shared loop of :mod:`hepgen.training`; the loss
   of an event is ``-log p(x | c)`` and its weight enters as described there (negative sWeights
-  allowed).  The checkpoint kept at the end is chosen by ``selection``: ``"ks"`` (default), the
-  mean per-feature Kolmogorov-Smirnov statistic between validation targets and one draw per
-  validation condition, a physics metric that the loss does not see directly (a flow can gain
-  likelihood on the bulk while a tail is off); or ``"loss"``.  Both are recorded.
+  allowed).  The checkpoint kept at the end is chosen by ``selection``: a physics metric of
+  one draw per validation condition (:mod:`hepgen.models.selection`: ``"ks"``, the default,
+  the mean per-feature Kolmogorov-Smirnov statistic; ``"c2st"``, a quick classifier test),
+  which the loss does not see directly (a flow can gain likelihood on the bulk while a tail is
+  off); or ``"loss"``.  Both the metric's and the loss's best epochs are recorded.
 * ``sample`` draws one target row per condition row, in batches, with a seeded
   ``torch.Generator`` (reproducible, independent of the global RNG);
 * ``log_prob`` returns log-densities in model space (add the preprocessing's log-Jacobian for
@@ -23,7 +24,7 @@ arXiv:1906.04032 (the RQ-spline flows that CMS FlashSim uses for NanoAOD jets; A
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,9 @@ import numpy as np
 
 from hepgen.errors import InputError
 from hepgen.models.base import GenerativeModel, check_model_inputs
+from hepgen.models.selection import check_selection, selection_metric
 
-__all__ = ["DEFAULT_BATCH_SIZE", "FlowModel", "mean_ks_metric", "resolve_device"]
+__all__ = ["DEFAULT_BATCH_SIZE", "FlowModel", "resolve_device"]
 
 #: Rows per forward pass in sample/log_prob. On 2 CPU cores the default coupling flow runs at
 #: 77/78 k events/s (log_prob/sample) with 4096 rows, 72/72 with 8192 and 37/35 with 65536
@@ -50,42 +52,6 @@ def resolve_device(device: str) -> str:
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"device {device!r} requested but torch sees no CUDA device")
     return str(device)
-
-
-def mean_ks_metric(
-    sample: Callable[[np.ndarray, int], np.ndarray],
-    targets: np.ndarray,
-    conditions: np.ndarray,
-    max_events: int = 50_000,
-    seed: int = 0,
-) -> float:
-    """Mean over target columns of the two-sample KS statistic: validation targets vs samples.
-
-    Parameters
-    ----------
-    sample : callable
-        ``sample(conditions, seed) -> targets``, one draw per row.
-    targets, conditions : np.ndarray
-        Validation data in model space, shapes (n, D) and (n, C).
-    max_events : int
-        Use at most this many validation rows (seeded subsample) to keep the metric cheap.
-    seed : int
-        Seed of the subsample and the draws (the same every epoch, so epochs compare fairly).
-
-    Returns
-    -------
-    float
-        In [0, 1]; lower is better.
-    """
-    from scipy.stats import ks_2samp
-
-    rng = np.random.default_rng(seed)
-    n = targets.shape[0]
-    rows = np.sort(rng.choice(n, max_events, replace=False)) if n > max_events else slice(None)
-    x, c = targets[rows], conditions[rows]
-    generated = sample(c, seed)
-    stats = [ks_2samp(x[:, j], generated[:, j]).statistic for j in range(x.shape[1])]
-    return float(np.mean(stats))
 
 
 class FlowModel(GenerativeModel):
@@ -154,8 +120,9 @@ class FlowModel(GenerativeModel):
         training : TrainingSettings or None
             Loop settings (default :class:`~hepgen.training.TrainingSettings` with this
             model's seed and device).
-        selection : {"ks", "loss"}
-            How the final checkpoint is chosen (module docstring); ``"ks"`` needs validation.
+        selection : {"ks", "c2st", "loss"}
+            How the final checkpoint is chosen (:mod:`hepgen.models.selection`); the metrics
+            need validation data.
         checkpoint_dir : path or None
             Where the loop checkpoints each epoch (``resume`` continues from there).
         resume : bool
@@ -183,12 +150,12 @@ class FlowModel(GenerativeModel):
             val = {"x": vx, "c": vc}
             if validation.get("w") is not None:
                 val["w"] = np.asarray(validation["w"], dtype=np.float32)
-        if selection not in ("ks", "loss"):
-            raise InputError(f"selection {selection!r}: expected 'ks' or 'loss'")
+        check_selection(selection)
         metric = None
-        if selection == "ks" and val is not None:
-            def metric(module: Any) -> float:
-                return mean_ks_metric(
+        if selection != "loss" and val is not None:
+            def metric(module: Any) -> float | None:
+                return selection_metric(
+                    selection,
                     lambda cc, s: self._sample_module(module, cc, s, DEFAULT_BATCH_SIZE),
                     val["x"], val["c"], seed=training.seed,
                 )
