@@ -585,7 +585,7 @@ def test_load_other_format_version_and_bad_json(saved: Path):
     with pytest.raises(InputError, match=r"format_version 2.*reads format_version 1"):
         load_gan(saved)
     meta_path.write_text(json.dumps({**meta, "format": "hepgen-flow"}))
-    with pytest.raises(InputError, match="not a hepgen GAN file"):
+    with pytest.raises(InputError, match="not a hepgen gan file"):
         load_gan(saved)
     meta_path.write_text(json.dumps({**meta, "settings": {**meta["settings"], "n_layer": 3}}))
     with pytest.raises(InputError, match=r"gan\.json.*'n_layer'"):

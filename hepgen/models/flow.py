@@ -101,8 +101,6 @@ Estimation", ICML 2015, arXiv:1502.03509.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -124,8 +122,8 @@ from nflows.transforms import (
 from nflows.transforms.base import Transform
 from torch import Tensor, nn
 
-from hepgen.errors import ConfigError, InputError, did_you_mean
-from hepgen.utils import atomic_path, write_json
+from hepgen.errors import ConfigError, did_you_mean
+from hepgen.models.files import load_module, save_module
 
 __all__ = [
     "FLOW_FORMAT",
@@ -864,29 +862,11 @@ def save_flow(flow: ConditionalFlow, directory: str | Path, name: str = "flow") 
         ``[weights, metadata]``.  The JSON is written last and records the SHA-256 of the
         weights, so a crash between the two leaves a detectable mismatch.
     """
-    from safetensors.torch import save_file
-
-    _check_name(name)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / f"{name}.safetensors"
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in flow.state_dict().items()}
-    with atomic_path(weights) as tmp:
-        save_file(tensors, tmp, metadata={"format": FLOW_FORMAT,
-                                          "format_version": str(FLOW_FORMAT_VERSION)})
-        digest = _sha256(Path(tmp))
     import nflows
 
-    meta = {
-        "format": FLOW_FORMAT,
-        "format_version": FLOW_FORMAT_VERSION,
-        **flow.describe(),
-        "seed": flow.seed,
-        "weights_sha256": digest,
-        "versions": {"torch": torch.__version__, "nflows": getattr(nflows, "__version__", None)},
-    }
-    metadata = write_json(directory / f"{name}.json", meta)
-    return [weights, metadata]
+    versions = {"torch": torch.__version__, "nflows": getattr(nflows, "__version__", None)}
+    return save_module(flow, directory, name, fmt=FLOW_FORMAT, version=FLOW_FORMAT_VERSION,
+                       description=flow.describe(), seed=flow.seed, versions=versions)
 
 
 def load_flow(
@@ -915,96 +895,8 @@ def load_flow(
         not match its checksum (the file named), or a tensor missing, unexpected or of the
         wrong shape (the tensor named).
     """
-    from safetensors.torch import load_file
-
-    _check_name(name)
-    directory = Path(directory)
-    meta_path = directory / f"{name}.json"
-    weights = directory / f"{name}.safetensors"
-    meta = _read_meta(meta_path)
-    try:
-        settings = FlowSettings.from_dict(meta["settings"])
-    except ConfigError as err:
-        raise InputError(f"{meta_path}: {err}") from None
-    if not weights.is_file():
-        raise InputError(f"flow weights not found: {weights} (named by {meta_path})")
-    digest = meta.get("weights_sha256")
-    if digest is not None and digest != _sha256(weights):
-        raise InputError(
-            f"flow weights {weights} do not match the checksum recorded in {meta_path}: the "
-            "file is corrupt or truncated, or was replaced after the metadata was written"
-        )
-    try:
-        tensors = load_file(weights, device="cpu")
-    except Exception as err:  # safetensors raises its own SafetensorError, or OSError
-        raise InputError(
-            f"cannot read flow weights {weights}: corrupt or truncated safetensors file ({err})"
-        ) from None
-    seed = meta.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InputError(f"{meta_path}: 'seed' must be an integer, got {seed!r}")
-    flow = ConditionalFlow(meta["n_features"], meta["n_conditions"], settings, seed=seed)
-    expected = flow.state_dict()
-    missing = [k for k in expected if k not in tensors]
-    unexpected = [k for k in tensors if k not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing tensor(s) {', '.join(missing[:5])}")
-        if unexpected:
-            parts.append(f"unexpected tensor(s) {', '.join(unexpected[:5])}")
-        raise InputError(
-            f"flow weights {weights} do not match the architecture in {meta_path}: "
-            + "; ".join(parts)
-        )
-    for key, ref in expected.items():
-        if tuple(tensors[key].shape) != tuple(ref.shape):
-            raise InputError(
-                f"flow weights {weights}: tensor '{key}' has shape {tuple(tensors[key].shape)}, "
-                f"the architecture in {meta_path} needs {tuple(ref.shape)}"
-            )
-        tensors[key] = tensors[key].to(ref.dtype)
-    flow.load_state_dict(tensors, strict=True)
-    return flow.to(device).eval()
-
-
-def _read_meta(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputError(f"flow metadata not found: {path}")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path} is not valid JSON ({err}): corrupt or truncated") from None
-    if not isinstance(meta, dict):
-        raise InputError(f"{path} must hold a JSON object, got {type(meta).__name__}")
-    if meta.get("format") != FLOW_FORMAT:
-        raise InputError(
-            f"{path} is not a hepgen flow file: format {meta.get('format')!r}, expected "
-            f"{FLOW_FORMAT!r}"
-        )
-    version = meta.get("format_version")
-    if version != FLOW_FORMAT_VERSION:
-        raise InputError(
-            f"{path} was written in flow format_version {version!r}; this version of hepgen "
-            f"reads format_version {FLOW_FORMAT_VERSION} only"
-        )
-    for key in ("n_features", "n_conditions"):
-        value = meta.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{path}: '{key}' must be a positive integer, got {value!r}")
-    if not isinstance(meta.get("settings"), dict):
-        raise InputError(f"{path}: 'settings' must be a JSON object")
-    return meta
-
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in {".", ".."}:
-        raise ValueError(f"name must be a plain file stem, got {name!r}")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return load_module(
+        directory, name, fmt=FLOW_FORMAT, version=FLOW_FORMAT_VERSION, label="flow",
+        settings_from_dict=FlowSettings.from_dict, device=device,
+        build=lambda d, c, settings, seed: ConditionalFlow(d, c, settings, seed=seed),
+    )

@@ -109,8 +109,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -121,12 +119,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hepgen.errors import ConfigError, InputError, did_you_mean
+from hepgen.errors import ConfigError, did_you_mean
 from hepgen.models.base import GenerativeModel, check_model_inputs
+from hepgen.models.files import load_module, save_module
 from hepgen.models.flow_model import resolve_device
 from hepgen.models.selection import check_selection, selection_metric
 from hepgen.training import Objective, StepContext, TrainingSettings
-from hepgen.utils import atomic_path, write_json
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -877,27 +875,9 @@ def save_gan(gan: ConditionalGAN, directory: str | Path, name: str = "gan") -> l
         ``[weights, metadata]``.  The JSON is written last and records the SHA-256 of the
         weights, so a crash between the two leaves a detectable mismatch.
     """
-    from safetensors.torch import save_file
-
-    _check_name(name)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / f"{name}.safetensors"
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in gan.state_dict().items()}
-    with atomic_path(weights) as tmp:
-        save_file(tensors, tmp, metadata={"format": GAN_FORMAT,
-                                          "format_version": str(GAN_FORMAT_VERSION)})
-        digest = _sha256(Path(tmp))
-    meta = {
-        "format": GAN_FORMAT,
-        "format_version": GAN_FORMAT_VERSION,
-        **gan.describe(),
-        "seed": gan.seed,
-        "weights_sha256": digest,
-        "versions": {"torch": torch.__version__},
-    }
-    metadata = write_json(directory / f"{name}.json", meta)
-    return [weights, metadata]
+    return save_module(gan, directory, name, fmt=GAN_FORMAT, version=GAN_FORMAT_VERSION,
+                       description=gan.describe(), seed=gan.seed,
+                       versions={"torch": torch.__version__})
 
 
 def load_gan(
@@ -926,99 +906,11 @@ def load_gan(
         not match its checksum (the file named), or a tensor missing, unexpected or of the
         wrong shape (the tensor named).
     """
-    from safetensors.torch import load_file
-
-    _check_name(name)
-    directory = Path(directory)
-    meta_path = directory / f"{name}.json"
-    weights = directory / f"{name}.safetensors"
-    meta = _read_meta(meta_path)
-    try:
-        settings = GANSettings.from_dict(meta["settings"])
-    except (ConfigError, TypeError) as err:
-        raise InputError(f"{meta_path}: {err}") from None
-    if not weights.is_file():
-        raise InputError(f"gan weights not found: {weights} (named by {meta_path})")
-    digest = meta.get("weights_sha256")
-    if digest is not None and digest != _sha256(weights):
-        raise InputError(
-            f"gan weights {weights} do not match the checksum recorded in {meta_path}: the "
-            "file is corrupt or truncated, or was replaced after the metadata was written"
-        )
-    try:
-        tensors = load_file(weights, device="cpu")
-    except Exception as err:  # safetensors raises its own SafetensorError, or OSError
-        raise InputError(
-            f"cannot read gan weights {weights}: corrupt or truncated safetensors file ({err})"
-        ) from None
-    seed = meta.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InputError(f"{meta_path}: 'seed' must be an integer, got {seed!r}")
-    gan = ConditionalGAN(meta["n_features"], meta["n_conditions"], settings, seed=seed)
-    expected = gan.state_dict()
-    missing = [k for k in expected if k not in tensors]
-    unexpected = [k for k in tensors if k not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing tensor(s) {', '.join(missing[:5])}")
-        if unexpected:
-            parts.append(f"unexpected tensor(s) {', '.join(unexpected[:5])}")
-        raise InputError(
-            f"gan weights {weights} do not match the architecture in {meta_path}: "
-            + "; ".join(parts)
-        )
-    for key, ref in expected.items():
-        if tuple(tensors[key].shape) != tuple(ref.shape):
-            raise InputError(
-                f"gan weights {weights}: tensor '{key}' has shape {tuple(tensors[key].shape)}, "
-                f"the architecture in {meta_path} needs {tuple(ref.shape)}"
-            )
-        tensors[key] = tensors[key].to(ref.dtype)
-    gan.load_state_dict(tensors, strict=True)
-    return gan.to(device).eval()
-
-
-def _read_meta(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputError(f"gan metadata not found: {path}")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path} is not valid JSON ({err}): corrupt or truncated") from None
-    if not isinstance(meta, dict):
-        raise InputError(f"{path} must hold a JSON object, got {type(meta).__name__}")
-    if meta.get("format") != GAN_FORMAT:
-        raise InputError(
-            f"{path} is not a hepgen GAN file: format {meta.get('format')!r}, expected "
-            f"{GAN_FORMAT!r}"
-        )
-    version = meta.get("format_version")
-    if version != GAN_FORMAT_VERSION:
-        raise InputError(
-            f"{path} was written in gan format_version {version!r}; this version of hepgen "
-            f"reads format_version {GAN_FORMAT_VERSION} only"
-        )
-    for key in ("n_features", "n_conditions"):
-        value = meta.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{path}: '{key}' must be a positive integer, got {value!r}")
-    if not isinstance(meta.get("settings"), dict):
-        raise InputError(f"{path}: 'settings' must be a JSON object")
-    return meta
-
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in {".", ".."}:
-        raise ValueError(f"name must be a plain file stem, got {name!r}")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return load_module(
+        directory, name, fmt=GAN_FORMAT, version=GAN_FORMAT_VERSION, label="gan",
+        settings_from_dict=GANSettings.from_dict, device=device,
+        build=lambda d, c, settings, seed: ConditionalGAN(d, c, settings, seed=seed),
+    )
 
 
 # --------------------------------------------------------------------------------------------
