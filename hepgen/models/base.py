@@ -31,7 +31,13 @@ import numpy as np
 
 from hepgen.errors import HepgenError, InputError
 
-__all__ = ["GenerativeModel", "NoLikelihoodError", "check_model_inputs"]
+__all__ = [
+    "GenerativeModel",
+    "NoLikelihoodError",
+    "check_model_inputs",
+    "sample_module",
+    "training_arrays",
+]
 
 
 class NoLikelihoodError(HepgenError, TypeError):
@@ -99,6 +105,84 @@ def _finite(a: np.ndarray, what: str, where: str) -> None:
         )
 
 
+def training_arrays(
+    targets: Any,
+    conditions: Any,
+    weights: Any = None,
+    validation: Mapping[str, Any] | None = None,
+    where: str = "fit",
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """The training loop's ``data`` and ``val`` dicts (``"x"``, ``"c"``, optional ``"w"``).
+
+    Parameters
+    ----------
+    targets, conditions : array of shape (n, D), (n, C)
+    weights : array of shape (n,) or None
+        Event weights (float32; negative sWeights allowed).
+    validation : mapping or None
+        ``{"x": (m, D), "c": (m, C)}`` and optionally ``"w"`` (m,); checked against the
+        training widths.
+    where : str
+        Prefix of error messages (e.g. ``"flow fit"``).
+
+    Raises
+    ------
+    InputError
+        As :func:`check_model_inputs`, for the training or the validation matrices.
+    """
+    c, x = check_model_inputs(conditions, targets, where=where)
+    assert x is not None
+    data: dict[str, np.ndarray] = {"x": x, "c": c}
+    if weights is not None:
+        data["w"] = np.asarray(weights, dtype=np.float32)
+    val = None
+    if validation is not None:
+        vc, vx = check_model_inputs(
+            validation["c"], validation["x"], c.shape[1], x.shape[1], where=f"{where}, validation"
+        )
+        assert vx is not None
+        val = {"x": vx, "c": vc}
+        if validation.get("w") is not None:
+            val["w"] = np.asarray(validation["w"], dtype=np.float32)
+    return data, val
+
+
+def sample_module(
+    module: Any, conditions: np.ndarray, seed: int | None, batch_size: int
+) -> np.ndarray:
+    """Draw one sample per row of ``conditions`` from a torch module with
+    ``sample(c, generator=...)`` and ``n_features``, batch by batch in eval mode.
+
+    A seeded :class:`torch.Generator` on the module's device makes the draws reproducible for
+    the same seed and batch size; ``seed=None`` draws a fresh seed.  The module's train/eval
+    state is restored afterwards.
+
+    Returns
+    -------
+    np.ndarray of shape (n, n_features), float32
+    """
+    import torch
+
+    from hepgen.models.settings import module_device
+
+    device = module_device(module)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+    out = []
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, conditions.shape[0], batch_size):
+                c = torch.from_numpy(conditions[start : start + batch_size]).to(device)
+                out.append(module.sample(c, generator=generator).cpu().numpy())
+    finally:
+        module.train(was_training)
+    if not out:
+        return np.empty((0, module.n_features), dtype=np.float32)
+    return np.concatenate(out).astype(np.float32, copy=False)
+
+
 class GenerativeModel(abc.ABC):
     """Base class of hepgen's conditional generators (see the module docstring).
 
@@ -107,6 +191,11 @@ class GenerativeModel(abc.ABC):
     """
 
     kind: ClassVar[str] = ""
+
+    def __init__(self, settings: Any = None, seed: int = 0, device: str = "auto") -> None:
+        self.settings = settings
+        self.seed = seed
+        self.device = device
 
     @abc.abstractmethod
     def fit(

@@ -205,8 +205,11 @@ class EfficiencyModel:
             return isinstance(v, int | np.integer) and not isinstance(v, bool)
 
         def is_real(v: Any) -> bool:
-            return (isinstance(v, int | float | np.integer | np.floating)
-                    and not isinstance(v, bool) and math.isfinite(float(v)))
+            return (
+                isinstance(v, int | float | np.integer | np.floating)
+                and not isinstance(v, bool)
+                and math.isfinite(float(v))
+            )
 
         if not (is_int(self.n_estimators) and self.n_estimators >= 1):
             raise bad("n_estimators", "an integer >= 1")
@@ -356,12 +359,17 @@ class EfficiencyModel:
         # xgboost's global thread count also governs the OpenMP regions of DMatrix building.
         with xgb.config_context(**({} if nthread is None else {"nthread": nthread})):
             dfit = xgb.QuantileDMatrix(
-                x[idx_fit], label=yf[idx_fit], weight=w[idx_fit] if weighted else None,
+                x[idx_fit],
+                label=yf[idx_fit],
+                weight=w[idx_fit] if weighted else None,
                 nthread=nthread,
             )
             dval = xgb.QuantileDMatrix(
-                x[idx_val], label=yf[idx_val], weight=w[idx_val] if weighted else None,
-                ref=dfit, nthread=nthread,
+                x[idx_val],
+                label=yf[idx_val],
+                weight=w[idx_val] if weighted else None,
+                ref=dfit,
+                nthread=nthread,
             )
             booster = xgb.train(
                 params,
@@ -819,8 +827,11 @@ def _importance(booster: Any, names: list[str]) -> dict[str, float]:
 
 
 def _check_name(name: Any) -> None:
-    ok = isinstance(name, str) and name and name not in (".", "..") and all(
-        ch.isalnum() or ch in "-_." for ch in name
+    ok = (
+        isinstance(name, str)
+        and name
+        and name not in (".", "..")
+        and all(ch.isalnum() or ch in "-_." for ch in name)
     )
     if not ok:
         raise InputError(
@@ -847,7 +858,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
             f"{path}: corrupt JSON at line {err.lineno}, column {err.colno}: {err.msg}"
         ) from None
     if not isinstance(meta, dict) or meta.get("format") != _FORMAT_NAME:
-        raise InputError(f"{path}: not an efficiency model file (no \"format\": \"{_FORMAT_NAME}\")")
+        raise InputError(f'{path}: not an efficiency model file (no "format": "{_FORMAT_NAME}")')
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         newer = isinstance(version, int) and version > FORMAT_VERSION
@@ -867,7 +878,8 @@ def _read_meta(path: Path) -> dict[str, Any]:
     names = meta.get("feature_names")
     require(
         "feature_names",
-        isinstance(names, list) and len(names) == n_features
+        isinstance(names, list)
+        and len(names) == n_features
         and all(isinstance(s, str) for s in names),
         f"a list of {n_features} strings",
     )
@@ -889,8 +901,10 @@ def _read_meta(path: Path) -> dict[str, Any]:
         booster_file = meta.get("booster_file")
         require(
             "booster_file",
-            isinstance(booster_file, str) and booster_file not in ("", ".", "..")
-            and Path(booster_file).name == booster_file and "\\" not in booster_file,
+            isinstance(booster_file, str)
+            and booster_file not in ("", ".", "..")
+            and Path(booster_file).name == booster_file
+            and "\\" not in booster_file,
             "a file name in the same folder",
         )
         require("booster_sha256", isinstance(meta.get("booster_sha256"), str), "a hex digest")

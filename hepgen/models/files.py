@@ -58,8 +58,14 @@ def save_module(
     with atomic_path(weights) as tmp:
         save_file(tensors, tmp, metadata={"format": fmt, "format_version": str(version)})
         digest = sha256(Path(tmp))
-    meta = {"format": fmt, "format_version": version, **description, "seed": seed,
-            "weights_sha256": digest, "versions": dict(versions)}
+    meta = {
+        "format": fmt,
+        "format_version": version,
+        **description,
+        "seed": seed,
+        "weights_sha256": digest,
+        "versions": dict(versions),
+    }
     return [weights, write_json(directory / f"{name}.json", meta)]
 
 
@@ -82,8 +88,7 @@ def read_meta(path: Path, fmt: str, version: int, label: str) -> dict[str, Any]:
         raise InputError(f"{path} must hold a JSON object, got {type(meta).__name__}")
     if meta.get("format") != fmt:
         raise InputError(
-            f"{path} is not a hepgen {label} file: format {meta.get('format')!r}, expected "
-            f"{fmt!r}"
+            f"{path} is not a hepgen {label} file: format {meta.get('format')!r}, expected {fmt!r}"
         )
     found = meta.get("format_version")
     if found != version:
@@ -145,8 +150,7 @@ def load_module(
         tensors = load_file(weights, device="cpu")
     except Exception as err:  # safetensors raises its own SafetensorError, or OSError
         raise InputError(
-            f"cannot read {label} weights {weights}: corrupt or truncated safetensors file "
-            f"({err})"
+            f"cannot read {label} weights {weights}: corrupt or truncated safetensors file ({err})"
         ) from None
     seed = meta.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):

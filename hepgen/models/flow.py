@@ -122,8 +122,16 @@ from nflows.transforms import (
 from nflows.transforms.base import Transform
 from torch import Tensor, nn
 
-from hepgen.errors import ConfigError, did_you_mean
+from hepgen.errors import ConfigError
 from hepgen.models.files import load_module, save_module
+from hepgen.models.settings import (
+    check_choice,
+    check_float,
+    check_int,
+    check_module_args,
+    module_device,
+    settings_from_dict,
+)
 
 __all__ = [
     "FLOW_FORMAT",
@@ -208,17 +216,17 @@ class FlowSettings:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_choice("kind", self.kind, KINDS)
-        _check_choice("mixing", self.mixing, MIXINGS)
-        _check_int("n_transforms", self.n_transforms, 1)
-        _check_int("hidden_features", self.hidden_features, 1)
-        _check_int("n_blocks", self.n_blocks, 1)
-        _check_int("n_bins", self.n_bins, 1, 999)
-        _check_int("embedding_features", self.embedding_features, 0)
-        tail_bound = _check_float("tail_bound", self.tail_bound)
+        check_choice("flow", "kind", self.kind, KINDS)
+        check_choice("flow", "mixing", self.mixing, MIXINGS)
+        check_int("flow", "n_transforms", self.n_transforms, 1)
+        check_int("flow", "hidden_features", self.hidden_features, 1)
+        check_int("flow", "n_blocks", self.n_blocks, 1)
+        check_int("flow", "n_bins", self.n_bins, 1, 999)
+        check_int("flow", "embedding_features", self.embedding_features, 0)
+        tail_bound = check_float("flow", "tail_bound", self.tail_bound)
         if not tail_bound > 0:
             raise ConfigError(f"flow setting 'tail_bound' must be > 0, got {tail_bound}")
-        dropout = _check_float("dropout", self.dropout)
+        dropout = check_float("flow", "dropout", self.dropout)
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"flow setting 'dropout' must be in [0, 1), got {dropout}")
         object.__setattr__(self, "tail_bound", tail_bound)
@@ -238,41 +246,7 @@ class FlowSettings:
             ``d`` is not a mapping, has unknown keys (all named, with suggestions), or a value
             is invalid.
         """
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"flow settings must be a mapping, got {type(d).__name__}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = [str(k) for k in d if k not in known]
-        if unknown:
-            hints = "".join(f"; '{k}'{did_you_mean(k, known)}" for k in unknown)
-            raise ConfigError(
-                f"unknown flow setting(s) {', '.join(repr(k) for k in unknown)}"
-                f" (known: {', '.join(known)}){hints}"
-            )
-        return cls(**dict(d))
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(
-            f"flow setting '{name}' must be one of {', '.join(map(repr, choices))}, got {value!r}"
-        )
-
-
-def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"flow setting '{name}' must be an integer, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ConfigError(f"flow setting '{name}' must be {bound}, got {value}")
-
-
-def _check_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"flow setting '{name}' must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ConfigError(f"flow setting '{name}' must be finite, got {value}")
-    return value
+        return settings_from_dict(cls, d, "flow")
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,9 +467,7 @@ class _RQAutoregressive(MaskedPiecewiseRationalQuadraticAutoregressiveTransform)
     ) -> tuple[Tensor, Tensor]:
         n, d = inputs.shape
         params = autoregressive_params.view(n, d, self._output_dim_multiplier())
-        out, logabsdet = _spline_of_params(
-            self, inputs, params, self.autoregressive_net, inverse
-        )
+        out, logabsdet = _spline_of_params(self, inputs, params, self.autoregressive_net, inverse)
         return out, logabsdet.sum(dim=-1)
 
     def _params(self, inputs: Tensor, context: Tensor | None) -> Tensor:
@@ -588,13 +560,7 @@ class ConditionalFlow(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        for name, value in (("n_features", n_features), ("n_conditions", n_conditions)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(settings, FlowSettings):
-            raise TypeError(f"settings must be a FlowSettings, got {type(settings).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
+        check_module_args(n_features, n_conditions, settings, FlowSettings, seed)
         self.n_features = n_features
         self.n_conditions = n_conditions
         self.settings = settings
@@ -653,7 +619,9 @@ class ConditionalFlow(nn.Module):
         with torch.no_grad():
             noise_device = generator.device if generator is not None else c.device
             z = torch.randn(
-                (c.shape[0], self.n_features), generator=generator, device=noise_device,
+                (c.shape[0], self.n_features),
+                generator=generator,
+                device=noise_device,
                 dtype=torch.float32,
             )
             return self._inverse(z.to(c.device), c)
@@ -718,7 +686,7 @@ class ConditionalFlow(nn.Module):
         }
 
     def _as_input(self, t: Any, width: int, name: str) -> Tensor:
-        device = _module_device(self)
+        device = module_device(self)
         t = torch.as_tensor(t).to(device=device, dtype=torch.float32)
         if t.ndim != 2 or t.shape[1] != width:
             raise ValueError(
@@ -739,12 +707,6 @@ def _check_rows(x: Tensor, c: Tensor) -> None:
             f"targets and contexts must have the same number of rows, got {x.shape[0]} and "
             f"{c.shape[0]}"
         )
-
-
-def _module_device(module: nn.Module) -> torch.device:
-    for p in module.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 def _alternating_mask(n_features: int, odd: bool) -> Tensor:
@@ -865,8 +827,16 @@ def save_flow(flow: ConditionalFlow, directory: str | Path, name: str = "flow") 
     import nflows
 
     versions = {"torch": torch.__version__, "nflows": getattr(nflows, "__version__", None)}
-    return save_module(flow, directory, name, fmt=FLOW_FORMAT, version=FLOW_FORMAT_VERSION,
-                       description=flow.describe(), seed=flow.seed, versions=versions)
+    return save_module(
+        flow,
+        directory,
+        name,
+        fmt=FLOW_FORMAT,
+        version=FLOW_FORMAT_VERSION,
+        description=flow.describe(),
+        seed=flow.seed,
+        versions=versions,
+    )
 
 
 def load_flow(
@@ -896,7 +866,12 @@ def load_flow(
         wrong shape (the tensor named).
     """
     return load_module(
-        directory, name, fmt=FLOW_FORMAT, version=FLOW_FORMAT_VERSION, label="flow",
-        settings_from_dict=FlowSettings.from_dict, device=device,
+        directory,
+        name,
+        fmt=FLOW_FORMAT,
+        version=FLOW_FORMAT_VERSION,
+        label="flow",
+        settings_from_dict=FlowSettings.from_dict,
+        device=device,
         build=lambda d, c, settings, seed: ConditionalFlow(d, c, settings, seed=seed),
     )

@@ -31,7 +31,12 @@ from typing import Any
 import numpy as np
 
 from hepgen.errors import InputError
-from hepgen.models.base import GenerativeModel, check_model_inputs
+from hepgen.models.base import (
+    GenerativeModel,
+    check_model_inputs,
+    sample_module,
+    training_arrays,
+)
 from hepgen.models.selection import check_selection, selection_metric
 
 __all__ = ["DEFAULT_BATCH_SIZE", "FlowModel", "resolve_device"]
@@ -87,11 +92,6 @@ class FlowModel(GenerativeModel):
 
     kind = "flow"
 
-    def __init__(self, settings: Any = None, seed: int = 0, device: str = "auto") -> None:
-        self.settings = settings
-        self.seed = seed
-        self.device = device
-
     # ------------------------------------------------------------------ fitting
     def fit(
         self,
@@ -134,38 +134,39 @@ class FlowModel(GenerativeModel):
         from hepgen.models.flow import ConditionalFlow, FlowSettings
         from hepgen.training import TrainingSettings, train
 
-        c, x = check_model_inputs(conditions, targets, where="flow fit")
+        data, val = training_arrays(targets, conditions, weights, validation, where="flow fit")
+        x, c = data["x"], data["c"]
         settings = self.settings if self.settings is not None else FlowSettings()
         if training is None:
             training = TrainingSettings(seed=self.seed, device=self.device)
         self.flow_ = ConditionalFlow(x.shape[1], c.shape[1], settings, seed=self.seed)
         self.n_features_, self.n_conditions_ = x.shape[1], c.shape[1]
-        data: dict[str, np.ndarray] = {"x": x, "c": c}
-        if weights is not None:
-            data["w"] = np.asarray(weights, dtype=np.float32)
-        val = None
-        if validation is not None:
-            vc, vx = check_model_inputs(validation["c"], validation["x"], c.shape[1], x.shape[1],
-                                        where="flow fit, validation")
-            val = {"x": vx, "c": vc}
-            if validation.get("w") is not None:
-                val["w"] = np.asarray(validation["w"], dtype=np.float32)
         check_selection(selection)
         metric = None
         if selection != "loss" and val is not None:
+
             def metric(module: Any) -> float | None:
                 return selection_metric(
                     selection,
-                    lambda cc, s: self._sample_module(module, cc, s, DEFAULT_BATCH_SIZE),
-                    val["x"], val["c"], seed=training.seed,
+                    lambda cc, s: sample_module(module, cc, s, DEFAULT_BATCH_SIZE),
+                    val["x"],
+                    val["c"],
+                    seed=training.seed,
                 )
 
         def loss(module: Any, batch: dict[str, Any]) -> Any:
             return -module.log_prob(batch["x"], batch["c"])
 
         self.training_ = train(
-            self.flow_, loss, data, val, training, checkpoint_dir=checkpoint_dir,
-            resume=resume, metric_fn=metric, quiet=quiet,
+            self.flow_,
+            loss,
+            data,
+            val,
+            training,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            metric_fn=metric,
+            quiet=quiet,
         )
         return self.training_
 
@@ -174,48 +175,30 @@ class FlowModel(GenerativeModel):
         if not hasattr(self, "flow_"):
             raise RuntimeError("FlowModel: call fit() or load() first")
 
-    @staticmethod
-    def _sample_module(module: Any, conditions: np.ndarray, seed: int | None,
-                       batch_size: int) -> np.ndarray:
-        import torch
-
-        device = next(module.parameters()).device
-        generator = torch.Generator(device=device)
-        generator.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
-        out = []
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.inference_mode():
-                for start in range(0, conditions.shape[0], batch_size):
-                    c = torch.from_numpy(conditions[start : start + batch_size]).to(device)
-                    out.append(module.sample(c, generator=generator).cpu().numpy())
-        finally:
-            module.train(was_training)
-        if not out:
-            return np.empty((0, module.n_features), dtype=np.float32)
-        return np.concatenate(out).astype(np.float32, copy=False)
-
     def sample(
-        self, conditions: np.ndarray, seed: int | None = None,
+        self,
+        conditions: np.ndarray,
+        seed: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> np.ndarray:
         """One draw per row of ``conditions`` (n, C): targets (n, D), float32, model space."""
         self._check_fitted()
-        c, _ = check_model_inputs(conditions, n_conditions=self.n_conditions_,
-                                  where="flow sample")
-        return self._sample_module(self.flow_, c, seed, batch_size)
+        c, _ = check_model_inputs(conditions, n_conditions=self.n_conditions_, where="flow sample")
+        return sample_module(self.flow_, c, seed, batch_size)
 
     def log_prob(
-        self, targets: np.ndarray, conditions: np.ndarray,
+        self,
+        targets: np.ndarray,
+        conditions: np.ndarray,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> np.ndarray:
         """log p(targets | conditions) in model space, shape (n,), float64 (nats)."""
         import torch
 
         self._check_fitted()
-        c, x = check_model_inputs(conditions, targets, self.n_conditions_, self.n_features_,
-                                  where="flow log_prob")
+        c, x = check_model_inputs(
+            conditions, targets, self.n_conditions_, self.n_features_, where="flow log_prob"
+        )
         device = next(self.flow_.parameters()).device
         out = []
         self.flow_.eval()

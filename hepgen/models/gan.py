@@ -109,7 +109,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,11 +118,24 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hepgen.errors import ConfigError, did_you_mean
-from hepgen.models.base import GenerativeModel, check_model_inputs
+from hepgen.errors import ConfigError
+from hepgen.models.base import (
+    GenerativeModel,
+    check_model_inputs,
+    sample_module,
+    training_arrays,
+)
 from hepgen.models.files import load_module, save_module
 from hepgen.models.flow_model import resolve_device
 from hepgen.models.selection import check_selection, selection_metric
+from hepgen.models.settings import (
+    check_choice,
+    check_float,
+    check_int,
+    check_module_args,
+    module_device,
+    settings_from_dict,
+)
 from hepgen.training import Objective, StepContext, TrainingSettings
 
 __all__ = [
@@ -241,46 +253,45 @@ class GANSettings:
     conditional_scale: bool = True
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ConfigError(
-                f"gan setting 'loss' must be one of {', '.join(map(repr, LOSSES))}, "
-                f"got {self.loss!r}"
-            )
-        _check_int("latent_dim", self.latent_dim, 1)
-        _check_int("hidden_features", self.hidden_features, 1)
-        _check_int("n_blocks", self.n_blocks, 0)
-        _check_int("critic_hidden_features", self.critic_hidden_features, 1)
-        _check_int("critic_blocks", self.critic_blocks, 0)
-        _check_int("critic_output_dim", self.critic_output_dim, 1)
+        check_choice("gan", "loss", self.loss, LOSSES)
+        check_int("gan", "latent_dim", self.latent_dim, 1)
+        check_int("gan", "hidden_features", self.hidden_features, 1)
+        check_int("gan", "n_blocks", self.n_blocks, 0)
+        check_int("gan", "critic_hidden_features", self.critic_hidden_features, 1)
+        check_int("gan", "critic_blocks", self.critic_blocks, 0)
+        check_int("gan", "critic_output_dim", self.critic_output_dim, 1)
         if self.n_critic is None:
             object.__setattr__(self, "n_critic", DEFAULT_N_CRITIC[self.loss])
-        _check_int("n_critic", self.n_critic, 1)
-        gp = _check_float("gp_lambda", self.gp_lambda)
+        check_int("gan", "n_critic", self.n_critic, 1)
+        gp = check_float("gan", "gp_lambda", self.gp_lambda)
         if gp < 0:
             raise ConfigError(f"gan setting 'gp_lambda' must be >= 0, got {gp}")
         object.__setattr__(self, "gp_lambda", gp)
         betas = self.adam_betas
         if isinstance(betas, str) or not isinstance(betas, tuple | list) or len(betas) != 2:
             raise ConfigError(f"gan setting 'adam_betas' must be two numbers, got {betas!r}")
-        betas = tuple(_check_float("adam_betas", b) for b in betas)
+        betas = tuple(check_float("gan", "adam_betas", b) for b in betas)
         if not all(0.0 <= b < 1.0 for b in betas):
             raise ConfigError(f"gan setting 'adam_betas' must lie in [0, 1), got {betas}")
         object.__setattr__(self, "adam_betas", betas)
         if self.ema is not None:
-            ema = _check_float("ema", self.ema)
+            ema = check_float("gan", "ema", self.ema)
             if not 0.0 < ema < 1.0:
                 raise ConfigError(f"gan setting 'ema' must be in (0, 1) or null, got {ema}")
             object.__setattr__(self, "ema", ema)
-        dropout = _check_float("dropout", self.dropout)
+        dropout = check_float("gan", "dropout", self.dropout)
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"gan setting 'dropout' must be in [0, 1), got {dropout}")
         object.__setattr__(self, "dropout", dropout)
         if not isinstance(self.conditional_scale, bool):
-            raise ConfigError(f"gan setting 'conditional_scale' must be true or false, got "
-                              f"{self.conditional_scale!r}")
+            raise ConfigError(
+                f"gan setting 'conditional_scale' must be true or false, got "
+                f"{self.conditional_scale!r}"
+            )
         if not isinstance(self.layer_norm, bool):
-            raise ConfigError(f"gan setting 'layer_norm' must be true or false, got "
-                              f"{self.layer_norm!r}")
+            raise ConfigError(
+                f"gan setting 'layer_norm' must be true or false, got {self.layer_norm!r}"
+            )
 
     @property
     def critic_outputs(self) -> int:
@@ -303,33 +314,7 @@ class GANSettings:
             ``d`` is not a mapping, has unknown keys (all named, with suggestions), or a value
             is invalid.
         """
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"gan settings must be a mapping, got {type(d).__name__}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = [str(k) for k in d if k not in known]
-        if unknown:
-            hints = "".join(f"; '{k}'{did_you_mean(k, known)}" for k in unknown)
-            raise ConfigError(
-                f"unknown gan setting(s) {', '.join(repr(k) for k in unknown)}"
-                f" (known: {', '.join(known)}){hints}"
-            )
-        return cls(**dict(d))
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"gan setting '{name}' must be an integer, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"gan setting '{name}' must be >= {minimum}, got {value}")
-
-
-def _check_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"gan setting '{name}' must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ConfigError(f"gan setting '{name}' must be finite, got {value}")
-    return value
+        return settings_from_dict(cls, d, "gan")
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,7 +342,12 @@ class _ResidualMLP(nn.Module):
     """``Linear -> blocks -> act -> Linear``: a residual MLP without batch normalisation."""
 
     def __init__(
-        self, n_in: int, n_out: int, width: int, n_blocks: int, dropout: float = 0.0,
+        self,
+        n_in: int,
+        n_out: int,
+        width: int,
+        n_blocks: int,
+        dropout: float = 0.0,
         layer_norm: bool = False,
     ) -> None:
         super().__init__()
@@ -379,16 +369,18 @@ class _Generator(nn.Module):
     def __init__(self, n_conditions: int, n_features: int, s: GANSettings) -> None:
         super().__init__()
         self.n_conditions = n_conditions
-        self.mlp = _ResidualMLP(s.latent_dim + n_conditions, n_features, s.hidden_features,
-                                s.n_blocks)
+        self.mlp = _ResidualMLP(
+            s.latent_dim + n_conditions, n_features, s.hidden_features, s.n_blocks
+        )
         self.frame: nn.Module | None = None
         if s.conditional_scale:
             width = max(16, s.hidden_features // 4)
             last = nn.Linear(width, 2 * n_features)
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
-            self.frame = nn.Sequential(nn.Linear(n_conditions, width), nn.LeakyReLU(_LEAKY_SLOPE),
-                                       last)
+            self.frame = nn.Sequential(
+                nn.Linear(n_conditions, width), nn.LeakyReLU(_LEAKY_SLOPE), last
+            )
 
     def forward(self, inputs: Tensor) -> Tensor:
         out = self.mlp(inputs)
@@ -454,13 +446,7 @@ class ConditionalGAN(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        for name, value in (("n_features", n_features), ("n_conditions", n_conditions)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(settings, GANSettings):
-            raise TypeError(f"settings must be a GANSettings, got {type(settings).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
+        check_module_args(n_features, n_conditions, settings, GANSettings, seed)
         self.n_features = n_features
         self.n_conditions = n_conditions
         self.settings = settings
@@ -470,8 +456,12 @@ class ConditionalGAN(nn.Module):
             torch.manual_seed(seed)
             self.generator = _Generator(n_conditions, n_features, s)
             self.critic = _ResidualMLP(
-                n_features + n_conditions, s.critic_outputs, s.critic_hidden_features,
-                s.critic_blocks, s.dropout, s.layer_norm,
+                n_features + n_conditions,
+                s.critic_outputs,
+                s.critic_hidden_features,
+                s.critic_blocks,
+                s.dropout,
+                s.layer_norm,
             )
         self.generator_ema: nn.Module | None = None
         if s.ema is not None:
@@ -495,14 +485,16 @@ class ConditionalGAN(nn.Module):
         """``D(x, c)``: shape (n, critic_outputs) (k for Cramer's h, 1 for WGAN-GP)."""
         return self.critic(torch.cat([x, c], dim=1))
 
-    def latent(self, n: int, generator: torch.Generator | None = None,
-               device: torch.device | None = None) -> Tensor:
+    def latent(
+        self, n: int, generator: torch.Generator | None = None, device: torch.device | None = None
+    ) -> Tensor:
         """Standard-normal latent noise (n, latent_dim), float32, drawn on ``generator``'s
         device (the global RNG when None) and moved to ``device`` (default: the module's)."""
-        device = _module_device(self) if device is None else device
+        device = module_device(self) if device is None else device
         source = generator.device if generator is not None else device
-        z = torch.randn((n, self.settings.latent_dim), generator=generator, device=source,
-                        dtype=torch.float32)
+        z = torch.randn(
+            (n, self.settings.latent_dim), generator=generator, device=source, dtype=torch.float32
+        )
         return z.to(device)
 
     def sample(self, c: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -519,8 +511,9 @@ class ConditionalGAN(nn.Module):
         if self.generator_ema is None or self.settings.ema is None:
             return
         decay = min(self.settings.ema, (1.0 + n_updates) / (10.0 + n_updates))
-        for ema_p, p in zip(self.generator_ema.parameters(), self.generator.parameters(),
-                            strict=True):
+        for ema_p, p in zip(
+            self.generator_ema.parameters(), self.generator.parameters(), strict=True
+        ):
             ema_p.lerp_(p.detach(), 1.0 - decay)
 
     def describe(self) -> dict[str, Any]:
@@ -536,7 +529,7 @@ class ConditionalGAN(nn.Module):
         }
 
     def _as_input(self, t: Any, width: int, name: str) -> Tensor:
-        t = torch.as_tensor(t).to(device=_module_device(self), dtype=torch.float32)
+        t = torch.as_tensor(t).to(device=module_device(self), dtype=torch.float32)
         if t.ndim != 2 or t.shape[1] != width:
             raise ValueError(
                 f"{name} must have shape (n, {width}) for this GAN, got {tuple(t.shape)}"
@@ -548,12 +541,6 @@ class ConditionalGAN(nn.Module):
             f"n_features={self.n_features}, n_conditions={self.n_conditions}, "
             f"loss={self.settings.loss!r}, seed={self.seed}"
         )
-
-
-def _module_device(module: nn.Module) -> torch.device:
-    for p in module.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 # --------------------------------------------------------------------------------------------
@@ -674,8 +661,11 @@ class GANObjective(Objective):
     ) -> dict[str, torch.optim.Optimizer]:
         """``{"critic": AdamW(critic), "generator": AdamW(generator)}``."""
         gan = _as_gan(module)
-        kwargs = {"lr": settings.learning_rate, "betas": self.settings.adam_betas,
-                  "weight_decay": settings.weight_decay}
+        kwargs = {
+            "lr": settings.learning_rate,
+            "betas": self.settings.adam_betas,
+            "weight_decay": settings.weight_decay,
+        }
         return {
             "critic": torch.optim.AdamW(gan.critic.parameters(), **kwargs),
             "generator": torch.optim.AdamW(gan.generator.parameters(), **kwargs),
@@ -684,13 +674,22 @@ class GANObjective(Objective):
     def describe(self) -> dict[str, Any]:
         """The GAN settings that shape the trajectory (checked on resume)."""
         s = self.settings
-        return {"loss": s.loss, "n_critic": s.n_critic, "gp_lambda": s.gp_lambda,
-                "adam_betas": list(s.adam_betas), "ema": s.ema}
+        return {
+            "loss": s.loss,
+            "n_critic": s.n_critic,
+            "gp_lambda": s.gp_lambda,
+            "adam_betas": list(s.adam_betas),
+            "ema": s.ema,
+        }
 
     # -- losses ----------------------------------------------------------------------------------
 
     def critic_loss(
-        self, gan: ConditionalGAN, x: Tensor, c: Tensor, weights: Tensor | None,
+        self,
+        gan: ConditionalGAN,
+        x: Tensor,
+        c: Tensor,
+        weights: Tensor | None,
         context: StepContext,
     ) -> Tensor:
         """The critic's batch loss (scalar), generated samples detached."""
@@ -721,7 +720,11 @@ class GANObjective(Objective):
         return adversarial + self.settings.gp_lambda * penalty
 
     def generator_loss(
-        self, gan: ConditionalGAN, x: Tensor, c: Tensor, weights: Tensor | None,
+        self,
+        gan: ConditionalGAN,
+        x: Tensor,
+        c: Tensor,
+        weights: Tensor | None,
         context: StepContext,
     ) -> Tensor:
         """The generator's batch loss (scalar), differentiable w.r.t. the generator."""
@@ -761,9 +764,9 @@ class GANObjective(Objective):
         """Per-event energy score of the sampler (EMA generator when there is one)."""
         gan = _as_gan(module)
         x, c = batch["x"], batch["c"]
-        draws = torch.stack([
-            gan.generate(gan.latent(x.shape[0]), c, ema=True) for _ in range(ENERGY_SCORE_DRAWS)
-        ])
+        draws = torch.stack(
+            [gan.generate(gan.latent(x.shape[0]), c, ema=True) for _ in range(ENERGY_SCORE_DRAWS)]
+        )
         return energy_score(draws, x)
 
 
@@ -825,8 +828,9 @@ def knn_recall_coverage(
     a = torch.as_tensor(np.asarray(real), dtype=torch.float32)
     b = torch.as_tensor(np.asarray(fake), dtype=torch.float32)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"real and fake must be (n, F) and (m, F), got {tuple(a.shape)}, "
-                         f"{tuple(b.shape)}")
+        raise ValueError(
+            f"real and fake must be (n, F) and (m, F), got {tuple(a.shape)}, {tuple(b.shape)}"
+        )
     if min(a.shape[0], b.shape[0]) <= k:
         raise ValueError(f"knn_recall_coverage needs more than k={k} events in each sample")
     mean, std = a.mean(0), a.std(0).clamp_min(1e-12)
@@ -875,9 +879,16 @@ def save_gan(gan: ConditionalGAN, directory: str | Path, name: str = "gan") -> l
         ``[weights, metadata]``.  The JSON is written last and records the SHA-256 of the
         weights, so a crash between the two leaves a detectable mismatch.
     """
-    return save_module(gan, directory, name, fmt=GAN_FORMAT, version=GAN_FORMAT_VERSION,
-                       description=gan.describe(), seed=gan.seed,
-                       versions={"torch": torch.__version__})
+    return save_module(
+        gan,
+        directory,
+        name,
+        fmt=GAN_FORMAT,
+        version=GAN_FORMAT_VERSION,
+        description=gan.describe(),
+        seed=gan.seed,
+        versions={"torch": torch.__version__},
+    )
 
 
 def load_gan(
@@ -907,8 +918,13 @@ def load_gan(
         wrong shape (the tensor named).
     """
     return load_module(
-        directory, name, fmt=GAN_FORMAT, version=GAN_FORMAT_VERSION, label="gan",
-        settings_from_dict=GANSettings.from_dict, device=device,
+        directory,
+        name,
+        fmt=GAN_FORMAT,
+        version=GAN_FORMAT_VERSION,
+        label="gan",
+        settings_from_dict=GANSettings.from_dict,
+        device=device,
         build=lambda d, c, settings, seed: ConditionalGAN(d, c, settings, seed=seed),
     )
 
@@ -935,9 +951,16 @@ def default_gan_training(
     0.0003
     """
     loss = "cramer" if settings is None else settings.loss
-    values = {"learning_rate": 1e-3 if loss == "cramer" else 3e-4, "batch_size": 256,
-              "grad_clip": 10.0, "patience": 20, "weight_decay": 0.0, "seed": seed,
-              "device": device, **overrides}
+    values = {
+        "learning_rate": 1e-3 if loss == "cramer" else 3e-4,
+        "batch_size": 256,
+        "grad_clip": 10.0,
+        "patience": 20,
+        "weight_decay": 0.0,
+        "seed": seed,
+        "device": device,
+        **overrides,
+    }
     return TrainingSettings(**values)
 
 
@@ -973,11 +996,6 @@ class GANModel(GenerativeModel):
     """
 
     kind = "gan"
-
-    def __init__(self, settings: Any = None, seed: int = 0, device: str = "auto") -> None:
-        self.settings = settings
-        self.seed = seed
-        self.device = device
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -1022,31 +1040,30 @@ class GANModel(GenerativeModel):
         """
         from hepgen.training import train
 
-        c, x = check_model_inputs(conditions, targets, where="gan fit")
+        data, val = training_arrays(targets, conditions, weights, validation, where="gan fit")
+        x, c = data["x"], data["c"]
         settings = self.settings if self.settings is not None else GANSettings()
         if not isinstance(settings, GANSettings):
             raise TypeError(f"settings must be a GANSettings, got {type(settings).__name__}")
         if training is None:
             training = default_gan_training(settings, seed=self.seed, device=self.device)
         check_selection(selection)
-        data: dict[str, np.ndarray] = {"x": x, "c": c}
-        if weights is not None:
-            data["w"] = np.asarray(weights, dtype=np.float32)
-        val = None
-        if validation is not None:
-            vc, vx = check_model_inputs(validation["c"], validation["x"], c.shape[1], x.shape[1],
-                                        where="gan fit, validation")
-            val = {"x": vx, "c": vc}
-            if validation.get("w") is not None:
-                val["w"] = np.asarray(validation["w"], dtype=np.float32)
         self.gan_ = ConditionalGAN(x.shape[1], c.shape[1], settings, seed=self.seed)
         self.n_features_, self.n_conditions_ = x.shape[1], c.shape[1]
         metric = None
         if val is not None and selection != "loss":
             metric = self._metric_fn(val, selection, training.seed)
         self.training_ = train(
-            self.gan_, None, data, val, training, checkpoint_dir=checkpoint_dir, resume=resume,
-            metric_fn=metric, quiet=quiet, objective=GANObjective(settings),
+            self.gan_,
+            None,
+            data,
+            val,
+            training,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            metric_fn=metric,
+            quiet=quiet,
+            objective=GANObjective(settings),
         )
         return self.training_
 
@@ -1062,10 +1079,12 @@ class GANModel(GenerativeModel):
         def metric(module: torch.nn.Module) -> Mapping[str, float]:
             value = selection_metric(
                 selection,
-                lambda cc, s: self._sample_module(module, cc, s, DEFAULT_BATCH_SIZE),
-                val["x"], val["c"], seed=seed,
+                lambda cc, s: sample_module(module, cc, s, DEFAULT_BATCH_SIZE),
+                val["x"],
+                val["c"],
+                seed=seed,
             )
-            fake_x = self._sample_module(module, val["c"][rows], seed + 1, DEFAULT_BATCH_SIZE)
+            fake_x = sample_module(module, val["c"][rows], seed + 1, DEFAULT_BATCH_SIZE)
             fake = np.concatenate([fake_x, val["c"][rows]], axis=1)
             recall, coverage = knn_recall_coverage(real, fake)
             return {"metric": value, "recall": recall, "coverage": coverage}
@@ -1077,28 +1096,10 @@ class GANModel(GenerativeModel):
         if not hasattr(self, "gan_"):
             raise RuntimeError("GANModel: call fit() or load() first")
 
-    @staticmethod
-    def _sample_module(module: Any, conditions: np.ndarray, seed: int | None,
-                       batch_size: int) -> np.ndarray:
-        device = _module_device(module)
-        generator = torch.Generator(device=device)
-        generator.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
-        out = []
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.inference_mode():
-                for start in range(0, conditions.shape[0], batch_size):
-                    c = torch.from_numpy(conditions[start : start + batch_size]).to(device)
-                    out.append(module.sample(c, generator=generator).cpu().numpy())
-        finally:
-            module.train(was_training)
-        if not out:
-            return np.empty((0, module.n_features), dtype=np.float32)
-        return np.concatenate(out).astype(np.float32, copy=False)
-
     def sample(
-        self, conditions: np.ndarray, seed: int | None = None,
+        self,
+        conditions: np.ndarray,
+        seed: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> np.ndarray:
         """One draw per row of ``conditions`` (n, C): targets (n, D), float32, model space.
@@ -1107,9 +1108,8 @@ class GANModel(GenerativeModel):
         after batch: the same seed and batch size give the same samples.
         """
         self._check_fitted()
-        c, _ = check_model_inputs(conditions, n_conditions=self.n_conditions_,
-                                  where="gan sample")
-        return self._sample_module(self.gan_, c, seed, batch_size)
+        c, _ = check_model_inputs(conditions, n_conditions=self.n_conditions_, where="gan sample")
+        return sample_module(self.gan_, c, seed, batch_size)
 
     # ------------------------------------------------------------------ persistence
     def describe(self) -> dict[str, Any]:

@@ -31,8 +31,13 @@ import numpy as np
 
 from hepgen.errors import InputError
 
-__all__ = ["SELECTIONS", "check_selection", "classifier_auc_metric", "mean_ks_metric",
-           "selection_metric"]
+__all__ = [
+    "SELECTIONS",
+    "check_selection",
+    "classifier_auc_metric",
+    "mean_ks_metric",
+    "selection_metric",
+]
 
 #: The checkpoint choices every model accepts: a metric of this module, or the validation loss.
 SELECTIONS = ("ks", "c2st", "loss")
@@ -162,12 +167,21 @@ def classifier_auc_metric(
 
     def part(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k = int(mask.sum())
-        return (np.concatenate([real[mask], fake[mask]]),
-                np.concatenate([np.ones(k, np.float32), np.zeros(k, np.float32)]))
+        return (
+            np.concatenate([real[mask], fake[mask]]),
+            np.concatenate([np.ones(k, np.float32), np.zeros(k, np.float32)]),
+        )
 
     (x_fit, y_fit), (x_test, y_test) = part(first), part(~first)
-    params = {"objective": "binary:logistic", "tree_method": "hist", "max_depth": 5,
-              "eta": 0.2, "subsample": 0.8, "seed": int(seed) % 2**31, "verbosity": 0}
+    params = {
+        "objective": "binary:logistic",
+        "tree_method": "hist",
+        "max_depth": 5,
+        "eta": 0.2,
+        "subsample": 0.8,
+        "seed": int(seed) % 2**31,
+        "verbosity": 0,
+    }
     booster = xgb.train(params, xgb.DMatrix(x_fit, label=y_fit), num_boost_round=n_trees)
     score = booster.predict(xgb.DMatrix(x_test))
     return float(roc_auc_score(y_test, score))
