@@ -285,11 +285,14 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(current, "model_fields", {}))
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: dict[str, Any], model: type[BaseModel] | None = None) -> str:
+    """One pydantic error as ``key 'a.b': message, got value`` (``model``: the validated
+    top-level model, default :class:`Config`, for did-you-mean suggestions)."""
     key = _location(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
-        suggestion = did_you_mean(str(err["loc"][-1]), _allowed_keys(Config, err["loc"]))
+        allowed = _allowed_keys(model or Config, err["loc"])
+        suggestion = did_you_mean(str(err["loc"][-1]), allowed)
         return f"unknown key '{key}'{suggestion}"
     if kind == "missing":
         return f"missing required key '{key}'"
@@ -326,14 +329,13 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     return config
 
 
-def load_config(path: str | os.PathLike) -> Config:
-    """Read and validate a YAML configuration file.
+def read_yaml(path: str | os.PathLike) -> Any:
+    """The parsed content of a YAML file.
 
     Raises
     ------
     ConfigError
-        If the file is missing, not valid YAML, or does not validate; the message names the
-        file and the key.
+        If the file is missing, empty or not valid YAML (the line and column named).
     """
     path = Path(path)
     if not path.exists():
@@ -346,4 +348,16 @@ def load_config(path: str | os.PathLike) -> Config:
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
     if data is None:
         raise ConfigError(f"{path}: the file is empty")
-    return parse_config(data, source=os.fspath(path))
+    return data
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Read and validate a YAML configuration file.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, not valid YAML, or does not validate; the message names the
+        file and the key.
+    """
+    return parse_config(read_yaml(path), source=os.fspath(path))

@@ -17,8 +17,35 @@ def _range(d: dict[str, Any]) -> str:
     return text
 
 
+def _format_density(card: dict[str, Any]) -> list[str]:
+    """The lines of a density model's card (:class:`hepgen.anomaly.density.DensityModel`)."""
+    def names(key: str) -> str:
+        return ", ".join(f"{f['name']} ({f.get('kind')})" for f in card.get(key) or [])
+
+    arch = card.get("architecture") or {}
+    s = card.get("flow") or arch.get("settings") or {}
+    data = card.get("data_summary") or {}
+    lines = [f"  kind: density  |  p(features | conditions), {data.get('n_train')} training / "
+             f"{data.get('n_validation')} validation events",
+             "  features:   " + names("features"),
+             "  conditions: " + names("conditions"),
+             f"  flow: {s.get('kind')} RQ-spline, {s.get('n_transforms')} transforms, "
+             f"{s.get('hidden_features')} hidden x {s.get('n_blocks')} blocks, {s.get('n_bins')} "
+             f"bins, tail bound {s.get('tail_bound')}; {arch.get('n_parameters')} parameters"]
+    for name, d in (card.get("domain") or {}).items():
+        gap = d.get("largest_gap")
+        if gap:
+            lines.append(f"  largest interval of {name} without training events: "
+                         f"[{gap[0]:.5g}, {gap[1]:.5g}]")
+    return lines
+
+
 def format_card(card: dict[str, Any]) -> str:
     """Format the content of ``hepgen-model.json`` as a plain-text model card."""
+    if card.get("kind") == "density":
+        lines = [f"hepgen model card (format {card.get('format')} v{card.get('format_version')})",
+                 *_format_density(card)]
+        return "\n".join(lines + _training_lines(card) + _tail_lines(card))
     cfg = card.get("config", {})
     data = cfg.get("data", {})
     features = cfg.get("features", [])
@@ -56,6 +83,21 @@ def format_card(card: dict[str, Any]) -> str:
     fakes = card.get("fakes")
     lines.append("  fakes: " + (f"per-event multiplicity table + {card.get('kind')} of their "
                                 "features" if fakes else "not modelled"))
+    lines += _training_lines(card)
+    summary = card.get("data_summary") or {}
+    if summary:
+        lines.append(
+            f"  data: {summary.get('n_events')} events, {summary.get('n_gen')} gen objects, "
+            f"efficiency {summary.get('efficiency', 0):.4f}, fake fraction "
+            f"{summary.get('fake_fraction', 0):.4f}; {summary.get('n_train_pairs')} training / "
+            f"{summary.get('n_validation_pairs')} validation pairs"
+        )
+    return "\n".join(lines + _tail_lines(card))
+
+
+def _training_lines(card: dict[str, Any]) -> list[str]:
+    """The training summary line (any kind of model)."""
+    lines = []
     tr = card.get("training") or {}
     hist = tr.get("history") or []
     if hist:
@@ -68,14 +110,12 @@ def format_card(card: dict[str, Any]) -> str:
             f"{chosen.get('metric')}; best-loss epoch {tr.get('best_loss_epoch')}, "
             f"best-metric epoch {tr.get('best_metric_epoch')}"
         )
-    summary = card.get("data_summary") or {}
-    if summary:
-        lines.append(
-            f"  data: {summary.get('n_events')} events, {summary.get('n_gen')} gen objects, "
-            f"efficiency {summary.get('efficiency', 0):.4f}, fake fraction "
-            f"{summary.get('fake_fraction', 0):.4f}; {summary.get('n_train_pairs')} training / "
-            f"{summary.get('n_validation_pairs')} validation pairs"
-        )
+    return lines
+
+
+def _tail_lines(card: dict[str, Any]) -> list[str]:
+    """Validity domain, provenance and notes (any kind of model)."""
+    lines = []
     domain = card.get("domain") or {}
     if domain:
         lines.append("  validity domain of the conditions:")
@@ -91,4 +131,4 @@ def format_card(card: dict[str, Any]) -> str:
         lines.append("    versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     for note in card.get("notes") or []:
         lines.append(f"  note: {note}")
-    return "\n".join(lines)
+    return lines

@@ -1,0 +1,328 @@
+"""``hepgen score``: per-event (or per-object) anomaly scores ``-log p`` written into ROOT files.
+
+The score of a row is its negative log-likelihood under a trained flow, in nats, with the
+density taken in the physical units of the modelled columns:
+
+**Density model** (:class:`~hepgen.anomaly.density.DensityModel`, ``kind: density``)
+    ``{branch} = -log p(x | m)`` per event, from the flat per-event branches the model names
+    (features ``x`` and conditions ``m``, e.g. ``mj1, mj2, tau21_j1, tau21_j2`` given ``mjj``).
+    Higher means less likely: events the background model cannot explain.
+**Fast simulation** (:class:`~hepgen.fastsim.FastSim` with ``model.kind: flow``)
+    ``{reco}_{branch} = -log p(reco | gen)`` per reco object (e.g. ``Jet_anomaly_score``),
+    a jagged branch of the reco collection: for every reco object matched to a gen object by
+    the model's own matching (``data.matching``: the index branch or deltaR, exactly as in
+    training, :func:`hepgen.dataset.load_pairs`) the response density of its reco features
+    given its gen partner's; **NaN for unmatched reco objects** (fakes, pile-up), which have
+    no gen partner to condition on.  A GAN fast simulation has no likelihood:
+    :class:`~hepgen.models.base.NoLikelihoodError`.
+
+Scores are written as ``float64`` (rankings and thresholds of large samples need no ties
+from rounding).  Every numeric input branch is kept, values untouched (NaN/inf pass through,
+as in ``hepgen generate``); only the branches the model reads must be finite, for the rows it
+scores: otherwise an :class:`~hepgen.errors.InputError` names the file, the entries, the
+branch and the count.  Inputs are read in chunks of ``step_size`` events (bounded memory);
+the output is written atomically and never onto an input file.  Discrete features are
+scored at one seeded dequantisation draw per chunk, so their scores depend slightly on
+``step_size``.
+
+References
+----------
+B. Nachman, D. Shih, "Anomaly Detection with Density Estimation", arXiv:2001.04990.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from hepgen.anomaly.density import DensityModel, read_model_card
+from hepgen.errors import InputError
+from hepgen.fastsim import FastSim
+from hepgen.io.reader import count_entries, inspect_tree, resolve_files
+from hepgen.io.writer import RootWriter
+from hepgen.models.base import NoLikelihoodError
+from hepgen.models.gan import GANModel
+from hepgen.progress import progress
+
+__all__ = ["DEFAULT_BRANCH", "load_scorer", "score_file"]
+
+log = logging.getLogger(__name__)
+
+#: Default name of the score branch.
+DEFAULT_BRANCH = "anomaly_score"
+_BRANCH_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def load_scorer(model: Any, device: str = "cpu") -> DensityModel | FastSim:
+    """The model of a directory, by the ``kind`` of its ``hepgen-model.json``.
+
+    Parameters
+    ----------
+    model : DensityModel, FastSim or path
+        A fitted model, returned as is, or a model directory.
+    device : str
+        Where the flow runs.
+
+    Returns
+    -------
+    DensityModel or FastSim
+
+    Raises
+    ------
+    InputError
+        Not a model directory, or damaged (the file named).
+    """
+    if isinstance(model, (DensityModel, FastSim)):
+        return model
+    _, card = read_model_card(model)
+    if card.get("kind") == DensityModel.kind:
+        return DensityModel.load(model, device=device)
+    return FastSim.load(model, device=device)
+
+
+def _check_branch_name(branch: str) -> None:
+    if not isinstance(branch, str) or not _BRANCH_NAME.match(branch):
+        raise InputError(f"score branch name {branch!r} is not valid: use letters, digits and "
+                         "underscores, not starting with a digit")
+
+
+def _where(path: Path, tree: str, first: int, n: int) -> str:
+    return f"file '{path}', tree '{tree}', entries {first}-{first + n - 1}"
+
+
+def _check_finite(columns: dict[str, np.ndarray], where: str, what: str) -> None:
+    bad = []
+    for name, a in columns.items():
+        if a.dtype.kind == "f":
+            n_bad = len(a) - int(np.count_nonzero(np.isfinite(a)))
+            if n_bad:
+                n_nan = int(np.count_nonzero(np.isnan(a)))
+                bad.append(f"'{name}': {n_bad} of {len(a)} {what} ({n_nan} NaN, "
+                           f"{n_bad - n_nan} inf)")
+    if bad:
+        raise InputError(f"{where}: non-finite values in branches the model reads: "
+                         + "; ".join(bad) + "; fix or drop those events before scoring")
+
+
+def score_file(
+    model_dir: Any,
+    inputs: Any,
+    output: str | os.PathLike,
+    *,
+    branch: str = DEFAULT_BRANCH,
+    tree: str | None = None,
+    step_size: int = 100_000,
+    device: str = "cpu",
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Write ``output``: every event of ``inputs`` with its anomaly score (module docstring).
+
+    Parameters
+    ----------
+    model_dir : path, DensityModel or FastSim
+        A model directory (``kind: density``, or a flow fast simulation) or a fitted model.
+    inputs : path, glob or sequence of them
+        ROOT files holding the branches the model reads.
+    output : path
+        Output ROOT file (written atomically; must not be an input).
+    branch : str
+        Name of the score branch (density model), or its suffix after ``{reco}_`` (fast
+        simulation).  Must not exist in the input.
+    tree : str or None
+        Tree name; default ``"Events"`` for a density model, ``data.tree`` of a fast simulation.
+    step_size : int
+        Events per chunk.
+    device : str
+        Where the flow runs.
+    quiet : bool
+        Silence the progress bar.
+
+    Returns
+    -------
+    dict
+        ``kind`` (``"density"`` or ``"fastsim"``), ``branch`` (the written branch),
+        ``n_events``, ``n_rows`` (events, or reco objects), ``n_scored`` (rows with a score:
+        every event, or the matched reco objects), ``n_unmatched`` (reco objects left NaN; 0
+        for a density model), ``n_nonfinite`` (scored rows whose score is not finite),
+        ``outside_domain`` (rows per condition outside the training range), ``seconds``,
+        ``rows_per_second``, ``output``.
+
+    Raises
+    ------
+    InputError
+        Missing files, trees or branches (the file named), non-finite model inputs, an
+        output that is an input, a score branch already in the input.
+    NoLikelihoodError
+        A GAN fast simulation.
+    """
+    from hepgen.generate import _chunks
+
+    _check_branch_name(branch)
+    if isinstance(step_size, bool) or not isinstance(step_size, (int, np.integer)) or (
+            step_size < 1):
+        raise InputError(f"step size must be a positive number of events, got {step_size!r}")
+    model = load_scorer(model_dir, device=device)
+    if isinstance(model, FastSim):
+        if isinstance(model.response_, GANModel):
+            where = f"'{model_dir}'" if not isinstance(model_dir, FastSim) else "this model"
+            raise NoLikelihoodError(
+                f"{where} is a fast simulation with a GAN response (model.kind: gan), which has "
+                "no tractable likelihood to score with; train it with model.kind: flow, or "
+                "score with a density model"
+            )
+        scorer: _Scorer = _FastSimScorer(model, branch)
+        tree = tree or model.config.data.tree
+    else:
+        scorer = _DensityScorer(model, branch)
+        tree = tree or "Events"
+    paths = resolve_files(inputs)
+    for path in paths:
+        scorer.check_file(path, tree)
+    total = count_entries(paths, tree)
+    counts = {"n_events": 0, "n_rows": 0, "n_scored": 0, "n_unmatched": 0, "n_nonfinite": 0}
+    outside: dict[str, int] = {}
+    start = time.perf_counter()
+    with RootWriter(output, tree=tree, protect=paths) as writer, progress(
+        total=total, desc="score", unit="event", quiet=quiet
+    ) as bar:
+        for path, first, events in _chunks(paths, tree, int(step_size)):
+            where = _where(path, tree, first, len(events))
+            out, chunk = scorer.score(events, where, outside)
+            writer.extend(out)
+            for k, v in chunk.items():
+                counts[k] += v
+            counts["n_events"] += len(events)
+            bar.update(len(events))
+    seconds = time.perf_counter() - start
+    bad = {k: v for k, v in outside.items() if v}
+    if bad:
+        log.warning("conditions outside the training range (rows per condition, whole input): "
+                    "%s; their scores are extrapolations", bad)
+    if counts["n_nonfinite"]:
+        log.warning("%d scores are not finite (density 0 or infinite at those rows)",
+                    counts["n_nonfinite"])
+    return {
+        "kind": scorer.kind,
+        "branch": scorer.branch,
+        **counts,
+        "outside_domain": bad,
+        "seconds": seconds,
+        "rows_per_second": counts["n_rows"] / seconds if seconds > 0 else None,
+        "output": os.fspath(Path(output)),
+    }
+
+
+class _Scorer:
+    """Checks the inputs for one model and adds its score branch to chunks of events."""
+
+    kind = ""
+    branch = ""
+
+    def check_file(self, path: Path, tree: str) -> None:
+        raise NotImplementedError
+
+    def score(self, events: ak.Array, where: str, outside: dict[str, int]
+              ) -> tuple[ak.Array, dict[str, int]]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _check_branches(path: Path, tree: str, needed: list[str], what: str, branch: str
+                        ) -> Any:
+        info = inspect_tree(path, tree)
+        missing = [b for b in needed if b not in info.branches]
+        if missing:
+            raise InputError(f"file '{path}', tree '{tree}': missing branch(es) {missing} that "
+                             f"the {what} reads (it needs {needed})")
+        if branch in info.branches:
+            raise InputError(f"file '{path}', tree '{tree}' already has a branch '{branch}'; "
+                             "choose another score branch name (--branch)")
+        return info
+
+
+class _DensityScorer(_Scorer):
+    kind = "density"
+
+    def __init__(self, model: DensityModel, branch: str) -> None:
+        self.model = model
+        self.branch = branch
+        self.names = model.feature_names + model.condition_names
+
+    def check_file(self, path: Path, tree: str) -> None:
+        info = self._check_branches(path, tree, self.names, "density model", self.branch)
+        jagged = [b for b in self.names if any(b in v for v in info.collections.values())]
+        if jagged:
+            raise InputError(f"file '{path}', tree '{tree}': branch(es) {jagged} hold a list per "
+                             "event; a density model scores flat per-event branches")
+
+    def score(self, events: ak.Array, where: str, outside: dict[str, int]
+              ) -> tuple[ak.Array, dict[str, int]]:
+        cols = {k: ak.to_numpy(events[k]) for k in self.names}
+        _check_finite(cols, where, "events")
+        if len(events):
+            score = -self.model.log_prob(cols, domain_counts=outside)
+        else:
+            score = np.zeros(0)
+        out = ak.with_field(events, score.astype(np.float64), self.branch)
+        n = len(events)
+        return out, {"n_rows": n, "n_scored": n,
+                     "n_nonfinite": n - int(np.count_nonzero(np.isfinite(score)))}
+
+
+class _FastSimScorer(_Scorer):
+    kind = "fastsim"
+
+    def __init__(self, sim: FastSim, branch: str) -> None:
+        data = sim.config.data
+        self.sim = sim
+        self.branch = f"{data.reco}_{branch}"
+        self.conditions = sim.condition_names
+        self.targets = sim.target_names
+        # the branches of the matching, as hepgen.dataset reads them for training
+        if data.matching.method == "index":
+            gen_match, reco_match = [], [data.index_branch]
+        else:
+            gen_match = [f"{data.gen}_eta", f"{data.gen}_phi"]
+            reco_match = [f"{data.reco}_eta", f"{data.reco}_phi"]
+        self.reco_fields = list(dict.fromkeys(self.targets + reco_match))
+        self.needed = list(dict.fromkeys(self.conditions + gen_match + self.reco_fields))
+
+    def check_file(self, path: Path, tree: str) -> None:
+        self._check_branches(path, tree, self.needed, "fast simulation", self.branch)
+
+    def score(self, events: ak.Array, where: str, outside: dict[str, int]
+              ) -> tuple[ak.Array, dict[str, int]]:
+        from hepgen.dataset import _match
+        from hepgen.io.collections import flatten_collection
+
+        sim = self.sim
+        data = sim.config.data
+        try:
+            gen = flatten_collection(events, data.gen, self.conditions)
+            reco = flatten_collection(events, data.reco, self.reco_fields)
+        except InputError as err:
+            raise InputError(f"{where}: {err}") from None
+        matching = _match(sim.config, events, gen, reco)
+        reco_rows = np.flatnonzero(matching.reco_matched)
+        gen_rows = matching.reco_to_gen[reco_rows]
+        conds = {k: gen[k][gen_rows] for k in self.conditions}
+        targets = {k: reco[k][reco_rows] for k in self.targets}
+        _check_finite({**conds, **targets}, where, "matched objects")
+        score = np.full(len(reco), np.nan)
+        if reco_rows.size:
+            bad = sim.preprocessor_.out_of_domain(conds)
+            for k, v in bad.items():
+                if v:
+                    outside[k] = outside.get(k, 0) + v
+            score[reco_rows] = -sim.log_prob(targets, conds)
+        out = ak.with_field(events, ak.unflatten(score, reco.counts), self.branch)
+        scored = score[reco_rows]
+        return out, {"n_rows": len(reco), "n_scored": int(reco_rows.size),
+                     "n_unmatched": len(reco) - int(reco_rows.size),
+                     "n_nonfinite": int(reco_rows.size) - int(np.count_nonzero(np.isfinite(scored)))}
