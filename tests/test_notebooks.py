@@ -18,6 +18,9 @@ SMALL = {
         'FLOW = {"n_transforms": 2, "hidden_features": 16, "n_bins": 8}\nSEED = 1'
     ),
     "02_validation.ipynb": "N_EVENTS = 4000\nSEED = 1",
+    "03_anomaly_scan.ipynb": (
+        "N_EVENTS = 60_000\nSIGNAL_FRACTION = 0.003\nMAX_EPOCHS = 3\nSEED = 1"
+    ),
 }
 
 
@@ -53,5 +56,14 @@ def test_01_fastsim_quickstart(tmp_path: Path) -> None:
     text = _text(nb)
     assert "kept epoch" in text and "classifier AUC" in text
     assert "matched fraction of gen jets" in text and "weighted jets per event" in text
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 2
+
+
+def test_03_anomaly_scan(tmp_path: Path) -> None:
+    nb = _execute("03_anomaly_scan.ipynb", tmp_path)
+    text = _text(nb)
+    assert "most significant window" in text and "report:" in text
+    assert text.count("observed") >= 5  # one line per window
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 2

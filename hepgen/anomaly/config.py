@@ -78,8 +78,9 @@ class ScanSection(_Strict):
     score: Literal["cathode", "anode"] = "cathode"
     efficiencies: list[float] = [0.1, 0.01, 0.001]
     ranking_efficiency: float = 0.01
-    background_estimate: Literal["template", "fit"] = "template"
+    background_estimate: Literal["calibrated", "template", "fit"] = "template"
     oversample: int = Field(4, ge=1)
+    max_train_events: int = Field(60_000, ge=100)
     folds: int = Field(5, ge=2)
     fit_bins: int = Field(40, ge=8)
     classifier: dict[str, Any] = {}
@@ -116,6 +117,7 @@ class ScanConfig(_Strict):
             ranking_efficiency=s.ranking_efficiency,
             background_estimate=s.background_estimate,
             oversample=s.oversample,
+            max_train_events=s.max_train_events,
             folds=s.folds,
             fit_bins=s.fit_bins,
             flow=dict(self.flow),

@@ -570,8 +570,8 @@ class DensityModel:
             log.warning("density model: conditions outside the range seen in fit (rows per "
                         "condition): %s; the density there is an extrapolation", bad)
 
-    def sample(self, conditions: Mapping[str, np.ndarray], seed: int | None = None
-               ) -> dict[str, np.ndarray]:
+    def sample(self, conditions: Mapping[str, np.ndarray], seed: int | None = None, *,
+               domain_counts: dict[str, int] | None = None) -> dict[str, np.ndarray]:
         """One draw of the features per row of ``conditions``.
 
         Parameters
@@ -580,6 +580,8 @@ class DensityModel:
             Every condition (physical units); finite.  Extra columns are ignored.
         seed : int or None
             The same seed gives the same draws; ``None`` draws fresh ones.
+        domain_counts : dict or None
+            As in :meth:`log_prob`: collect the rows outside the fit range instead of warning.
 
         Returns
         -------
@@ -591,7 +593,7 @@ class DensityModel:
         names = self.condition_names
         cond, _ = self._columns(conditions, names, dict.fromkeys(names, "condition"),
                                 "DensityModel.sample")
-        self._check_domain(cond, None)
+        self._check_domain(cond, domain_counts)
         pre = self.preprocessor_
         c = pre.transform_conditions(cond)
         z = self.flow_.sample(c, seed=seed)

@@ -10,19 +10,19 @@ efficiency, every selection, the sideband fit, and ``max_sic`` when labels exist
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import html
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import hist
+import matplotlib
 import matplotlib.pyplot as plt
 import mplhep
 import numpy as np
+from matplotlib.figure import Figure
 
 from hepgen._version import __version__
 from hepgen.anomaly.scan import ScanResult, WindowResult
@@ -32,24 +32,31 @@ from hepgen.validation.report.html import CSS
 __all__ = ["write_scan_report"]
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
-    finally:
-        plt.close(fig)
+def _save(fig: Figure, path: Path) -> Path:
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
     return path
 
 
-def _style() -> None:
-    plt.style.use(mplhep.style.ROOT)
-    plt.rcParams.update({"font.size": 12, "axes.labelsize": 14, "legend.fontsize": 10})
+def _styled(plot: Callable[..., Any]) -> Callable[..., Any]:
+    """Draw in mplhep's ROOT style on a detached :class:`~matplotlib.figure.Figure`: neither
+    pyplot's figure list nor the global style (nor the backend of a notebook) changes."""
+
+    @functools.wraps(plot)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with plt.style.context(mplhep.style.ROOT), matplotlib.rc_context(
+            {"font.size": 12, "axes.labelsize": 14, "legend.fontsize": 10}
+        ):
+            return plot(*args, **kwargs)
+
+    return wrapper
 
 
+@_styled
 def plot_significance(result: ScanResult, path: Path) -> Path:
     """Local significance per window (centre of the SR) for every efficiency."""
-    _style()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     centres = [w.window.centre for w in result.windows]
     for k, eff in enumerate(result.settings.efficiencies):
         z = [next(s["significance"] for s in w.selections if s["efficiency"] == eff)
@@ -66,10 +73,11 @@ def plot_significance(result: ScanResult, path: Path) -> Path:
     return _save(fig, path)
 
 
+@_styled
 def plot_counts(result: ScanResult, path: Path) -> Path:
     """Observed and expected events after the ranking selection, per window."""
-    _style()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     c = np.array([w.window.centre for w in result.windows])
     obs = np.array([w.headline["n_observed"] for w in result.windows], dtype=float)
     exp = np.array([w.headline["n_expected"] for w in result.windows], dtype=float)
@@ -84,14 +92,15 @@ def plot_counts(result: ScanResult, path: Path) -> Path:
     return _save(fig, path)
 
 
+@_styled
 def plot_spectrum(w: WindowResult, resonance: str, path: Path) -> Path:
     """The window's resonance spectrum (sidebands + SR) before and after each selection."""
-    _style()
     a = w.arrays
     m = np.concatenate([a["m_sideband"], a["m_sr"]])
     s = np.concatenate([a["score_sideband"], a["score_sr"]])
     axis = hist.axis.Regular(40, w.window.sb_lo, w.window.sb_hi, name=resonance)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     mplhep.histplot(hist.Hist(axis).fill(m), ax=ax, color="black", label="all events")
     for sel in w.selections:
         h = hist.Hist(axis).fill(m[s > sel["threshold"]])
@@ -107,12 +116,13 @@ def plot_spectrum(w: WindowResult, resonance: str, path: Path) -> Path:
     return _save(fig, path)
 
 
+@_styled
 def plot_full_spectrum(m: np.ndarray, result: ScanResult, path: Path) -> Path:
     """The resonance spectrum of all events with the scanned signal regions."""
-    _style()
     lo = min(w.window.sb_lo for w in result.windows)
     hi = max(w.window.sb_hi for w in result.windows)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     h = hist.Hist(hist.axis.Regular(60, lo, hi, name="m")).fill(m[(m >= lo) & (m < hi)])
     mplhep.histplot(h, ax=ax, color="black", label="all events")
     best = result.best.window
@@ -124,11 +134,11 @@ def plot_full_spectrum(m: np.ndarray, result: ScanResult, path: Path) -> Path:
     return _save(fig, path)
 
 
+@_styled
 def plot_roc_sic(result: ScanResult, path_roc: Path, path_sic: Path) -> tuple[Path, Path]:
     """ROC (background rejection vs signal efficiency) and SIC curves of every window."""
-    _style()
-    fig_r, ax_r = plt.subplots(figsize=(6, 4.5))
-    fig_s, ax_s = plt.subplots(figsize=(6, 4.5))
+    fig_r, fig_s = Figure(figsize=(6, 4.5)), Figure(figsize=(6, 4.5))
+    ax_r, ax_s = fig_r.subplots(), fig_s.subplots()
     for w in result.windows:
         if w.roc is None:
             continue
@@ -181,7 +191,8 @@ def render_scan_html(scan: dict[str, Any], plots: dict[str, Path], inputs: dict[
         f"{scan['ranking_efficiency']:g} (no look-elsewhere correction)</li></ul>")
     head = ("<tr><th>rank</th><th>lo</th><th>hi</th><th>SR events</th><th>SB events</th>"
             "<th>bkg fit in SR</th><th>threshold</th><th>observed</th><th>expected</th>"
-            "<th>Z</th><th>Z (template)</th><th>Z (fit)</th><th>max SIC</th><th>s</th></tr>")
+            "<th>Z</th><th>Z (template)</th><th>SB closure</th><th>Z (calibrated)</th>"
+            "<th>Z (fit)</th><th>max SIC</th><th>s</th></tr>")
     rows = []
     for w in scan["windows"]:
         cls = " class='bad'" if (w["significance"] or 0) >= 3 else (
@@ -195,6 +206,8 @@ def render_scan_html(scan: dict[str, Any], plots: dict[str, Path], inputs: dict[
             f"<td>{w['n_expected']:.1f} &plusmn; {w['n_expected_error']:.1f}</td>"
             f"<td{cls}>{_fmt(w['significance'], '.2f')}</td>"
             f"<td>{_fmt(sel['significance_template'], '.2f')}</td>"
+            f"<td>{_fmt(sel['sideband_closure'], '.3f')}</td>"
+            f"<td>{_fmt(sel['significance_calibrated'], '.2f')}</td>"
             f"<td>{_fmt(sel['significance_fit'], '.2f')}</td>"
             f"<td>{_fmt(w.get('max_sic'), '.2f')}</td><td>{w['seconds']:.0f}</td></tr>")
     out.append(f"<h2>Windows (at &epsilon;<sub>B</sub> = {scan['ranking_efficiency']:g})</h2>"

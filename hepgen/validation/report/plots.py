@@ -11,12 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import hist
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import mplhep
 import numpy as np
 
