@@ -210,7 +210,7 @@ def test_bad_inputs_are_named(fitted):
         fitted.log_prob({"m": data["m"], "x1": data["x1"]})
     nan = dict(data, x1=data["x1"].copy())
     nan["x1"][[3, 7]] = np.nan
-    with pytest.raises(InputError, match=r"column 'x1': 2 of 200 values are not finite"):
+    with pytest.raises(InputError, match=r"'x1': 2 of 200 values are not finite"):
         fitted.log_prob(nan)
     with pytest.raises(InputError, match="missing column"):
         fitted.sample({"mass": data["m"]})

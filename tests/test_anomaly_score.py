@@ -104,7 +104,7 @@ def test_density_score_errors(dijet, tmp_path):
     mj1[[2500, 2600]] = np.nan
     write_events(nan, ak.with_field(events, mj1, "mj1"))
     with pytest.raises(InputError, match=r"nan\.root', tree 'Events', entries 2000-2999: "
-                                         r".*'mj1': 2 of 1000 events \(2 NaN"):
+                                         r".*'mj1': 2 of 1000 events are not finite \(2 NaN"):
         score_file(d / "model", nan, tmp_path / "o.root", step_size=1000, quiet=True)
     assert not (tmp_path / "o.root").exists()
     with pytest.raises(InputError, match="already has a branch 'label'"):

@@ -95,6 +95,7 @@ __all__ = [
     "DEFAULT_TRAINING",
     "DENSITY_FORMAT_VERSION",
     "DensityModel",
+    "nonfinite_problems",
     "read_model_card",
 ]
 
@@ -178,6 +179,21 @@ def _spec(item: FeatureSpec | Mapping[str, Any], role: str, where: str) -> Featu
         raise ConfigError(f"{where}: feature {spec.name!r} has role {spec.role!r}; "
                           f"the {where} of a density model have role {role!r}")
     return spec
+
+
+
+def nonfinite_problems(columns: Mapping[str, np.ndarray], what: str) -> list[str]:
+    """One line per floating-point column with NaN/inf: ``"'name': k of n <what> (a NaN,
+    b inf)"``; empty when every value is finite."""
+    bad = []
+    for name, a in columns.items():
+        if a.dtype.kind == "f":
+            n_bad = len(a) - int(np.count_nonzero(np.isfinite(a)))
+            if n_bad:
+                n_nan = int(np.count_nonzero(np.isnan(a)))
+                bad.append(f"'{name}': {n_bad} of {len(a)} {what} are not finite ({n_nan} NaN, "
+                           f"{n_bad - n_nan} inf)")
+    return bad
 
 
 class DensityModel:
@@ -363,14 +379,7 @@ class DensityModel:
                 raise InputError(f"{where}: column {name!r} has {len(a)} rows, column "
                                  f"{names[0]!r} has {n}; columns must have equal length")
             out[name] = a
-        bad = []
-        for name, a in out.items():
-            if a.dtype.kind == "f":
-                n_bad = len(a) - int(np.count_nonzero(np.isfinite(a)))
-                if n_bad:
-                    n_nan = int(np.count_nonzero(np.isnan(a)))
-                    bad.append(f"column {name!r}: {n_bad} of {len(a)} values are not finite "
-                               f"({n_nan} NaN, {n_bad - n_nan} inf)")
+        bad = nonfinite_problems(out, "values")
         if bad:
             raise InputError(f"{where}: " + "; ".join(bad))
         return out, int(n or 0)

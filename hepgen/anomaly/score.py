@@ -42,7 +42,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from hepgen.anomaly.density import DensityModel, read_model_card
+from hepgen.anomaly.density import DensityModel, nonfinite_problems, read_model_card
 from hepgen.errors import InputError
 from hepgen.fastsim import FastSim
 from hepgen.io.reader import count_entries, inspect_tree, resolve_files
@@ -98,14 +98,7 @@ def _where(path: Path, tree: str, first: int, n: int) -> str:
 
 
 def _check_finite(columns: dict[str, np.ndarray], where: str, what: str) -> None:
-    bad = []
-    for name, a in columns.items():
-        if a.dtype.kind == "f":
-            n_bad = len(a) - int(np.count_nonzero(np.isfinite(a)))
-            if n_bad:
-                n_nan = int(np.count_nonzero(np.isnan(a)))
-                bad.append(f"'{name}': {n_bad} of {len(a)} {what} ({n_nan} NaN, "
-                           f"{n_bad - n_nan} inf)")
+    bad = nonfinite_problems(columns, what)
     if bad:
         raise InputError(f"{where}: non-finite values in branches the model reads: "
                          + "; ".join(bad) + "; fix or drop those events before scoring")
