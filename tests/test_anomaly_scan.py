@@ -98,6 +98,8 @@ def test_settings_are_checked():
         _settings(ranking_efficiency=0.05)
     with pytest.raises(ConfigError, match="score"):
         _settings(score="cwola")
+    with pytest.raises(ConfigError, match=r"scan.classifier: unknown setting\(s\) \['depth'\]"):
+        _settings(classifier={"depth": 4})
     with pytest.raises(InputError, match=r"missing column\(s\) \['mj2'\]"):
         run_scan({k: v for k, v in _columns(1000, 0, 1).items() if k != "mj2"}, _settings())
 

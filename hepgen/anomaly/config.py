@@ -161,9 +161,7 @@ def load_scan_config(path: str | os.PathLike) -> ScanConfig:
     return parse_scan_config(read_yaml(path), source=os.fspath(path))
 
 
-def read_scan_columns(
-    config: ScanConfig, files: list[str] | None = None, quiet: bool = False
-) -> dict[str, np.ndarray]:
+def read_scan_columns(config: ScanConfig, files: list[str] | None = None) -> dict[str, np.ndarray]:
     """The scan's columns (resonance, features, label when present), one row per event.
 
     Parameters
@@ -171,8 +169,6 @@ def read_scan_columns(
     config : ScanConfig
     files : list of str or None
         Override ``data.files`` (paths relative to the working directory).
-    quiet : bool
-        No log output.
 
     Raises
     ------
@@ -255,7 +251,7 @@ def scan_from_config(
 
     cfg = config if isinstance(config, ScanConfig) else load_scan_config(config)
     settings = cfg.settings(device=device, seed=seed)
-    columns = read_scan_columns(cfg, files=files, quiet=quiet)
+    columns = read_scan_columns(cfg, files=files)
     result = run_scan(columns, settings, quiet=quiet)
     inputs = {"config": cfg._source,
               "events": ", ".join(files or cfg.data.files) or "reference simulation "

@@ -71,7 +71,6 @@ arXiv:2101.08320.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -79,7 +78,7 @@ from typing import Any
 
 import numpy as np
 
-from hepgen.anomaly.density import DensityModel
+from hepgen.anomaly.density import DensityModel, nonfinite_problems
 from hepgen.anomaly.stats import (
     ROC,
     fit_sidebands,
@@ -91,6 +90,7 @@ from hepgen.errors import ConfigError, InputError
 from hepgen.progress import progress
 
 __all__ = [
+    "CLASSIFIER_DEFAULTS",
     "ESTIMATES",
     "MIN_SIDEBAND_EVENTS",
     "SCORES",
@@ -102,8 +102,6 @@ __all__ = [
     "run_scan",
     "scan_window",
 ]
-
-log = logging.getLogger(__name__)
 
 #: Score kinds of :class:`ScanSettings`.
 SCORES = ("cathode", "anode")
@@ -264,6 +262,12 @@ class ScanSettings:
             raise ConfigError(f"scan: 'oversample' must be >= 1, got {self.oversample}")
         if not self.features:
             raise ConfigError("scan: 'features' is empty; name the features x of the flows")
+        unknown = sorted(set(self.classifier) - set(CLASSIFIER_DEFAULTS))
+        if unknown:
+            raise ConfigError(
+                f"scan.classifier: unknown setting(s) {unknown} (known: "
+                f"{', '.join(CLASSIFIER_DEFAULTS)})"
+            )
 
     @property
     def resonance_name(self) -> str:
@@ -421,36 +425,38 @@ def _density(settings: ScanSettings, seed: int) -> DensityModel:
     )
 
 
-def _xgb_params(settings: ScanSettings, seed: int) -> tuple[dict[str, Any], int, int, float]:
-    from hepgen.models.flow_model import resolve_device
+#: Settings of the CATHODE classifier (``scan.classifier``) and their defaults.
+CLASSIFIER_DEFAULTS: dict[str, float] = {
+    "n_estimators": 300,
+    "max_depth": 3,
+    "learning_rate": 0.1,
+    "early_stopping_rounds": 20,
+    "validation_fraction": 0.2,
+    "min_child_weight": 1.0,
+    "subsample": 1.0,
+}
 
-    c = {
-        "n_estimators": 300,
-        "max_depth": 3,
-        "learning_rate": 0.1,
-        "early_stopping_rounds": 20,
-        "validation_fraction": 0.2,
-        **settings.classifier,
-    }
-    unknown = set(c) - {"n_estimators", "max_depth", "learning_rate", "early_stopping_rounds",
-                        "validation_fraction", "min_child_weight", "subsample"}
-    if unknown:
-        raise ConfigError(f"scan.classifier: unknown setting(s) {sorted(unknown)}")
-    device = "cuda" if resolve_device(settings.device).startswith("cuda") else "cpu"
-    params = {
+
+def _xgb_params(settings: ScanSettings, notes: list[str]) -> dict[str, Any]:
+    """xgboost parameters of the CATHODE classifier (the device resolved like the C2ST's:
+    CUDA only with a GPU and a CUDA build of xgboost; a fallback is noted)."""
+    from hepgen.validation.c2st import xgboost_device
+
+    c = {**CLASSIFIER_DEFAULTS, **settings.classifier}
+    device, note = xgboost_device(settings.device)
+    if note:
+        notes.append(note)
+    return {
         "objective": "binary:logistic",
         "eval_metric": "logloss",
         "tree_method": "hist",
         "device": device,
         "max_depth": int(c["max_depth"]),
         "eta": float(c["learning_rate"]),
-        "min_child_weight": float(c.get("min_child_weight", 1.0)),
-        "subsample": float(c.get("subsample", 1.0)),
-        "seed": seed,
+        "min_child_weight": float(c["min_child_weight"]),
+        "subsample": float(c["subsample"]),
         "nthread": 0,
     }
-    return params, int(c["n_estimators"]), int(c["early_stopping_rounds"]), float(
-        c["validation_fraction"])
 
 
 def _folds(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -464,10 +470,13 @@ def _cathode_scores(
     x_side: np.ndarray,
     settings: ScanSettings,
     rng: np.random.Generator,
+    notes: list[str],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """Out-of-fold classifier log-odds of SR data, template and (fold mean) sideband events."""
     import xgboost as xgb
 
+    c = {**CLASSIFIER_DEFAULTS, **settings.classifier}
+    base = _xgb_params(settings, notes)
     k = int(settings.folds)
     f_data, f_tmpl = _folds(len(x_data), k, rng), _folds(len(x_tmpl), k, rng)
     s_data, s_tmpl = np.empty(len(x_data)), np.empty(len(x_tmpl))
@@ -475,17 +484,19 @@ def _cathode_scores(
     w_tmpl = len(x_data) / len(x_tmpl)  # the template weighs as much as the data in total
     iterations = []
     for fold in range(k):
-        params, n_est, patience, val_frac = _xgb_params(settings, int(rng.integers(2**31 - 1)))
+        params = {**base, "seed": int(rng.integers(2**31 - 1))}
         tr_d, tr_t = np.flatnonzero(f_data != fold), np.flatnonzero(f_tmpl != fold)
         x = np.concatenate([x_data[tr_d], x_tmpl[tr_t]])
         y = np.concatenate([np.ones(len(tr_d)), np.zeros(len(tr_t))])
         w = np.concatenate([np.ones(len(tr_d)), np.full(len(tr_t), w_tmpl)])
-        val = rng.random(len(y)) < val_frac
+        val = rng.random(len(y)) < float(c["validation_fraction"])
         dfit = xgb.QuantileDMatrix(x[~val], label=y[~val], weight=w[~val])
         dval = xgb.QuantileDMatrix(x[val], label=y[val], weight=w[val], ref=dfit)
         booster = xgb.train(
-            params, dfit, num_boost_round=n_est, evals=[(dval, "val")], verbose_eval=False,
-            callbacks=[xgb.callback.EarlyStopping(rounds=patience, save_best=True)],
+            params, dfit, num_boost_round=int(c["n_estimators"]), evals=[(dval, "val")],
+            verbose_eval=False,
+            callbacks=[xgb.callback.EarlyStopping(rounds=int(c["early_stopping_rounds"]),
+                                                  save_best=True)],
         )
         iterations.append(int(booster.best_iteration) + 1)
 
@@ -641,7 +652,7 @@ def scan_window(
             return np.column_stack([np.asarray(d[n], dtype=np.float32) for n in feats])
 
         s_data, s_tmpl, s_side, info = _cathode_scores(
-            matrix(data), matrix(tmpl), matrix(side_all), settings, rng)
+            matrix(data), matrix(tmpl), matrix(side_all), settings, rng, notes)
     else:
         s_data, s_tmpl, s_side, info = _anode_scores(data, tmpl, side_all, bg, settings, rng,
                                                      quiet, outside)
@@ -824,10 +835,10 @@ def run_scan(
     if missing:
         raise InputError(
             f"scan: missing column(s) {missing}; available: {sorted(columns)}")
-    for n in names:
-        bad = ~np.isfinite(np.asarray(columns[n], dtype=np.float64))
-        if bad.any():
-            raise InputError(f"scan: column '{n}' has {int(bad.sum())} NaN/inf values")
+    bad = nonfinite_problems({n: np.asarray(columns[n], dtype=np.float64) for n in names},
+                             "values")
+    if bad:
+        raise InputError("scan: " + "; ".join(bad))
     m = np.asarray(columns[settings.resonance_name], dtype=np.float64)
     notes: list[str] = []
     has_labels = settings.label is not None and settings.label in columns

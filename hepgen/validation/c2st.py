@@ -446,7 +446,7 @@ def _one_repeat(
     )
 
 
-def _xgboost_device(device: str | None) -> tuple[str, str | None]:
+def xgboost_device(device: str | None) -> tuple[str, str | None]:
     """xgboost's device name for ``device``, and a note when "auto" fell back to the CPU."""
     import xgboost as xgb
 
@@ -642,7 +642,7 @@ def classifier_test(
             "split; use more events or fractions nearer 0.5 / 0.2"
         )
 
-    xgb_device, device_note = _xgboost_device(device)
+    xgb_device, device_note = xgboost_device(device)
     if device_note:
         notes.append(device_note)
     params: dict[str, Any] = {
