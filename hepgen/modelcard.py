@@ -32,6 +32,12 @@ def _format_density(card: dict[str, Any]) -> list[str]:
              f"  flow: {s.get('kind')} RQ-spline, {s.get('n_transforms')} transforms, "
              f"{s.get('hidden_features')} hidden x {s.get('n_blocks')} blocks, {s.get('n_bins')} "
              f"bins, tail bound {s.get('tail_bound')}; {arch.get('n_parameters')} parameters"]
+    trend = card.get("trend")
+    if trend or card.get("conditional") is False:
+        lines.append(f"  trend: degree {trend['degree'] if trend else 0} polynomial in the "
+                     "conditions; the flow "
+                     + ("sees the conditions" if card.get("conditional", True)
+                        else "models the residuals without the conditions"))
     for name, d in (card.get("domain") or {}).items():
         gap = d.get("largest_gap")
         if gap:

@@ -164,7 +164,8 @@ def test_save_load_round_trip(fitted, saved):
                                                   "flow.json"}
     _, card = read_model_card(saved)
     assert card["kind"] == "density" and card["format"] == "hepgen-model"
-    assert card["format_version"] == 1
+    assert card["format_version"] == 2
+    assert card["trend"] is None and card["conditional"] is True
     assert [f["name"] for f in card["features"]] == ["x1", "x2"]
     assert card["conditions"] == [{"name": "m", "role": "condition", "kind": "continuous"}]
     assert card["flow"]["kind"] == "autoregressive"
@@ -179,6 +180,88 @@ def test_save_load_round_trip(fitted, saved):
     assert np.array_equal(loaded.sample(m, seed=2)["x1"], fitted.sample(m, seed=2)["x1"])
     assert loaded.feature_names == ["x1", "x2"] and loaded.condition_names == ["m"]
     assert loaded.training_.selected_epoch == fitted.training_.selected_epoch
+
+
+def test_reads_version_1_cards(fitted, saved, tmp_path):
+    """A version-1 card (before the trend) is a conditional flow without a trend."""
+    old = tmp_path / "v1"
+    shutil.copytree(saved, old)
+    card = json.loads((old / "hepgen-model.json").read_text())
+    del card["trend"], card["conditional"]
+    (old / "hepgen-model.json").write_text(json.dumps({**card, "format_version": 1}))
+    loaded = DensityModel.load(old)
+    test, _ = draw(500, seed=11)
+    assert loaded.trend_ is None and loaded.conditional_ is True
+    assert np.array_equal(loaded.log_prob(test), fitted.log_prob(test))
+
+
+# ---- trend + unconditional residual flow -----------------------------------------------------
+SLOPE, BETA = 3.0, 0.4  # x1 = 1 + SLOPE m + Gumbel(0, BETA); log x3 = 0.5 m + N(0, 0.3)
+
+
+def draw_shifted(n, seed, m=None, gap=None):
+    """Rows whose features depend on m only through a shift (of x1 and of log x3), with a
+    skewed residual; and the true log p(x1, x3 | m)."""
+    rng = np.random.default_rng(seed)
+    if m is None:
+        m = rng.uniform(0.0, 1.0, n)
+        if gap is not None:
+            m = m[(m < gap[0]) | (m > gap[1])]
+    n = len(m)
+    g = rng.gumbel(0.0, BETA, n)
+    x1 = (1.0 + SLOPE * m + g).astype(np.float32)
+    x3 = np.exp(0.5 * m + 0.3 * rng.normal(size=n)).astype(np.float32)
+    u = (x1.astype(np.float64) - 1.0 - SLOPE * m) / BETA
+    y3 = np.log(x3.astype(np.float64))
+    logp = (-np.log(BETA) - u - np.exp(-u)
+            - 0.5 * ((y3 - 0.5 * m) / 0.3) ** 2 - np.log(0.3 * np.sqrt(2 * np.pi)) - y3)
+    return {"m": m, "x1": x1, "x3": x3}, logp
+
+
+@pytest.fixture(scope="module")
+def trend_model():
+    data, _ = draw_shifted(12_000, seed=21, gap=GAP)
+    model = DensityModel([{"name": "x1"}, {"name": "x3", "kind": "positive"}], CONDITIONS,
+                         flow=SMALL_FLOW, trend=1, conditional=False,
+                         training={"max_epochs": 15, "batch_size": 512, "learning_rate": 3e-3},
+                         seed=0, device="cpu")
+    return model.fit(data, quiet=True)
+
+
+def test_trend_carries_a_shift_through_the_gap(trend_model):
+    assert trend_model.trend_.shape == (2, 2)  # intercept and slope, per feature
+    m = np.full(20_000, 0.5)
+    s = trend_model.sample({"m": m}, seed=4)
+    # truth at m = 0.5: E[x1] = 1 + 1.5 + 0.5772 BETA = 2.731, skewness 1.14; E[log x3] 0.25
+    assert s["x1"].mean() == pytest.approx(1 + SLOPE * 0.5 + 0.5772 * BETA, abs=0.03)
+    x = s["x1"] - s["x1"].mean()
+    assert (x**3).mean() / x.std() ** 3 == pytest.approx(1.14, abs=0.3)
+    assert np.log(s["x3"]).mean() == pytest.approx(0.25, abs=0.02)
+    test, truth = draw_shifted(5000, seed=22, m=np.full(5000, 0.5))
+    diff = trend_model.log_prob(test) - truth
+    assert abs(diff.mean()) < 0.05 and np.corrcoef(trend_model.log_prob(test), truth)[0, 1] > 0.95
+
+
+def test_unconditional_flow_ignores_m_beyond_the_trend(trend_model):
+    """The residual's distribution is the same at every m: samples at two m differ by the
+    trend alone (the same seed gives the same residual draws)."""
+    a = trend_model.sample({"m": np.full(1000, 0.2)}, seed=5)
+    b = trend_model.sample({"m": np.full(1000, 0.8)}, seed=5)
+    slope = float(np.mean(b["x1"] - a["x1"])) / 0.6
+    assert np.std(b["x1"] - a["x1"]) < 1e-4
+    assert slope == pytest.approx(SLOPE, abs=0.1)
+
+
+def test_trend_model_round_trip(trend_model, tmp_path):
+    path = trend_model.save(tmp_path / "trend")
+    _, card = read_model_card(path)
+    assert card["conditional"] is False and card["trend"]["degree"] == 1
+    assert np.asarray(card["trend"]["coefficients"]).shape == (2, 2)
+    loaded = DensityModel.load(path)
+    test, _ = draw_shifted(2000, seed=23)
+    assert np.array_equal(loaded.log_prob(test), trend_model.log_prob(test))
+    assert np.array_equal(loaded.sample({"m": test["m"]}, seed=1)["x3"],
+                          trend_model.sample({"m": test["m"]}, seed=1)["x3"])
 
 
 def test_damaged_or_foreign_directories(saved, tmp_path):
@@ -231,5 +314,10 @@ def test_settings_are_checked():
         DensityModel(FEATURES, CONDITIONS, flow={"n_layers": 3}).fit({}, quiet=True)
     with pytest.raises(ConfigError, match="validation_fraction"):
         DensityModel(FEATURES, CONDITIONS).fit(draw(10, 0)[0], validation_fraction=1.0)
+    for bad in (-1, 4, 1.5, True):
+        with pytest.raises(ConfigError, match="trend must be an integer"):
+            DensityModel(FEATURES, CONDITIONS, trend=bad).fit(draw(10, 0)[0])
+    with pytest.raises(ConfigError, match="conditional must be true or false"):
+        DensityModel(FEATURES, CONDITIONS, conditional="no").fit(draw(10, 0)[0])
     # a positive condition (log + standardize) is fine
     assert DensityModel(FEATURES, [{"name": "m", "kind": "positive"}]).condition_names == ["m"]

@@ -34,13 +34,14 @@ def columns(events):
 
 @pytest.fixture(scope="module")
 def dijet(tmp_path_factory):
-    """A density model of QCD dijets (10k background events, 5 epochs, about 4 s) and a
+    """A density model of QCD dijets (a trend in mjj and an unconditional residual flow; 10k
+    background events, 5 epochs, about 4 s) and a
     file of 3000 events with 10 % resonance signal to score."""
     d = tmp_path_factory.mktemp("score")
     simulate_to_file(d / "bkg.root", "dijet", n_events=10_000, seed=1, quiet=True)
     simulate_to_file(d / "data.root", "dijet", n_events=3000, seed=2, quiet=True,
                      signal_fraction=0.1)
-    model = DensityModel(FEATURES, CONDITIONS,
+    model = DensityModel(FEATURES, CONDITIONS, trend=1, conditional=False,
                          flow={"n_transforms": 2, "hidden_features": 32, "n_blocks": 1},
                          training={"max_epochs": 5, "batch_size": 512, "learning_rate": 3e-3},
                          device="cpu")
@@ -175,6 +176,7 @@ def test_cli_score_and_info(dijet, tmp_path, capsys):
     info = capsys.readouterr().out
     assert "kind: density" in info and "conditions: mjj (positive)" in info
     assert "kept epoch" in info and "validity domain" in info
+    assert "trend: degree 1 polynomial" in info and "residuals without the conditions" in info
     # bad input: one line, exit code 2
     assert main(["score", str(d / "model"), str(tmp_path / "none.root"), "-o",
                  str(tmp_path / "x.root")]) == 2
