@@ -78,9 +78,12 @@ class ScanSection(_Strict):
     score: Literal["cathode", "anode"] = "cathode"
     efficiencies: list[float] = [0.1, 0.01, 0.001]
     ranking_efficiency: float = 0.01
-    background_estimate: Literal["calibrated", "template", "fit"] = "template"
+    background_estimate: Literal["calibrated", "template", "fit"] = "calibrated"
     oversample: int = Field(4, ge=1)
     max_train_events: int = Field(60_000, ge=100)
+    trend: int = Field(1, ge=0, le=3)
+    conditional: bool = False
+    closure_margin: float | None = None
     folds: int = Field(5, ge=2)
     fit_bins: int = Field(40, ge=8)
     classifier: dict[str, Any] = {}
@@ -118,6 +121,9 @@ class ScanConfig(_Strict):
             background_estimate=s.background_estimate,
             oversample=s.oversample,
             max_train_events=s.max_train_events,
+            trend=s.trend,
+            conditional=s.conditional,
+            closure_margin=s.closure_margin,
             folds=s.folds,
             fit_bins=s.fit_bins,
             flow=dict(self.flow),
