@@ -35,13 +35,19 @@ def true_log_density(x1, x2, m):
     return -np.log(2 * np.pi * s1 * s2 * np.sqrt(1 - RHO**2)) - 0.5 * q - y2
 
 
-def draw(n, seed, m=None, gap=None):
-    """Rows of (m, x1, x2) with m ~ U(0, 1) (outside ``gap`` when given) and the true log p."""
+def _conditions(n, seed, m, gap):
+    """The generator and m: given, or ~ U(0, 1) outside ``gap`` (when given)."""
     rng = np.random.default_rng(seed)
     if m is None:
         m = rng.uniform(0.0, 1.0, n)
         if gap is not None:
             m = m[(m < gap[0]) | (m > gap[1])]
+    return rng, m
+
+
+def draw(n, seed, m=None, gap=None):
+    """Rows of (m, x1, x2) with m ~ U(0, 1) (outside ``gap`` when given) and the true log p."""
+    rng, m = _conditions(n, seed, m, gap)
     n = len(m)
     e1, e2 = rng.normal(size=(2, n))
     mu1, s1, mu2, s2 = truth_params(m)
@@ -202,11 +208,7 @@ SLOPE, BETA = 3.0, 0.4  # x1 = 1 + SLOPE m + Gumbel(0, BETA); log x3 = 0.5 m + N
 def draw_shifted(n, seed, m=None, gap=None):
     """Rows whose features depend on m only through a shift (of x1 and of log x3), with a
     skewed residual; and the true log p(x1, x3 | m)."""
-    rng = np.random.default_rng(seed)
-    if m is None:
-        m = rng.uniform(0.0, 1.0, n)
-        if gap is not None:
-            m = m[(m < gap[0]) | (m > gap[1])]
+    rng, m = _conditions(n, seed, m, gap)
     n = len(m)
     g = rng.gumbel(0.0, BETA, n)
     x1 = (1.0 + SLOPE * m + g).astype(np.float32)
