@@ -114,7 +114,7 @@ from scipy import special
 from hepgen._version import __version__
 from hepgen.errors import ConfigError, InputError, did_you_mean
 from hepgen.features import SENTINEL_RTOL, FeatureSchema, FeatureSpec
-from hepgen.utils import atomic_write_text
+from hepgen.utils import atomic_write_text, check_weights
 
 __all__ = [
     "DEFAULT_SEED",
@@ -164,23 +164,6 @@ def _as_1d(x: Any, label: str) -> np.ndarray:
     if a.ndim != 1:
         raise InputError(f"{label}: expected a 1-D array of shape (n,), got shape {a.shape}")
     return a
-
-
-def _as_weights(weights: Any, n: int, label: str) -> np.ndarray | None:
-    if weights is None:
-        return None
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (n,):
-        raise InputError(f"{label}: weights have shape {w.shape}, expected ({n},)")
-    bad = n - int(np.count_nonzero(np.isfinite(w)))
-    if bad:
-        raise InputError(f"{label}: {bad} of {n} weights are NaN or inf")
-    total = float(w.sum())
-    if not total > 0:
-        raise InputError(
-            f"{label}: the weights sum to {total:g}; a weighted fit needs a positive sum"
-        )
-    return w
 
 
 def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -280,7 +263,7 @@ def weighted_quantile(
     2.0
     """
     x = _as_1d(x, "weighted_quantile")
-    w = _as_weights(weights, len(x), "weighted_quantile")
+    w = check_weights(weights, len(x), "weighted_quantile")
     if len(x) == 0:
         raise InputError("weighted_quantile: no values")
     xs, probs = _plotting_positions(x, w)
@@ -414,7 +397,7 @@ class Transform:
         """
         self._validate(self.label)
         x = _as_1d(x, self.label)
-        w = _as_weights(weights, len(x), self.label)
+        w = check_weights(weights, len(x), self.label)
         self._fit(x, context, w)
         self._fitted = True
         return self
@@ -1677,7 +1660,7 @@ class FeaturePipeline:
             self._fit_chain(x, context, weights, rng)
             return self
         label = f"feature {self.spec.name!r}"
-        w = _as_weights(weights, len(x), label)
+        w = check_weights(weights, len(x), label)
         if len(x) == 0:
             raise InputError(f"{label}: no values to fit")
         idx = self.flag.match(x)
@@ -2098,7 +2081,7 @@ class Preprocessor:
         cols, dtypes, n = self._columns(data, names, why)
         if n == 0:
             raise InputError("no rows to fit")
-        w = _as_weights(weights, n, "fit")
+        w = check_weights(weights, n, "fit")
         pipelines = {s.name: FeaturePipeline(s) for s in self.schema}
         context = {s.name: cols[s.name] for s in self.schema.conditions}
         domain: dict[str, dict[str, Any]] = {}

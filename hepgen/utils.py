@@ -23,6 +23,32 @@ __all__ = [
 ]
 
 
+def check_weights(weights: Any, n: int, label: str) -> np.ndarray | None:
+    """Per-event weights as float64, checked: ``None`` stays ``None``; otherwise shape
+    ``(n,)``, finite, with a positive sum (negative entries such as sWeights are allowed).
+
+    Raises
+    ------
+    InputError
+        The shape, the count of NaN/inf, or the sum, prefixed by ``label``.
+    """
+    from hepgen.errors import InputError
+
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise InputError(f"{label}: weights have shape {w.shape}, expected ({n},), one per "
+                         "event")
+    bad = n - int(np.count_nonzero(np.isfinite(w)))
+    if bad:
+        raise InputError(f"{label}: {bad} of {n} weights are NaN or inf")
+    total = float(w.sum())
+    if not total > 0:
+        raise InputError(f"{label}: the weights sum to {total:g}; they must have a positive sum")
+    return w
+
+
 def default_file_mode() -> int:
     """The permissions a plain ``open(path, "w")`` would give: 0o666 less the umask.
 

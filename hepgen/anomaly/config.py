@@ -106,29 +106,14 @@ class ScanConfig(_Strict):
 
     def settings(self, device: str | None = None, seed: int | None = None) -> ScanSettings:
         """The :class:`ScanSettings` of this config (``device``/``seed`` override)."""
-        s = self.scan
+        scan = self.scan.model_dump()  # the scan section's keys are ScanSettings fields
+        scan["efficiencies"] = tuple(scan["efficiencies"])
         return ScanSettings(
+            **scan,
             resonance=dict(self.resonance),
             features=[dict(f) for f in self.features],
-            start=s.start,
-            stop=s.stop,
-            width=s.width,
-            step=s.step,
-            sideband=s.sideband,
-            score=s.score,
-            efficiencies=tuple(s.efficiencies),
-            ranking_efficiency=s.ranking_efficiency,
-            background_estimate=s.background_estimate,
-            oversample=s.oversample,
-            max_train_events=s.max_train_events,
-            trend=s.trend,
-            conditional=s.conditional,
-            closure_margin=s.closure_margin,
-            folds=s.folds,
-            fit_bins=s.fit_bins,
             flow=dict(self.flow),
             training=dict(self.training),
-            classifier=dict(s.classifier),
             label=self.label,
             seed=self.seed if seed is None else seed,
             device=device or self.device,

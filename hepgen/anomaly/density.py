@@ -110,7 +110,7 @@ from hepgen.models.flow import FlowSettings
 from hepgen.models.flow_model import FlowModel
 from hepgen.preprocessing import Preprocessor, default_transforms
 from hepgen.training import TrainingResult, TrainingSettings
-from hepgen.utils import write_json
+from hepgen.utils import check_weights, write_json
 
 __all__ = [
     "DEFAULT_FLOW",
@@ -533,14 +533,7 @@ class DensityModel:
         names = [s.name for s in schema.targets] + [s.name for s in schema.conditions]
         roles = {s.name: "feature" if s.role == "target" else "condition" for s in schema}
         cols, n = self._columns(columns, names, roles, "DensityModel.fit")
-        w = None
-        if weights is not None:
-            w = np.asarray(weights, dtype=np.float64)
-            if w.shape != (n,):
-                raise InputError(f"DensityModel.fit: weights have shape {w.shape}, expected ({n},)")
-            n_bad = n - int(np.count_nonzero(np.isfinite(w)))
-            if n_bad:
-                raise InputError(f"DensityModel.fit: {n_bad} of {n} weights are NaN or inf")
+        w = check_weights(weights, n, "DensityModel.fit")
         is_val = event_split(n, float(validation_fraction), int(self.seed))
         train_rows, val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)
         need = 2 * settings.batch_size

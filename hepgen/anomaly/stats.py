@@ -88,7 +88,7 @@ from scipy import optimize, special, stats
 from sklearn import metrics
 
 from hepgen.errors import InputError
-from hepgen.utils import to_jsonable
+from hepgen.utils import check_weights, to_jsonable
 
 __all__ = [
     "MIN_SIDEBAND_EVENTS",
@@ -366,14 +366,7 @@ def _as_masses(m: Any, weights: Any) -> tuple[np.ndarray, np.ndarray | None]:
         raise InputError(
             f"m: {int(bad.sum())} of {arr.size} values are NaN or infinite; drop them first"
         )
-    if weights is None:
-        return arr, None
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape != arr.shape:
-        raise InputError(f"weights have shape {w.shape}, expected ({arr.size},), one per event")
-    if not np.isfinite(w).all():
-        raise InputError(f"weights: {int((~np.isfinite(w)).sum())} are NaN or infinite")
-    return arr, w
+    return arr, check_weights(weights, arr.size, "fit_sidebands")
 
 
 def _sideband_edges(
@@ -847,19 +840,6 @@ def _as_scores(scores: Any, name: str = "scores") -> np.ndarray:
     return s
 
 
-def _as_weights(weights: Any, n: int) -> np.ndarray | None:
-    if weights is None:
-        return None
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (n,):
-        raise InputError(f"weights have shape {w.shape}, expected ({n},), one per event")
-    if not np.isfinite(w).all():
-        raise InputError(f"weights: {int((~np.isfinite(w)).sum())} of {n} are NaN or infinite")
-    if not w.sum() > 0:
-        raise InputError(f"weights sum to {w.sum():g}; the sum must be positive")
-    return w
-
-
 def threshold_at_efficiency(
     scores: np.ndarray, efficiency: float, weights: np.ndarray | None = None
 ) -> float:
@@ -908,7 +888,7 @@ def threshold_at_efficiency(
             f"efficiency {eff:g} of {n} events keeps {eff * n:.3g} < 1 event; the threshold "
             f"needs at least {math.ceil(1 / eff)} events"
         )
-    w = _as_weights(weights, n)
+    w = check_weights(weights, n, "threshold_at_efficiency")
     values, inverse = np.unique(s, return_inverse=True)  # ascending distinct scores
     if values.size < 2:
         raise InputError(f"scores: all {n} values are equal ({values[0]:g}); no threshold exists")
@@ -1066,7 +1046,7 @@ def roc_sic(
             f"roc_sic needs both classes: {n_sig} signal (label 1) and {n_bkg} background "
             "(label 0) events"
         )
-    w = _as_weights(weights, s.size)
+    w = check_weights(weights, s.size, "roc_sic")
     if w is not None:
         ws, wb = float(w[y == 1].sum()), float(w[y == 0].sum())
         if not (ws > 0 and wb > 0):
