@@ -23,14 +23,14 @@ __all__ = [
 ]
 
 
-def check_weights(weights: Any, n: int, label: str) -> np.ndarray | None:
+def check_weights(weights: Any, n: int, name: str = "sample") -> np.ndarray | None:
     """Per-event weights as float64, checked: ``None`` stays ``None``; otherwise shape
     ``(n,)``, finite, with a positive sum (negative entries such as sWeights are allowed).
 
     Raises
     ------
     InputError
-        The shape, the count of NaN/inf, or the sum, prefixed by ``label``.
+        The shape, the count of NaN/inf, or the sum, prefixed by ``name``.
     """
     from hepgen.errors import InputError
 
@@ -38,14 +38,13 @@ def check_weights(weights: Any, n: int, label: str) -> np.ndarray | None:
         return None
     w = np.asarray(weights, dtype=np.float64)
     if w.shape != (n,):
-        raise InputError(f"{label}: weights have shape {w.shape}, expected ({n},), one per "
-                         "event")
+        raise InputError(f"{name}: weights have shape {w.shape}, expected ({n},), one per event")
     bad = n - int(np.count_nonzero(np.isfinite(w)))
     if bad:
-        raise InputError(f"{label}: {bad} of {n} weights are NaN or inf")
+        raise InputError(f"{name}: {bad} of {n} weights are NaN or inf")
     total = float(w.sum())
     if not total > 0:
-        raise InputError(f"{label}: the weights sum to {total:g}; they must have a positive sum")
+        raise InputError(f"{name}: weights sum to {total:g}; the sum must be positive")
     return w
 
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hepgen.errors import InputError
-from hepgen.utils import to_jsonable
+from hepgen.utils import check_weights, to_jsonable
 
 __all__ = [
     "MetricResult",
@@ -86,24 +86,6 @@ def as_matrix(x: Any, name: str = "sample", n_features: int | None = None) -> np
             f"infinite values (feature columns {cols}); drop or fill them before comparing"
         )
     return arr
-
-
-def check_weights(weights: Any, n: int, name: str = "sample") -> np.ndarray | None:
-    """Validate per-event weights: ``None`` passes through; else a finite ``(n,)`` float64 array.
-
-    Negative weights (sWeights) are allowed; the sum must be positive.
-    """
-    if weights is None:
-        return None
-    w = np.asarray(weights, dtype=np.float64)
-    if w.ndim != 1 or w.shape[0] != n:
-        raise InputError(f"{name}: weights have shape {w.shape}, expected ({n},), one per event")
-    if not np.isfinite(w).all():
-        raise InputError(f"{name}: {int((~np.isfinite(w)).sum())} weights are NaN or infinite")
-    total = float(w.sum())
-    if not total > 0:
-        raise InputError(f"{name}: weights sum to {total:g}; the sum must be positive")
-    return w
 
 
 def effective_n(weights: np.ndarray | None, n: int) -> float:
