@@ -6,7 +6,6 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "atomic_directory",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -54,9 +54,23 @@ def default_file_mode() -> int:
     ``tempfile.mkstemp`` creates files readable by the owner only (0o600); outputs renamed
     from temporary files get these permissions instead, so shared outputs stay readable.
     """
-    umask = os.umask(0)
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the kernel says it (Linux >= 4.7:
+    ``/proc/self/status``); elsewhere set and restored at once (``os.umask`` has no getter,
+    and briefly changing it is a race for the caller's other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
 def to_jsonable(value: Any) -> Any:
@@ -86,7 +100,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
     The temporary file is created in the target's folder (so ``os.replace`` is a rename on the
     same file system), synced to disk, given the permissions of a plain ``open()`` (umask), and
     renamed over ``path``; on any error it is removed and ``path`` is left untouched.  Every
-    writer of hepgen goes through here (JSON, safetensors, xgboost JSON, plots).
+    writer of hepgen goes through here (JSON, safetensors, xgboost JSON, plots). The temporary
+    name is hepgen's own (:func:`hepgen.outputs.make_temp_file`): stale ones of a killed run
+    for the same target are removed first, with a warning.
 
     Examples
     --------
@@ -99,8 +115,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    from hepgen.outputs import make_temp_file
+
+    tmp = os.fspath(make_temp_file(path, suffix=suffix))
     try:
         yield tmp
         with open(tmp, "rb") as handle:
@@ -127,3 +144,146 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as indented JSON atomically; NaN/inf are written as null."""
     return atomic_write_text(path, json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n")
+
+
+#: ``renameat2`` flag of Linux (>= 3.15): swap two paths atomically.
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange_paths(a: Path, b: Path) -> bool:
+    """Swap ``a`` and ``b`` in one step with Linux ``renameat2(RENAME_EXCHANGE)`` (via libc).
+
+    Returns False where the call does not exist (not Linux, old glibc or kernel, a file system
+    without support), so that the caller falls back to two renames.
+    """
+    import ctypes
+    import errno
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(b))
+
+
+def _stale_temp_dirs(path: Path) -> list[Path]:
+    """Hidden sibling folders of ``path`` named by :func:`atomic_directory` whose writer (a
+    process of this host) no longer runs; nothing of any other name."""
+    import re
+
+    from hepgen.outputs import TEMP_TAG, temp_prefix
+
+    start = f".{path.name}.{TEMP_TAG}-"
+    host = temp_prefix(path)[len(start):].split("-")[0]
+    pattern = re.compile(
+        rf"{re.escape(start)}(?P<host>[0-9a-f]{{6}})-(?P<pid>[0-9]+)-[a-z0-9_]{{8}}\.dir(?:\.old)?"
+    )
+    stale = []
+    try:
+        names = sorted(n for n in os.listdir(path.parent) if n.startswith(start))
+    except OSError:
+        return stale
+    for name in names:
+        match = pattern.fullmatch(name)
+        candidate = path.parent / name
+        if match is None or match["host"] != host or candidate.is_symlink() or not candidate.is_dir():
+            continue
+        pid = int(match["pid"])
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # the writer still runs
+        except ProcessLookupError:
+            stale.append(candidate)
+        except OSError:  # EPERM: alive, another user's
+            continue
+    return stale
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty hidden folder beside ``path``; on success it replaces ``path`` whole.
+
+    The folder is built as ``.{name}.hepgen-tmp-{host}-{pid}-{random}.dir`` in ``path``'s
+    parent (same file system), then swapped with an existing ``path`` in one step
+    (``renameat2(RENAME_EXCHANGE)`` on Linux; elsewhere the old folder is renamed aside and the
+    new one renamed in), and the old content is removed.  A reader sees either the complete
+    old folder or the complete new one, never a mix.  On any error (or a signal that Python
+    sees) the hidden folder is removed and ``path`` is left untouched.  Hidden folders of this
+    naming left by a killed writer (SIGKILL) are removed at the next call for the same
+    ``path``, with a warning naming them; nothing else is ever removed.  Whatever ``path``
+    held before is replaced: the caller must check that it owns ``path``.
+
+    Parameters
+    ----------
+    path : path-like
+        The final folder (created; its parent too).
+
+    Yields
+    ------
+    Path
+        The temporary folder to fill (permissions of a plain ``mkdir``).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "report"
+    >>> with atomic_directory(target) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("new")
+    >>> sorted(p.name for p in target.iterdir())
+    ['a.txt']
+    """
+    import logging
+    import shutil
+    import tempfile
+
+    from hepgen.outputs import temp_prefix
+
+    log = logging.getLogger(__name__)
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        from hepgen.errors import InputError
+
+        raise InputError(f"output folder '{path}' is an existing file, expected a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stale = _stale_temp_dirs(path)
+    for old in stale:
+        shutil.rmtree(old, ignore_errors=True)
+    if stale:
+        log.warning("removed %d stale temporary folder(s) of an interrupted hepgen run writing "
+                    "'%s': %s", len(stale), path, ", ".join(p.name for p in stale))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".dir", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        yield tmp
+        if not path.exists():
+            os.rename(tmp, path)
+        elif _exchange_paths(tmp, path):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old content
+        else:
+            aside = Path(f"{tmp}.old")
+            os.rename(path, aside)
+            os.rename(tmp, path)
+            shutil.rmtree(aside, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -171,7 +171,16 @@ def test_cli_score_and_info(dijet, tmp_path, capsys):
     assert "nll" in read_events(out).fields
     assert main(["score", str(d / "model"), str(d / "data.root"), "-o", str(tmp_path / "q.root"),
                  "--quiet"]) == 0
-    assert capsys.readouterr().out == ""
+    # --quiet silences progress only: the result lines are output
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2 and printed[0].startswith("scored 3000 events")
+    assert printed[1] == f"output: {tmp_path / 'q.root'}"
+    # an existing output needs --overwrite
+    assert main(["score", str(d / "model"), str(d / "data.root"), "-o", str(out)]) == 2
+    assert "already exists; use --overwrite" in capsys.readouterr().err
+    assert main(["score", str(d / "model"), str(d / "data.root"), "-o", str(out), "--quiet",
+                 "--overwrite"]) == 0
+    assert "anomaly_score" in read_events(out).fields
     assert main(["info", str(d / "model")]) == 0
     info = capsys.readouterr().out
     assert "kind: density" in info and "conditions: mjj (positive)" in info

@@ -458,6 +458,39 @@ def test_simulate_to_file_dijet(tmp_path) -> None:
     assert np.array_equal(data["event"], np.arange(1, 3001))
 
 
+def test_chunk_seeds_are_lazy_and_equal_to_spawned_ones() -> None:
+    from hepgen.sim import chunk_seeds, iter_chunk_seeds
+
+    spawned = np.random.SeedSequence(4).spawn(3)
+    chunks = chunk_seeds(4, 2500, 1000)
+    assert [size for size, _ in chunks] == [1000, 1000, 500]
+    for (_, lazy), child in zip(chunks, spawned, strict=True):
+        assert np.array_equal(lazy.generate_state(8), child.generate_state(8))
+    # 10**10 chunks: the first is there at once, nothing is built up front
+    first = next(iter_chunk_seeds(0, 10**15, 100_000))
+    assert first[0] == 100_000
+    assert np.array_equal(first[1].generate_state(4),
+                          np.random.SeedSequence(0).spawn(1)[0].generate_state(4))
+
+
+def test_simulate_refuses_outputs_larger_than_the_free_disk(tmp_path) -> None:
+    import shutil
+
+    from hepgen.sim import BYTES_PER_EVENT, estimated_file_size
+
+    free = shutil.disk_usage(tmp_path).free
+    n = int(free / BYTES_PER_EVENT["dijet"]) + 1000
+    assert estimated_file_size("dijet", n) > free
+    with pytest.raises(InputError, match=rf"{n} dijet events would take at least .* free in"):
+        simulate_to_file(tmp_path / "sub" / "x.root", "dijet", n_events=n, quiet=True)
+    assert not list(tmp_path.iterdir())
+    # the bound is a lower bound of the real size
+    out = simulate_to_file(tmp_path / "d.root", "dijet", n_events=20_000, quiet=True)
+    assert out.stat().st_size > estimated_file_size("dijet", 20_000)
+    out = simulate_to_file(tmp_path / "j.root", "jets", n_events=20_000, quiet=True)
+    assert out.stat().st_size > estimated_file_size("jets", 20_000)
+
+
 def test_processes_and_params() -> None:
     assert PROCESSES == {"jets": JetSimulation, "dijet": DijetSimulation}
     sim = JetSimulation(pt_min=30.0)

@@ -4,8 +4,11 @@ Jagged fields that share a collection prefix (``Jet_pt``, ``Jet_eta``, ...) and 
 per-event counts are written as one collection with a single counter branch (``nJet``), the
 layout that NanoAOD readers (ROOT's ``RDataFrame``, coffea, uproot) expect. A file is first
 written to a temporary name in the destination folder and renamed into place only when it is
-complete, so a crash never leaves a truncated file under the final name. A path that is also
-an input of the job is refused.
+complete, so a crash never leaves a truncated file under the final name; the temporary name
+is hepgen's own (:mod:`hepgen.outputs`), and stale ones that a killed run left for the same
+target are removed, with a warning, when the next writer opens. A path that is also an input
+of the job, an existing folder, or one in a folder that cannot be written is refused before
+anything is written.
 
 Notes
 -----
@@ -19,7 +22,6 @@ creates TTrees explicitly with ``mktree`` so that the output is readable by olde
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +31,7 @@ import numpy as np
 import uproot
 
 from hepgen.errors import InputError
+from hepgen.outputs import check_output_file, make_temp_file
 from hepgen.utils import default_file_mode
 
 __all__ = ["RootWriter", "collection_of", "group_collections", "write_events"]
@@ -119,13 +122,6 @@ def group_collections(events: ak.Array | Mapping[str, ak.Array]) -> dict[str, ak
     return out
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 class RootWriter:
     """Write one TTree chunk by chunk into a ROOT file, atomically.
 
@@ -172,19 +168,10 @@ class RootWriter:
         self.n_written = 0
 
     def __enter__(self) -> RootWriter:
+        check_output_file(self.path, inputs=self.protect, overwrite=True)
         target = self.path.resolve()
-        for p in self.protect:
-            if p.resolve() == target or _same_file(p, self.path):
-                raise InputError(
-                    f"output '{self.path}' is also an input of this job; hepgen never "
-                    "overwrites its input: choose another output path"
-                )
-        if target.exists() and target.is_dir():
-            raise InputError(f"output '{self.path}' is a directory, expected a file path")
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp.root", dir=target.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = make_temp_file(target, suffix=".tmp.root")
         self._file = uproot.recreate(self._tmp)
         return self
 
