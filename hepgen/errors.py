@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "HepgenError",
     "InputError",
+    "ValidationFailed",
     "did_you_mean",
 ]
 
@@ -30,6 +31,13 @@ class InputError(HepgenError, ValueError):
 
 class ConfigError(HepgenError, ValueError):
     """A configuration file that does not validate (unknown, mistyped or missing key)."""
+
+
+class ValidationFailed(HepgenError):
+    """A comparison that ran but must not pass (e.g. non-finite values in a sample, or a
+    DIFFERENT verdict with ``--fail-on-different``); the report is written, the CLI exits 1."""
+
+    exit_code = 1
 
 
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:

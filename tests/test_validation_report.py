@@ -43,8 +43,13 @@ def test_validate_branches_writes_a_self_contained_report(jets_file, other_jets,
     for key in CONTRACT:
         assert key in m
     assert "baseline" in m and m["baseline"]["features"]
-    # every numeric branch in both files, object collections flattened
-    assert {"Jet_pt", "GenJet_pt", "nJet", "genWeight"} <= set(m["features"])
+    # every numeric physics branch in both files, object collections flattened; collection
+    # counters are physics (multiplicities), bookkeeping branches are listed, not compared
+    assert {"Jet_pt", "GenJet_pt", "nJet", "nGenJet"} <= set(m["features"])
+    assert set(m["excluded"]) == {"run", "luminosityBlock", "event", "genWeight",
+                                  "Jet_genJetIdx"}
+    assert not set(m["excluded"]) & set(m["features"])
+    assert m["verdict"]["verdict"] == "PASS" and m["nonfinite"]["features"] == {}
     assert any("multivariate tests use the 'Jet' group" in n for n in m["notes"])
     assert 0.4 < m["c2st"]["auc"] < 0.6
     html = (out / "report.html").read_text()
@@ -116,8 +121,15 @@ def test_validate_real_nanoaod_against_itself(nanoaod_file, tmp_path):
     """947 branches of the CMS open-data file: every comparable branch is tested, no crash on
     all-NaN (HTXS_Higgs_y) or constant (Jet_btagDeepFlavB = -3000) branches."""
     out = tmp_path / "report"
-    rc = main(["validate", str(nanoaod_file), str(nanoaod_file), "-o", str(out), "--quiet",
-               "--metrics", "ks", "chi2", "w1", "--max-plots", "4", "--no-baseline"])
+    args = ["validate", str(nanoaod_file), str(nanoaod_file), "-o", str(out), "--quiet",
+            "--metrics", "ks", "chi2", "w1", "--max-plots", "4", "--no-baseline"]
+    # real NanoAOD holds NaN (HTXS_Higgs_y where there is no Higgs): counted, and the
+    # comparison fails unless they are allowed
+    assert main(args) == 1
+    m = _metrics(out)
+    assert m["nonfinite"]["features"]["HTXS_Higgs_y"]["candidate"]["nan"] > 0
+    assert m["verdict"]["failure"].startswith("non-finite values")
+    rc = main([*args, "--allow-nonfinite"])
     assert rc == 0
     m = _metrics(out)
     assert len(m["features"]) > 500

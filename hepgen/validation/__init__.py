@@ -10,8 +10,12 @@ Layers, each usable on its own with plain numpy arrays and optional per-event we
 * :mod:`~hepgen.validation.fidelity`: precision, recall, density and coverage (PRDC);
 * :mod:`~hepgen.validation.compare`: all of them at once, with a reference-vs-reference
   baseline and conditional bins (:func:`compare`);
-* :mod:`~hepgen.validation.report`: ``report.html`` + ``metrics.json`` + plots;
-* :mod:`~hepgen.validation.files`: the same from two ROOT files (``hepgen validate``).
+* :mod:`~hepgen.validation.verdict`: non-finite counts, settings checks and the headline
+  verdict (PASS / DIFFERENT / INCONCLUSIVE against the baseline);
+* :mod:`~hepgen.validation.report`: ``report.html`` + ``metrics.json`` + plots, written as a
+  whole folder atomically;
+* :mod:`~hepgen.validation.files`: the same from two ROOT files (``hepgen validate``), with
+  bookkeeping branches (run, event, indices, weights) left out.
 
 Example
 -------
@@ -47,6 +51,7 @@ from hepgen.validation.univariate import (
     wasserstein1,
     weighted_quantile,
 )
+from hepgen.validation.verdict import decide_verdict
 
 __all__ = [
     "C2STResult",
@@ -61,6 +66,7 @@ __all__ = [
     "chi2_test",
     "classifier_test",
     "compare",
+    "decide_verdict",
     "delong_auc",
     "frechet_distance",
     "frechet_physics_distance",

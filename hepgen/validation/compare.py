@@ -15,10 +15,17 @@ the ``metrics.json`` contract of DESIGN.md:
   value that pure statistical noise gives at (about) the same sample size.
 
 Bad input never crashes the report: features that are NaN everywhere or differ in name are
-errors that say which; NaN values are counted and left out of the tests that would use
-them (per feature for the one-dimensional tests, per row for the multivariate ones); a
-feature constant in both samples is kept for the per-feature tests (with ``pvalue`` null and a note where a test is
-undefined) and left out of the multivariate tests.  The JSON never holds NaN.
+errors that say which; NaN and infinite values are counted per feature and sample
+(``result.nonfinite``, the ``"nonfinite"`` key) and left out of the tests that would use
+them (per feature for the one-dimensional tests, per row for the multivariate ones), and
+unless ``allow_nonfinite`` the comparison fails (``result.failure`` says why, the verdict is
+never PASS); a feature constant in both samples is kept for the per-feature tests (with
+``pvalue`` null and a note where a test is undefined) and left out of the multivariate tests.
+Settings that would make a test degenerate (zero repeats, unknown options or metrics) are
+errors before any work.  The JSON never holds NaN.
+
+The **verdict** (PASS / DIFFERENT / INCONCLUSIVE, with its reasons) reads the multivariate
+tests against the baseline; see :mod:`hepgen.validation.verdict`.
 
 References
 ----------
@@ -42,6 +49,14 @@ from hepgen.progress import progress
 from hepgen.utils import to_jsonable
 from hepgen.validation._checks import check_weights, effective_n
 from hepgen.validation.samples import Table, as_table, check_same_features
+from hepgen.validation.verdict import (
+    DEFAULT_ALPHA,
+    check_settings,
+    count_nonfinite,
+    decide_verdict,
+    merge_nonfinite,
+    nonfinite_failure,
+)
 
 __all__ = [
     "MULTIVARIATE_METRICS",
@@ -82,6 +97,14 @@ class ValidationResult:
         Seconds spent per metric.
     notes : list of str
         Everything the reader should know: dropped rows, skipped metrics, nulls explained.
+    metrics : list of str
+        The metrics asked for.
+    nonfinite : dict
+        ``{"allowed": bool, "features": {name: {"reference": {"nan", "posinf", "neginf", "n"},
+        "candidate": {...}}}, "total": {"reference": int, "candidate": int}}``: only features
+        with a non-finite value are listed.
+    alpha : float
+        Significance level of the verdict.
     """
 
     n_reference: int
@@ -100,6 +123,20 @@ class ValidationResult:
     baseline: ValidationResult | None = None
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
+    metrics: list[str] = dataclasses.field(default_factory=list)
+    nonfinite: dict[str, Any] = dataclasses.field(default_factory=dict)
+    alpha: float = DEFAULT_ALPHA
+
+    @property
+    def failure(self) -> str | None:
+        """One-line reason why the comparison must not pass (non-finite values that were not
+        allowed), or None."""
+        return nonfinite_failure(self.nonfinite, "allow_nonfinite=True (--allow-nonfinite)")
+
+    def verdict(self) -> dict[str, Any]:
+        """``{"verdict": "PASS" | "DIFFERENT" | "INCONCLUSIVE", "reasons": [...], "alpha"}``
+        (:func:`hepgen.validation.verdict.decide_verdict`)."""
+        return decide_verdict(self, self.alpha)
 
     def to_dict(self, arrays: bool = False) -> dict[str, Any]:
         """Plain-JSON content of ``metrics.json`` (no NaN; curves only when ``arrays``)."""
@@ -130,6 +167,13 @@ class ValidationResult:
             out["baseline"] = self.baseline.to_dict(arrays=False)
         out["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
         out["notes"] = list(self.notes)
+        if self.nonfinite:  # the baseline (two halves of the reference) has neither key
+            out["nonfinite"] = self.nonfinite
+            verdict = self.verdict()
+            failure = self.failure
+            if failure:
+                verdict["failure"] = failure
+            out["verdict"] = verdict
         return to_jsonable(out)
 
     def summary(self) -> dict[str, Any]:
@@ -499,6 +543,8 @@ def compare(
     device: str = "auto",
     seed: int | None = 0,
     quiet: bool = True,
+    allow_nonfinite: bool = False,
+    alpha: float = DEFAULT_ALPHA,
 ) -> ValidationResult:
     """Compare a candidate sample with a reference sample on every metric.
 
@@ -520,17 +566,30 @@ def compare(
         Also compute the metrics between two disjoint halves of the reference (each at most the
         candidate's size) and store them as ``result.baseline``.
     options : mapping or None
-        Keyword arguments per multivariate metric, e.g. ``{"c2st": {"n_repeats": 3}}``.
+        Keyword arguments per multivariate metric, e.g. ``{"c2st": {"n_repeats": 3}}``;
+        unknown keywords and degenerate counts (``n_repeats=0``) raise.
     device : {"auto", "cpu", "cuda"}
         Where torch metrics and xgboost run.
     seed : int or None
         Seeds every random step (splits, subsamples, permutations).
     quiet : bool
         Silence progress bars.
+    allow_nonfinite : bool
+        Accept NaN/inf values: they are counted and left out of the tests either way, but
+        only with this flag can the comparison pass (otherwise ``result.failure`` holds the
+        reason and the verdict is not PASS).
+    alpha : float
+        Significance level of the verdict (:meth:`ValidationResult.verdict`).
 
     Returns
     -------
     ValidationResult
+
+    Raises
+    ------
+    InputError
+        Unknown or empty ``metrics``, unknown or degenerate ``options``, features that differ,
+        a feature NaN everywhere, bad weights, an empty sample.
 
     Examples
     --------
@@ -543,12 +602,10 @@ def compare(
     """
     from hepgen.validation._checks import resolve_device
 
-    metrics = list(metrics) if metrics is not None else [*PER_FEATURE_METRICS, *MULTIVARIATE_METRICS]
-    unknown = [m for m in metrics if m not in PER_FEATURE_METRICS + MULTIVARIATE_METRICS]
-    if unknown:
-        raise InputError(
-            f"unknown metric(s) {unknown}; choose from {list(PER_FEATURE_METRICS + MULTIVARIATE_METRICS)}"
-        )
+    metrics = check_settings(
+        list(metrics) if metrics is not None else [*PER_FEATURE_METRICS, *MULTIVARIATE_METRICS],
+        options, PER_FEATURE_METRICS + MULTIVARIATE_METRICS, alpha,
+    )
     device = resolve_device(device)
     ref = as_table(reference, feature_names, reference_weights, label="reference")
     # A plain array carries no names: its columns are the reference's features, in order.
@@ -557,6 +614,9 @@ def compare(
     cand = as_table(candidate, cand_names, candidate_weights, label="candidate")
     check_same_features(ref, cand)
     cand = cand.select_columns(ref.names)
+    nonfinite = merge_nonfinite({"allowed": bool(allow_nonfinite)},
+                                count_nonfinite(ref.names, ref.values),
+                                count_nonfinite(cand.names, cand.values))
     pre_notes: list[str] = []
     for table in (ref, cand):
         _check_nonfinite(table, pre_notes)
@@ -570,6 +630,7 @@ def compare(
         seeds=seeds[:6], device=device, quiet=quiet,
     )
     result.notes[:0] = pre_notes
+    result.metrics, result.nonfinite, result.alpha = list(metrics), nonfinite, alpha
     if baseline:
         a, b = _split_reference(ref, cand.n, np.random.default_rng(seeds[6]))
         a.label, b.label = "reference half A", "reference half B"

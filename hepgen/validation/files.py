@@ -1,11 +1,18 @@
 """Validate one ROOT file against another and write the report: what ``hepgen validate`` runs.
 
-See :mod:`hepgen.validation.inputs` for how features are chosen and read, and
-:func:`~hepgen.validation.compare.compare` for the metrics.
+See :mod:`hepgen.validation.inputs` for how features are chosen and read (bookkeeping
+branches left out), :func:`~hepgen.validation.compare.compare` for the metrics and
+:mod:`hepgen.validation.verdict` for the verdict and the non-finite policy.
+
+The output folder is checked before any data is read (:func:`check_report_dir`) and the
+report is written as a whole folder, swapped in at the end
+(:func:`hepgen.utils.atomic_directory`): a reader, or a run killed half-way, sees the old
+report or the new one, never a mix.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,9 +21,57 @@ from typing import Any
 from hepgen.errors import InputError
 from hepgen.validation.compare import PER_FEATURE_METRICS, ValidationResult, compare
 from hepgen.validation.inputs import load_branch_groups, load_config_pairs
-from hepgen.validation.report import ReportFiles, write_report
+from hepgen.validation.report import REPORT_CONTENTS, ReportFiles, write_report
+from hepgen.validation.verdict import DEFAULT_ALPHA, merge_nonfinite
 
-__all__ = ["default_condition_bins", "validate_files"]
+__all__ = ["check_report_dir", "default_condition_bins", "validate_files"]
+
+
+def check_report_dir(output: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
+    """Check, before any work, that ``output`` can take a report folder.
+
+    The report replaces the folder whole, so beyond the checks of
+    :func:`hepgen.outputs.check_output_dir` (an existing file, an input, no permission) the
+    folder must be new, empty or an earlier report (only :data:`REPORT_CONTENTS` and their
+    hidden temporary files), and no input may lie inside it.
+
+    Parameters
+    ----------
+    output : path
+        The report folder.
+    inputs : sequence of path
+        Input files (ROOT files, config).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    InputError
+        Naming the path and what was expected.
+    """
+    from hepgen.outputs import check_output_dir
+
+    output = check_output_dir(output, inputs=inputs, contents=REPORT_CONTENTS,
+                              what="report folder")
+    here = output.resolve()
+    for item in inputs:
+        path = Path(item).resolve()
+        if here == path or here in path.parents:
+            raise InputError(f"report folder '{output}' holds the input '{item}'; the report "
+                             "replaces the folder whole: choose another folder")
+    if output.is_dir():
+        # besides the report, only temporary files of an earlier, interrupted report
+        foreign = sorted(n for n in os.listdir(output) if n not in REPORT_CONTENTS
+                         and not n.startswith(tuple(f".{c}." for c in REPORT_CONTENTS)))
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise InputError(
+                f"report folder '{output}' holds files that are not a hepgen report ({shown}); "
+                "the report replaces the folder whole: choose a new or empty folder"
+            )
+    return output
 
 
 def default_condition_bins(config: Any, n_bins: int = 4) -> dict[str, int]:
@@ -44,6 +99,8 @@ def validate_files(
     seed: int | None = 0,
     max_plots: int = 60,
     quiet: bool = False,
+    allow_nonfinite: bool = False,
+    alpha: float = DEFAULT_ALPHA,
 ) -> tuple[ValidationResult, ReportFiles]:
     """Compare ``candidate`` with ``reference`` (ROOT files) and write a report to ``output``.
 
@@ -71,19 +128,45 @@ def validate_files(
     metrics, options, device, seed
         Passed to :func:`~hepgen.validation.compare.compare`.
     max_plots : int
-        Most feature histograms drawn.
+        Most feature histograms drawn (>= 0).
     quiet : bool
         Silence progress bars.
+    allow_nonfinite : bool
+        Accept NaN/inf values (always counted, reported and left out of the tests).  Without
+        it a sample holding any still gets its report, but ``result.failure`` says why the
+        comparison fails (``hepgen validate`` exits 1) and the verdict is not PASS.
+    alpha : float
+        Significance level of the verdict.
 
     Returns
     -------
     result : ValidationResult
+        ``result.verdict()`` is the headline, ``result.failure`` the reason to fail or None.
     files : ReportFiles
+
+    Raises
+    ------
+    InputError
+        Bad settings or output folder (before any data is read), unreadable inputs, files
+        that share no physics feature.
     """
     reference, candidate, output = Path(reference), Path(candidate), Path(output)
-    for path in (reference, candidate):
-        if output.resolve() == path.resolve():
-            raise InputError(f"output directory '{output}' is an input file")
+    if isinstance(max_plots, bool) or int(max_plots) != max_plots or max_plots < 0:
+        raise InputError(f"max_plots (--max-plots) must be an integer >= 0, got {max_plots!r}")
+    if max_events is not None and (
+        isinstance(max_events, bool) or int(max_events) != max_events or max_events < 1
+    ):
+        raise InputError(f"max_events (--max-events) must be an integer >= 1, got {max_events!r}")
+    # metrics, options and alpha are checked by compare(); check them before reading too
+    from hepgen.validation.compare import MULTIVARIATE_METRICS
+    from hepgen.validation.verdict import check_settings
+
+    check_settings(metrics if metrics is not None else PER_FEATURE_METRICS, options,
+                   PER_FEATURE_METRICS + MULTIVARIATE_METRICS, alpha)
+    sources = [reference, candidate]
+    if config is not None and getattr(config, "source", None):
+        sources.append(Path(config.source))
+    check_report_dir(output, sources)
     extra: dict[str, Any] = {}
     t_read = time.perf_counter()
     if config is not None:
@@ -116,6 +199,7 @@ def validate_files(
     result = compare(
         primary.reference, primary.candidate, metrics=metrics, condition_bins=condition_bins,
         baseline=baseline, options=options, device=device, seed=seed, quiet=quiet,
+        allow_nonfinite=allow_nonfinite, alpha=alpha,
     )
     result.notes[:0] = primary.notes
     result.timings = {"read": t_read, **result.timings}
@@ -124,18 +208,26 @@ def validate_files(
         if not per_feature:
             break
         sub = compare(group.reference, group.candidate, metrics=per_feature, baseline=baseline,
-                      device=device, seed=seed, quiet=True)
+                      device=device, seed=seed, quiet=True, allow_nonfinite=allow_nonfinite)
         result.features.update(sub.features)
+        result.nonfinite["features"].update(sub.nonfinite.get("features") or {})
         result.notes.extend(f"[{group.name}] {n}" for n in sub.notes)
         for key, value in sub.timings.items():
             result.timings[key] = result.timings.get(key, 0.0) + value
         if result.baseline is not None and sub.baseline is not None:
             result.baseline.features.update(sub.baseline.features)
+    skipped = primary.skipped_nonfinite
+    merge_nonfinite(result.nonfinite, skipped.get("reference") or {},
+                    skipped.get("candidate") or {})
+    if primary.excluded:
+        extra["excluded"] = dict(primary.excluded)
     inputs = {"reference": str(reference), "candidate": str(candidate), "tree": tree,
               "compared": f"{len(result.features)} features"
               + (f" (matched pairs of config '{config.source}')" if config is not None else "")}
     if weights or (config is not None and config.data.weights):
         inputs["weights"] = weights or config.data.weights
+    if primary.excluded:
+        inputs["not compared (bookkeeping)"] = ", ".join(primary.excluded)
     files = write_report(output, result, [(g.reference, g.candidate) for g in groups],
                          extra=extra, inputs=inputs, max_plots=max_plots, quiet=quiet)
     return result, files

@@ -15,6 +15,20 @@ Two ways to choose what is compared:
   reconstruction efficiency and the fake fraction of both files.
 
 An event-weight branch is broadcast to the objects of a collection.
+
+Bookkeeping branches
+--------------------
+Comparing run or event numbers, indices into other collections or weights says nothing about
+the physics of two samples (two unrelated files agree perfectly on ``event`` = 1, 2, 3, ...),
+so in branch mode they are left out by a named rule list, :data:`BOOKKEEPING_RULES`, and the
+report lists what was left out and by which rule.  A branch the user names literally in
+``features`` is always compared; one matched only by a glob pattern obeys the rules.
+
+*Counters* are a choice: the multiplicity of a physics collection (``nJet``, ``nGenJet``) is
+a physics observable (it is where a fast simulation's efficiency and fake rate show), so
+collection counters are kept; the counters of bookkeeping collections (``nLHEPdfWeight``,
+``nPSWeight``) fall under the weight rules and are left out.  When the two files share no
+branch that is not bookkeeping, :func:`load_branch_groups` refuses with what each file has.
 """
 
 from __future__ import annotations
@@ -30,10 +44,55 @@ import numpy as np
 from hepgen.errors import InputError
 from hepgen.io.reader import expand_names, inspect_tree, read_events
 from hepgen.validation.samples import Table
+from hepgen.validation.verdict import count_nonfinite
 
-__all__ = ["SampleGroup", "load_branch_groups", "load_config_pairs", "response_columns"]
+__all__ = [
+    "BOOKKEEPING_RULES",
+    "SampleGroup",
+    "bookkeeping_rule",
+    "load_branch_groups",
+    "load_config_pairs",
+    "response_columns",
+]
 
 EVENT = "event"
+
+#: ``(glob pattern, why)``: branches that are bookkeeping, not physics, and are not compared
+#: unless named literally (case-sensitive ``fnmatch`` patterns, NanoAOD naming).
+BOOKKEEPING_RULES: tuple[tuple[str, str], ...] = (
+    ("run", "run number"),
+    ("luminosityBlock", "luminosity-block number"),
+    ("event", "event number"),
+    ("bunchCrossing", "bunch-crossing number"),
+    ("orbit*", "LHC orbit number"),
+    ("*Idx", "index into another collection"),
+    ("*_idx", "index into another collection"),
+    ("*Weight", "weight"),
+    ("*Weight_*", "weight or weight variation"),
+    ("weight", "weight"),
+    ("*_weight", "weight"),
+    ("hepgen_draw", "draw number of hepgen generate --oversample"),
+)
+
+
+def bookkeeping_rule(name: str) -> str | None:
+    """The rule of :data:`BOOKKEEPING_RULES` that ``name`` falls under, or None (physics).
+
+    Examples
+    --------
+    >>> bookkeeping_rule("Jet_genJetIdx"), bookkeeping_rule("nJet"), bookkeeping_rule("genWeight")
+    ("'*Idx' (index into another collection)", None, "'*Weight' (weight)")
+    """
+    import fnmatch
+
+    for pattern, why in BOOKKEEPING_RULES:
+        if fnmatch.fnmatchcase(name, pattern):
+            return f"'{pattern}' ({why})"
+    return None
+
+
+def _listing(names: Sequence[str], most: int = 12) -> str:
+    return ", ".join(names[:most]) + (f", ... ({len(names)} in all)" if len(names) > most else "")
 
 
 @dataclass
@@ -45,6 +104,11 @@ class SampleGroup:
     candidate: Table
     primary: bool = False
     notes: list[str] = field(default_factory=list)
+    #: Bookkeeping branches left out: ``{branch: rule}`` (on the primary group).
+    excluded: dict[str, str] = field(default_factory=dict)
+    #: Non-finite counts of branches skipped for having no finite value:
+    #: ``{"reference": {branch: counts}, "candidate": {...}}`` (on the primary group).
+    skipped_nonfinite: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _groups(info: Any) -> dict[str, str]:
@@ -117,7 +181,8 @@ def load_branch_groups(
     tree : str
         Tree name in both files.
     features : sequence of str or None
-        Branch names or glob patterns (default: every numeric branch in both files).
+        Branch names or glob patterns (default: every numeric branch in both files that is
+        not bookkeeping, see :data:`BOOKKEEPING_RULES`).
     weights : str or None
         Event-weight branch (in both files); it is not compared as a feature.
     max_events : int or None
@@ -126,15 +191,33 @@ def load_branch_groups(
     Returns
     -------
     list of SampleGroup
-        The primary group first.
+        The primary group first; its ``excluded`` names the bookkeeping branches left out.
+
+    Raises
+    ------
+    InputError
+        No physics branch in common (naming what each file has), a missing feature or weight
+        branch, different collections.
     """
     ref_info = inspect_tree(reference, tree)
     cand_info = inspect_tree(candidate, tree)
     ref_names, cand_names = list(ref_info.branches), list(cand_info.branches)
     notes: list[str] = []
+    excluded: dict[str, str] = {}
     if features:
         chosen = expand_names(features, ref_names, f"reference file '{reference}', tree '{tree}'",
                               what="numeric branch")
+        literal = set(features)
+        for n in chosen:
+            rule = None if n in literal else bookkeeping_rule(n)
+            if rule is not None and n != weights:
+                excluded[n] = rule
+        chosen = [n for n in chosen if n not in excluded]
+        if not chosen:
+            raise InputError(
+                f"--features {list(features)} match only bookkeeping branches "
+                f"({_listing(list(excluded))}); name them literally to compare them"
+            )
         missing = [n for n in chosen if n not in cand_names]
         if missing:
             raise InputError(
@@ -142,9 +225,13 @@ def load_branch_groups(
                 f"that the reference has"
             )
     else:
-        chosen = [n for n in ref_names if n in cand_names]
-        only_ref = [n for n in ref_names if n not in cand_names]
-        only_cand = [n for n in cand_names if n not in ref_names]
+        common = [n for n in ref_names if n in cand_names]
+        excluded = {n: r for n in common if n != weights and (r := bookkeeping_rule(n))}
+        chosen = [n for n in common if n not in excluded]
+        physics_ref = [n for n in ref_names if n != weights and bookkeeping_rule(n) is None]
+        physics_cand = [n for n in cand_names if n != weights and bookkeeping_rule(n) is None]
+        only_ref = [n for n in physics_ref if n not in cand_names]
+        only_cand = [n for n in physics_cand if n not in ref_names]
         if only_ref:
             notes.append(
                 f"{len(only_ref)} branch(es) only in the reference, not compared: "
@@ -155,10 +242,13 @@ def load_branch_groups(
                 f"{len(only_cand)} branch(es) only in the candidate, not compared: "
                 f"{only_cand[:10]}{' ...' if len(only_cand) > 10 else ''}"
             )
-        if not chosen:
+        if not [n for n in chosen if n != weights]:
+            shared = f" (they share only bookkeeping: {_listing(list(excluded))})" if excluded else ""
             raise InputError(
-                f"the files '{reference}' and '{candidate}' (tree '{tree}') have no numeric "
-                "branch in common"
+                f"the files share no physics feature to compare{shared}: reference "
+                f"'{reference}' (tree '{tree}') has [{_listing(physics_ref)}], candidate "
+                f"'{candidate}' has [{_listing(physics_cand)}]; name branches with --features "
+                "to compare them anyway"
             )
     if weights:
         for path, names in ((reference, ref_names), (candidate, cand_names)):
@@ -183,6 +273,7 @@ def load_branch_groups(
         by_group.setdefault(group, []).append(n)
     to_read = [*chosen, *([weights] if weights else [])]
     ref_events = _read_file(Path(reference), tree, to_read, max_events)
+    skipped: dict[str, dict[str, Any]] = {}
     cand_events = _read_file(Path(candidate), tree, to_read, max_events)
     groups = []
     for name, branches in by_group.items():
@@ -190,13 +281,17 @@ def load_branch_groups(
         cand_t = _table(cand_events, Path(candidate), tree, branches, weights, "candidate", name)
         if not features:
             # Branch-wide mode: a branch without a single finite value (all NaN, or an empty
-            # collection) cannot be compared; skip it with a note instead of stopping.
+            # collection) cannot be compared; skip it with a note instead of stopping, and
+            # keep its non-finite counts (a candidate that is NaN everywhere must not pass).
             keep = []
             for j, b in enumerate(branches):
                 empty = [t.label for t in (ref_t, cand_t)
                          if not np.isfinite(t.values[:, j]).any()]
                 if empty:
                     notes.append(f"branch '{b}' skipped: no finite value in the {' and '.join(empty)}")
+                    for t in (ref_t, cand_t):
+                        skipped.setdefault(t.label, {}).update(
+                            count_nonfinite([b], t.values[:, j : j + 1]))
                 else:
                     keep.append(b)
             if not keep:
@@ -208,6 +303,13 @@ def load_branch_groups(
     groups.sort(key=lambda g: -len(g.reference.names))
     groups[0].primary = True
     groups[0].notes = notes
+    groups[0].excluded = excluded
+    groups[0].skipped_nonfinite = skipped
+    if excluded:
+        notes.append(
+            f"{len(excluded)} bookkeeping branch(es) not compared (name them in --features to "
+            "compare them): " + ", ".join(f"{n} {r}" for n, r in excluded.items())
+        )
     if len(groups) > 1:
         others = ", ".join(f"'{g.name}' ({len(g.reference.names)})" for g in groups[1:])
         groups[0].notes.append(
@@ -253,6 +355,11 @@ def load_config_pairs(
 ) -> tuple[SampleGroup, dict[str, Any]]:
     """Read the matched gen/reco pairs of a config from both files.
 
+    Non-finite values: events holding any are dropped whatever the config's
+    ``data.nonfinite`` (validation has its own policy, ``allow_nonfinite``); the values are
+    counted per branch first (one extra read of the config's branches) and returned in
+    ``group.skipped_nonfinite`` so that the comparison can fail on them.
+
     Returns
     -------
     group : SampleGroup
@@ -263,12 +370,21 @@ def load_config_pairs(
     """
     from scipy import stats
 
-    from hepgen.dataset import load_pairs
+    from hepgen.dataset import _branches, load_pairs
 
+    update: dict[str, Any] = {"nonfinite": "drop"}
     if max_events is not None:
-        config = config.model_copy(
-            update={"data": config.data.model_copy(update={"max_events": max_events})}
-        )
+        update["max_events"] = max_events
+    config = config.model_copy(update={"data": config.data.model_copy(update=update)})
+    nonfinite: dict[str, dict[str, Any]] = {}
+    for path, label in ((reference, "reference"), (candidate, "candidate")):
+        events = read_events(str(path), _branches(config), tree=config.data.tree,
+                             nonfinite="keep", entry_stop=config.data.max_events)
+        counts = nonfinite.setdefault(label, {})
+        for name in events.fields:
+            col = events[name]
+            values = ak.to_numpy(ak.flatten(col, axis=None)).astype(np.float64)
+            counts.update(count_nonfinite([name], values[:, None]))
     tables = []
     summaries = []
     for path, label in ((reference, "reference"), (candidate, "candidate")):
@@ -302,5 +418,5 @@ def load_config_pairs(
     objects["reference_summary"] = summaries[0]
     objects["candidate_summary"] = summaries[1]
     group = SampleGroup(name=config.data.reco, reference=tables[0], candidate=tables[1],
-                        primary=True)
+                        primary=True, skipped_nonfinite=nonfinite)
     return group, objects

@@ -3,7 +3,10 @@
 The directory layout is a contract (DESIGN.md): ``report.html`` is self-contained (the plots
 are embedded, it opens offline), ``metrics.json`` holds the keys of
 :meth:`~hepgen.validation.compare.ValidationResult.to_dict`, and the plot images sit in
-``plots/`` for reuse in notes and slides.  Every file is written atomically.
+``plots/`` for reuse in notes and slides.  The whole folder is written atomically: it is
+built as a hidden sibling and swapped in when complete (:func:`hepgen.utils.atomic_directory`),
+so a reader, or a run killed half-way, sees the old report or the new one, never old plots
+beside a new page; what the folder held before is replaced.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from hepgen.progress import progress
-from hepgen.utils import atomic_write_text, write_json
+from hepgen.utils import atomic_directory, atomic_write_text, write_json
 from hepgen.validation.compare import ValidationResult
 from hepgen.validation.report.html import render_html
 from hepgen.validation.report.plots import (
@@ -30,7 +33,10 @@ from hepgen.validation.report.plots import (
 )
 from hepgen.validation.samples import Table
 
-__all__ = ["ReportFiles", "write_report"]
+__all__ = ["REPORT_CONTENTS", "ReportFiles", "write_report"]
+
+#: What a report folder holds (the folder is replaced whole by :func:`write_report`).
+REPORT_CONTENTS = ("report.html", "metrics.json", "plots")
 
 #: Most features drawn in the correlation-difference matrix.
 MAX_CORRELATION_FEATURES = 30
@@ -79,7 +85,8 @@ def write_report(
     Parameters
     ----------
     directory : path
-        Output folder (created; existing report files in it are replaced).
+        Output folder (created; replaced whole, atomically: check first that it holds
+        nothing else, see :func:`hepgen.validation.files.check_report_dir`).
     result : ValidationResult
         From :func:`~hepgen.validation.compare.compare` (possibly with features of several
         tables merged into it).
@@ -91,8 +98,8 @@ def write_report(
     inputs : mapping or None
         Shown at the top of the page (files, tree, options).
     max_plots : int
-        Draw at most this many feature histograms (the first features); a note says when
-        features were left out.
+        Draw at most this many feature histograms (the first features, >= 0); a note says
+        when features were left out.
     title : str
         Page title.
     quiet : bool
@@ -102,8 +109,35 @@ def write_report(
     -------
     ReportFiles
     """
+    from hepgen.errors import InputError
+
+    if isinstance(max_plots, bool) or int(max_plots) != max_plots or max_plots < 0:
+        raise InputError(f"max_plots must be an integer >= 0, got {max_plots!r}")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(directory) as tmp:
+        files = _write(tmp, result, tables, extra=extra, inputs=inputs, max_plots=max_plots,
+                       title=title, quiet=quiet)
+
+    def final(path: Any) -> Any:
+        if isinstance(path, dict):
+            return {k: final(v) for k, v in path.items()}
+        return None if path is None else directory / Path(path).relative_to(tmp)
+
+    return ReportFiles(directory=directory, html=final(files.html),
+                       metrics=final(files.metrics), plots=final(files.plots))
+
+
+def _write(
+    directory: Path,
+    result: ValidationResult,
+    tables: Sequence[tuple[Table, Table]],
+    *,
+    extra: Mapping[str, Any] | None,
+    inputs: Mapping[str, Any] | None,
+    max_plots: int,
+    title: str,
+    quiet: bool,
+) -> ReportFiles:
     plot_dir = directory / "plots"
     metrics = result.to_dict()
     if extra:

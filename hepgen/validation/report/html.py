@@ -6,7 +6,12 @@ Colours compare each number with the reference-vs-reference baseline:
   (KS statistic, |AUC - 0.5|, MMD) is at most twice the baseline's (significant, yet as small as
   the differences between two halves of the reference); **red** otherwise;
 * distances without a p-value (W1, separation power): ratio to the baseline, green <= 2,
-  amber <= 5, red above; FPD/KPD: green when within 3 combined errors of the baseline.
+  amber <= 5, red above; FPD/KPD: green when within 3 combined errors of the baseline;
+* a feature with NaN or infinite values is red in the per-feature table whatever its tests
+  say (the tests saw only its finite values).
+
+The page opens with the verdict (PASS / DIFFERENT / INCONCLUSIVE and why) and, in red, the
+non-finite values of each sample; it ends with the verdict line again.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ td.ok{background:#d9f2d9}td.warn{background:#fcebc2}td.bad{background:#f7c6c6}
 .grid img{width:420px}figcaption{font-size:0.8em;text-align:center;font-family:monospace}
 .notes li{font-size:0.9em}.legend span{padding:2px 8px;margin-right:6px}
 .small{font-size:0.85em;color:#555}
+.verdict{font-size:1.2em;padding:6px 10px;border-radius:4px}
+.v-PASS{background:#d9f2d9}.v-DIFFERENT{background:#f7c6c6}.v-INCONCLUSIVE{background:#fcebc2}
+.alarm{border:2px solid #c00;padding:4px 12px;background:#fdeaea}.alarm h2{color:#c00}
 """
 
 
@@ -157,8 +165,53 @@ def _multivariate_rows(m: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _nonfinite_cell(entry: dict[str, Any] | None) -> str:
+    if not entry:
+        return "<td>0 / 0</td>"
+    counts = []
+    for label in ("reference", "candidate"):
+        e = entry.get(label) or {}
+        counts.append(sum(int(e.get(k) or 0) for k in ("nan", "posinf", "neginf")))
+    return f"<td class='{BAD}'>{counts[0]} / {counts[1]}</td>"
+
+
+def _verdict_line(m: dict[str, Any]) -> str:
+    v = m.get("verdict") or {}
+    word = html.escape(str(v.get("verdict", "INCONCLUSIVE")))
+    why = "; ".join(str(r) for r in v.get("reasons") or [])
+    failure = v.get("failure")
+    fail = (f" <b>FAILED</b>: {html.escape(str(failure))}" if failure else "")
+    return (f"<p class='verdict v-{word}' id='verdict'>Verdict: <b>{word}</b> &mdash; "
+            f"{html.escape(why)}{fail}</p>")
+
+
+def _nonfinite_html(m: dict[str, Any]) -> str:
+    nf = m.get("nonfinite") or {}
+    feats = nf.get("features") or {}
+    if not feats:
+        return ""
+    allowed = nf.get("allowed")
+    rows = []
+    for name, entry in feats.items():
+        cells = ""
+        for label in ("reference", "candidate"):
+            e = entry.get(label) or {}
+            for k in ("nan", "posinf", "neginf"):
+                cells += _td(e.get(k), BAD if e.get(k) else NONE)
+            cells += _td(e.get("n"))
+        rows.append(f"<tr><td class='name'>{html.escape(name)}</td>{cells}</tr>")
+    policy = ("allowed (--allow-nonfinite): the tests used only the finite values"
+              if allowed else "<b>not allowed: the comparison fails</b> (the tests below used "
+              "only the finite values; pass --allow-nonfinite to accept them)")
+    return ("<div class='alarm'><h2>Non-finite values</h2><p>" + policy + "</p><table><tr>"
+            "<th class='name'>feature</th><th>ref NaN</th><th>ref +inf</th><th>ref -inf</th>"
+            "<th>ref values</th><th>cand NaN</th><th>cand +inf</th><th>cand -inf</th>"
+            "<th>cand values</th></tr>" + "".join(rows) + "</table></div>")
+
+
 def _feature_rows(m: dict[str, Any]) -> list[str]:
     base = _get(m, "baseline", "features") or {}
+    nonfinite = _get(m, "nonfinite", "features") or {}
     rows = []
     for name, f in m["features"].items():
         bf = base.get(name) or {}
@@ -168,10 +221,12 @@ def _feature_rows(m: dict[str, Any]) -> list[str]:
         chi_ndf = chi2["statistic"] / ndf if ndf else None
         bndf = bchi2.get("ndf")
         bchi_ndf = bchi2["statistic"] / bndf if bndf else None
+        bad = name in nonfinite
         rows.append(
-            f"<tr><td class='name'>{html.escape(name)}</td>"
-            + _td(ks.get("statistic"), status(ks.get("statistic"), bks.get("statistic"),
-                                              ks.get("pvalue")))
+            f"<tr><td class='name{' bad' if bad else ''}'>{html.escape(name)}</td>"
+            + _nonfinite_cell(nonfinite.get(name))
+            + _td(ks.get("statistic"), BAD if bad else status(
+                ks.get("statistic"), bks.get("statistic"), ks.get("pvalue")))
             + _td(ks.get("pvalue")) + _td(bks.get("statistic"))
             + _td(chi_ndf, status(chi_ndf, bchi_ndf, chi2.get("pvalue")), ".3f")
             + f"<td>{_num(ndf)}</td>" + _td(chi2.get("pvalue")) + _td(bchi_ndf, fmt=".3f")
@@ -236,6 +291,9 @@ def render_html(
            f"</title><style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out.append(f"<p class='small'>hepgen {__version__}, {stamp}</p>")
+    if m.get("verdict"):
+        out.append(_verdict_line(m))
+    out.append(_nonfinite_html(m))
     if inputs:
         out.append("<table>" + "".join(
             f"<tr><th class='name'>{html.escape(str(k))}</th><td class='name'>"
@@ -298,7 +356,8 @@ def render_html(
                    + "".join(f"<tr><td class='name'>{html.escape(k)}</td>{_td(v, fmt='.3f')}</tr>"
                              for k, v in c2st["importances"].items()) + "</table>")
     out.append(
-        "<h2>Per-feature tests</h2><table><tr><th class='name'>feature</th><th>KS</th>"
+        "<h2>Per-feature tests</h2><table><tr><th class='name'>feature</th>"
+        "<th>non-finite ref / cand</th><th>KS</th>"
         "<th>KS p</th><th>KS base</th><th>&chi;&sup2;/ndf</th><th>ndf</th><th>&chi;&sup2; p</th>"
         "<th>&chi;&sup2;/ndf base</th><th>W1</th><th>W1 base</th><th>sep. power</th>"
         "<th>sep. base</th></tr>" + "".join(_feature_rows(m)) + "</table>"
@@ -321,5 +380,7 @@ def render_html(
         out.append("<h2>Timings</h2><table>" + "".join(
             f"<tr><td class='name'>{html.escape(k)}</td>{_td(v, fmt='.3f')}<td>s</td></tr>"
             for k, v in timings.items()) + "</table>")
+    if m.get("verdict"):
+        out.append(_verdict_line(m))
     out.append("</body></html>")
     return "\n".join(out)
