@@ -25,7 +25,10 @@ feature schema and fitted preprocessing, the conditions' validity domain, archit
 training settings and history, provenance) plus the response's weights under the name of
 ``model.kind`` (``flow.safetensors`` + ``flow.json``, or ``gan.safetensors`` + ``gan.json``),
 ``efficiency.json`` (xgboost's native format) and, with fakes, ``fakes_flow.*`` or
-``fakes_gan.*``.  Loading executes no code.
+``fakes_gan.*``.  Loading executes no code.  During training ``checkpoints/`` holds the
+training loop's per-epoch checkpoints of the response (``checkpoints/``) and of the fakes
+(``checkpoints/fakes/``) and each finished stage (``checkpoints/finished/``), so that
+``fit(resume=True)`` goes on from wherever a crash stopped it.
 
 References
 ----------
@@ -51,8 +54,9 @@ from hepgen.errors import InputError
 from hepgen.features import FeatureSchema, FeatureSpec
 from hepgen.models.base import GenerativeModel, NoLikelihoodError
 from hepgen.models.efficiency import EfficiencyModel
-from hepgen.models.flow_model import FlowModel
+from hepgen.models.flow_model import FlowModel, resolve_device
 from hepgen.models.gan import GANModel
+from hepgen.models.stages import check_resumable, clear_checkpoints, run_stage
 from hepgen.preprocessing import Preprocessor
 from hepgen.utils import write_json
 
@@ -153,6 +157,12 @@ def event_split(n_events: int, fraction: float, seed: int) -> np.ndarray:
     n_val = round(fraction * n_events)
     flags[rng.choice(n_events, n_val, replace=False)] = True
     return flags
+
+
+def _check_seed(seed: Any) -> None:
+    """The config's seed must be an integer in [0, 2**63) (InputError otherwise)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
+        raise InputError(f"seed={seed!r}: expected an integer with 0 <= seed < 2**63")
 
 
 def _take(columns: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -274,15 +284,36 @@ class FastSim:
             Model directory: checkpoints go to ``output/checkpoints`` during training and the
             model is saved there at the end.
         resume : bool
-            Continue an interrupted training from ``output/checkpoints``.
+            Continue an interrupted training from ``output/checkpoints``, stage by stage
+            (:mod:`hepgen.models.stages`): a finished stage (efficiency, response, fakes) is
+            loaded from ``checkpoints/finished``, an interrupted one continues from its last
+            epoch, one never started starts afresh.  The result equals an uninterrupted run's,
+            tensor for tensor.  Without ``resume`` an earlier run's checkpoints are removed.
         quiet : bool
             Silence progress bars.
+
+        Raises
+        ------
+        InputError
+            A seed outside [0, 2**63), a CUDA device that torch does not see (both before any
+            data is read), unusable data.
+        TrainingError
+            ``resume`` without checkpoints in ``output`` (the directory named), or with
+            checkpoints of other settings.
         """
         from hepgen.dataset import load_pairs
         from hepgen.provenance import provenance
 
         cfg = self.config
         seed = cfg.seed
+        _check_seed(seed)
+        checkpoints = Path(output) / "checkpoints" if output is not None else None
+        if resume:
+            if checkpoints is None:
+                raise InputError("resume=True needs the model directory (output) to resume in")
+            check_resumable(checkpoints, output)
+        settings = self._training_settings()
+        resolve_device(settings.device)  # an absent GPU is found before reading any data
         if pairs is None:
             pairs = load_pairs(cfg, files=files, quiet=quiet)
         if pairs.n_matched < 2:
@@ -310,13 +341,20 @@ class FastSim:
         self.preprocessor_ = Preprocessor(cfg.schema).fit(train_cols, weights=w_train)
         pre = self.preprocessor_
 
+        if checkpoints is not None and not resume:
+            clear_checkpoints(checkpoints)
+
         # efficiency on every gen object of the training events
         gen_train = np.flatnonzero(~gen_val)
         eff_c = pre.transform_conditions(_take(pairs.gen, gen_train))
         params = {"seed": seed, **cfg.model.efficiency}
-        self.efficiency_ = EfficiencyModel(**params).fit(
-            eff_c, matched[gen_train], pairs.gen_weights[gen_train] if weighted else None,
-            feature_names=pre.condition_columns,
+        self.efficiency_, _ = run_stage(
+            "efficiency", checkpoints, resume, self._fingerprint(settings, gen_train.size),
+            fit=lambda _: (EfficiencyModel(**params).fit(
+                eff_c, matched[gen_train], pairs.gen_weights[gen_train] if weighted else None,
+                feature_names=pre.condition_columns), None),
+            save=lambda model, folder, stem: model.save(folder, name=stem),
+            load=lambda folder, stem: EfficiencyModel.load(folder, name=stem),
         )
 
         # response
@@ -325,7 +363,6 @@ class FastSim:
         xv = pre.transform_targets(val_cols, rng=np.random.default_rng([seed, 4]))
         cv = pre.transform_conditions(val_cols)
         validation = {"x": xv, "c": cv, **({"w": w_val} if weighted else {})}
-        settings = self._training_settings()
         # training.time_limit bounds the whole fit: the response gets RESPONSE_SHARE of
         # it, the fakes' generator what is left (at least the rest of its share).
         budget = settings.time_limit
@@ -333,14 +370,16 @@ class FastSim:
         response_settings = settings
         if budget is not None and cfg.model.fakes and pairs.n_fakes >= MIN_FAKES:
             response_settings = dataclasses.replace(settings, time_limit=RESPONSE_SHARE * budget)
-        self.response_ = model_class(cfg.model.kind)(cfg.model.generator_settings(), seed=seed,
-                                                 device=self.device)
-        checkpoints = Path(output) / "checkpoints" if output is not None else None
-        self.training_ = self.response_.fit(
-            x, c, w_train, validation, training=response_settings,
-            selection=cfg.training.selection, checkpoint_dir=checkpoints, resume=resume,
-            quiet=quiet,
-        )
+
+        def fit_response(resume_loop: bool) -> tuple[GenerativeModel, Any]:
+            model = model_class(cfg.model.kind)(cfg.model.generator_settings(), seed=seed,
+                                                device=self.device)
+            return model, model.fit(x, c, w_train, validation, training=response_settings,
+                                    selection=cfg.training.selection, checkpoint_dir=checkpoints,
+                                    resume=resume_loop, quiet=quiet)
+
+        self.response_, self.training_ = self._stage(
+            "response", fit_response, checkpoints, resume, settings, x.shape[0], checkpoints)
         fake_settings = settings
         if budget is not None:
             left = max(budget - (time.perf_counter() - start), (1 - RESPONSE_SHARE) * budget)
@@ -389,16 +428,47 @@ class FastSim:
             vcols[multiplicity] = n_gen[pairs.fake_event[val_rows]].astype(np.int64)
             validation = {"x": pre.transform_targets(vcols, rng=np.random.default_rng(5)),
                           "c": pre.transform_conditions(vcols)}
-        model = model_class(cfg.model.kind)(cfg.model.generator_settings(), seed=cfg.seed + 1,
-                                            device=self.device)
-        model.fit(
-            pre.transform_targets(cols, rng=np.random.default_rng([cfg.seed, 6])),
-            pre.transform_conditions(cols), None, validation, training=settings,
-            selection=cfg.training.selection if validation is not None else "loss",
-            checkpoint_dir=checkpoints / "fakes" if checkpoints is not None else None,
-            resume=resume, quiet=quiet,
-        )
+        fakes_dir = checkpoints / "fakes" if checkpoints is not None else None
+
+        def fit_fakes(resume_loop: bool) -> tuple[GenerativeModel, Any]:
+            model = model_class(cfg.model.kind)(cfg.model.generator_settings(),
+                                                seed=cfg.seed + 1, device=self.device)
+            return model, model.fit(
+                pre.transform_targets(cols, rng=np.random.default_rng([cfg.seed, 6])),
+                pre.transform_conditions(cols), None, validation, training=settings,
+                selection=cfg.training.selection if validation is not None else "loss",
+                checkpoint_dir=fakes_dir, resume=resume_loop, quiet=quiet,
+            )
+
+        model, _ = self._stage("fakes", fit_fakes, checkpoints, resume, settings, rows.size,
+                               fakes_dir)
         return _Fakes(table=table, preprocessor=pre, model=model, multiplicity=multiplicity)
+
+    def _fingerprint(self, settings: Any, n: int) -> dict[str, Any]:
+        """What shapes a training stage; a resumed stage must have the same (stages.py)."""
+        from hepgen.training import RESUME_FIXED_SETTINGS
+
+        cfg = self.config
+        return {"n": int(n), "seed": cfg.seed,
+                "features": [f.model_dump(mode="json", exclude_none=True) for f in cfg.features],
+                "model": cfg.model.model_dump(mode="json"),
+                "training": {k: getattr(settings, k) for k in RESUME_FIXED_SETTINGS},
+                "selection": cfg.training.selection,
+                "validation_fraction": cfg.training.validation_fraction,
+                "max_objects": cfg.training.max_objects}
+
+    def _stage(self, stage: str, fit: Any, checkpoints: Path | None, resume: bool,
+               settings: Any, n: int, loop_dir: Path | None) -> tuple[Any, Any]:
+        """A generator stage through :func:`hepgen.models.stages.run_stage`."""
+        kind = self.config.model.kind
+        return run_stage(
+            stage, checkpoints, resume, self._fingerprint(settings, n), fit=fit,
+            save=lambda model, folder, stem: model.save(folder, name=stem),
+            load=lambda folder, stem: model_class(kind).load(folder, device=self.device,
+                                                             name=stem),
+            loop_checkpoint=None if loop_dir is None else loop_dir / "last.safetensors",
+            max_epochs=settings.max_epochs,
+        )
 
     # ------------------------------------------------------------------ inference
     def sample(self, conditions: Mapping[str, np.ndarray], seed: int | None = None
@@ -638,8 +708,6 @@ class FastSim:
         InputError
             Missing or corrupt files, or a ``format_version`` this hepgen cannot read.
         """
-        from hepgen.models.flow_model import resolve_device
-
         device = resolve_device(device)
         directory = Path(directory)
         path = directory / MODEL_FILE

@@ -72,7 +72,8 @@ Design choices
   runs with the same seed on CPU give bit-identical parameters.  CUDA kernels are not
   guaranteed to be deterministic.
 * **Checkpoints** (``checkpoint_dir``), written atomically after every epoch (temporary file
-  in the same folder + :func:`os.replace`), never with pickle:
+  in the same folder + :func:`os.replace`), never with pickle, with a canonical header
+  (:func:`save_safetensors`: sorted keys, so the same tensors give the same bytes):
 
   - ``last.safetensors``: the module's state (``module.<name>``), the AdamW state flattened
     into tensors (``optimizer.<index>.<key>``; with several optimizers, those of each under
@@ -94,7 +95,8 @@ Design choices
   (:data:`RESUME_FIXED_SETTINGS` and the objective's :meth:`~Objective.describe`) must be
   unchanged; the others (``max_epochs``, ``patience``,
   ``min_delta``, ``max_bad_batches``, ``device``, ``time_limit``, ``metric_every``) may change.
-  ``time_limit`` counts the wall time of the current call.
+  ``time_limit`` counts the wall time of the current call.  A run that stopped on its time
+  limit is finished: resuming it restores its final state and trains no further.
 
 References
 ----------
@@ -118,6 +120,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -132,11 +135,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from hepgen.errors import ConfigError, HepgenError, InputError, did_you_mean
 from hepgen.progress import progress
-from hepgen.utils import atomic_path, to_jsonable, write_json
+from hepgen.utils import atomic_write_bytes, to_jsonable, write_json
 
 __all__ = [
     "CHECKPOINT_FORMAT_VERSION",
@@ -149,6 +151,8 @@ __all__ = [
     "TrainingError",
     "TrainingResult",
     "TrainingSettings",
+    "canonical_safetensors",
+    "save_safetensors",
     "train",
 ]
 
@@ -909,12 +913,59 @@ def _state_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def canonical_safetensors(
+    tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> bytes:
+    """The bytes of a ``safetensors`` file with a canonical header: same tensors, same bytes.
+
+    ``safetensors`` writes its JSON header (the metadata and the tensor entries) in an order
+    that varies from run to run, so two identical models gave files with different SHA-256.
+    Here the header is re-serialised with sorted keys and no spaces, padded with spaces to a
+    multiple of 8 bytes (as ``safetensors`` pads); the data section (whose layout depends on
+    the names and dtypes only) is kept.  Any ``safetensors`` reader reads the result.
+
+    Parameters
+    ----------
+    tensors : mapping of str to Tensor
+        CPU, contiguous tensors.
+    metadata : mapping of str to str or None
+        The header's ``__metadata__``.
+
+    Returns
+    -------
+    bytes
+        The whole file: 8-byte little-endian header length, header JSON, data.
+    """
+    from safetensors.torch import save
+
+    raw = save(dict(tensors), metadata=None if metadata is None else dict(metadata))
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + raw[8 + n :]
+
+
+def save_safetensors(
+    path: str | os.PathLike,
+    tensors: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, str] | None = None,
+) -> str:
+    """Write :func:`canonical_safetensors` to ``path`` atomically; returns its SHA-256 (hex).
+
+    Every hepgen writer of ``safetensors`` files goes through here, so identical tensors and
+    metadata always give byte-identical files.
+    """
+    data = canonical_safetensors(tensors, metadata)
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
 def _save_tensors(
     path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]
 ) -> None:
-    """``safetensors`` file written atomically (:func:`hepgen.utils.atomic_path`)."""
-    with atomic_path(path) as tmp:
-        save_file(dict(tensors), tmp, metadata=metadata)
+    """``safetensors`` file written atomically (:func:`save_safetensors`)."""
+    save_safetensors(path, tensors, metadata)
 
 
 def _read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -1232,8 +1283,15 @@ def train(
         ckpt.mkdir(parents=True, exist_ok=True)
 
     state = run.state
-    state.stopped = None  # a resumed run decides anew (max_epochs or patience may have grown)
-    if state.epoch >= settings.max_epochs:
+    # A resumed run decides anew (max_epochs or patience may have grown), except after its
+    # time limit: that run is finished (its cosine horizon is spent).
+    timed_out = resume and state.stopped == "time_limit"
+    state.stopped = None
+    if timed_out:
+        state.stopped = "time_limit"
+        logger.info("the checkpointed run stopped on its time limit after epoch %d: finished, "
+                    "not trained further", state.epoch)
+    elif state.epoch >= settings.max_epochs:
         state.stopped = "max_epochs"
     elif val_set is not None and state.es_bad_epochs >= settings.patience:
         state.stopped = "early_stopping"

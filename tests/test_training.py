@@ -508,11 +508,26 @@ def test_cosine_schedule_with_warmup() -> None:
         assert lr[e - 1] == pytest.approx(0.02 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def test_cosine_anneals_within_the_time_limit(tmp_path: Path) -> None:
-    # Each batch sleeps 20 ms (3 batches per epoch): about 10 epochs fit in 0.6 s, far fewer
-    # than max_epochs, so the horizon comes from the time limit and the rate reaches ~0.
+class FakeClock:
+    """``time.monotonic`` of the training loop, advanced only by the test: the loop sees
+    exactly the durations the test says, however busy the machine is."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_cosine_anneals_within_the_time_limit(tmp_path: Path, monkeypatch) -> None:
+    # Each batch takes 20 ms of (fake) time, 3 batches per epoch: 10 epochs fit in 0.6 s,
+    # far fewer than max_epochs, so the horizon comes from the time limit and the rate
+    # reaches ~0.  A fake clock makes the epoch count independent of the machine's load.
+    clock = FakeClock()
+    monkeypatch.setattr(hepgen.training, "time", clock)
+
     def slow_nll(module, batch):
-        time.sleep(0.02)
+        clock.now += 0.02
         return gaussian_nll(module, batch)
 
     s = settings(max_epochs=1000, batch_size=1000, schedule="cosine", time_limit=0.6)
@@ -521,12 +536,37 @@ def test_cosine_anneals_within_the_time_limit(tmp_path: Path) -> None:
                    quiet=True)
     lr = [h["lr"] for h in result.history]
     assert result.stopped == "time_limit"
-    assert 3 <= len(lr) <= 20
+    assert len(lr) == 10
     assert all(a > b for a, b in itertools.pairwise(lr))
     assert lr[-1] < 0.2 * 0.02
     # The checkpoint keeps the horizon, so a resumed run follows the same schedule.
     state, _ = hepgen.training._read_checkpoint(tmp_path / "last.safetensors")
     assert state["schedule"]["timed_horizon"] == len(lr)
+
+
+def test_a_run_stopped_by_its_time_limit_is_finished_on_resume(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    # Resuming a run that ended on its time limit restores its last state and trains no
+    # further epoch (its cosine horizon is spent): the same weights, the same history.
+    clock = FakeClock()
+    monkeypatch.setattr(hepgen.training, "time", clock)
+
+    def slow_nll(module, batch):
+        clock.now += 0.02
+        return gaussian_nll(module, batch)
+
+    s = settings(max_epochs=1000, batch_size=1000, schedule="cosine", time_limit=0.6)
+    data = regression(3000, seed=11)
+    model = linear_model()
+    first = train(model, slow_nll, data, None, s, checkpoint_dir=tmp_path, quiet=True)
+    assert first.stopped == "time_limit" and len(first.history) == 10
+    again = linear_model()
+    second = train(again, slow_nll, data, None, s, checkpoint_dir=tmp_path, resume=True,
+                   quiet=True)
+    assert second.stopped == "time_limit"
+    assert second.history == first.history
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                 again.state_dict().values(), strict=True))
 
 
 def test_settings_round_trip_and_errors() -> None:

@@ -82,9 +82,12 @@ arXiv:2101.08320.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,6 +101,7 @@ from hepgen.anomaly.stats import (
     threshold_at_efficiency,
 )
 from hepgen.errors import ConfigError, InputError
+from hepgen.models.flow_model import resolve_device
 from hepgen.progress import progress
 
 __all__ = [
@@ -113,6 +117,8 @@ __all__ = [
     "run_scan",
     "scan_window",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Score kinds of :class:`ScanSettings`.
 SCORES = ("cathode", "anode")
@@ -554,6 +560,8 @@ def _anode_scores(
     rng: np.random.Generator,
     quiet: bool,
     outside: dict[str, int],
+    work: Path | None = None,
+    resume: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """Out-of-fold log p_data - log p_bg of SR data, template and (fold mean) sideband events."""
     k = int(settings.folds)
@@ -567,7 +575,8 @@ def _anode_scores(
     for fold in range(k):
         model = _density(settings, int(rng.integers(2**31 - 1)))
         train_rows = f_data != fold
-        model.fit({n: v[train_rows] for n, v in data.items()}, quiet=quiet)
+        model.fit({n: v[train_rows] for n, v in data.items()}, quiet=quiet,
+                  **_checkpointing(work, f"data-flow-{fold}", resume))
         epochs.append(len(model.training_.history))
         lp_data[~train_rows] = model.log_prob({n: v[~train_rows] for n, v in data.items()},
                                               domain_counts=outside)
@@ -581,6 +590,18 @@ def _anode_scores(
     s_tmpl = lp_tmpl - bg.log_prob(tmpl, domain_counts=outside)
     s_side = lp_side - bg.log_prob(side, domain_counts=outside) if n_s else lp_side
     return s_data, s_tmpl, s_side, {"data_flow_epochs": epochs}
+
+
+def _checkpointing(work: Path | None, name: str, resume: bool) -> dict[str, Any]:
+    """``checkpoint_dir``/``resume`` of one density flow of a window: resume only where its
+    checkpoint exists (else it starts afresh, logged)."""
+    if work is None:
+        return {}
+    folder = work / name
+    has = (folder / "last.safetensors").is_file()
+    if resume and not has:
+        log.info("scan: no checkpoint of the %s flow in %s, training it afresh", name, work)
+    return {"checkpoint_dir": folder, "resume": resume and has}
 
 
 def _finite_scores(s: np.ndarray, what: str, notes: list[str]) -> np.ndarray:
@@ -599,6 +620,8 @@ def scan_window(
     settings: ScanSettings,
     seed: int = 0,
     quiet: bool = False,
+    work: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> WindowResult:
     """Learn the background around one window, score, select and count (module docstring).
 
@@ -612,6 +635,12 @@ def scan_window(
         Seeds the flows, the template, the folds and the classifier.
     quiet : bool
         Silence the flows' progress bars.
+    work : path or None
+        Folder for the per-epoch checkpoints of the window's flows (``background/``,
+        ``data-flow-K/``); None: no checkpoints.
+    resume : bool
+        Continue each flow from its checkpoint in ``work`` where there is one (a flow
+        without one starts afresh): the same result as an uninterrupted run.
 
     Raises
     ------
@@ -649,7 +678,9 @@ def scan_window(
     if n_sb > settings.max_train_events:
         rows = np.sort(rng.choice(n_sb, int(settings.max_train_events), replace=False))
         notes.append(f"background flow trained on {rows.size} of {n_sb} sideband events")
-    bg.fit({n: v[rows] for n, v in sb.items()}, quiet=quiet)
+    work = None if work is None else Path(work)
+    bg.fit({n: v[rows] for n, v in sb.items()}, quiet=quiet,
+           **_checkpointing(work, "background", resume))
     timings["background_flow_s"] = time.perf_counter() - tick
     tick = time.perf_counter()
     training: dict[str, Any] = {
@@ -701,7 +732,7 @@ def scan_window(
             matrix(data), matrix(tmpl), matrix(side_all), settings, rng, notes)
     else:
         s_data, s_tmpl, s_side, info = _anode_scores(data, tmpl, side_all, bg, settings, rng,
-                                                     quiet, outside)
+                                                     quiet, outside, work, resume)
     s_side, s_side_tmpl = s_side[:n_sb], s_side[n_sb:]
     training.update(info)
     if outside:
@@ -854,6 +885,8 @@ def run_scan(
     *,
     quiet: bool = False,
     windows: Sequence[Window] | None = None,
+    work_dir: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> ScanResult:
     """Run :func:`scan_window` over every window of ``settings``.
 
@@ -866,6 +899,13 @@ def run_scan(
         No progress output.
     windows : sequence of Window or None
         Override the windows of ``settings`` (e.g. one window).
+    work_dir : path or None
+        Working folder (:mod:`hepgen.anomaly.scan_cache`): each finished window's result and
+        the running window's flow checkpoints; None: nothing kept.
+    resume : bool
+        Continue an interrupted scan from ``work_dir``: finished windows are loaded, not
+        recomputed, and an interrupted flow continues from its checkpoint.  The result equals
+        that of an uninterrupted scan with the same seed.
 
     Returns
     -------
@@ -878,6 +918,9 @@ def run_scan(
         window outside the data range, too few sideband events.
     """
     t0 = time.perf_counter()
+    resolve_device(settings.device or "auto")  # an absent GPU is an error before any work
+    if resume and work_dir is None:
+        raise InputError("run_scan: resume=True needs the work_dir to resume from")
     names = [settings.resonance_name, *settings.feature_names]
     missing = [n for n in names if n not in columns]
     if missing:
@@ -898,11 +941,24 @@ def run_scan(
     if windows is None:
         windows = settings.windows((float(m.min()), float(m.max())))
     seeds = np.random.SeedSequence(settings.seed).spawn(len(windows))
+    cache = None
+    if work_dir is not None:
+        from hepgen.anomaly.scan_cache import ScanWork
+
+        cache = ScanWork(Path(work_dir), columns, settings, windows, resume)
     results = []
     with progress(total=len(windows), desc="scan", unit="window", quiet=quiet,
                   mininterval=0.0) as bar:
-        for w, ss in zip(windows, seeds, strict=True):
-            r = scan_window(columns, w, settings, seed=int(ss.generate_state(1)[0]), quiet=True)
+        for i, (w, ss) in enumerate(zip(windows, seeds, strict=True)):
+            r = None if cache is None or not resume else cache.load(i, w)
+            if r is None:
+                r = scan_window(columns, w, settings, seed=int(ss.generate_state(1)[0]),
+                                quiet=True, work=None if cache is None else cache.window_dir(i),
+                                resume=resume)
+                if cache is not None:
+                    cache.save(i, r)
+            else:
+                log.info("scan: window %d [%g, %g) finished earlier, loaded", i, w.lo, w.hi)
             results.append(r)
             bar.set_postfix_str(f"[{w.lo:.3g},{w.hi:.3g}) Z={r.significance:+.2f}")
             bar.update(1)

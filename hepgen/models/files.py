@@ -1,7 +1,8 @@
 """Weights files of the torch models: ``NAME.safetensors`` + ``NAME.json``, no pickle.
 
 Flows (:mod:`hepgen.models.flow`) and GANs (:mod:`hepgen.models.gan`) store a module the same
-way: the state dict in a safetensors file written atomically, then a JSON file with the
+way: the state dict in a safetensors file written atomically with a canonical header
+(:func:`hepgen.training.save_safetensors`: identical weights give identical bytes), then a JSON file with the
 format, its version, the module's description (sizes, settings), its seed, the SHA-256 of the
 weights and library versions.  The JSON is written last, so a crash between the two leaves a
 checksum mismatch that loading reports.  Loading rebuilds the module from the JSON and checks
@@ -19,7 +20,7 @@ import torch
 
 from hepgen.errors import ConfigError, InputError
 from hepgen.provenance import file_sha256 as sha256
-from hepgen.utils import atomic_path, write_json
+from hepgen.utils import write_json
 
 __all__ = ["check_name", "load_module", "read_meta", "save_module"]
 
@@ -48,16 +49,14 @@ def save_module(
     list of Path
         ``[weights, metadata]``.
     """
-    from safetensors.torch import save_file
+    from hepgen.training import save_safetensors
 
     check_name(name)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / f"{name}.safetensors"
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
-    with atomic_path(weights) as tmp:
-        save_file(tensors, tmp, metadata={"format": fmt, "format_version": str(version)})
-        digest = sha256(Path(tmp))
+    digest = save_safetensors(weights, tensors, {"format": fmt, "format_version": str(version)})
     meta = {
         "format": fmt,
         "format_version": version,
