@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -43,12 +43,18 @@ from hepgen.features import FeatureSchema, FeatureSpec
 __all__ = [
     "Config",
     "DataConfig",
+    "EfficiencyConfig",
     "FeatureConfig",
     "MatchingConfig",
     "ModelConfig",
+    "NestedProblems",
     "TrainingConfig",
+    "check_nested",
     "load_config",
+    "one_line",
     "parse_config",
+    "parse_yaml",
+    "read_yaml",
 ]
 
 
@@ -61,23 +67,28 @@ class MatchingConfig(_Strict):
 
     method: Literal["index", "deltar"] = "index"
     index_branch: str | None = Field(
-        None, description="Reco branch holding the gen index; default '{reco}_gen{Gen}Idx'"
+        None, min_length=1,
+        description="Reco branch holding the gen index; default '{reco}_gen{Gen}Idx'",
     )
-    max_dr: float = Field(0.4, gt=0, description="Cone size for deltaR matching")
+    max_dr: float = Field(0.4, gt=0, allow_inf_nan=False, description="Cone size for deltaR matching")
 
 
 class DataConfig(_Strict):
     """Input files and the gen/reco collections."""
 
-    files: list[str] = Field(default_factory=list, description="ROOT files or glob patterns")
-    tree: str = "Events"
-    gen: str = Field(description="Gen collection, e.g. GenJet")
-    reco: str = Field(description="Reco collection, e.g. Jet")
+    files: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="ROOT files or glob patterns"
+    )
+    tree: str = Field("Events", min_length=1)
+    gen: str = Field(min_length=1, description="Gen collection, e.g. GenJet")
+    reco: str = Field(min_length=1, description="Reco collection, e.g. Jet")
     matching: MatchingConfig = MatchingConfig()
     step_size: int = Field(100_000, gt=0, description="Events per chunk")
     max_events: int | None = Field(None, gt=0)
     nonfinite: Literal["error", "drop"] = "error"
-    weights: str | None = Field(None, description="Per-event weight branch, e.g. genWeight")
+    weights: str | None = Field(
+        None, min_length=1, description="Per-event weight branch, e.g. genWeight"
+    )
 
     @field_validator("files", mode="before")
     @classmethod
@@ -131,6 +142,62 @@ class FeatureConfig(_Strict):
         )
 
 
+class EfficiencyConfig(_Strict):
+    """``model.efficiency``: the constructor arguments of
+    :class:`hepgen.models.efficiency.EfficiencyModel` (xgboost), typed and range-checked here
+    so that a bad value is reported when the file is read."""
+
+    n_estimators: int = Field(2000, ge=1, description="Most boosting rounds")
+    learning_rate: float = Field(0.05, gt=0.0, le=1.0, allow_inf_nan=False)
+    max_depth: int = Field(6, ge=1)
+    min_child_weight: float = Field(1.0, ge=0.0, allow_inf_nan=False)
+    early_stopping_rounds: int = Field(50, ge=1)
+    validation_fraction: float = Field(0.2, gt=0.0, le=0.5, allow_inf_nan=False)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    n_jobs: int | None = Field(None, ge=1)
+    seed: int = Field(0, ge=0)
+
+
+class NestedProblems(ValueError):
+    """Raised by a field validator with problems already described with their full keys
+    (:func:`check_nested`); :func:`_describe` passes its message on unchanged."""
+
+
+def check_nested(model: type[BaseModel], value: Any, key: str) -> None:
+    """Validate ``value`` (a section kept as a plain mapping) against ``model``.
+
+    Parameters
+    ----------
+    model : pydantic model class
+        The section's fields, types and ranges.
+    value : Any
+        The section as given.
+    key : str
+        The section's full key (``"model.efficiency"``), prefixed to the keys in messages.
+
+    Raises
+    ------
+    NestedProblems
+        With every problem as ``key 'model.efficiency.max_depth': ...`` (did-you-mean
+        suggestions for unknown keys).
+    """
+    try:
+        model.model_validate(value)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            text = _describe(e, model)
+            for lead in ("unknown key '", "missing required key '", "key '"):
+                if text.startswith(lead):
+                    rest = text[len(lead):]
+                    text = f"{lead}{key}{'' if rest.startswith('[') else '.'}{rest}"
+                    break
+            else:
+                text = f"key '{key}': {text}"
+            problems.append(text)
+        raise NestedProblems("; ".join(problems)) from None
+
+
 class ModelConfig(_Strict):
     """``model``: which generator, its architecture, and the efficiency classifier.
 
@@ -155,17 +222,13 @@ class ModelConfig(_Strict):
             self.flow_settings()
         if self.kind == "gan" or self.gan:
             self.gan_settings()
-        from hepgen.models.efficiency import EfficiencyModel
-
-        valid = list(EfficiencyModel().get_params())
-        unknown = [k for k in self.efficiency if k not in valid]
-        if unknown:
-            hints = "".join(did_you_mean(k, valid) for k in unknown)
-            raise ValueError(
-                f"unknown efficiency setting(s) {', '.join(map(repr, unknown))}{hints}; "
-                f"valid: {', '.join(valid)}"
-            )
         return self
+
+    @field_validator("efficiency")
+    @classmethod
+    def _efficiency(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_nested(EfficiencyConfig, value, "model.efficiency")
+        return value
 
     def flow_settings(self) -> Any:
         """The :class:`~hepgen.models.flow.FlowSettings` of ``model.flow``."""
@@ -222,7 +285,7 @@ class Config(_Strict):
     features: list[FeatureConfig] = Field(min_length=1)
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
     _source: str | None = PrivateAttr(None)
 
     @property
@@ -232,6 +295,13 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _collections(self) -> Config:
+        roles = {f.role for f in self.features}
+        for role, what in (("target", "reco"), ("condition", "gen")):
+            if role not in roles:
+                raise ValueError(
+                    f"key 'features': no feature has role '{role}'; at least one {role} (a "
+                    f"'{getattr(self.data, what)}_...' branch) is needed"
+                )
         for i, f in enumerate(self.features):
             expected = self.data.gen if f.role == "condition" else self.data.reco
             if not f.name.startswith(expected + "_"):
@@ -263,7 +333,10 @@ def _location(loc: tuple[Any, ...]) -> str:
         elif part in ("str", "dict[str,any]", "function-after[_one_file(), list[str]]"):
             continue  # union-member tags that pydantic puts into the location
         else:
-            out += ("." if out else "") + str(part)
+            text = str(part)
+            if not text.isprintable():  # a key with a newline or a control character
+                text = text.encode("unicode_escape").decode("ascii")
+            out += ("." if out else "") + text
     return out
 
 
@@ -288,6 +361,9 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 def _describe(err: dict[str, Any], model: type[BaseModel] | None = None) -> str:
     """One pydantic error as ``key 'a.b': message, got value`` (``model``: the validated
     top-level model, default :class:`Config`, for did-you-mean suggestions)."""
+    nested = (err.get("ctx") or {}).get("error")
+    if isinstance(nested, NestedProblems):
+        return str(nested)
     key = _location(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -297,9 +373,15 @@ def _describe(err: dict[str, Any], model: type[BaseModel] | None = None) -> str:
     if kind == "missing":
         return f"missing required key '{key}'"
     got = err.get("input")
-    got_text = f", got {got!r}" if not isinstance(got, dict | list) else ""
+    got_text = f", got {_short(got)}" if not isinstance(got, dict | list) else ""
     message = err["msg"].removeprefix("Value error, ")
     return f"key '{key}': {message}{got_text}" if key else f"{message}{got_text}"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` on one line, shortened to about ``limit`` characters."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_config(data: Any, source: str = "<config>") -> Config:
@@ -323,10 +405,38 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         config = Config.model_validate(data)
     except ValidationError as err:
         problems = "; ".join(_describe(e) for e in err.errors())
-        raise ConfigError(f"{source}: {problems}") from None
+        raise ConfigError(one_line(f"{source}: {problems}")) from None
     config._source = source
     config.schema  # noqa: B018  (validates the feature schema now, not at first use)
     return config
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines included) collapsed to one space."""
+    return " ".join(str(text).split())
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text; a syntax error is a :class:`ConfigError` naming ``source``, the line
+    and the column (one line).
+
+    Parameters
+    ----------
+    text : str
+        The YAML document.
+    source : str
+        Where it came from (a file name, ``--set KEY``), for messages.
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or err
+        raise ConfigError(one_line(f"{source}: not valid YAML{where}: {problem}")) from None
+    except (ValueError, OverflowError, RecursionError) as err:
+        # a scalar that parses but cannot be built, e.g. the date 2024-13-45
+        raise ConfigError(one_line(f"{source}: not valid YAML: {err}")) from None
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
@@ -335,17 +445,31 @@ def read_yaml(path: str | os.PathLike) -> Any:
     Raises
     ------
     ConfigError
-        If the file is missing, empty or not valid YAML (the line and column named).
+        If the file is missing, a directory, binary (a ROOT file, say), not UTF-8 text, empty
+        or not valid YAML (the line and column named).
     """
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file '{path}' does not exist")
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a directory; expected a YAML file")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(one_line(f"config file '{path}' cannot be read: {err}")) from None
+    if raw.startswith(b"root") or b"\0" in raw[:8192]:
+        what = "a ROOT file" if raw.startswith(b"root") else "a binary file"
+        raise ConfigError(f"config file '{path}' is {what}; expected a YAML config (text)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ConfigError(
+            f"config file '{path}': byte 0x{raw[err.start]:02x} at line {line}, column {column} "
+            "is not UTF-8; expected a UTF-8 YAML text file"
+        ) from None
+    data = parse_yaml(text, os.fspath(path))
     if data is None:
         raise ConfigError(f"{path}: the file is empty")
     return data

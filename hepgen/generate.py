@@ -91,6 +91,8 @@ def generate_file(
     """
     if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 1:
         raise InputError(f"oversample must be a positive integer, got {oversample!r}")
+    if not isinstance(model, FastSim):
+        _check_fastsim_directory(model)
     sim = model if isinstance(model, FastSim) else FastSim.load(model, device=device)
     tree = tree or sim.config.data.tree
     paths = resolve_files(inputs)
@@ -144,3 +146,34 @@ def generate_file(
         if seconds > 0 else None,
         "output": os.fspath(Path(output)),
     }
+
+
+def _check_fastsim_directory(directory: str | os.PathLike) -> None:
+    """Refuse, naming what it is, a model directory that holds no fast simulation.
+
+    Raises
+    ------
+    InputError
+        No model in ``directory``, or a model of another kind (a density model: which
+        commands take it).
+    """
+    from hepgen.anomaly.density import read_model_card
+
+    try:
+        _, card = read_model_card(directory)
+    except InputError as err:
+        raise InputError(f"{err}; 'hepgen generate' expects the model directory of a fast "
+                         "simulation ('hepgen train')") from None
+    kind = card.get("kind")
+    if kind == "density":
+        raise InputError(
+            f"'{directory}' holds a density model (kind 'density', an anomaly score "
+            "p(features | conditions)), not a fast simulation; density models are used by "
+            "'hepgen score' and 'hepgen info'; 'hepgen generate' needs the model directory of "
+            "'hepgen train'"
+        )
+    if kind not in ("flow", "gan"):
+        raise InputError(
+            f"'{directory}' holds a model of kind {kind!r}; 'hepgen generate' needs a fast "
+            "simulation (kind 'flow' or 'gan', written by 'hepgen train')"
+        )

@@ -46,7 +46,48 @@ def test_debug_shows_the_traceback():
 def test_bad_usage_exits_2():
     result = run_cli("simulate", "-n", "ten", "-o", "x.root")
     assert result.returncode == 2
-    assert "invalid int value" in result.stderr
+    # one line, naming the command and the option (no usage block)
+    assert result.stderr.splitlines() == [
+        "hepgen: error: hepgen simulate: argument -n/--events: invalid int value: 'ten' "
+        "(see 'hepgen simulate --help')"
+    ]
+
+
+def test_usage_errors_in_process_return_2_and_help_returns_0(capsys):
+    assert main(["inspect"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["hepgen: error: hepgen inspect: the following arguments are required: files "
+                   "(see 'hepgen inspect --help')"]
+    assert main(["--version"]) == 0
+    assert "hepgen" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("signal_fraction=[1,", "argument --set: the value of 'signal_fraction': not valid YAML "
+                                "at line 1, column 4"),
+        ("signal_fraction={a: b", "argument --set: the value of 'signal_fraction': not valid YAML"),
+        ("=0.1", "argument --set: expected KEY=VALUE with a key, got '=0.1'"),
+        ("signal_fraction", "argument --set: expected KEY=VALUE, got 'signal_fraction'"),
+    ],
+)
+def test_set_values_that_are_not_yaml_are_one_line_errors(value, named, tmp_path, capsys):
+    out = tmp_path / "x.root"
+    assert main(["simulate", "-n", "10", "-o", str(out), "--process", "dijet",
+                 "--set", value]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("hepgen: error: hepgen simulate: ")
+    assert named in err[0]
+    assert not out.exists()
+
+
+def test_set_values_are_parsed_as_yaml():
+    from hepgen.cli import _key_value
+
+    assert _key_value("signal_fraction=0.01") == ("signal_fraction", 0.01)
+    assert _key_value(" mx = [3.5, 4]") == ("mx", [3.5, 4])
+    assert _key_value("label=a=b") == ("label", "a=b")
 
 
 def test_inspect_missing_tree_and_branch(jets_file, capsys):
@@ -68,12 +109,14 @@ def test_inspect_summarises_and_writes_json(jets_file, tmp_path, capsys):
     assert stats["count"] == summary["branches"]["nJet"]["count"] * summary["branches"]["nJet"]["mean"]
 
 
-def test_simulate_quiet_prints_nothing_and_is_deterministic(tmp_path):
+def test_simulate_quiet_prints_only_its_result_and_is_deterministic(tmp_path):
     a, b = tmp_path / "a.root", tmp_path / "b.root"
     for path in (a, b):
         result = run_cli("simulate", "-n", "300", "-o", str(path), "--seed", "5", "--quiet")
         assert result.returncode == 0, result.stderr
-        assert result.stdout == "" and result.stderr == ""
+        # --quiet silences the progress bar only: the one-line result is output
+        assert result.stdout.startswith(f"wrote 300 jets events to {path} in ")
+        assert result.stdout.count("\n") == 1 and result.stderr == ""
     import uproot
 
     ta, tb = uproot.open(a)["Events"].arrays(library="np"), uproot.open(b)["Events"].arrays(library="np")

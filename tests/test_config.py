@@ -141,7 +141,13 @@ def test_model_and_training_sections(tmp_path):
          r"\(did you mean 'max_epochs'\?\)"),
         (("n_transforms: 3", "n_transform: 3"), r"key 'model': flow: .*'n_transform'"),
         (("max_depth: 4", "max_dept: 4"),
-         r"key 'model': unknown efficiency setting\(s\) 'max_dept' \(did you mean 'max_depth'"),
+         r"unknown key 'model.efficiency.max_dept' \(did you mean 'max_depth'"),
+        (("max_depth: 4", "max_depth: 0"),
+         r"key 'model.efficiency.max_depth': Input should be greater than or equal to 1, got 0"),
+        (("max_depth: 4", "learning_rate: .nan"),
+         r"key 'model.efficiency.learning_rate': Input should be a finite number"),
+        (("max_depth: 4", "device: gpu"), r"key 'model.efficiency.device': Input should be 'auto'"),
+        (("max_depth: 4", "n_estimators: true"), r"key 'model.efficiency.n_estimators'"),
         (("kind: flow", "kind: gann"), r"key 'model.kind'"),
         (("selection: loss", "selection: auc"), r"key 'training.selection'"),
     ],
@@ -151,3 +157,132 @@ def test_bad_model_and_training_keys(tmp_path, edit, message):
     assert text != MODEL
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, text))
+
+
+def test_efficiency_section_knows_every_efficiency_model_setting():
+    from hepgen.config import EfficiencyConfig
+    from hepgen.models.efficiency import EfficiencyModel
+
+    assert set(EfficiencyConfig.model_fields) == set(EfficiencyModel().get_params())
+    defaults = EfficiencyConfig().model_dump()
+    assert defaults == EfficiencyModel().get_params()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("  gen: GenJet", "  tree: ''\n  gen: GenJet"),
+         r"key 'data.tree': String should have at least 1 character"),
+        (("reco: Jet", "reco: ''"), r"key 'data.reco'"),
+    ],
+)
+def test_empty_names_are_refused(tmp_path, edit, message):
+    text = GOOD.replace(*edit)
+    assert text != GOOD
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_a_config_without_targets_is_refused_on_load(tmp_path):
+    lines = [line for line in GOOD.splitlines() if "role: target" not in line]
+    with pytest.raises(ConfigError, match=r"cfg.yaml: key 'features': no feature has role 'target'"):
+        load_config(write(tmp_path, "\n".join(lines)))
+
+
+def test_unreadable_config_files_name_the_file_and_what_was_expected(tmp_path):
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(ConfigError, match=r"config file '.*adir' is a directory"):
+        load_config(tmp_path / "adir")
+    root = tmp_path / "data.root"
+    root.write_bytes(b"root\x00\x00\xf3\x01binary")
+    with pytest.raises(ConfigError, match=r"config file '.*data.root' is a ROOT file; expected a YAML"):
+        load_config(root)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(GOOD.replace("reco: Jet", "reco: J\xe9t").encode("latin-1"))
+    line = GOOD.splitlines().index("  reco: Jet") + 1
+    with pytest.raises(ConfigError, match=rf"byte 0xe9 at line {line}, column 10 is not UTF-8"):
+        load_config(latin)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("data: {files: [a.root\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML at line \d+") as info:
+        load_config(broken)
+    assert "\n" not in str(info.value)
+
+
+# ---- the scan config (hepgen scan): every section typed and checked on load -------------------
+
+SCAN = yaml.safe_load(config_path("toy_anomaly_scan.yaml").read_text())
+
+
+def _scan_with(path: tuple, value):
+    import copy
+
+    data = copy.deepcopy(SCAN)
+    parent = data
+    for key in path[:-1]:
+        parent = parent[key]
+    if value is _DROP:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    return data
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("scan", "start"), float("nan"), r"key 'scan.start': Input should be a finite number"),
+        (("scan", "stop"), float("-inf"), r"key 'scan.stop': Input should be a finite number"),
+        (("scan", "start"), 4.7, r"key 'scan': 'start' \(4.7\) must be below 'stop' \(4.7\)"),
+        (("scan", "step"), 1e-6, r"make 1.8e\+06 windows; at most 1000"),
+        (("scan", "efficiencies"), [0.1, 1.5], r"key 'scan.efficiencies\[1\]'"),
+        (("scan", "closure_margin"), -0.1, r"key 'scan.closure_margin'"),
+        (("scan", "classifier", "max_depth"), 0, r"key 'scan.classifier.max_depth': Input should "
+                                                 r"be greater than or equal to 1"),
+        (("scan", "classifier", "learning_rate"), "fast", r"key 'scan.classifier.learning_rate'"),
+        (("scan", "classifier", "max_dept"), 3, r"unknown key 'scan.classifier.max_dept' \(did "
+                                               r"you mean 'max_depth'"),
+        (("resonance", "name"), _DROP, r"missing required key 'resonance.name'"),
+        (("resonance", "kind"), "banana", r"key 'resonance.kind': Input should be 'continuous'"),
+        (("resonance", "nmae"), "mjj", r"unknown key 'resonance.nmae' \(did you mean 'name'"),
+        (("features", 0, "name"), 5, r"key 'features\[0\].name': Input should be a valid string"),
+        (("features", 0, "name"), "", r"key 'features\[0\].name': String should have at least 1"),
+        (("features", 2, "bounds"), [0.0, float("nan")], r"key 'features\[2\].bounds\[1\]'"),
+        (("features", 0, "role"), "condition", r"key 'features\[0\].role': a scan's features "
+                                               r"has role 'target'"),
+        (("features", 1, "name"), "mj2", r"key 'features': feature 'mj2': duplicate name"),
+        (("features",), [], r"key 'features': List should have at least 1 item"),
+        (("flow", "n_transfroms"), 4, r"key 'flow': unknown flow setting\(s\) 'n_transfroms'"),
+        (("flow", "hidden_features"), -1, r"key 'flow': flow setting 'hidden_features'"),
+        (("training", "batch_size"), 0, r"key 'training': training setting batch_size=0"),
+        (("training", "max_epoch"), 3, r"key 'training': unknown training setting\(s\) "
+                                       r"'max_epoch' \(did you mean 'max_epochs'"),
+        (("data", "tree"), "", r"key 'data.tree': String should have at least 1 character"),
+        (("data", "simulate", "mx"), float("inf"), r"key 'data.simulate.mx'"),
+        (("label",), "", r"key 'label': String should have at least 1 character"),
+        (("seed",), -1, r"key 'seed': Input should be greater than or equal to 0"),
+    ],
+)
+def test_scan_config_sections_are_typed(path, value, message):
+    from hepgen.anomaly.config import parse_scan_config
+
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_scan_config(_scan_with(path, value), "scan.yaml")
+    assert str(info.value).startswith("scan.yaml: ")
+    assert "\n" not in str(info.value)
+
+
+def test_scan_config_passes_the_given_feature_keys_on():
+    from hepgen.anomaly.config import ClassifierSection, parse_scan_config
+    from hepgen.anomaly.scan import CLASSIFIER_DEFAULTS
+
+    assert set(ClassifierSection.model_fields) == set(CLASSIFIER_DEFAULTS)
+    assert ClassifierSection().model_dump() == CLASSIFIER_DEFAULTS
+    settings = parse_scan_config(SCAN, "scan.yaml").settings()
+    assert settings.resonance == {"name": "mjj", "kind": "positive", "role": "condition"}
+    assert settings.features[2] == {"name": "tau21_j1", "kind": "bounded",
+                                    "bounds": [0.0, 1.0], "role": "target"}
+    assert len(settings.windows()) == 10

@@ -26,6 +26,7 @@ from hepgen.io import (
     write_events,
 )
 from hepgen.io.matching import delta_r
+from hepgen.io.reader import inspect_tree
 
 
 def random_events(n: int, seed: int = 0) -> ak.Array:
@@ -171,8 +172,36 @@ def test_missing_file_and_glob_errors(tmp_path):
 def test_not_a_root_file(tmp_path):
     bad = tmp_path / "bad.root"
     bad.write_text("this is not ROOT")
-    with pytest.raises(InputError, match="not a readable ROOT file"):
+    with pytest.raises(InputError, match=r"file '.*bad.root' is not a ROOT file") as info:
         open_tree(bad)
+    assert "\n" not in str(info.value)
+
+
+def test_truncated_file_is_an_input_error_naming_file_and_entries(tmp_path):
+    """A file cut short: the header opens, the baskets are missing; every chunked read says
+    which file and which entries, on one line."""
+    path = write_events(tmp_path / "full.root", random_events(3000), tree="Events")
+    data = path.read_bytes()
+    cut = tmp_path / "cut.root"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"cut.root', tree 'Events', entries \d+-\d+: cannot be "
+                       r"read, the file is truncated or corrupt") as info:
+        read_events(cut, step_size=500)
+    assert "\n" not in str(info.value)
+    tiny = tmp_path / "tiny.root"
+    tiny.write_bytes(data[:1000])
+    with pytest.raises(InputError, match=r"tiny\.root' is not a readable ROOT file"):
+        open_tree(tiny)
+
+
+def test_rntuple_is_named_not_reported_as_nothing(tmp_path):
+    path = tmp_path / "rntuple.root"
+    with uproot.recreate(path) as f:
+        f.mkrntuple("Events", {"x": np.arange(5.0)})
+    with pytest.raises(InputError, match="'Events' is an RNTuple"):
+        open_tree(path, "Events")
+    with pytest.raises(InputError, match=r"other objects: 'Events' \(ROOT::RNTuple\)"):
+        open_tree(path, "Evts")
 
 
 def test_missing_tree_lists_trees(tmp_path):
@@ -333,3 +362,69 @@ def test_real_nanoaod_replace_jet_collection_preserves_everything_else(nanoaod_f
         fa, fb = ak.to_numpy(ak.ravel(a)), ak.to_numpy(ak.ravel(b))
         assert np.array_equal(fa, fb, equal_nan=fa.dtype.kind == "f"), name
     assert ak.all(back.Jet_pt == original.Jet_pt * np.float32(1.1))
+
+
+@pytest.fixture(scope="module")
+def small_root_bytes(tmp_path_factory) -> bytes:
+    path = write_events(tmp_path_factory.mktemp("corrupt") / "small.root", random_events(400),
+                        tree="Events")
+    return path.read_bytes()
+
+
+def _corrupt_reads_give_only_input_errors(tmp_dir, data: bytes, edits) -> None:
+    b = bytearray(data)
+    for kind, pos, n in edits:
+        pos %= len(b)
+        if kind == "cut":
+            del b[pos:]
+            break
+        for j in range(pos, min(len(b), pos + n)):
+            b[j] = 0 if kind == "zero" else b[j] ^ 0xFF
+    path = tmp_dir / "corrupt.root"
+    path.write_bytes(bytes(b))
+    try:
+        inspect_tree(path)
+        read_events(path, nonfinite="keep", step_size=100)
+    except InputError as err:
+        assert "corrupt.root" in str(err) and "\n" not in str(err)
+
+
+def test_corrupt_root_files_give_only_input_errors(small_root_bytes, tmp_path_factory):
+    """Byte-level damage anywhere in a ROOT file (flipped, zeroed, cut off) ends as an
+    InputError naming the file, never as uproot's or zlib's exception."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    tmp_dir = tmp_path_factory.mktemp("corrupt_reads")
+    edit = st.tuples(st.sampled_from(["flip", "zero", "cut"]), st.integers(0, 10**7),
+                     st.sampled_from([1, 8, 64, 1024]))
+
+    @settings(max_examples=60, deadline=None, derandomize=True)
+    @given(st.lists(edit, min_size=1, max_size=3))
+    def check(edits):
+        _corrupt_reads_give_only_input_errors(tmp_dir, small_root_bytes, edits)
+
+    check()
+
+
+def test_mismatched_jagged_counts_in_a_file_name_the_file_and_the_entry(tmp_path):
+    """Jet_eta written with its own counter, one value short in entry 120: the chunk that
+    holds it (entries 100-149) reports the file, the tree and the entry."""
+    events = random_events(200)
+    eta = ak.to_list(events["Jet_eta"])
+    eta[120] = [*eta[120], 0.5]
+    path = tmp_path / "mismatch.root"
+    with uproot.recreate(path) as f:
+        f.mktree("Events", {"Jet_pt": events["Jet_pt"].type, "Jet_eta": "var * float64"})
+        f["Events"].extend({"Jet_pt": events["Jet_pt"], "Jet_eta": ak.Array(eta)})
+    n = len(eta[120])
+    chunks = iterate_events(path, ["Jet_pt", "Jet_eta"], step_size=50)
+    with pytest.raises(InputError, match=rf"mismatch.root', tree 'Events': collection 'Jet': "
+                       rf"'Jet_pt' and 'Jet_eta' have different numbers of entries in entry "
+                       rf"120 \({n - 1} vs {n}\)"):
+        for chunk in chunks:
+            flatten_collection(chunk, "Jet", ["Jet_pt", "Jet_eta"])
+    # rows no longer those read (here: every other one): the index is the array's own
+    chunk = next(iterate_events(path, ["Jet_pt", "Jet_eta"], step_size=200))
+    with pytest.raises(InputError, match=r"in event 60 \("):
+        flatten_collection(chunk[::2], "Jet", ["Jet_pt", "Jet_eta"])

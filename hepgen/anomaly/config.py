@@ -16,24 +16,45 @@ Example
 
 Without ``data.files`` the events come from the built-in reference simulation
 (``data.simulate``: the dijet process with an optional resonance), so the config runs
-anywhere.  Unknown keys are errors naming the key, with a did-you-mean suggestion.
+anywhere.  Every section is typed and checked on load (the same did-you-mean errors as
+the fast-simulation config, :mod:`hepgen.config`): ``resonance`` and ``features`` are feature
+specs (:class:`hepgen.features.FeatureSpec`), ``flow`` and ``training`` the settings of the
+density model's flow and training, ``scan.classifier`` the CATHODE classifier's xgboost
+settings, ``scan.start``/``stop`` finite with ``start < stop``.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from hepgen.anomaly.scan import ScanSettings
-from hepgen.config import _describe, read_yaml
+from hepgen.anomaly.scan import CLASSIFIER_DEFAULTS, ScanSettings
+from hepgen.config import (
+    FeatureConfig,
+    NestedProblems,
+    _describe,
+    check_nested,
+    one_line,
+    read_yaml,
+)
 from hepgen.errors import ConfigError, InputError
 
 __all__ = [
+    "ClassifierSection",
     "ScanConfig",
+    "ScanFeature",
     "load_scan_config",
     "parse_scan_config",
     "read_scan_columns",
@@ -45,24 +66,65 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+#: Most windows a scan may have (each trains flows: more is a typo in start/stop/step).
+MAX_WINDOWS = 1000
+
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
+_Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+_Efficiency = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+
+
+class ScanFeature(FeatureConfig):
+    """A feature of the scan (``resonance`` or an entry of ``features``): the keys of
+    :class:`hepgen.features.FeatureSpec`; ``role`` is implied (the resonance is the flows'
+    condition, the features their targets)."""
+
+    role: Literal["condition", "target"] | None = None  # type: ignore[assignment]
+    name: str = Field(min_length=1)
+    bounds: list[_Finite] | None = None
+    categories: list[_Finite] | None = None
+    sentinels: list[_Finite] | None = None
+
+    def spec_dict(self, role: str) -> dict[str, Any]:
+        """The mapping of the keys given (``role`` filled in), as the density model takes it."""
+        d = self.model_dump(exclude_unset=True)
+        d.setdefault("role", role)
+        return d
+
+
+class ClassifierSection(_Strict):
+    """``scan.classifier``: xgboost settings of the CATHODE classifier."""
+
+    n_estimators: int = Field(int(CLASSIFIER_DEFAULTS["n_estimators"]), ge=1)
+    max_depth: int = Field(int(CLASSIFIER_DEFAULTS["max_depth"]), ge=1)
+    learning_rate: float = Field(CLASSIFIER_DEFAULTS["learning_rate"], gt=0, le=1,
+                                 allow_inf_nan=False)
+    early_stopping_rounds: int = Field(int(CLASSIFIER_DEFAULTS["early_stopping_rounds"]), ge=1)
+    validation_fraction: float = Field(CLASSIFIER_DEFAULTS["validation_fraction"], gt=0, lt=1,
+                                       allow_inf_nan=False)
+    min_child_weight: float = Field(CLASSIFIER_DEFAULTS["min_child_weight"], ge=0,
+                                    allow_inf_nan=False)
+    subsample: float = Field(CLASSIFIER_DEFAULTS["subsample"], gt=0, le=1, allow_inf_nan=False)
+
+
 class SimulateSection(_Strict):
     """Events of the reference dijet simulation (:class:`hepgen.sim.DijetSimulation`)."""
 
     process: Literal["dijet"] = "dijet"
-    n_events: int = Field(gt=0)
-    seed: int = 0
+    n_events: int = Field(gt=0, le=100_000_000)
+    seed: int = Field(0, ge=0, lt=2**63)
     signal_fraction: float = Field(0.0, ge=0.0, le=1.0)
-    mx: float = 3.5
-    my1: float = 0.5
-    my2: float = 0.1
-    mx_width: float = 0.06
+    mx: _Positive = 3.5
+    my1: _Positive = 0.5
+    my2: _Positive = 0.1
+    mx_width: _Positive = 0.06
 
 
 class DataSection(_Strict):
     """Where the events come from: ROOT files, or the reference simulation."""
 
-    files: list[str] = []
-    tree: str = "Events"
+    files: list[Annotated[str, Field(min_length=1)]] = []
+    tree: str = Field("Events", min_length=1)
     step_size: int = Field(500_000, gt=0)
     simulate: SimulateSection | None = None
 
@@ -70,39 +132,102 @@ class DataSection(_Strict):
 class ScanSection(_Strict):
     """The windows, the score, the selections (see :class:`ScanSettings`)."""
 
-    start: float
-    stop: float
-    width: float = Field(gt=0)
-    step: float = Field(gt=0)
-    sideband: float = Field(gt=0)
+    start: _Finite
+    stop: _Finite
+    width: _Positive
+    step: _Positive
+    sideband: _Positive
     score: Literal["cathode", "anode"] = "cathode"
-    efficiencies: list[float] = [0.1, 0.01, 0.001]
-    ranking_efficiency: float = 0.01
+    efficiencies: list[_Efficiency] = Field([0.1, 0.01, 0.001], min_length=1)
+    ranking_efficiency: _Efficiency = 0.01
     background_estimate: Literal["calibrated", "template", "fit"] = "calibrated"
     oversample: int = Field(4, ge=1)
     max_train_events: int = Field(60_000, ge=100)
     trend: int = Field(1, ge=0, le=3)
     conditional: bool = False
-    closure_margin: float | None = None
+    closure_margin: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     folds: int = Field(5, ge=2)
     fit_bins: int = Field(40, ge=8)
     classifier: dict[str, Any] = {}
+
+    @field_validator("classifier")
+    @classmethod
+    def _classifier(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_nested(ClassifierSection, value, "scan.classifier")
+        return value
+
+    @model_validator(mode="after")
+    def _windows(self) -> ScanSection:
+        if not self.start < self.stop:
+            raise ValueError(f"'start' ({self.start}) must be below 'stop' ({self.stop})")
+        n = (self.stop - self.start - self.width) / self.step + 1
+        if not n < MAX_WINDOWS + 1:
+            raise ValueError(
+                f"start {self.start}, stop {self.stop}, width {self.width} and step "
+                f"{self.step} make {n:.3g} windows; at most {MAX_WINDOWS} are allowed"
+            )
+        return self
 
 
 class ScanConfig(_Strict):
     """A whole scan config (module docstring)."""
 
     data: DataSection
-    resonance: dict[str, Any]
-    features: list[dict[str, Any]]
-    label: str | None = None
+    resonance: ScanFeature
+    features: list[ScanFeature] = Field(min_length=1)
+    label: str | None = Field(None, min_length=1)
     scan: ScanSection
     flow: dict[str, Any] = {}
     training: dict[str, Any] = {}
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     _source: str = PrivateAttr("<config>")
+
+    @field_validator("flow")
+    @classmethod
+    def _flow(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from hepgen.anomaly.density import DEFAULT_FLOW
+        from hepgen.models.flow import FlowSettings
+
+        try:
+            FlowSettings.from_dict({**DEFAULT_FLOW.to_dict(), **value})
+        except ConfigError as err:
+            raise NestedProblems(f"key 'flow': {err}") from None
+        return value
+
+    @field_validator("training")
+    @classmethod
+    def _training(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from hepgen.anomaly.density import DEFAULT_TRAINING
+        from hepgen.training import TrainingSettings
+
+        try:
+            TrainingSettings.from_dict({**DEFAULT_TRAINING.to_dict(), **value})
+        except ConfigError as err:
+            raise NestedProblems(f"key 'training': {err}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _features(self) -> ScanConfig:
+        from hepgen.features import FeatureSchema, FeatureSpec
+
+        specs = []
+        for key, feature, role in (("resonance", self.resonance, "condition"),
+                                   *((f"features[{i}]", f, "target")
+                                     for i, f in enumerate(self.features))):
+            if feature.role not in (None, role):
+                raise NestedProblems(f"key '{key}.role': a scan's {key.split('[')[0]} has "
+                                     f"role '{role}', got '{feature.role}'")
+            try:
+                specs.append(FeatureSpec.from_dict(feature.spec_dict(role)))
+            except ConfigError as err:
+                raise NestedProblems(f"key '{key}': {err}") from None
+        try:
+            FeatureSchema(specs)
+        except ConfigError as err:
+            raise NestedProblems(f"key 'features': {err}") from None
+        return self
 
     def settings(self, device: str | None = None, seed: int | None = None) -> ScanSettings:
         """The :class:`ScanSettings` of this config (``device``/``seed`` override)."""
@@ -110,8 +235,8 @@ class ScanConfig(_Strict):
         scan["efficiencies"] = tuple(scan["efficiencies"])
         return ScanSettings(
             **scan,
-            resonance=dict(self.resonance),
-            features=[dict(f) for f in self.features],
+            resonance=self.resonance.spec_dict("condition"),
+            features=[f.spec_dict("target") for f in self.features],
             flow=dict(self.flow),
             training=dict(self.training),
             label=self.label,
@@ -134,12 +259,12 @@ def parse_scan_config(data: Any, source: str = "<config>") -> ScanConfig:
         config = ScanConfig.model_validate(data)
     except ValidationError as err:
         problems = "; ".join(_describe(e, ScanConfig) for e in err.errors())
-        raise ConfigError(f"{source}: {problems}") from None
+        raise ConfigError(one_line(f"{source}: {problems}")) from None
     config._source = source
     try:
-        config.settings()  # checks the scan settings now, not in the first window
+        config.settings().windows()  # checks the scan settings now, not in the first window
     except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
+        raise ConfigError(one_line(f"{source}: {err}")) from None
     if not config.data.files and config.data.simulate is None:
         raise ConfigError(
             f"{source}: 'data' needs 'files' (ROOT files) or 'simulate' (reference simulation)"
@@ -168,7 +293,7 @@ def read_scan_columns(config: ScanConfig, files: list[str] | None = None) -> dic
     """
     import awkward as ak
 
-    names = [str(config.resonance["name"]), *(str(f["name"]) for f in config.features)]
+    names = [config.resonance.name, *(f.name for f in config.features)]
     paths = files if files else [_resolve(config, f) for f in config.data.files]
     if not paths:
         sim = config.data.simulate

@@ -82,8 +82,14 @@ def load_scorer(model: Any, device: str = "cpu") -> DensityModel | FastSim:
     if isinstance(model, (DensityModel, FastSim)):
         return model
     _, card = read_model_card(model)
-    if card.get("kind") == DensityModel.kind:
+    kind = card.get("kind")
+    if kind == DensityModel.kind:
         return DensityModel.load(model, device=device)
+    if kind not in ("flow", "gan"):
+        raise InputError(
+            f"'{model}' holds a model of kind {kind!r}; 'hepgen score' takes a density model "
+            "(kind 'density') or a fast simulation with a flow (kind 'flow', 'hepgen train')"
+        )
     return FastSim.load(model, device=device)
 
 

@@ -16,6 +16,7 @@ import awkward as ak
 import numpy as np
 
 from hepgen.errors import InputError, did_you_mean
+from hepgen.io.reader import ENTRY_START_ATTR, SOURCE_ATTR
 
 __all__ = [
     "FlatCollection",
@@ -132,14 +133,25 @@ def flatten_collection(
         (or with the counter ``n{name}``), naming the branches and the first such event.
     """
     available = collection_fields(events, name)
+    # the file, tree and first entry, when the events come from hepgen.io.reader
+    source = events.attrs.get(SOURCE_ATTR) if isinstance(events, ak.Array) else None
+    where = f"{source}: " if source else ""
+    first, n_read = events.attrs.get(ENTRY_START_ATTR, (0, -1)) if source else (0, -1)
+
+    def event_name(i: int) -> str:
+        # an entry number only while the rows are still those read (none dropped or repeated)
+        return f"entry {first + i}" if n_read == len(events) else f"event {i}"
+
     if fields is None:
         fields = available
     for f in fields:
         if f not in events.fields:
-            raise InputError(f"no branch '{f}' for collection '{name}'{did_you_mean(f, available)}")
+            raise InputError(
+                f"{where}no branch '{f}' for collection '{name}'{did_you_mean(f, available)}"
+            )
         if events[f].ndim != 2:
             raise InputError(
-                f"branch '{f}' of collection '{name}' is not a list per event (type "
+                f"{where}branch '{f}' of collection '{name}' is not a list per event (type "
                 f"{ak.type(events[f])})"
             )
     counts = np.asarray(ak.num(events[fields[0]], axis=1), dtype=np.int64)
@@ -148,8 +160,8 @@ def flatten_collection(
         if not np.array_equal(other, counts):
             event = int(np.flatnonzero(other != counts)[0])
             raise InputError(
-                f"collection '{name}': '{fields[0]}' and '{f}' have different numbers of "
-                f"entries in event {event} ({counts[event]} vs {other[event]})"
+                f"{where}collection '{name}': '{fields[0]}' and '{f}' have different numbers "
+                f"of entries in {event_name(event)} ({counts[event]} vs {other[event]})"
             )
     counter = "n" + name
     if counter in events.fields and events[counter].ndim == 1:
@@ -157,8 +169,8 @@ def flatten_collection(
         if not np.array_equal(stored, counts):
             event = int(np.flatnonzero(stored != counts)[0])
             raise InputError(
-                f"collection '{name}': counter '{counter}' is {stored[event]} in event {event} "
-                f"but '{fields[0]}' has {counts[event]} entries"
+                f"{where}collection '{name}': counter '{counter}' is {stored[event]} in "
+                f"{event_name(event)} but '{fields[0]}' has {counts[event]} entries"
             )
     columns = {f: np.asarray(ak.flatten(events[f], axis=1)) for f in fields}
     return FlatCollection(name, columns, counts)

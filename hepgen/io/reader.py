@@ -2,7 +2,9 @@
 
 Every problem with an input is reported as :class:`hepgen.errors.InputError` naming the file,
 the tree and the branch, and saying what was expected: a missing file or glob that matches
-nothing, a file that is not ROOT, a missing tree (the trees that exist are listed), a missing
+nothing, a file that is not ROOT, a truncated or corrupt file (caught wherever uproot reads,
+chunks included: the entry range is named), an RNTuple where a TTree is expected, a missing
+tree (the trees and other objects that exist are listed), a missing
 branch (close names are suggested), a branch that is not numeric, an empty tree, and NaN or
 infinite values (counted per branch; ``nonfinite="drop"`` drops the affected events with a
 warning instead).
@@ -14,10 +16,13 @@ turning collections into per-object rows.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import glob
 import logging
 import os
+import struct
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +35,8 @@ import uproot
 from hepgen.errors import InputError, did_you_mean
 
 __all__ = [
+    "ENTRY_START_ATTR",
+    "SOURCE_ATTR",
     "NonFinitePolicy",
     "TreeInfo",
     "count_entries",
@@ -45,6 +52,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 NonFinitePolicy = Literal["error", "drop", "keep"]
+
+#: Keys of the (transient) ``attrs`` of the chunks read: the file and tree they come from, and
+#: ``(first entry, number of events)`` of the chunk, so that a later check (e.g.
+#: :func:`hepgen.io.collections.flatten_collection`) can name the file and the entry.
+SOURCE_ATTR = "@hepgen_source"
+ENTRY_START_ATTR = "@hepgen_entry_start"
 
 PathLike = str | os.PathLike
 Files = PathLike | Sequence[PathLike]
@@ -89,6 +102,49 @@ def resolve_files(files: Files) -> list[Path]:
     return out
 
 
+#: What uproot (and the decompressors under it) raise for a truncated, corrupt or non-ROOT
+#: file.  Only calls into uproot are wrapped, so programming errors elsewhere still show a
+#: traceback.  ``RuntimeError`` covers lz4/zstd decompression errors.
+_READ_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    RuntimeError,
+    struct.error,
+    zlib.error,
+    uproot.deserialization.DeserializationError,
+)
+
+_RNTUPLE_CLASSES = ("ROOT::RNTuple", "ROOT::Experimental::RNTuple")
+
+
+def _one_line(text: object) -> str:
+    """``text`` with every run of whitespace (newlines included) collapsed to one space."""
+    return " ".join(str(text).split())
+
+
+def _uproot_reason(err: BaseException) -> str:
+    """uproot's message on one line, without the file path it appends (already named)."""
+    return _one_line(err).split(" for file path ")[0].split(" in file ")[0]
+
+
+@contextlib.contextmanager
+def _reading(where: str) -> Iterator[None]:
+    """Turn uproot's errors for unreadable content into :class:`InputError` naming ``where``."""
+    try:
+        yield
+    except InputError:
+        raise
+    except _READ_ERRORS as err:
+        raise InputError(
+            f"{where}: cannot be read, the file is truncated or corrupt "
+            f"({type(err).__name__}: {_uproot_reason(err)})"
+        ) from err
+
+
 def open_tree(path: PathLike, tree: str = "Events") -> uproot.TTree:
     """Open one TTree of one file.
 
@@ -107,18 +163,46 @@ def open_tree(path: PathLike, tree: str = "Events") -> uproot.TTree:
     path = Path(path)
     if not path.exists():
         raise InputError(f"file '{path}' does not exist")
+    if path.is_dir():
+        raise InputError(f"'{path}' is a directory, expected a ROOT file")
+    try:
+        with open(path, "rb") as stream:
+            magic = stream.read(4)
+    except OSError as err:
+        raise InputError(f"file '{path}' cannot be opened: {_one_line(err)}") from None
+    if magic != b"root":
+        raise InputError(
+            f"file '{path}' is not a ROOT file (it does not start with the ROOT signature "
+            "'root'); expected a ROOT file with a TTree"
+        )
     try:
         handle = uproot.open(path)
-    except Exception as err:  # uproot raises several types for non-ROOT content
-        raise InputError(f"file '{path}' is not a readable ROOT file ({err})") from None
-    trees = [k.split(";")[0] for k, c in handle.classnames().items() if c in ("TTree", "TNtuple")]
+    except _READ_ERRORS as err:  # uproot raises several types for non-ROOT content
+        raise InputError(
+            f"file '{path}' is not a readable ROOT file, it may be truncated "
+            f"({type(err).__name__}: {_uproot_reason(err)})"
+        ) from None
+    with _reading(f"file '{path}'"):
+        classes = {k.split(";")[0]: c for k, c in handle.classnames().items()}
+    trees = [k for k, c in classes.items() if c in ("TTree", "TNtuple", "TNtupleD")]
     if tree not in trees:
+        rntuples = [k for k, c in classes.items() if c in _RNTUPLE_CLASSES]
+        if tree in rntuples:
+            raise InputError(
+                f"file '{path}': '{tree}' is an RNTuple, which hepgen cannot read yet; "
+                "expected a TTree (write the events as a TTree)"
+            )
         found = ", ".join(repr(t) for t in trees) or "none"
+        others = [f"'{k}' ({c})" for k, c in classes.items() if k not in trees]
+        other_text = f"; other objects: {', '.join(others[:10])}" if others else ""
+        if len(others) > 10:
+            other_text += f" and {len(others) - 10} more"
         raise InputError(
             f"file '{path}' has no tree '{tree}'{did_you_mean(tree, trees)}; trees in the file: "
-            f"{found}"
+            f"{found}{other_text}"
         )
-    return handle[tree]
+    with _reading(f"file '{path}', tree '{tree}'"):
+        return handle[tree]
 
 
 def _numeric(branch: uproot.TBranch) -> bool:
@@ -268,11 +352,12 @@ def inspect_tree(path: PathLike, tree: str = "Events") -> TreeInfo:
     t = open_tree(path, tree)
     branches = select_branches(t, None, path)
     collections: dict[str, list[str]] = {}
-    for name in branches:
-        count = t[name].count_branch
-        if count is not None:
-            key = count.name[1:] if count.name.startswith("n") else count.name
-            collections.setdefault(key, []).append(name)
+    with _reading(f"file '{path}', tree '{tree}'"):
+        for name in branches:
+            count = t[name].count_branch
+            if count is not None:
+                key = count.name[1:] if count.name.startswith("n") else count.name
+                collections.setdefault(key, []).append(name)
     return TreeInfo(
         path=Path(path),
         tree=tree,
@@ -334,7 +419,20 @@ def iterate_events(
         names = select_branches(t, branches, path)
         stop = t.num_entries if remaining is None else min(t.num_entries, remaining)
         where = f"file '{path}', tree '{tree}'"
-        for chunk in t.iterate(names, step_size=step_size, entry_stop=stop, library="ak"):
+        with _reading(where):
+            chunks = t.iterate(names, step_size=step_size, entry_stop=stop, library="ak")
+        start = 0
+        while True:
+            # only uproot's reading is wrapped: errors of the caller's code stay tracebacks
+            with _reading(f"{where}, entries {start}-{min(start + step_size, stop) - 1}"):
+                chunk = next(chunks, None)
+            if chunk is None:
+                break
+            # where the events come from, for messages of later steps (transient attrs,
+            # never written; see hepgen.io.collections.flatten_collection)
+            chunk = ak.Array(chunk, attrs={SOURCE_ATTR: where,
+                                            ENTRY_START_ATTR: (start, len(chunk))})
+            start += len(chunk)
             chunk, dropped = _nonfinite(chunk, nonfinite, where)
             dropped_total += dropped
             yield chunk
