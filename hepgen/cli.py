@@ -1,8 +1,20 @@
 """The ``hepgen`` command line: a thin layer over the Python API.
 
-Every command has ``--help``, ``--quiet`` (no progress output) and ``--debug`` (tracebacks).
+Every command has ``--help``, ``--quiet`` and ``--debug`` (tracebacks).
 Bad usage or bad input ends with a one-line ``hepgen: error: ...`` message on stderr and exit
 code 2; success exits 0.
+
+What ``--quiet`` silences (the rule every command follows, through :func:`_print`):
+
+* silenced: progress bars and informational log lines (chatter about work in progress);
+* never silenced: warnings (``hepgen: ...`` on stderr, e.g. conditions outside the training
+  domain, stale temporary files removed), errors, and the command's actual output on stdout:
+  what it reports or prints (``inspect``'s table, ``info``'s card) and the result lines
+  naming what was written (``wrote N events to X``, ``output: X``, headline numbers).
+
+Outputs are checked before any work (:mod:`hepgen.outputs`): a path that cannot be written,
+a file where a folder is expected (or the reverse), an output that is also an input, or an
+existing output file without ``--overwrite`` is refused at once.
 """
 
 from __future__ import annotations
@@ -15,9 +27,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, NoReturn
 
 from hepgen._version import __version__
 from hepgen.errors import HepgenError, InputError
@@ -28,20 +38,38 @@ log = logging.getLogger("hepgen")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", action="store_true", help="print no progress, only errors")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars or informational logs; warnings, errors and "
+                        "the command's results are still printed")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
 
 
 def _key_value(text: str) -> tuple[str, Any]:
+    from hepgen.config import parse_yaml
+    from hepgen.errors import ConfigError
+
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    if not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a key, got '{text}'")
+    try:
+        return key.strip(), parse_yaml(value, f"the value of '{key.strip()}'")
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (``hepgen: error: ...``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(2, f"hepgen: error: {self.prog}: {text} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``hepgen`` command (exposed for documentation and tests)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hepgen",
         description="Learned fast simulation, anomaly scores and validation for HEP.",
     )
@@ -59,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--process", choices=["jets", "dijet"], default="jets")
     p.add_argument("--chunk-size", type=int, default=100_000, help="events per chunk")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.root")
     p.add_argument(
         "--set", dest="options", action="append", type=_key_value, default=[],
         metavar="KEY=VALUE", help="physics option, e.g. --set signal_fraction=0.01 (repeatable)",
@@ -132,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oversample", type=int, default=1, metavar="K",
                    help="K draws per input event: each event written K times in a row with "
                    "the branches hepgen_weight (1/K) and hepgen_draw (0..K-1)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.root")
     _common(p)
 
     p = sub.add_parser(
@@ -152,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tree name (default: Events, or the fast simulation's)")
     p.add_argument("--step-size", type=int, default=100_000, help="events per chunk")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.root")
     _common(p)
 
     p = sub.add_parser(
@@ -169,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input ROOT files (override data.files of the config)")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted scan from REPORT_DIR/work: finished windows "
+                   "are kept, an interrupted flow continues from its checkpoint")
     _common(p)
 
     p = sub.add_parser(
@@ -189,7 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
         "KPD, precision/recall/density/coverage), beside a reference-vs-reference baseline. "
         "Writes report.html (self-contained), metrics.json and plots/ to REPORT_DIR. By default "
         "every numeric branch present in both files is compared (object collections "
-        "flattened); with --config, the matched gen/reco pairs of that config.",
+        "flattened), except bookkeeping (run, event, luminosityBlock, *Idx, weights; listed in "
+        "the report; name them in --features to compare them); with --config, the matched "
+        "gen/reco pairs of that config. The output ends with a verdict, PASS, DIFFERENT or "
+        "INCONCLUSIVE, from the multivariate tests against the baseline. Exit code 1 when a "
+        "sample holds NaN/inf values (unless --allow-nonfinite) or, with --fail-on-different, "
+        "when the verdict is DIFFERENT; the report is written either way.",
     )
     p.add_argument("reference", type=Path, help="reference ROOT file (e.g. full simulation)")
     p.add_argument("candidate", type=Path, help="candidate ROOT file (e.g. hepgen generate)")
@@ -215,6 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-plots", type=int, default=60, help="most feature histograms drawn")
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="accept NaN/inf values: they are counted, reported (red) and left out "
+                   "of the tests; without this flag a sample holding any fails (exit 1, after "
+                   "writing the report)")
+    p.add_argument("--fail-on-different", action="store_true",
+                   help="exit 1 when the verdict is DIFFERENT (to gate a production in CI)")
+    p.add_argument("--alpha", type=float, default=0.01,
+                   help="significance level of the PASS/DIFFERENT/INCONCLUSIVE verdict "
+                   "(default 0.01, split over the multivariate tests)")
     _common(p)
 
     p = sub.add_parser(
@@ -234,16 +282,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print(args: argparse.Namespace, *text: Any) -> None:
-    if not args.quiet:
+def _print(args: argparse.Namespace, *text: Any, chatter: bool = False) -> None:
+    """Print a command's output to stdout; ``chatter=True`` lines are silenced by --quiet.
+
+    A command's results (what it found, what it wrote where, headline numbers) are output and
+    always printed; only chatter about work in progress is silenced (see the module docstring).
+    """
+    if not (chatter and args.quiet):
         print(*text, flush=True)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    from hepgen.outputs import check_output_file
     from hepgen.sim import simulate_to_file
 
     if args.events < 1:
         raise InputError(f"-n/--events must be positive, got {args.events}")
+    check_output_file(args.output, overwrite=args.overwrite)
     start = time.perf_counter()
     path = simulate_to_file(
         args.output, process=args.process, n_events=args.events, seed=args.seed,
@@ -255,25 +310,31 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from hepgen.summary import summarise_files
+    from hepgen.summary import format_summary, summarise_files
 
+    if args.step_size < 1:
+        raise InputError(f"--step-size must be positive, got {args.step_size}")
+    if args.json:
+        from hepgen.outputs import check_output_file
+
+        check_output_file(args.json, inputs=args.files, overwrite=True, what="JSON summary")
     summary = summarise_files(args.files, args.branches, args.tree, args.step_size, args.quiet)
     if args.json:
         from hepgen.utils import write_json
 
         write_json(args.json, summary)
-    if not args.quiet:
-        from hepgen.summary import format_summary
-
-        print(format_summary(summary))
+    _print(args, format_summary(summary))
     return 0
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from hepgen.config import load_config
+    from hepgen.outputs import check_output_dir
     from hepgen.prepare import prepare
 
     config = load_config(args.config)
+    check_output_dir(args.output, inputs=[args.config, *(args.files or config.input_files())],
+                     contents=("preprocessing.json", "summary.json"))
     if args.drop_nonfinite:
         config = config.model_copy(
             update={"data": config.data.model_copy(update={"nonfinite": "drop"})}
@@ -285,12 +346,27 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_seed_and_device(args: argparse.Namespace) -> None:
+    """``--seed`` in [0, 2**63) and a ``--device cuda`` that torch sees, before any data is
+    read (train, scan)."""
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise InputError(f"--seed must be an integer with 0 <= seed < 2**63, got {args.seed}")
+    if args.device is not None and args.device.startswith("cuda"):
+        from hepgen.models.flow_model import resolve_device
+
+        resolve_device(args.device)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from hepgen.config import load_config
     from hepgen.fastsim import MODEL_FILE, FastSim
+    from hepgen.outputs import check_output_dir
 
+    _check_seed_and_device(args)
     config = load_config(args.config)
     out = args.output
+    check_output_dir(out, inputs=[args.config, *(args.files or config.input_files())],
+                     what="model directory")
     if (out / MODEL_FILE).exists() and not (args.resume or args.overwrite):
         raise InputError(f"'{out}' already holds a model; use --resume to continue its "
                          "training, --overwrite to replace it, or another directory")
@@ -318,11 +394,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_model_directory(path: Path) -> None:
+    """A missing model directory or a file given as one, named (before anything is read)."""
+    if not path.exists():
+        raise InputError(f"model directory '{path}' does not exist")
+    if not path.is_dir():
+        raise InputError(f"'{path}' is a file; expected a model directory (holding "
+                         "hepgen-model.json)")
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from hepgen.generate import generate_file
+    from hepgen.outputs import check_output_file
 
+    _check_model_directory(args.model)
+    _check_seed_and_device(args)
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
+    check_output_file(args.output, inputs=args.input, overwrite=args.overwrite)
     stats = generate_file(args.model, args.input, args.output, tree=args.tree,
                           step_size=args.batch_size, seed=args.seed, device=args.device,
                           quiet=args.quiet, oversample=args.oversample)
@@ -336,9 +425,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     from hepgen.anomaly.score import score_file
+    from hepgen.outputs import check_output_file
 
+    _check_model_directory(args.model)
+    if args.device == "cuda":
+        from hepgen.models.flow_model import resolve_device
+
+        resolve_device(args.device)
     if args.step_size < 1:
         raise InputError(f"--step-size must be positive, got {args.step_size}")
+    check_output_file(args.output, inputs=args.input, overwrite=args.overwrite)
     stats = score_file(args.model, args.input, args.output, branch=args.branch, tree=args.tree,
                        step_size=args.step_size, device=args.device, quiet=args.quiet)
     if stats["kind"] == "density":
@@ -353,10 +449,27 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from hepgen.anomaly.config import scan_from_config
+    from hepgen.anomaly.config import load_scan_config, read_scan_columns
+    from hepgen.anomaly.report import write_scan_report
+    from hepgen.anomaly.scan import run_scan
+    from hepgen.outputs import check_output_dir
 
-    result = scan_from_config(args.config, args.output, files=args.files, device=args.device,
-                              seed=args.seed, quiet=args.quiet)
+    _check_seed_and_device(args)
+    check_output_dir(args.output, inputs=[args.config, *(args.files or [])],
+                     contents=("scan.json", "report.html"), what="report folder")
+    # scan_from_config's steps, with the working folder that makes the scan resumable
+    cfg = load_scan_config(args.config)
+    settings = cfg.settings(device=args.device, seed=args.seed)
+    work = Path(args.output) / "work"
+    if args.resume and not work.is_dir():
+        raise InputError(f"cannot resume: '{args.output}' holds no interrupted scan (no "
+                         f"{work}); scan without --resume to start afresh")
+    columns = read_scan_columns(cfg, files=args.files)
+    result = run_scan(columns, settings, quiet=args.quiet, work_dir=work, resume=args.resume)
+    inputs = {"config": cfg._source,
+              "events": ", ".join(args.files or cfg.data.files) or "reference simulation "
+              f"({cfg.data.simulate.model_dump() if cfg.data.simulate else ''})"}
+    write_scan_report(result, args.output, m=columns[settings.resonance_name], inputs=inputs)
     best = result.best
     _print(args, f"scanned {len(result.windows)} windows of {result.settings.resonance_name} "
            f"({result.n_events} events) in {result.seconds:.0f} s")
@@ -373,6 +486,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from hepgen.fastsim import FastSim
     from hepgen.modelcard import format_card
 
+    _check_model_directory(args.model)
     _, card = read_model_card(args.model)
     if card.get("kind") == DensityModel.kind:
         card = DensityModel.load(args.model).card_
@@ -386,16 +500,31 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from hepgen.errors import ValidationFailed
     from hepgen.validation.compare import parse_condition_bins
     from hepgen.validation.files import validate_files
+    from hepgen.validation.verdict import nonfinite_failure
 
+    if args.max_events is not None and args.max_events < 1:
+        raise InputError(f"--max-events must be positive, got {args.max_events}")
+    if args.c2st_repeats < 1:
+        raise InputError(f"--c2st-repeats must be >= 1, got {args.c2st_repeats}")
+    if args.max_plots < 0:
+        raise InputError(f"--max-plots must be >= 0, got {args.max_plots}")
+    if args.metrics is not None:
+        from hepgen.validation.compare import MULTIVARIATE_METRICS, PER_FEATURE_METRICS
+
+        known = PER_FEATURE_METRICS + MULTIVARIATE_METRICS
+        unknown = [m for m in args.metrics if m not in known]
+        if unknown or not args.metrics:
+            raise InputError(f"--metrics: unknown metric(s) {unknown}; choose from {list(known)}")
+    if not 0.0 < args.alpha < 1.0:
+        raise InputError(f"--alpha must be strictly between 0 and 1, got {args.alpha}")
     config = None
     if args.config is not None:
         from hepgen.config import load_config
 
         config = load_config(args.config)
-    if args.max_events is not None and args.max_events < 1:
-        raise InputError(f"--max-events must be positive, got {args.max_events}")
     bins = parse_condition_bins(args.condition_bins) if args.condition_bins else None
     options = {"c2st": {"n_repeats": args.c2st_repeats}} if args.c2st_repeats != 1 else None
     start = time.perf_counter()
@@ -404,10 +533,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         weights=args.weights, tree=args.tree, max_events=args.max_events,
         condition_bins=bins, baseline=args.baseline, metrics=args.metrics, options=options,
         device=args.device, seed=args.seed, max_plots=args.max_plots, quiet=args.quiet,
+        allow_nonfinite=args.allow_nonfinite, alpha=args.alpha,
     )
     s = result.summary()
     lines = [f"compared {result.n_reference} reference and {result.n_candidate} candidate rows, "
              f"{len(result.features)} features, in {time.perf_counter() - start:.1f} s"]
+    total = (result.nonfinite or {}).get("total") or {}
+    if any(total.values()):
+        lines.append(f"  NON-FINITE values (NaN/inf): {total.get('reference', 0)} in the "
+                     f"reference, {total.get('candidate', 0)} in the candidate, in "
+                     f"{len(result.nonfinite['features'])} feature(s)"
+                     + (" (allowed, left out of the tests)" if args.allow_nonfinite else ""))
     if s["c2st_auc"] is not None:
         base = result.baseline.summary()["c2st_auc"] if result.baseline is not None else None
         lines.append(f"  classifier AUC {s['c2st_auc']:.4f}"
@@ -417,15 +553,28 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     lines.append(f"  per-feature p-values below 0.05: {s['n_pvalues_below_0.05']} of "
                  f"{s['n_pvalues']}")
     lines.append(f"report: {files.html}")
+    verdict = result.verdict()
+    lines.append(f"verdict: {verdict['verdict']} ({'; '.join(verdict['reasons'])})")
     _print(args, "\n".join(lines))
+    failure = nonfinite_failure(result.nonfinite, "--allow-nonfinite")
+    if failure:
+        raise ValidationFailed(failure)
+    if args.fail_on_different and verdict["verdict"] == "DIFFERENT":
+        raise ValidationFailed(f"verdict DIFFERENT (--fail-on-different): {verdict['reasons'][0]}")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from hepgen.demo import run_demo
+    from hepgen.outputs import check_output_dir
 
     if args.train_seconds <= 0:
         raise InputError(f"--train-seconds must be positive, got {args.train_seconds}")
+    if args.events < 1:
+        raise InputError(f"-n/--events must be positive, got {args.events}")
+    if not 0 <= args.seed < 2**63:
+        raise InputError(f"--seed must be an integer with 0 <= seed < 2**63, got {args.seed}")
+    check_output_dir(args.output, what="demo folder")
     run_demo(args.output, n_events=args.events, seed=args.seed, quiet=args.quiet,
              train_seconds=args.train_seconds)
     return 0
@@ -448,9 +597,12 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``hepgen`` command; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, or a one-line usage error (code 2)
+        return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else (logging.ERROR if args.quiet else logging.INFO),
+        level=logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO),
         format="hepgen: %(levelname)s: %(message)s" if args.debug else "hepgen: %(message)s",
         stream=sys.stderr,
     )
@@ -459,7 +611,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HepgenError as err:
         if args.debug:
             raise
-        print(f"hepgen: error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split())  # one line, whatever the message holds
+        print(f"hepgen: error: {message}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("hepgen: interrupted", file=sys.stderr)
