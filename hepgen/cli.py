@@ -449,27 +449,14 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from hepgen.anomaly.config import load_scan_config, read_scan_columns
-    from hepgen.anomaly.report import write_scan_report
-    from hepgen.anomaly.scan import run_scan
+    from hepgen.anomaly.config import scan_from_config
     from hepgen.outputs import check_output_dir
 
     _check_seed_and_device(args)
     check_output_dir(args.output, inputs=[args.config, *(args.files or [])],
                      contents=("scan.json", "report.html"), what="report folder")
-    # scan_from_config's steps, with the working folder that makes the scan resumable
-    cfg = load_scan_config(args.config)
-    settings = cfg.settings(device=args.device, seed=args.seed)
-    work = Path(args.output) / "work"
-    if args.resume and not work.is_dir():
-        raise InputError(f"cannot resume: '{args.output}' holds no interrupted scan (no "
-                         f"{work}); scan without --resume to start afresh")
-    columns = read_scan_columns(cfg, files=args.files)
-    result = run_scan(columns, settings, quiet=args.quiet, work_dir=work, resume=args.resume)
-    inputs = {"config": cfg._source,
-              "events": ", ".join(args.files or cfg.data.files) or "reference simulation "
-              f"({cfg.data.simulate.model_dump() if cfg.data.simulate else ''})"}
-    write_scan_report(result, args.output, m=columns[settings.resonance_name], inputs=inputs)
+    result = scan_from_config(args.config, args.output, files=args.files, device=args.device,
+                              seed=args.seed, quiet=args.quiet, resume=args.resume)
     best = result.best
     _print(args, f"scanned {len(result.windows)} windows of {result.settings.resonance_name} "
            f"({result.n_events} events) in {result.seconds:.0f} s")
@@ -617,3 +604,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hepgen: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of our output went away (`hepgen info DIR | head`): not an error of the
+        # command; send what is left to /dev/null so that the exit does not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1

@@ -151,7 +151,8 @@ def run_demo(
     seed : int
         Random seed of the simulations.
     quiet : bool
-        Print nothing.
+        No progress bars; the headline numbers are printed all the same (they are the demo's
+        output).
     train_seconds : float
         Wall-time limit of the flow training (the demo is sized to about 10 minutes).
 
@@ -162,7 +163,8 @@ def run_demo(
     """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    # the headline numbers are the demo's output: --quiet silences progress bars, not them
+    say = print
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
@@ -225,6 +227,7 @@ def run_demo(
         "efficiency": objects.get("efficiency"),
         "fake_fraction": objects.get("fake_fraction"),
         "report": os.fspath(report.html.relative_to(output)),
+        "verdict": result.verdict(),
     }
     training_summary = {
         "epochs": len(history),
@@ -290,6 +293,8 @@ def run_demo(
     say("  per-target KS: " + ", ".join(f"{k} {v:.4f}" for k, v in
                                          validation["target_ks"].items()))
     say(f"  report: {output / validation['report']}")
+    say(f"  verdict: {validation['verdict']['verdict']} "
+        f"({'; '.join(validation['verdict']['reasons'])})")
     say("  timings: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["timings"].items()))
     say(f"  outputs in {output}/ (demo_summary.json, summary.json, preprocessing.json, "
         f"{', '.join(plots)})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -129,3 +130,20 @@ def test_simulate_unknown_option_is_an_error(tmp_path, capsys):
                  "--process", "dijet"]) == 2
     assert "signl_fraction" in capsys.readouterr().err
     assert not (tmp_path / "x.root").exists()
+
+
+def test_a_closed_pipe_is_no_traceback(nanoaod_file):
+    # `hepgen inspect FILE | head -2` where head has gone: the reader end of stdout is closed
+    # before hepgen writes, so its first print meets EPIPE
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        writer = subprocess.run(
+            [sys.executable, "-m", "hepgen", "inspect", str(nanoaod_file), "--quiet"],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300,
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in writer.stderr, writer.stderr
+    assert "BrokenPipe" not in writer.stderr, writer.stderr
+    assert writer.returncode == 1

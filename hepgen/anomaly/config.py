@@ -344,31 +344,47 @@ def scan_from_config(
     device: str | None = None,
     seed: int | None = None,
     quiet: bool = False,
+    resume: bool = False,
 ) -> Any:
     """``hepgen scan``: read the events, run the scan, write the report directory.
+
+    The scan keeps its working state in ``output/work`` (each finished window's result, the
+    running window's flow checkpoints), so that ``resume=True`` continues a scan that was
+    killed: finished windows are loaded, an interrupted flow continues from its checkpoint.
 
     Parameters
     ----------
     config : path or ScanConfig
     output : path
-        Report directory (``scan.json``, ``report.html``, plots).
+        Report directory (``scan.json``, ``report.html``, plots, ``work/``).
     files : list of str or None
         Override ``data.files``.
     device, seed : optional overrides of the config's.
     quiet : bool
         No progress output.
+    resume : bool
+        Continue from ``output/work``.
 
     Returns
     -------
     ScanResult
+
+    Raises
+    ------
+    InputError
+        ``resume=True`` with no interrupted scan in ``output``.
     """
     from hepgen.anomaly.report import write_scan_report
     from hepgen.anomaly.scan import run_scan
 
     cfg = config if isinstance(config, ScanConfig) else load_scan_config(config)
     settings = cfg.settings(device=device, seed=seed)
+    work = Path(output) / "work"
+    if resume and not work.is_dir():
+        raise InputError(f"cannot resume: '{output}' holds no interrupted scan (no {work}); "
+                         "scan without --resume to start afresh")
     columns = read_scan_columns(cfg, files=files)
-    result = run_scan(columns, settings, quiet=quiet)
+    result = run_scan(columns, settings, quiet=quiet, work_dir=work, resume=resume)
     inputs = {"config": cfg._source,
               "events": ", ".join(files or cfg.data.files) or "reference simulation "
               f"({cfg.data.simulate.model_dump() if cfg.data.simulate else ''})"}
