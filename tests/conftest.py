@@ -26,3 +26,17 @@ def jets_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.mktemp("sim") / "jets.root"
     return simulate_to_file(path, "jets", n_events=5000, seed=7, quiet=True)
+
+
+def small_flow_config_text(max_epochs: int) -> str:
+    """configs/toy_jets_flow.yaml with a tiny flow (2 transforms, 16 hidden features) trained
+    for ``max_epochs`` epochs: for tests that need a real but quick fast simulation."""
+    from hepgen.resources import config_path
+
+    text = config_path("toy_jets_flow.yaml").read_text()
+    small = (text.replace("n_transforms: 6", "n_transforms: 2")
+             .replace("hidden_features: 128", "hidden_features: 16")
+             .replace("max_epochs: 60", f"max_epochs: {max_epochs}"))
+    assert small.count("\n") == text.count("\n") and "n_transforms: 2" in small
+    assert f"max_epochs: {max_epochs}\n" in small or f"max_epochs: {max_epochs} " in small
+    return small

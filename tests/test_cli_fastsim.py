@@ -7,10 +7,10 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import pytest
+from conftest import small_flow_config_text
 
 from hepgen.cli import main
 from hepgen.io.reader import read_events
-from hepgen.resources import config_path
 from hepgen.sim import simulate_to_file
 
 
@@ -19,12 +19,7 @@ def workdir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("fastsim_cli")
     simulate_to_file(d / "train.root", "jets", n_events=8000, seed=11, quiet=True)
     simulate_to_file(d / "test.root", "jets", n_events=2000, seed=12, quiet=True)
-    text = config_path("toy_jets_flow.yaml").read_text()
-    small = (text.replace("n_transforms: 6", "n_transforms: 2")
-             .replace("hidden_features: 128", "hidden_features: 16")
-             .replace("max_epochs: 60", "max_epochs: 2"))
-    assert small != text
-    (d / "cfg.yaml").write_text(small)
+    (d / "cfg.yaml").write_text(small_flow_config_text(max_epochs=2))
     assert main(["train", str(d / "cfg.yaml"), "--files", str(d / "train.root"), "-o",
                  str(d / "model"), "--quiet", "--device", "cpu"]) == 0
     return d

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import awkward as ak
 import pytest
+from conftest import small_flow_config_text
 
 from hepgen.cli import main
 from hepgen.errors import InputError
@@ -215,12 +216,7 @@ def model_dir(tmp_path_factory) -> Path:
     """A tiny fast simulation (1 epoch of a 2-transform flow on 3000 events, seed 11)."""
     d = tmp_path_factory.mktemp("outputs")
     simulate_to_file(d / "train.root", "jets", n_events=3000, seed=11, quiet=True)
-    text = config_path("toy_jets_flow.yaml").read_text()
-    small = (text.replace("n_transforms: 6", "n_transforms: 2")
-             .replace("hidden_features: 128", "hidden_features: 16")
-             .replace("max_epochs: 60", "max_epochs: 1"))
-    assert small != text
-    (d / "cfg.yaml").write_text(small)
+    (d / "cfg.yaml").write_text(small_flow_config_text(max_epochs=1))
     assert main(["train", str(d / "cfg.yaml"), "--files", str(d / "train.root"), "-o",
                  str(d / "model"), "--quiet", "--device", "cpu", "--seed", "1"]) == 0
     return d / "model"
