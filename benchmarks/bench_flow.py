@@ -82,7 +82,7 @@ SINGLE_CALLS = 200
 # batch 8192, unconditional): thousands of events/s, [log_prob, sample].
 ANCHORS = {
     "source": "ANCHORS.md: Flow libraries on these machines (2 CPU threads, 5 transforms, "
-              "batch 8192, k events/s, log_prob / sample)",
+    "batch 8192, k events/s, log_prob / sample)",
     "nflows MAF (affine)": {"D=4": [61, 16], "D=16": [71, 5]},
     "nflows RQ-NSF autoregressive": {"D=4": ["21-55", 12], "D=16": [32, 2]},
     "nflows RQ-NSF coupling": {"D=4": [58, 64], "D=16": [42, 40]},
@@ -107,8 +107,12 @@ def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 # ------------------------------------------------------------------------------ plain nflows
 
 
-def plain_flow(settings: FlowSettings, seed: int, n_features: int = N_FEATURES,
-               n_conditions: int = N_CONDITIONS) -> Flow:
+def plain_flow(
+    settings: FlowSettings,
+    seed: int,
+    n_features: int = N_FEATURES,
+    n_conditions: int = N_CONDITIONS,
+) -> Flow:
     """The settings' architecture from nflows parts directly (nflows' own initialisation)."""
     s = settings
     torch.manual_seed(seed)
@@ -122,8 +126,11 @@ def plain_flow(settings: FlowSettings, seed: int, n_features: int = N_FEATURES,
                 PiecewiseRationalQuadraticCouplingTransform(
                     mask=mask,
                     transform_net_create_fn=lambda n_in, n_out: ResidualNet(
-                        n_in, n_out, hidden_features=s.hidden_features,
-                        context_features=n_conditions, num_blocks=s.n_blocks,
+                        n_in,
+                        n_out,
+                        hidden_features=s.hidden_features,
+                        context_features=n_conditions,
+                        num_blocks=s.n_blocks,
                     ),
                     num_bins=s.n_bins,
                     tails="linear",
@@ -148,8 +155,9 @@ def plain_flow(settings: FlowSettings, seed: int, n_features: int = N_FEATURES,
     return Flow(CompositeTransform(transforms), StandardNormal([n_features]))
 
 
-def train_plain(flow: Flow, x: np.ndarray, c: np.ndarray, device: str, seed: int,
-                epochs: int = EPOCHS) -> float:
+def train_plain(
+    flow: Flow, x: np.ndarray, c: np.ndarray, device: str, seed: int, epochs: int = EPOCHS
+) -> float:
     """Bare AdamW loop (lr 1e-3, weight decay 1e-5, shuffled batches of 4096); returns the
     mean loss of the last epoch."""
     flow.to(device).train()
@@ -181,8 +189,9 @@ def plain_sample(flow: Flow, c: np.ndarray, batch_size: int, device: str) -> np.
     return np.concatenate(out)
 
 
-def plain_log_prob(flow: Flow, x: np.ndarray, c: np.ndarray, batch_size: int,
-                   device: str) -> np.ndarray:
+def plain_log_prob(
+    flow: Flow, x: np.ndarray, c: np.ndarray, batch_size: int, device: str
+) -> np.ndarray:
     out = []
     with torch.inference_mode():
         for start in range(0, len(c), batch_size):
@@ -233,8 +242,9 @@ def _throughput(hepgen_fn, plain_fn, n_rows: int, device: str) -> dict:
     return row
 
 
-def _one_flow(settings: FlowSettings, device: str, n_train: int, batch_sizes: list[int],
-              min_rows: int) -> dict:
+def _one_flow(
+    settings: FlowSettings, device: str, n_train: int, batch_sizes: list[int], min_rows: int
+) -> dict:
     out: dict = {}
     x, c = make_data(n_train, seed=1)
     n_events = EPOCHS * n_train
@@ -242,8 +252,12 @@ def _one_flow(settings: FlowSettings, device: str, n_train: int, batch_sizes: li
     # training, after one warm-up epoch of each on one batch (lazy initialisations)
     warm = slice(0, BATCH_SIZE)
     FlowModel(settings, seed=0, device=device).fit(
-        x[warm], c[warm], training=TrainingSettings(max_epochs=1, device=device),
-        selection="loss", quiet=True)
+        x[warm],
+        c[warm],
+        training=TrainingSettings(max_epochs=1, device=device),
+        selection="loss",
+        quiet=True,
+    )
     train_plain(plain_flow(settings, seed=0), x[warm], c[warm], device, seed=0, epochs=1)
     model = FlowModel(settings, seed=0, device=device)
     training = TrainingSettings(max_epochs=EPOCHS, batch_size=BATCH_SIZE, device=device, seed=0)
@@ -290,12 +304,16 @@ def _one_flow(settings: FlowSettings, device: str, n_train: int, batch_sizes: li
                 return [plain_sample(flow, cs[i : i + 1], 1, device) for i in range(len(cs))]
 
             def h_logp(xs=xs, cs=cs):
-                return [model.log_prob(xs[i : i + 1], cs[i : i + 1], batch_size=1)
-                        for i in range(len(cs))]
+                return [
+                    model.log_prob(xs[i : i + 1], cs[i : i + 1], batch_size=1)
+                    for i in range(len(cs))
+                ]
 
             def p_logp(xs=xs, cs=cs):
-                return [plain_log_prob(flow, xs[i : i + 1], cs[i : i + 1], 1, device)
-                        for i in range(len(cs))]
+                return [
+                    plain_log_prob(flow, xs[i : i + 1], cs[i : i + 1], 1, device)
+                    for i in range(len(cs))
+                ]
         else:
             n_rows = max(b, min_rows)
             xs, cs = xe[:n_rows], ce[:n_rows]

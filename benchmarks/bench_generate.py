@@ -55,18 +55,25 @@ TRAIN_EVENTS = 20_000
 
 def _fast_sim(train_file: Path, model_dir: Path, device: str) -> FastSim:
     cfg = load_config(config_path("toy_jets_flow.yaml"))
-    training = TrainingConfig(**{**cfg.training.model_dump(), "max_epochs": 1,
-                                 "time_limit": None, "selection": "loss"})
+    training = TrainingConfig(
+        **{**cfg.training.model_dump(), "max_epochs": 1, "time_limit": None, "selection": "loss"}
+    )
     cfg = cfg.model_copy(update={"training": training})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the toy has no b-tag sentinels
-        sim = FastSim(cfg, device=device).fit(files=[str(train_file)], output=model_dir,
-                                               quiet=True)
+        sim = FastSim(cfg, device=device).fit(files=[str(train_file)], output=model_dir, quiet=True)
     return sim
 
 
-def _plain_generate(flow, conditions: list[str], mean: np.ndarray, std: np.ndarray,
-                    source: Path, output: Path, device: str) -> int:
+def _plain_generate(
+    flow,
+    conditions: list[str],
+    mean: np.ndarray,
+    std: np.ndarray,
+    source: Path,
+    output: Path,
+    device: str,
+) -> int:
     """The hand-written job; returns the number of gen jets."""
     n_features = flow._distribution._shape[0]
     n_gen = 0
@@ -87,8 +94,7 @@ def _plain_generate(flow, conditions: list[str], mean: np.ndarray, std: np.ndarr
                     collections.setdefault("GenJet", {})[field[7:]] = arrays[field]
                 else:
                     branches[field] = arrays[field]
-            collections["Jet"] = {f"t{i}": ak.unflatten(x[:, i], counts)
-                                  for i in range(n_features)}
+            collections["Jet"] = {f"t{i}": ak.unflatten(x[:, i], counts) for i in range(n_features)}
             for name, fields in collections.items():
                 branches[name] = ak.zip(fields)
             if tree is None:
@@ -106,22 +112,29 @@ def _one_device(device: str, train_file: Path, gen_file: Path, work: Path) -> di
     load_s = time.perf_counter() - t0
 
     def hepgen_job():
-        return generate_file(sim, gen_file, work / f"hepgen_{device}.root", seed=1, quiet=True,
-                             device=device)
+        return generate_file(
+            sim, gen_file, work / f"hepgen_{device}.root", seed=1, quiet=True, device=device
+        )
 
     t_h, stats = best_time(hepgen_job, 2)
 
     module = sim.response_.flow_
     settings = module.settings
-    flow = plain_flow(settings, seed=0, n_features=module.n_features,
-                      n_conditions=len(sim.condition_names)).to(device).eval()
+    flow = (
+        plain_flow(
+            settings, seed=0, n_features=module.n_features, n_conditions=len(sim.condition_names)
+        )
+        .to(device)
+        .eval()
+    )
     events = uproot.open(f"{train_file}:Events").arrays(sim.condition_names, library="ak")
     c = np.column_stack([ak.to_numpy(ak.flatten(events[n])) for n in sim.condition_names])
     mean, std = c.mean(0), c.std(0) + 1e-9
 
     def plain_job():
-        return _plain_generate(flow, sim.condition_names, mean, std, gen_file,
-                               work / f"plain_{device}.root", device)
+        return _plain_generate(
+            flow, sim.condition_names, mean, std, gen_file, work / f"plain_{device}.root", device
+        )
 
     t_p, n_plain = best_time(plain_job, 2)
     n_gen = stats["gen_objects"]
@@ -169,8 +182,7 @@ def run(quick: bool = False) -> dict:
     }
     with tempfile.TemporaryDirectory(prefix="hepgen_bench_generate_") as tmp:
         work = Path(tmp)
-        train_file = simulate_to_file(work / "train.root", "jets", TRAIN_EVENTS, seed=1,
-                                      quiet=True)
+        train_file = simulate_to_file(work / "train.root", "jets", TRAIN_EVENTS, seed=1, quiet=True)
         gen_file = simulate_to_file(work / "gen.root", "jets", n_events, seed=2, quiet=True)
         for device in devices:
             out[device] = _one_device(device, Path(train_file), Path(gen_file), work)

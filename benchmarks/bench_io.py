@@ -59,7 +59,9 @@ print(json.dumps({"seconds": elapsed, "peak_traced_mb": traced_peak / 2**20, "pe
 def _measure(mode: str, path: Path, step: int) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", CHILD, mode, str(path), str(step)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["jets_per_s"] = result["n_jets"] / result["seconds"]
@@ -90,7 +92,8 @@ def run(quick: bool = False) -> dict:
         "step_size": step,
         "measurements": results,
         "ratios": {
-            "hepgen_chunked_peak_memory_vs_uproot_full": hep["peak_traced_mb"] / full["peak_traced_mb"],
+            "hepgen_chunked_peak_memory_vs_uproot_full": hep["peak_traced_mb"]
+            / full["peak_traced_mb"],
             "hepgen_vs_uproot_iterate_time": hep["seconds"] / results["uproot_iterate"]["seconds"],
             "small_step_vs_step_peak_memory": results["hepgen_iterate_small"]["peak_traced_mb"]
             / hep["peak_traced_mb"],

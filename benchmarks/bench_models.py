@@ -61,15 +61,21 @@ def _one_model(kind: str, cfg_path: Path, train: Path, heldout: Path, work: Path
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the toy has no b-tag sentinels
-        sim = FastSim(config, device="cpu").fit(files=[str(train)], output=model_dir,
-                                                 quiet=True)
+        sim = FastSim(config, device="cpu").fit(files=[str(train)], output=model_dir, quiet=True)
     train_s = time.perf_counter() - start
     history = sim.training_.history
     generated = work / f"generated_{kind}.root"
     gen_stats = generate_file(sim, heldout, generated, seed=1, quiet=True)
     report = work / f"report_{kind}"
-    validate_files(heldout, generated, report, config=config, metrics=["ks", "c2st", "mmd"],
-                   device="cpu", quiet=True)
+    validate_files(
+        heldout,
+        generated,
+        report,
+        config=config,
+        metrics=["ks", "c2st", "mmd"],
+        device="cpu",
+        quiet=True,
+    )
     metrics = json.loads((report / "metrics.json").read_text())  # with the "objects" block
     ks = {t: round(metrics["features"][t]["ks"]["statistic"], 5) for t in sim.target_names}
     events = read_events(heldout, sim.condition_names)
@@ -87,17 +93,20 @@ def _one_model(kind: str, cfg_path: Path, train: Path, heldout: Path, work: Path
             "ks": ks,
             "mmd2": metrics["mmd"]["value"],
             "mmd_pvalue": metrics["mmd"]["pvalue"],
-            "efficiency": [round(objects["efficiency"]["reference"], 5),
-                           round(objects["efficiency"]["candidate"], 5)],
-            "fake_fraction": [round(objects["fake_fraction"]["reference"], 5),
-                              round(objects["fake_fraction"]["candidate"], 5)],
+            "efficiency": [
+                round(objects["efficiency"]["reference"], 5),
+                round(objects["efficiency"]["candidate"], 5),
+            ],
+            "fake_fraction": [
+                round(objects["fake_fraction"]["reference"], 5),
+                round(objects["fake_fraction"]["candidate"], 5),
+            ],
         },
         "training": {
             "wall_s": round(train_s, 1),
             "epochs": len(history),
             "kept_epoch": sim.training_.selected_epoch,
-            "events_per_s": round(float(np.median([h["events_per_second"] for h in history])),
-                                  1),
+            "events_per_s": round(float(np.median([h["events_per_second"] for h in history])), 1),
             "n_train_pairs": sim.summary_["n_train_pairs"],
         },
         "sampling": {
@@ -122,27 +131,31 @@ def run(quick: bool = False) -> dict:
         ``flow`` and ``gan``: quality, training and sampling numbers; ``ratio``: GAN / flow.
     """
     n_train, n_heldout, limit = (6_000, 5_000, 30.0) if quick else (60_000, 20_000, 300.0)
-    out: dict = {"n_train_events": n_train, "n_heldout_events": n_heldout,
-                 "time_limit_s": limit}
+    out: dict = {"n_train_events": n_train, "n_heldout_events": n_heldout, "time_limit_s": limit}
     with tempfile.TemporaryDirectory(prefix="hepgen_bench_models_") as tmp:
         work = Path(tmp)
         train = simulate_to_file(work / "train.root", "jets", n_train, seed=31, quiet=True)
-        heldout = simulate_to_file(work / "heldout.root", "jets", n_heldout, seed=32,
-                                   quiet=True)
+        heldout = simulate_to_file(work / "heldout.root", "jets", n_heldout, seed=32, quiet=True)
         for kind, name in CONFIGS.items():
             cfg_path = _config(name, limit, work)
             out[kind] = _one_model(kind, cfg_path, Path(train), Path(heldout), work)
     flow, gan = out["flow"], out["gan"]
     out["ratio"] = {
-        "auc_minus_half": round((gan["quality"]["auc"] - 0.5)
-                                / max(flow["quality"]["auc"] - 0.5, 1e-6), 3),
+        "auc_minus_half": round(
+            (gan["quality"]["auc"] - 0.5) / max(flow["quality"]["auc"] - 0.5, 1e-6), 3
+        ),
         "ks_max": round(gan["quality"]["ks_max"] / max(flow["quality"]["ks_max"], 1e-9), 3),
-        "training_events_per_s": round(gan["training"]["events_per_s"]
-                                       / flow["training"]["events_per_s"], 3),
-        "sample_rows_per_s": round(gan["sampling"]["sample_rows_per_s"]
-                                   / flow["sampling"]["sample_rows_per_s"], 3),
-        "generate_gen_jets_per_s": round(gan["sampling"]["generate_gen_jets_per_s"]
-                                         / flow["sampling"]["generate_gen_jets_per_s"], 3),
+        "training_events_per_s": round(
+            gan["training"]["events_per_s"] / flow["training"]["events_per_s"], 3
+        ),
+        "sample_rows_per_s": round(
+            gan["sampling"]["sample_rows_per_s"] / flow["sampling"]["sample_rows_per_s"], 3
+        ),
+        "generate_gen_jets_per_s": round(
+            gan["sampling"]["generate_gen_jets_per_s"]
+            / flow["sampling"]["generate_gen_jets_per_s"],
+            3,
+        ),
     }
     json.dumps(out)  # fail here, not in run.py, if something is not JSON
     return out

@@ -36,8 +36,17 @@ def _plain_xgboost(n_rows: int, n_features: int, n_trees: int) -> float:
     x = rng.normal(size=(n_rows, n_features)).astype(np.float32)
     y = (x[:, 0] + rng.normal(size=n_rows) > 0).astype(np.float32)
     start = time.perf_counter()
-    xgb.train({"tree_method": "hist", "max_depth": 3, "eta": 0.1, "objective": "binary:logistic",
-               "nthread": 0}, xgb.QuantileDMatrix(x, label=y), num_boost_round=n_trees)
+    xgb.train(
+        {
+            "tree_method": "hist",
+            "max_depth": 3,
+            "eta": 0.1,
+            "objective": "binary:logistic",
+            "nthread": 0,
+        },
+        xgb.QuantileDMatrix(x, label=y),
+        num_boost_round=n_trees,
+    )
     return time.perf_counter() - start
 
 
@@ -56,14 +65,19 @@ def run(quick: bool = False) -> dict:
     windows = []
     for w in result.windows:
         t = w.training["timings"]
-        windows.append({
-            "lo": w.window.lo, "hi": w.window.hi, "seconds": round(w.seconds, 2),
-            "n_signal_region": w.n_signal_region, "n_sideband": sum(w.n_sideband),
-            **{k: round(v, 2) for k, v in t.items()},
-            "background_flow_epochs": w.training["background_flow_epochs"],
-            "significance": w.significance,
-            "max_sic": None if w.roc is None else w.roc.max_sic,
-        })
+        windows.append(
+            {
+                "lo": w.window.lo,
+                "hi": w.window.hi,
+                "seconds": round(w.seconds, 2),
+                "n_signal_region": w.n_signal_region,
+                "n_sideband": sum(w.n_sideband),
+                **{k: round(v, 2) for k, v in t.items()},
+                "background_flow_epochs": w.training["background_flow_epochs"],
+                "significance": w.significance,
+                "max_sic": None if w.roc is None else w.roc.max_sic,
+            }
+        )
     per_window = np.array([w["seconds"] for w in windows])
     flow_share = np.array([w["background_flow_s"] / w["seconds"] for w in windows])
     # the classifier stage against plain xgboost on as many rows (data + template, one fold)
@@ -79,14 +93,20 @@ def run(quick: bool = False) -> dict:
         "device": settings.device,
         "read_or_simulate_s": round(t_read, 2),
         "scan_s": round(result.seconds, 2),
-        "per_window_s": {"mean": float(per_window.mean()), "min": float(per_window.min()),
-                         "max": float(per_window.max())},
+        "per_window_s": {
+            "mean": float(per_window.mean()),
+            "min": float(per_window.min()),
+            "max": float(per_window.max()),
+        },
         "ratio_flow_share": float(flow_share.mean()),
         "classifier_fold_s": ours,
         "plain_xgboost_s": plain,
         "xgboost_rows_per_s": n_rows / plain,
         "ratio_classifier_fold_to_plain": ours / plain,
-        "best_window": {"lo": best.window.lo, "hi": best.window.hi,
-                        "significance": best.significance},
+        "best_window": {
+            "lo": best.window.lo,
+            "hi": best.window.hi,
+            "significance": best.significance,
+        },
         "windows": windows,
     }

@@ -73,8 +73,15 @@ def best_of(fn, repeats: int = 3) -> float:
     return best_time(fn, repeats)[0]
 
 
-def numpy_fpd(x: np.ndarray, y: np.ndarray, seed: int = 0, min_samples: int = 20000,
-              max_samples: int = 50000, num_batches: int = 20, num_points: int = 10) -> float:
+def numpy_fpd(
+    x: np.ndarray,
+    y: np.ndarray,
+    seed: int = 0,
+    min_samples: int = 20000,
+    max_samples: int = 50000,
+    num_batches: int = 20,
+    num_points: int = 10,
+) -> float:
     """Plain numpy/scipy FPD with hepgen's plan (the JetNet definition): features divided by
     the reference's max |x|; sizes equally spaced in 1/N; batches drawn with replacement;
     ``np.cov`` + ``scipy.linalg.sqrtm``; unconstrained line fit, intercept at 1/N = 0."""
@@ -97,8 +104,9 @@ def numpy_fpd(x: np.ndarray, y: np.ndarray, seed: int = 0, min_samples: int = 20
     return float(intercept)
 
 
-def numpy_kpd(x: np.ndarray, y: np.ndarray, seed: int = 0, num_batches: int = 10,
-              batch_size: int = 5000) -> float:
+def numpy_kpd(
+    x: np.ndarray, y: np.ndarray, seed: int = 0, num_batches: int = 10, batch_size: int = 5000
+) -> float:
     """Plain numpy KPD: max-|x| normalisation, median over batches (without replacement) of
     the unbiased MMD^2 with kernel (x.y/d + 1)^4, dense numpy matrices."""
     rng = np.random.default_rng(seed)
@@ -113,8 +121,11 @@ def numpy_kpd(x: np.ndarray, y: np.ndarray, seed: int = 0, num_batches: int = 10
         kxx = (a @ a.T / d + 1) ** 4
         kyy = (b @ b.T / d + 1) ** 4
         kxy = (a @ b.T / d + 1) ** 4
-        vals.append((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
-                    + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean())
+        vals.append(
+            (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+            + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+            - 2 * kxy.mean()
+        )
     return float(np.median(vals))
 
 
@@ -136,7 +147,8 @@ def run(quick: bool = False) -> dict:
         "metric_s": {k: round(v, 3) for k, v in result.timings.items()},
         "c2st_auc": result.c2st.auc if result.c2st is not None else None,
         "baseline_c2st_auc": result.baseline.c2st.auc
-        if result.baseline is not None and result.baseline.c2st is not None else None,
+        if result.baseline is not None and result.baseline.c2st is not None
+        else None,
         "max_ks": result.summary()["max_ks"],
         "mmd_method": result.mmd.method if result.mmd is not None else None,
         "notes": result.notes,
@@ -180,10 +192,20 @@ def run(quick: bool = False) -> dict:
     t_fpd_np = best_of(lambda: fpd_value.setdefault("np", numpy_fpd(x, y)), 1)
     t_kpd = best_of(lambda: kpd_value.setdefault("h", kernel_physics_distance(x, y, seed=0)), 1)
     t_kpd_np = best_of(lambda: kpd_value.setdefault("np", numpy_kpd(x, y)), 1)
-    out["fpd"] = {"hepgen_s": round(t_fpd, 3), "numpy_s": round(t_fpd_np, 3),
-                  "ratio": round(t_fpd / t_fpd_np, 3), "hepgen_value": fpd_value["h"].value,
-                  "hepgen_error": fpd_value["h"].error, "numpy_value": fpd_value["np"]}
-    out["kpd"] = {"hepgen_s": round(t_kpd, 3), "numpy_s": round(t_kpd_np, 3),
-                  "ratio": round(t_kpd / t_kpd_np, 3), "hepgen_value": kpd_value["h"].value,
-                  "hepgen_error": kpd_value["h"].error, "numpy_value": kpd_value["np"]}
+    out["fpd"] = {
+        "hepgen_s": round(t_fpd, 3),
+        "numpy_s": round(t_fpd_np, 3),
+        "ratio": round(t_fpd / t_fpd_np, 3),
+        "hepgen_value": fpd_value["h"].value,
+        "hepgen_error": fpd_value["h"].error,
+        "numpy_value": fpd_value["np"],
+    }
+    out["kpd"] = {
+        "hepgen_s": round(t_kpd, 3),
+        "numpy_s": round(t_kpd_np, 3),
+        "ratio": round(t_kpd / t_kpd_np, 3),
+        "hepgen_value": kpd_value["h"].value,
+        "hepgen_error": kpd_value["h"].error,
+        "numpy_value": kpd_value["np"],
+    }
     return out

@@ -21,8 +21,7 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 from hepgen._version import __version__
 from hepgen.errors import ConfigError, HepgenError, InputError
 
-__all__ = ["ConfigError", "HepgenError", "InputError", "__version__", "compare",
-           "validate_files"]
+__all__ = ["ConfigError", "HepgenError", "InputError", "__version__", "compare", "validate_files"]
 
 _LAZY = {"compare": "hepgen.validation.compare", "validate_files": "hepgen.validation.files"}
 

@@ -38,9 +38,12 @@ log = logging.getLogger("hepgen")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", action="store_true",
-                        help="no progress bars or informational logs; warnings, errors and "
-                        "the command's results are still printed")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars or informational logs; warnings, errors and "
+        "the command's results are still printed",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
 
 
@@ -89,8 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, default=100_000, help="events per chunk")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.root")
     p.add_argument(
-        "--set", dest="options", action="append", type=_key_value, default=[],
-        metavar="KEY=VALUE", help="physics option, e.g. --set signal_fraction=0.01 (repeatable)",
+        "--set",
+        dest="options",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="physics option, e.g. --set signal_fraction=0.01 (repeatable)",
     )
     _common(p)
 
@@ -102,8 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("files", nargs="+", help="ROOT files or glob patterns")
     p.add_argument("--tree", default="Events")
-    p.add_argument("--branches", nargs="+", default=None, metavar="NAME",
-                   help="branch names or patterns (default: all numeric branches)")
+    p.add_argument(
+        "--branches",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="branch names or patterns (default: all numeric branches)",
+    )
     p.add_argument("--step-size", type=int, default=100_000, help="events per chunk")
     p.add_argument("--json", type=Path, default=None, help="also write the summary as JSON")
     _common(p)
@@ -118,8 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path, help="YAML configuration")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument("--files", nargs="+", default=None, help="input files overriding data.files")
-    p.add_argument("--drop-nonfinite", action="store_true",
-                   help="drop events with NaN/inf instead of stopping (counted in a warning)")
+    p.add_argument(
+        "--drop-nonfinite",
+        action="store_true",
+        help="drop events with NaN/inf instead of stopping (counted in a warning)",
+    )
     _common(p)
 
     p = sub.add_parser(
@@ -133,14 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path, help="YAML configuration (e.g. configs/toy_jets_flow.yaml)")
     p.add_argument("-o", "--output", type=Path, required=True, help="model directory")
     p.add_argument("--files", nargs="+", default=None, help="input files overriding data.files")
-    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
-                   help="where to train (default: the config's training.device, else auto)")
+    p.add_argument(
+        "--device",
+        default=None,
+        choices=["auto", "cpu", "cuda"],
+        help="where to train (default: the config's training.device, else auto)",
+    )
     p.add_argument("--max-epochs", type=int, default=None, help="override training.max_epochs")
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from MODEL_DIR/checkpoints (same settings)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace a model already in MODEL_DIR")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from MODEL_DIR/checkpoints (same settings)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a model already in MODEL_DIR")
     _common(p)
 
     p = sub.add_parser(
@@ -158,9 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tree", default=None, help="tree name (default: the model's)")
-    p.add_argument("--oversample", type=int, default=1, metavar="K",
-                   help="K draws per input event: each event written K times in a row with "
-                   "the branches hepgen_weight (1/K) and hepgen_draw (0..K-1)")
+    p.add_argument(
+        "--oversample",
+        type=int,
+        default=1,
+        metavar="K",
+        help="K draws per input event: each event written K times in a row with "
+        "the branches hepgen_weight (1/K) and hepgen_draw (0..K-1)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.root")
     _common(p)
 
@@ -176,10 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, help="model directory (density model or hepgen train)")
     p.add_argument("input", nargs="+", help="input ROOT files or glob patterns")
     p.add_argument("-o", "--output", type=Path, required=True, help="output ROOT file")
-    p.add_argument("--branch", default="anomaly_score", metavar="NAME",
-                   help="score branch name (default anomaly_score)")
-    p.add_argument("--tree", default=None,
-                   help="tree name (default: Events, or the fast simulation's)")
+    p.add_argument(
+        "--branch",
+        default="anomaly_score",
+        metavar="NAME",
+        help="score branch name (default anomaly_score)",
+    )
+    p.add_argument(
+        "--tree", default=None, help="tree name (default: Events, or the fast simulation's)"
+    )
     p.add_argument("--step-size", type=int, default=100_000, help="events per chunk")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.root")
@@ -194,15 +224,24 @@ def build_parser() -> argparse.ArgumentParser:
         "background efficiencies and compare observed with expected counts. Writes scan.json "
         "(one entry per window) and report.html into REPORT_DIR.",
     )
-    p.add_argument("config", type=Path, help="scan config YAML (e.g. configs/toy_anomaly_scan.yaml)")
+    p.add_argument(
+        "config", type=Path, help="scan config YAML (e.g. configs/toy_anomaly_scan.yaml)"
+    )
     p.add_argument("-o", "--output", type=Path, required=True, help="report directory")
-    p.add_argument("--files", nargs="+", default=None,
-                   help="input ROOT files (override data.files of the config)")
+    p.add_argument(
+        "--files",
+        nargs="+",
+        default=None,
+        help="input ROOT files (override data.files of the config)",
+    )
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted scan from REPORT_DIR/work: finished windows "
-                   "are kept, an interrupted flow continues from its checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted scan from REPORT_DIR/work: finished windows "
+        "are kept, an interrupted flow continues from its checkpoint",
+    )
     _common(p)
 
     p = sub.add_parser(
@@ -233,36 +272,71 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("reference", type=Path, help="reference ROOT file (e.g. full simulation)")
     p.add_argument("candidate", type=Path, help="candidate ROOT file (e.g. hepgen generate)")
     p.add_argument("-o", "--output", type=Path, required=True, help="report directory")
-    p.add_argument("--config", type=Path, default=None,
-                   help="compare the matched gen/reco pairs of this config's features")
-    p.add_argument("--features", nargs="+", default=None, metavar="NAME",
-                   help="branch names or glob patterns (default: all numeric branches in both)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="compare the matched gen/reco pairs of this config's features",
+    )
+    p.add_argument(
+        "--features",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="branch names or glob patterns (default: all numeric branches in both)",
+    )
     p.add_argument("--weights", default=None, metavar="BRANCH", help="event-weight branch")
     p.add_argument("--tree", default="Events")
     p.add_argument("--max-events", type=int, default=None, help="read at most N events per file")
     p.add_argument(
-        "--condition-bins", nargs="+", default=None, metavar="SPEC",
+        "--condition-bins",
+        nargs="+",
+        default=None,
+        metavar="SPEC",
         help="per-feature tests inside bins: NAME=e0,e1,... (edges) or NAME:K (K quantile "
         "bins); default with --config: 4 bins of each condition",
     )
-    p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
-                   help="add the reference-vs-reference baseline (default: on)")
-    p.add_argument("--metrics", nargs="+", default=None, metavar="NAME",
-                   help="subset of: ks chi2 w1 separation_power c2st mmd fpd kpd prdc")
-    p.add_argument("--c2st-repeats", type=int, default=1,
-                   help="retrain the classifier test with K seeds (default 1)")
+    p.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add the reference-vs-reference baseline (default: on)",
+    )
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="subset of: ks chi2 w1 separation_power c2st mmd fpd kpd prdc",
+    )
+    p.add_argument(
+        "--c2st-repeats",
+        type=int,
+        default=1,
+        help="retrain the classifier test with K seeds (default 1)",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-plots", type=int, default=60, help="most feature histograms drawn")
-    p.add_argument("--allow-nonfinite", action="store_true",
-                   help="accept NaN/inf values: they are counted, reported (red) and left out "
-                   "of the tests; without this flag a sample holding any fails (exit 1, after "
-                   "writing the report)")
-    p.add_argument("--fail-on-different", action="store_true",
-                   help="exit 1 when the verdict is DIFFERENT (to gate a production in CI)")
-    p.add_argument("--alpha", type=float, default=0.01,
-                   help="significance level of the PASS/DIFFERENT/INCONCLUSIVE verdict "
-                   "(default 0.01, split over the multivariate tests)")
+    p.add_argument(
+        "--allow-nonfinite",
+        action="store_true",
+        help="accept NaN/inf values: they are counted, reported (red) and left out "
+        "of the tests; without this flag a sample holding any fails (exit 1, after "
+        "writing the report)",
+    )
+    p.add_argument(
+        "--fail-on-different",
+        action="store_true",
+        help="exit 1 when the verdict is DIFFERENT (to gate a production in CI)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=0.01,
+        help="significance level of the PASS/DIFFERENT/INCONCLUSIVE verdict "
+        "(default 0.01, split over the multivariate tests)",
+    )
     _common(p)
 
     p = sub.add_parser(
@@ -276,8 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, default=Path("demo_out"), help="output folder")
     p.add_argument("-n", "--events", type=int, default=200_000, help="events to simulate")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--train-seconds", type=float, default=420.0,
-                   help="wall-time limit of the flow training (default 420)")
+    p.add_argument(
+        "--train-seconds",
+        type=float,
+        default=420.0,
+        help="wall-time limit of the flow training (default 420)",
+    )
     _common(p)
     return parser
 
@@ -301,11 +379,19 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     check_output_file(args.output, overwrite=args.overwrite)
     start = time.perf_counter()
     path = simulate_to_file(
-        args.output, process=args.process, n_events=args.events, seed=args.seed,
-        chunk_size=args.chunk_size, quiet=args.quiet, **dict(args.options),
+        args.output,
+        process=args.process,
+        n_events=args.events,
+        seed=args.seed,
+        chunk_size=args.chunk_size,
+        quiet=args.quiet,
+        **dict(args.options),
     )
-    _print(args, f"wrote {args.events} {args.process} events to {path} "
-           f"in {time.perf_counter() - start:.1f} s")
+    _print(
+        args,
+        f"wrote {args.events} {args.process} events to {path} "
+        f"in {time.perf_counter() - start:.1f} s",
+    )
     return 0
 
 
@@ -333,8 +419,11 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     from hepgen.prepare import prepare
 
     config = load_config(args.config)
-    check_output_dir(args.output, inputs=[args.config, *(args.files or config.input_files())],
-                     contents=("preprocessing.json", "summary.json"))
+    check_output_dir(
+        args.output,
+        inputs=[args.config, *(args.files or config.input_files())],
+        contents=("preprocessing.json", "summary.json"),
+    )
     if args.drop_nonfinite:
         config = config.model_copy(
             update={"data": config.data.model_copy(update={"nonfinite": "drop"})}
@@ -365,11 +454,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _check_seed_and_device(args)
     config = load_config(args.config)
     out = args.output
-    check_output_dir(out, inputs=[args.config, *(args.files or config.input_files())],
-                     what="model directory")
+    check_output_dir(
+        out, inputs=[args.config, *(args.files or config.input_files())], what="model directory"
+    )
     if (out / MODEL_FILE).exists() and not (args.resume or args.overwrite):
-        raise InputError(f"'{out}' already holds a model; use --resume to continue its "
-                         "training, --overwrite to replace it, or another directory")
+        raise InputError(
+            f"'{out}' already holds a model; use --resume to continue its "
+            "training, --overwrite to replace it, or another directory"
+        )
     training = dict(config.training.model_dump())
     if args.max_epochs is not None:
         if args.max_epochs < 1:
@@ -383,13 +475,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config._source = source
     device = args.device or (config.training.model_extra or {}).get("device", "auto")
     start = time.perf_counter()
-    sim = FastSim(config, device=device).fit(files=args.files, output=out, resume=args.resume,
-                                             quiet=args.quiet)
+    sim = FastSim(config, device=device).fit(
+        files=args.files, output=out, resume=args.resume, quiet=args.quiet
+    )
     r = sim.training_
     last = r.history[-1] if r.history else {}
-    _print(args, f"trained in {time.perf_counter() - start:.0f} s: {len(r.history)} epochs "
-           f"({r.stopped}); kept epoch {r.selected_epoch} (by {r.selection}); "
-           f"validation loss {last.get('val_loss', float('nan')):.4f}")
+    _print(
+        args,
+        f"trained in {time.perf_counter() - start:.0f} s: {len(r.history)} epochs "
+        f"({r.stopped}); kept epoch {r.selected_epoch} (by {r.selection}); "
+        f"validation loss {last.get('val_loss', float('nan')):.4f}",
+    )
     _print(args, f"model: {out}")
     return 0
 
@@ -399,8 +495,9 @@ def _check_model_directory(path: Path) -> None:
     if not path.exists():
         raise InputError(f"model directory '{path}' does not exist")
     if not path.is_dir():
-        raise InputError(f"'{path}' is a file; expected a model directory (holding "
-                         "hepgen-model.json)")
+        raise InputError(
+            f"'{path}' is a file; expected a model directory (holding hepgen-model.json)"
+        )
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -412,13 +509,24 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
     check_output_file(args.output, inputs=args.input, overwrite=args.overwrite)
-    stats = generate_file(args.model, args.input, args.output, tree=args.tree,
-                          step_size=args.batch_size, seed=args.seed, device=args.device,
-                          quiet=args.quiet, oversample=args.oversample)
+    stats = generate_file(
+        args.model,
+        args.input,
+        args.output,
+        tree=args.tree,
+        step_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        quiet=args.quiet,
+        oversample=args.oversample,
+    )
     draws = f" x {args.oversample} draws" if args.oversample > 1 else ""
-    _print(args, f"generated {stats['reco_objects']} reco objects ({stats['fakes']} fakes) for "
-           f"{stats['gen_objects']} gen objects in {stats['events']} events{draws} in "
-           f"{stats['seconds']:.1f} s ({stats['gen_objects_per_second']:.0f} gen objects/s)")
+    _print(
+        args,
+        f"generated {stats['reco_objects']} reco objects ({stats['fakes']} fakes) for "
+        f"{stats['gen_objects']} gen objects in {stats['events']} events{draws} in "
+        f"{stats['seconds']:.1f} s ({stats['gen_objects_per_second']:.0f} gen objects/s)",
+    )
     _print(args, f"output: {stats['output']}")
     return 0
 
@@ -435,15 +543,28 @@ def _cmd_score(args: argparse.Namespace) -> int:
     if args.step_size < 1:
         raise InputError(f"--step-size must be positive, got {args.step_size}")
     check_output_file(args.output, inputs=args.input, overwrite=args.overwrite)
-    stats = score_file(args.model, args.input, args.output, branch=args.branch, tree=args.tree,
-                       step_size=args.step_size, device=args.device, quiet=args.quiet)
+    stats = score_file(
+        args.model,
+        args.input,
+        args.output,
+        branch=args.branch,
+        tree=args.tree,
+        step_size=args.step_size,
+        device=args.device,
+        quiet=args.quiet,
+    )
     if stats["kind"] == "density":
         what = f"{stats['n_scored']} events"
     else:
-        what = (f"{stats['n_scored']} of {stats['n_rows']} reco objects ({stats['n_unmatched']} "
-                f"unmatched: NaN) in {stats['n_events']} events")
-    _print(args, f"scored {what} in {stats['seconds']:.1f} s "
-           f"({stats['rows_per_second'] or 0:.0f} rows/s) into branch {stats['branch']}")
+        what = (
+            f"{stats['n_scored']} of {stats['n_rows']} reco objects ({stats['n_unmatched']} "
+            f"unmatched: NaN) in {stats['n_events']} events"
+        )
+    _print(
+        args,
+        f"scored {what} in {stats['seconds']:.1f} s "
+        f"({stats['rows_per_second'] or 0:.0f} rows/s) into branch {stats['branch']}",
+    )
     _print(args, f"output: {stats['output']}")
     return 0
 
@@ -453,17 +574,34 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from hepgen.outputs import check_output_dir
 
     _check_seed_and_device(args)
-    check_output_dir(args.output, inputs=[args.config, *(args.files or [])],
-                     contents=("scan.json", "report.html"), what="report folder")
-    result = scan_from_config(args.config, args.output, files=args.files, device=args.device,
-                              seed=args.seed, quiet=args.quiet, resume=args.resume)
+    check_output_dir(
+        args.output,
+        inputs=[args.config, *(args.files or [])],
+        contents=("scan.json", "report.html"),
+        what="report folder",
+    )
+    result = scan_from_config(
+        args.config,
+        args.output,
+        files=args.files,
+        device=args.device,
+        seed=args.seed,
+        quiet=args.quiet,
+        resume=args.resume,
+    )
     best = result.best
-    _print(args, f"scanned {len(result.windows)} windows of {result.settings.resonance_name} "
-           f"({result.n_events} events) in {result.seconds:.0f} s")
-    _print(args, f"most significant: [{best.window.lo:.4g}, {best.window.hi:.4g}) with "
-           f"{best.headline['n_observed']} observed / {best.headline['n_expected']:.1f} expected "
-           f"at background efficiency {result.settings.ranking_efficiency:g}: local Z = "
-           f"{best.significance:.2f}")
+    _print(
+        args,
+        f"scanned {len(result.windows)} windows of {result.settings.resonance_name} "
+        f"({result.n_events} events) in {result.seconds:.0f} s",
+    )
+    _print(
+        args,
+        f"most significant: [{best.window.lo:.4g}, {best.window.hi:.4g}) with "
+        f"{best.headline['n_observed']} observed / {best.headline['n_expected']:.1f} expected "
+        f"at background efficiency {result.settings.ranking_efficiency:g}: local Z = "
+        f"{best.significance:.2f}",
+    )
     _print(args, f"report: {Path(args.output) / 'report.html'}")
     return 0
 
@@ -516,29 +654,49 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     options = {"c2st": {"n_repeats": args.c2st_repeats}} if args.c2st_repeats != 1 else None
     start = time.perf_counter()
     result, files = validate_files(
-        args.reference, args.candidate, args.output, config=config, features=args.features,
-        weights=args.weights, tree=args.tree, max_events=args.max_events,
-        condition_bins=bins, baseline=args.baseline, metrics=args.metrics, options=options,
-        device=args.device, seed=args.seed, max_plots=args.max_plots, quiet=args.quiet,
-        allow_nonfinite=args.allow_nonfinite, alpha=args.alpha,
+        args.reference,
+        args.candidate,
+        args.output,
+        config=config,
+        features=args.features,
+        weights=args.weights,
+        tree=args.tree,
+        max_events=args.max_events,
+        condition_bins=bins,
+        baseline=args.baseline,
+        metrics=args.metrics,
+        options=options,
+        device=args.device,
+        seed=args.seed,
+        max_plots=args.max_plots,
+        quiet=args.quiet,
+        allow_nonfinite=args.allow_nonfinite,
+        alpha=args.alpha,
     )
     s = result.summary()
-    lines = [f"compared {result.n_reference} reference and {result.n_candidate} candidate rows, "
-             f"{len(result.features)} features, in {time.perf_counter() - start:.1f} s"]
+    lines = [
+        f"compared {result.n_reference} reference and {result.n_candidate} candidate rows, "
+        f"{len(result.features)} features, in {time.perf_counter() - start:.1f} s"
+    ]
     total = (result.nonfinite or {}).get("total") or {}
     if any(total.values()):
-        lines.append(f"  NON-FINITE values (NaN/inf): {total.get('reference', 0)} in the "
-                     f"reference, {total.get('candidate', 0)} in the candidate, in "
-                     f"{len(result.nonfinite['features'])} feature(s)"
-                     + (" (allowed, left out of the tests)" if args.allow_nonfinite else ""))
+        lines.append(
+            f"  NON-FINITE values (NaN/inf): {total.get('reference', 0)} in the "
+            f"reference, {total.get('candidate', 0)} in the candidate, in "
+            f"{len(result.nonfinite['features'])} feature(s)"
+            + (" (allowed, left out of the tests)" if args.allow_nonfinite else "")
+        )
     if s["c2st_auc"] is not None:
         base = result.baseline.summary()["c2st_auc"] if result.baseline is not None else None
-        lines.append(f"  classifier AUC {s['c2st_auc']:.4f}"
-                     + (f" (reference vs reference {base:.4f})" if base is not None else ""))
+        lines.append(
+            f"  classifier AUC {s['c2st_auc']:.4f}"
+            + (f" (reference vs reference {base:.4f})" if base is not None else "")
+        )
     if s["max_ks"] is not None:
         lines.append(f"  largest KS statistic {s['max_ks']:.4f} ({s['max_ks_feature']})")
-    lines.append(f"  per-feature p-values below 0.05: {s['n_pvalues_below_0.05']} of "
-                 f"{s['n_pvalues']}")
+    lines.append(
+        f"  per-feature p-values below 0.05: {s['n_pvalues_below_0.05']} of {s['n_pvalues']}"
+    )
     lines.append(f"report: {files.html}")
     verdict = result.verdict()
     lines.append(f"verdict: {verdict['verdict']} ({'; '.join(verdict['reasons'])})")
@@ -562,8 +720,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not 0 <= args.seed < 2**63:
         raise InputError(f"--seed must be an integer with 0 <= seed < 2**63, got {args.seed}")
     check_output_dir(args.output, what="demo folder")
-    run_demo(args.output, n_events=args.events, seed=args.seed, quiet=args.quiet,
-             train_seconds=args.train_seconds)
+    run_demo(
+        args.output,
+        n_events=args.events,
+        seed=args.seed,
+        quiet=args.quiet,
+        train_seconds=args.train_seconds,
+    )
     return 0
 
 

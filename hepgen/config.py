@@ -67,10 +67,13 @@ class MatchingConfig(_Strict):
 
     method: Literal["index", "deltar"] = "index"
     index_branch: str | None = Field(
-        None, min_length=1,
+        None,
+        min_length=1,
         description="Reco branch holding the gen index; default '{reco}_gen{Gen}Idx'",
     )
-    max_dr: float = Field(0.4, gt=0, allow_inf_nan=False, description="Cone size for deltaR matching")
+    max_dr: float = Field(
+        0.4, gt=0, allow_inf_nan=False, description="Cone size for deltaR matching"
+    )
 
 
 class DataConfig(_Strict):
@@ -128,7 +131,9 @@ class FeatureConfig(_Strict):
     def to_spec(self) -> FeatureSpec:
         transforms = None
         if self.transforms is not None:
-            transforms = tuple({"type": t} if isinstance(t, str) else dict(t) for t in self.transforms)
+            transforms = tuple(
+                {"type": t} if isinstance(t, str) else dict(t) for t in self.transforms
+            )
         return FeatureSpec(
             name=self.name,
             role=self.role,
@@ -189,7 +194,7 @@ def check_nested(model: type[BaseModel], value: Any, key: str) -> None:
             text = _describe(e, model)
             for lead in ("unknown key '", "missing required key '", "key '"):
                 if text.startswith(lead):
-                    rest = text[len(lead):]
+                    rest = text[len(lead) :]
                     text = f"{lead}{key}{'' if rest.startswith('[') else '.'}{rest}"
                     break
             else:
@@ -352,7 +357,9 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         annotation = field.annotation
         args = getattr(annotation, "__args__", ())
         candidates = [annotation, *args]
-        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        current = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
         if current is None:
             return []
     return list(getattr(current, "model_fields", {}))
@@ -400,7 +407,9 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         Naming the source and every offending key.
     """
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of keys at the top level, got {type(data).__name__}"
+        )
     try:
         config = Config.model_validate(data)
     except ValidationError as err:

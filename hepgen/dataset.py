@@ -114,7 +114,10 @@ def _match(config: Config, events, gen, reco) -> Matching:
         return match_by_index(events[branch], gen.counts, branch=branch)
     g, r = data.gen, data.reco
     return match_by_deltar(
-        events[f"{g}_eta"], events[f"{g}_phi"], events[f"{r}_eta"], events[f"{r}_phi"],
+        events[f"{g}_eta"],
+        events[f"{g}_phi"],
+        events[f"{r}_eta"],
+        events[f"{r}_phi"],
         max_dr=data.matching.max_dr,
     )
 
@@ -164,11 +167,16 @@ def load_pairs(
     cond_names = [f.name for f in schema.conditions]
     target_names = [f.name for f in schema.targets]
     branches = _branches(config)
-    reco_fields = list(dict.fromkeys(
-        target_names
-        + ([data.index_branch] if data.matching.method == "index"
-           else [f"{data.reco}_eta", f"{data.reco}_phi"])
-    ))
+    reco_fields = list(
+        dict.fromkeys(
+            target_names
+            + (
+                [data.index_branch]
+                if data.matching.method == "index"
+                else [f"{data.reco}_eta", f"{data.reco}_phi"]
+            )
+        )
+    )
     total = count_entries(paths, data.tree)
     if data.max_events is not None:
         total = min(total, data.max_events)
@@ -182,7 +190,11 @@ def load_pairs(
     n_events = n_out = n_dup = 0
     with progress(total=total, desc="read", unit="events", quiet=quiet) as bar:
         for events in iterate_events(
-            paths, branches, data.tree, step_size=data.step_size, nonfinite=data.nonfinite,
+            paths,
+            branches,
+            data.tree,
+            step_size=data.step_size,
+            nonfinite=data.nonfinite,
             entry_stop=data.max_events,
         ):
             gen = flatten_collection(events, data.gen, cond_names)
@@ -195,7 +207,9 @@ def load_pairs(
             if data.weights:
                 w_event = np.asarray(events[data.weights], dtype=np.float64)
                 if w_event.ndim != 1:
-                    raise InputError(f"weight branch '{data.weights}' must hold one number per event")
+                    raise InputError(
+                        f"weight branch '{data.weights}' must hold one number per event"
+                    )
             else:
                 w_event = np.ones(len(events))
             for k in cond_names:

@@ -72,12 +72,14 @@ def response_summary(pairs: PairedObjects, pt_edges: np.ndarray) -> dict[str, An
                 rows.append(None)
                 continue
             r = response[sel]
-            rows.append({
-                "n": int(sel.sum()),
-                "median": float(np.median(r)),
-                "width": _quantile_width(r),
-                "low_tail_fraction": float(np.mean(r < 0.7)),
-            })
+            rows.append(
+                {
+                    "n": int(sel.sum()),
+                    "median": float(np.median(r)),
+                    "width": _quantile_width(r),
+                    "low_tail_fraction": float(np.mean(r < 0.7)),
+                }
+            )
         out["flavours"][label] = rows
     return out
 
@@ -172,7 +174,11 @@ def run_demo(
     timings["simulate_jets_s"] = time.perf_counter() - start
     start = time.perf_counter()
     dijet_file = simulate_to_file(
-        output / "sim_dijet.root", "dijet", n_events, seed=seed + 1, quiet=quiet,
+        output / "sim_dijet.root",
+        "dijet",
+        n_events,
+        seed=seed + 1,
+        quiet=quiet,
         signal_fraction=0.003,
     )
     timings["simulate_dijet_s"] = time.perf_counter() - start
@@ -197,20 +203,26 @@ def run_demo(
     training = type(flow_config.training)(**{**flow_config.training.model_dump(), **extra})
     flow_config = flow_config.model_copy(update={"training": training, "seed": seed})
     start = time.perf_counter()
-    heldout_file = simulate_to_file(output / "sim_jets_heldout.root", "jets", HELDOUT_EVENTS,
-                                    seed=seed + 2, quiet=quiet)
+    heldout_file = simulate_to_file(
+        output / "sim_jets_heldout.root", "jets", HELDOUT_EVENTS, seed=seed + 2, quiet=quiet
+    )
     timings["simulate_heldout_s"] = time.perf_counter() - start
     start = time.perf_counter()
     sim = FastSim(flow_config).fit(pairs=pairs, output=output / "model", quiet=quiet)
     timings["train_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    gen_stats = generate_file(sim, heldout_file, output / "fastsim_jets_heldout.root",
-                              seed=seed, quiet=quiet)
+    gen_stats = generate_file(
+        sim, heldout_file, output / "fastsim_jets_heldout.root", seed=seed, quiet=quiet
+    )
     timings["generate_s"] = time.perf_counter() - start
     start = time.perf_counter()
     result, report = validate_files(
-        heldout_file, output / "fastsim_jets_heldout.root", output / "validation",
-        config=flow_config, seed=seed, quiet=quiet,
+        heldout_file,
+        output / "fastsim_jets_heldout.root",
+        output / "validation",
+        config=flow_config,
+        seed=seed,
+        quiet=quiet,
     )
     timings["validate_s"] = time.perf_counter() - start
     vsum = result.summary()
@@ -268,34 +280,49 @@ def run_demo(
     d = prepared["data"]
     say("")
     say("hepgen demo: reference simulation -> match -> preprocess -> train -> generate -> validate")
-    say(f"  events {d['n_events']}, gen jets {d['n_gen']}, matched {d['n_matched']}, "
-        f"fakes {d['n_fakes']}")
-    say(f"  reconstruction efficiency {d['efficiency']:.3f}, fake fraction {d['fake_fraction']:.3f}")
+    say(
+        f"  events {d['n_events']}, gen jets {d['n_gen']}, matched {d['n_matched']}, "
+        f"fakes {d['n_fakes']}"
+    )
+    say(
+        f"  reconstruction efficiency {d['efficiency']:.3f}, fake fraction {d['fake_fraction']:.3f}"
+    )
     for label_name in FLAVOURS:
         rows = response["flavours"][label_name]
         first = next((r for r in rows if r), None)
         last = next((r for r in reversed(rows) if r), None)
         if first and last:
-            say(f"  {label_name:5s} jets: median response {first['median']:.3f} (20-30 GeV) -> "
-                f"{last['median']:.3f} (high pt), width {first['width']:.3f} -> {last['width']:.3f}")
+            say(
+                f"  {label_name:5s} jets: median response {first['median']:.3f} (20-30 GeV) -> "
+                f"{last['median']:.3f} (high pt), width {first['width']:.3f} -> {last['width']:.3f}"
+            )
     worst = max(prepared["round_trip_max_rel_error"].values())
     say(f"  preprocessing round trip through float32: max relative error {worst:.2e}")
-    say(f"  dijet sample: {summary['dijet']['n_events']} events, "
-        f"{summary['dijet']['n_signal']} signal")
-    say(f"  fast simulation: {training_summary['epochs']} epochs on "
+    say(
+        f"  dijet sample: {summary['dijet']['n_events']} events, "
+        f"{summary['dijet']['n_signal']} signal"
+    )
+    say(
+        f"  fast simulation: {training_summary['epochs']} epochs on "
         f"{training_summary['train_pairs']} jet pairs ({training_summary['stopped']}), kept epoch "
         f"{training_summary['selected_epoch']}; generate "
-        f"{training_summary['generate_gen_jets_per_second']:.0f} gen jets/s with ROOT I/O")
-    say(f"  held-out validation ({validation['n_pairs_candidate']} jet pairs): classifier AUC "
+        f"{training_summary['generate_gen_jets_per_second']:.0f} gen jets/s with ROOT I/O"
+    )
+    say(
+        f"  held-out validation ({validation['n_pairs_candidate']} jet pairs): classifier AUC "
         f"{validation['c2st_auc']:.4f} (reference vs reference "
         f"{validation['baseline_c2st_auc']:.4f}); largest target KS "
-        f"{validation['max_target_ks']:.4f}")
-    say("  per-target KS: " + ", ".join(f"{k} {v:.4f}" for k, v in
-                                         validation["target_ks"].items()))
+        f"{validation['max_target_ks']:.4f}"
+    )
+    say("  per-target KS: " + ", ".join(f"{k} {v:.4f}" for k, v in validation["target_ks"].items()))
     say(f"  report: {output / validation['report']}")
-    say(f"  verdict: {validation['verdict']['verdict']} "
-        f"({'; '.join(validation['verdict']['reasons'])})")
+    say(
+        f"  verdict: {validation['verdict']['verdict']} "
+        f"({'; '.join(validation['verdict']['reasons'])})"
+    )
     say("  timings: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["timings"].items()))
-    say(f"  outputs in {output}/ (demo_summary.json, summary.json, preprocessing.json, "
-        f"{', '.join(plots)})")
+    say(
+        f"  outputs in {output}/ (demo_summary.json, summary.json, preprocessing.json, "
+        f"{', '.join(plots)})"
+    )
     return summary

@@ -56,7 +56,9 @@ def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
     close = difflib.get_close_matches(name, choices, n=n, cutoff=0.6)
     if not close:
         lowered = {c.lower(): c for c in choices}
-        close = [lowered[c] for c in difflib.get_close_matches(name.lower(), lowered, n=n, cutoff=0.6)]
+        close = [
+            lowered[c] for c in difflib.get_close_matches(name.lower(), lowered, n=n, cutoff=0.6)
+        ]
     if not close:
         return ""
     return " (did you mean " + ", ".join(repr(c) for c in close) + "?)"

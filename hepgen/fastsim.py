@@ -60,8 +60,17 @@ from hepgen.models.stages import check_resumable, clear_checkpoints, run_stage
 from hepgen.preprocessing import Preprocessor
 from hepgen.utils import write_json
 
-__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "OVERSAMPLE_DRAW", "OVERSAMPLE_WEIGHT",
-           "FastSim", "event_split", "repeat_events", "table_columns", "with_draw_fields"]
+__all__ = [
+    "MODEL_FORMAT",
+    "MODEL_FORMAT_VERSION",
+    "OVERSAMPLE_DRAW",
+    "OVERSAMPLE_WEIGHT",
+    "FastSim",
+    "event_split",
+    "repeat_events",
+    "table_columns",
+    "with_draw_fields",
+]
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +117,10 @@ def table_columns(table: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
         source = np.asarray(table)
         if source.dtype.names is None:
             if source.ndim != 2 or source.shape[1] != len(names):
-                raise InputError(f"a flat table as an array must have shape (n, {len(names)}) "
-                                 f"with the columns {names}, got shape {source.shape}")
+                raise InputError(
+                    f"a flat table as an array must have shape (n, {len(names)}) "
+                    f"with the columns {names}, got shape {source.shape}"
+                )
             return {name: source[:, j] for j, name in enumerate(names)}
         available = list(source.dtype.names)
     missing = [n for n in names if n not in available]
@@ -173,8 +184,10 @@ def _stored_dtypes(pre: Preprocessor, columns: dict[str, np.ndarray]) -> dict[st
     """Cast generated columns to the dtypes of the training data (float32 in NanoAOD), so that
     generated files have the layout of the full-simulation ones."""
     dtypes = pre.dtypes
-    return {k: np.asarray(v).astype(dtypes.get(k, np.asarray(v).dtype), copy=False)
-            for k, v in columns.items()}
+    return {
+        k: np.asarray(v).astype(dtypes.get(k, np.asarray(v).dtype), copy=False)
+        for k, v in columns.items()
+    }
 
 
 def _fake_schema(schema: FeatureSchema, multiplicity: str) -> FeatureSchema:
@@ -317,8 +330,10 @@ class FastSim:
         if pairs is None:
             pairs = load_pairs(cfg, files=files, quiet=quiet)
         if pairs.n_matched < 2:
-            raise InputError(f"only {pairs.n_matched} matched {self.gen}/{self.reco} pairs: "
-                             "nothing to learn a response from")
+            raise InputError(
+                f"only {pairs.n_matched} matched {self.gen}/{self.reco} pairs: "
+                "nothing to learn a response from"
+            )
         weighted = cfg.data.weights is not None
         is_val = event_split(pairs.n_events, cfg.training.validation_fraction, seed)
         gen_val = is_val[pairs.gen_event]
@@ -332,8 +347,10 @@ class FastSim:
             train_rows = np.sort(rng.choice(train_rows, cfg.training.max_objects, replace=False))
         val_rows = np.flatnonzero(pair_val)
         if val_rows.size == 0:
-            raise InputError("the validation split holds no matched pair; use more events or a "
-                             "larger training.validation_fraction")
+            raise InputError(
+                "the validation split holds no matched pair; use more events or a "
+                "larger training.validation_fraction"
+            )
         train_cols, val_cols = _take(pair_cols, train_rows), _take(pair_cols, val_rows)
         w_train = pair_w[train_rows] if weighted else None
         w_val = pair_w[val_rows] if weighted else None
@@ -349,10 +366,19 @@ class FastSim:
         eff_c = pre.transform_conditions(_take(pairs.gen, gen_train))
         params = {"seed": seed, **cfg.model.efficiency}
         self.efficiency_, _ = run_stage(
-            "efficiency", checkpoints, resume, self._fingerprint(settings, gen_train.size),
-            fit=lambda _: (EfficiencyModel(**params).fit(
-                eff_c, matched[gen_train], pairs.gen_weights[gen_train] if weighted else None,
-                feature_names=pre.condition_columns), None),
+            "efficiency",
+            checkpoints,
+            resume,
+            self._fingerprint(settings, gen_train.size),
+            fit=lambda _: (
+                EfficiencyModel(**params).fit(
+                    eff_c,
+                    matched[gen_train],
+                    pairs.gen_weights[gen_train] if weighted else None,
+                    feature_names=pre.condition_columns,
+                ),
+                None,
+            ),
             save=lambda model, folder, stem: model.save(folder, name=stem),
             load=lambda folder, stem: EfficiencyModel.load(folder, name=stem),
         )
@@ -372,14 +398,24 @@ class FastSim:
             response_settings = dataclasses.replace(settings, time_limit=RESPONSE_SHARE * budget)
 
         def fit_response(resume_loop: bool) -> tuple[GenerativeModel, Any]:
-            model = model_class(cfg.model.kind)(cfg.model.generator_settings(), seed=seed,
-                                                device=self.device)
-            return model, model.fit(x, c, w_train, validation, training=response_settings,
-                                    selection=cfg.training.selection, checkpoint_dir=checkpoints,
-                                    resume=resume_loop, quiet=quiet)
+            model = model_class(cfg.model.kind)(
+                cfg.model.generator_settings(), seed=seed, device=self.device
+            )
+            return model, model.fit(
+                x,
+                c,
+                w_train,
+                validation,
+                training=response_settings,
+                selection=cfg.training.selection,
+                checkpoint_dir=checkpoints,
+                resume=resume_loop,
+                quiet=quiet,
+            )
 
         self.response_, self.training_ = self._stage(
-            "response", fit_response, checkpoints, resume, settings, x.shape[0], checkpoints)
+            "response", fit_response, checkpoints, resume, settings, x.shape[0], checkpoints
+        )
         fake_settings = settings
         if budget is not None:
             left = max(budget - (time.perf_counter() - start), (1 - RESPONSE_SHARE) * budget)
@@ -387,17 +423,29 @@ class FastSim:
         self.fakes_ = self._fit_fakes(pairs, is_val, fake_settings, checkpoints, resume, quiet)
         self.notes_: list[str] = []
         if self.fakes_ is None and cfg.model.fakes:
-            self.notes_.append(f"fewer than {MIN_FAKES} fakes in the training events: "
-                               "no fake model, generated events have no unmatched reco objects")
+            self.notes_.append(
+                f"fewer than {MIN_FAKES} fakes in the training events: "
+                "no fake model, generated events have no unmatched reco objects"
+            )
         self.provenance_ = provenance(pairs.files, seed, config=cfg.source)
-        self.summary_ = {**pairs.summary(), "n_train_pairs": int(train_rows.size),
-                         "n_validation_pairs": int(val_rows.size)}
+        self.summary_ = {
+            **pairs.summary(),
+            "n_train_pairs": int(train_rows.size),
+            "n_validation_pairs": int(val_rows.size),
+        }
         if output is not None:
             self.save(output)
         return self
 
-    def _fit_fakes(self, pairs: Any, is_val: np.ndarray, settings: Any,
-                   checkpoints: Path | None, resume: bool, quiet: bool) -> _Fakes | None:
+    def _fit_fakes(
+        self,
+        pairs: Any,
+        is_val: np.ndarray,
+        settings: Any,
+        checkpoints: Path | None,
+        resume: bool,
+        quiet: bool,
+    ) -> _Fakes | None:
         cfg = self.config
         if not cfg.model.fakes:
             return None
@@ -426,22 +474,31 @@ class FastSim:
         if val_rows.size >= 10:
             vcols = _take(pairs.fakes, val_rows)
             vcols[multiplicity] = n_gen[pairs.fake_event[val_rows]].astype(np.int64)
-            validation = {"x": pre.transform_targets(vcols, rng=np.random.default_rng(5)),
-                          "c": pre.transform_conditions(vcols)}
+            validation = {
+                "x": pre.transform_targets(vcols, rng=np.random.default_rng(5)),
+                "c": pre.transform_conditions(vcols),
+            }
         fakes_dir = checkpoints / "fakes" if checkpoints is not None else None
 
         def fit_fakes(resume_loop: bool) -> tuple[GenerativeModel, Any]:
-            model = model_class(cfg.model.kind)(cfg.model.generator_settings(),
-                                                seed=cfg.seed + 1, device=self.device)
+            model = model_class(cfg.model.kind)(
+                cfg.model.generator_settings(), seed=cfg.seed + 1, device=self.device
+            )
             return model, model.fit(
                 pre.transform_targets(cols, rng=np.random.default_rng([cfg.seed, 6])),
-                pre.transform_conditions(cols), None, validation, training=settings,
+                pre.transform_conditions(cols),
+                None,
+                validation,
+                training=settings,
                 selection=cfg.training.selection if validation is not None else "loss",
-                checkpoint_dir=fakes_dir, resume=resume_loop, quiet=quiet,
+                checkpoint_dir=fakes_dir,
+                resume=resume_loop,
+                quiet=quiet,
             )
 
-        model, _ = self._stage("fakes", fit_fakes, checkpoints, resume, settings, rows.size,
-                               fakes_dir)
+        model, _ = self._stage(
+            "fakes", fit_fakes, checkpoints, resume, settings, rows.size, fakes_dir
+        )
         return _Fakes(table=table, preprocessor=pre, model=model, multiplicity=multiplicity)
 
     def _fingerprint(self, settings: Any, n: int) -> dict[str, Any]:
@@ -449,30 +506,45 @@ class FastSim:
         from hepgen.training import RESUME_FIXED_SETTINGS
 
         cfg = self.config
-        return {"n": int(n), "seed": cfg.seed,
-                "features": [f.model_dump(mode="json", exclude_none=True) for f in cfg.features],
-                "model": cfg.model.model_dump(mode="json"),
-                "training": {k: getattr(settings, k) for k in RESUME_FIXED_SETTINGS},
-                "selection": cfg.training.selection,
-                "validation_fraction": cfg.training.validation_fraction,
-                "max_objects": cfg.training.max_objects}
+        return {
+            "n": int(n),
+            "seed": cfg.seed,
+            "features": [f.model_dump(mode="json", exclude_none=True) for f in cfg.features],
+            "model": cfg.model.model_dump(mode="json"),
+            "training": {k: getattr(settings, k) for k in RESUME_FIXED_SETTINGS},
+            "selection": cfg.training.selection,
+            "validation_fraction": cfg.training.validation_fraction,
+            "max_objects": cfg.training.max_objects,
+        }
 
-    def _stage(self, stage: str, fit: Any, checkpoints: Path | None, resume: bool,
-               settings: Any, n: int, loop_dir: Path | None) -> tuple[Any, Any]:
+    def _stage(
+        self,
+        stage: str,
+        fit: Any,
+        checkpoints: Path | None,
+        resume: bool,
+        settings: Any,
+        n: int,
+        loop_dir: Path | None,
+    ) -> tuple[Any, Any]:
         """A generator stage through :func:`hepgen.models.stages.run_stage`."""
         kind = self.config.model.kind
         return run_stage(
-            stage, checkpoints, resume, self._fingerprint(settings, n), fit=fit,
+            stage,
+            checkpoints,
+            resume,
+            self._fingerprint(settings, n),
+            fit=fit,
             save=lambda model, folder, stem: model.save(folder, name=stem),
-            load=lambda folder, stem: model_class(kind).load(folder, device=self.device,
-                                                             name=stem),
+            load=lambda folder, stem: model_class(kind).load(folder, device=self.device, name=stem),
             loop_checkpoint=None if loop_dir is None else loop_dir / "last.safetensors",
             max_epochs=settings.max_epochs,
         )
 
     # ------------------------------------------------------------------ inference
-    def sample(self, conditions: Mapping[str, np.ndarray], seed: int | None = None
-               ) -> dict[str, np.ndarray]:
+    def sample(
+        self, conditions: Mapping[str, np.ndarray], seed: int | None = None
+    ) -> dict[str, np.ndarray]:
         """Reco features for every gen row (no efficiency step): raw targets, physical units.
 
         Parameters
@@ -492,8 +564,9 @@ class FastSim:
         z = self.response_.sample(c, seed=seed)
         return _stored_dtypes(self.preprocessor_, self.preprocessor_.inverse_targets(z, conditions))
 
-    def log_prob(self, targets: Mapping[str, np.ndarray], conditions: Mapping[str, np.ndarray]
-                 ) -> np.ndarray:
+    def log_prob(
+        self, targets: Mapping[str, np.ndarray], conditions: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
         """log p(reco | gen) in the targets' physical units, shape (n,) (nats).
 
         The model-space density plus the preprocessing's log-Jacobian; for integer targets it
@@ -566,8 +639,11 @@ class FastSim:
             event structure and are only generated for awkward events.
         """
         self._check_fitted()
-        if isinstance(oversample, bool) or not isinstance(oversample, int | np.integer) or (
-                oversample < 1):
+        if (
+            isinstance(oversample, bool)
+            or not isinstance(oversample, int | np.integer)
+            or (oversample < 1)
+        ):
             raise ValueError(f"oversample must be a positive integer, got {oversample!r}")
         k = int(oversample)
         if type(events).__module__.startswith("awkward"):
@@ -575,19 +651,22 @@ class FastSim:
             return with_draw_fields(out, k)
         return self._simulate_table(events, seed, domain_counts, k)
 
-    def _check_domain(self, conds: Mapping[str, np.ndarray],
-                      domain_counts: dict[str, int] | None) -> None:
+    def _check_domain(
+        self, conds: Mapping[str, np.ndarray], domain_counts: dict[str, int] | None
+    ) -> None:
         outside = self.preprocessor_.out_of_domain(conds) if len(next(iter(conds.values()))) else {}
         bad = {k: v for k, v in outside.items() if v}
         if domain_counts is not None:
             for k, v in bad.items():
                 domain_counts[k] = domain_counts.get(k, 0) + v
         elif bad:
-            log.warning("%s conditions outside the training domain (objects per feature): %s",
-                        self.gen, bad)
+            log.warning(
+                "%s conditions outside the training domain (objects per feature): %s", self.gen, bad
+            )
 
-    def _simulate_table(self, table: Any, seed: int | None,
-                        domain_counts: dict[str, int] | None, k: int) -> Any:
+    def _simulate_table(
+        self, table: Any, seed: int | None, domain_counts: dict[str, int] | None, k: int
+    ) -> Any:
         conds = table_columns(table, self.condition_names)
         n = len(next(iter(conds.values())))
         if k > 1:
@@ -597,11 +676,17 @@ class FastSim:
         efficiency = self.efficiency(conds) if n else np.zeros(0)
         reconstructed = efficiency > np.random.default_rng(seeds[0]).random(len(efficiency))
         dtypes = self.preprocessor_.dtypes
-        reco = self.sample(conds, seed=int(seeds[1].generate_state(1)[0])) if n else {
-            t: np.zeros(0, dtype=dtypes[t]) for t in self.target_names}
-        out: dict[str, np.ndarray] = {**conds, **reco,
-                                      "efficiency": efficiency.astype(np.float32),
-                                      "reconstructed": reconstructed}
+        reco = (
+            self.sample(conds, seed=int(seeds[1].generate_state(1)[0]))
+            if n
+            else {t: np.zeros(0, dtype=dtypes[t]) for t in self.target_names}
+        )
+        out: dict[str, np.ndarray] = {
+            **conds,
+            **reco,
+            "efficiency": efficiency.astype(np.float32),
+            "reconstructed": reconstructed,
+        }
         if k > 1:
             out[OVERSAMPLE_WEIGHT] = np.full(n * k, 1.0 / k, np.float32)
             out[OVERSAMPLE_DRAW] = np.tile(np.arange(k, dtype=np.int32), n)
@@ -611,8 +696,9 @@ class FastSim:
             return pd.DataFrame(out)
         return out
 
-    def _simulate_events(self, events: Any, seed: int | None,
-                         domain_counts: dict[str, int] | None) -> Any:
+    def _simulate_events(
+        self, events: Any, seed: int | None, domain_counts: dict[str, int] | None
+    ) -> Any:
         import awkward as ak
 
         from hepgen.io.collections import flatten_collection
@@ -625,8 +711,11 @@ class FastSim:
         keep = (self.efficiency(conds) > rng.random(len(flat))) if len(flat) else np.zeros(0, bool)
         kept = {k: v[keep] for k, v in conds.items()}
         dtypes = self.preprocessor_.dtypes
-        reco = self.sample(kept, seed=int(seeds[1].generate_state(1)[0])) if keep.any() else {
-            t: np.zeros(0, dtype=dtypes[t]) for t in self.target_names}
+        reco = (
+            self.sample(kept, seed=int(seeds[1].generate_state(1)[0]))
+            if keep.any()
+            else {t: np.zeros(0, dtype=dtypes[t]) for t in self.target_names}
+        )
         n_events = flat.n_events
         matched_counts = np.bincount(flat.event_index[keep], minlength=n_events)
         idx_name = self.config.data.index_branch
@@ -638,12 +727,12 @@ class FastSim:
             n_fake = self.fakes_.counts(flat.counts, frng)
             if n_fake.sum():
                 fake_event = np.repeat(np.arange(n_events), n_fake)
-                fakes = self.fakes_.sample(flat.counts[fake_event],
-                                           seed=int(frng.integers(2**31)))
+                fakes = self.fakes_.sample(flat.counts[fake_event], seed=int(frng.integers(2**31)))
                 # per event: matched objects first, then the fakes
                 order_key = np.concatenate([flat.event_index[keep], fake_event])
-                is_fake = np.concatenate([np.zeros(keep.sum(), bool), np.ones(len(fake_event),
-                                                                                bool)])
+                is_fake = np.concatenate(
+                    [np.zeros(keep.sum(), bool), np.ones(len(fake_event), bool)]
+                )
                 order = np.lexsort((is_fake, order_key))
                 for t in self.target_names:
                     # both parts already carry the stored dtype (_stored_dtypes)
@@ -661,9 +750,11 @@ class FastSim:
         cfg = self.config
         fakes = None
         if self.fakes_ is not None:
-            fakes = {"multiplicity": self.fakes_.multiplicity,
-                     "table": self.fakes_.table.tolist(),
-                     "preprocessing": self.fakes_.preprocessor.to_dict()}
+            fakes = {
+                "multiplicity": self.fakes_.multiplicity,
+                "table": self.fakes_.table.tolist(),
+                "preprocessing": self.fakes_.preprocessor.to_dict(),
+            }
         return {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
@@ -681,7 +772,8 @@ class FastSim:
             "efficiency": self.efficiency_.describe(),
             "fakes": fakes,
             "training": getattr(self, "training_", None).to_dict()
-            if getattr(self, "training_", None) is not None else None,
+            if getattr(self, "training_", None) is not None
+            else None,
             "data_summary": getattr(self, "summary_", None),
             "provenance": getattr(self, "provenance_", None),
             "notes": getattr(self, "notes_", []),
@@ -716,11 +808,14 @@ class FastSim:
         try:
             card = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise InputError(f"'{path}' is not valid JSON ({err}); the model directory is "
-                             "corrupt or truncated") from None
+            raise InputError(
+                f"'{path}' is not valid JSON ({err}); the model directory is corrupt or truncated"
+            ) from None
         if not isinstance(card, dict) or card.get("format") != MODEL_FORMAT:
-            raise InputError(f"'{path}' is not a hepgen model card (format "
-                             f"{card.get('format') if isinstance(card, dict) else None!r})")
+            raise InputError(
+                f"'{path}' is not a hepgen model card (format "
+                f"{card.get('format') if isinstance(card, dict) else None!r})"
+            )
         version = card.get("format_version")
         if version != MODEL_FORMAT_VERSION:
             raise InputError(
@@ -741,10 +836,12 @@ class FastSim:
         sim.efficiency_ = EfficiencyModel.load(directory, name="efficiency")
         sim.fakes_ = None
         if fakes:
-            sim.fakes_ = _Fakes(table=np.asarray(fakes["table"]),
-                                preprocessor=Preprocessor.from_dict(fakes["preprocessing"]),
-                                model=model.load(directory, device=device, name=f"fakes_{kind}"),
-                                multiplicity=fakes["multiplicity"])
+            sim.fakes_ = _Fakes(
+                table=np.asarray(fakes["table"]),
+                preprocessor=Preprocessor.from_dict(fakes["preprocessing"]),
+                model=model.load(directory, device=device, name=f"fakes_{kind}"),
+                multiplicity=fakes["multiplicity"],
+            )
         sim.card_ = card
         sim.notes_ = card.get("notes", [])
         return sim

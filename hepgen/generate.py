@@ -42,8 +42,7 @@ def _chunks(paths: list[Any], tree: str, step_size: int) -> Any:
     with their NaN/inf values (only the conditions are checked, by the model)."""
     for path in paths:
         first = 0
-        for events in iterate_events(path, None, tree=tree, step_size=step_size,
-                                     nonfinite="keep"):
+        for events in iterate_events(path, None, tree=tree, step_size=step_size, nonfinite="keep"):
             yield path, first, events
             first += len(events)
 
@@ -109,9 +108,10 @@ def generate_file(
     start = time.perf_counter()
     outside: dict[str, int] = {}
     idx_name = sim.config.data.index_branch
-    with RootWriter(output, tree=tree, protect=paths) as writer, progress(
-        total=total, desc="generate", unit="event", quiet=quiet
-    ) as bar:
+    with (
+        RootWriter(output, tree=tree, protect=paths) as writer,
+        progress(total=total, desc="generate", unit="event", quiet=quiet) as bar,
+    ):
         for i, (path, first, events) in enumerate(_chunks(paths, tree, step_size)):
             chunk_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
             n_events = len(events)
@@ -120,11 +120,13 @@ def generate_file(
             try:
                 reco = sim.simulate(events, seed=chunk_seed, domain_counts=outside)
             except InputError as err:  # e.g. NaN in a condition: say where
-                raise InputError(f"file '{path}', tree '{tree}', entries {first}-"
-                                 f"{first + n_events - 1}: {err}") from None
+                raise InputError(
+                    f"file '{path}', tree '{tree}', entries {first}-{first + n_events - 1}: {err}"
+                ) from None
             branches = {f: reco[f] for f in reco.fields}
-            writer.extend(with_draw_fields(replace_collection(events, sim.reco, branches),
-                                           oversample))
+            writer.extend(
+                with_draw_fields(replace_collection(events, sim.reco, branches), oversample)
+            )
             idx = ak.to_numpy(ak.flatten(reco[idx_name]))
             counts["events"] += n_events
             counts["gen_objects"] += n_gen
@@ -134,8 +136,12 @@ def generate_file(
     seconds = time.perf_counter() - start
     bad = {k: v for k, v in outside.items() if v}
     if bad:
-        log.warning("%s conditions outside the training domain (objects per feature, whole "
-                    "file): %s; generated values there are extrapolations", sim.gen, bad)
+        log.warning(
+            "%s conditions outside the training domain (objects per feature, whole "
+            "file): %s; generated values there are extrapolations",
+            sim.gen,
+            bad,
+        )
     return {
         **counts,
         "oversample": oversample,
@@ -143,7 +149,8 @@ def generate_file(
         "seconds": seconds,
         # simulated gen objects (K per input object with oversampling) per second
         "gen_objects_per_second": counts["gen_objects"] * oversample / seconds
-        if seconds > 0 else None,
+        if seconds > 0
+        else None,
         "output": os.fspath(Path(output)),
     }
 
@@ -162,8 +169,10 @@ def _check_fastsim_directory(directory: str | os.PathLike) -> None:
     try:
         _, card = read_model_card(directory)
     except InputError as err:
-        raise InputError(f"{err}; 'hepgen generate' expects the model directory of a fast "
-                         "simulation ('hepgen train')") from None
+        raise InputError(
+            f"{err}; 'hepgen generate' expects the model directory of a fast "
+            "simulation ('hepgen train')"
+        ) from None
     kind = card.get("kind")
     if kind == "density":
         raise InputError(

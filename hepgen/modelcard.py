@@ -19,48 +19,65 @@ def _range(d: dict[str, Any]) -> str:
 
 def _format_density(card: dict[str, Any]) -> list[str]:
     """The lines of a density model's card (:class:`hepgen.anomaly.density.DensityModel`)."""
+
     def names(key: str) -> str:
         return ", ".join(f"{f['name']} ({f.get('kind')})" for f in card.get(key) or [])
 
     arch = card.get("architecture") or {}
     s = card.get("flow") or arch.get("settings") or {}
     data = card.get("data_summary") or {}
-    lines = [f"  kind: density  |  p(features | conditions), {data.get('n_train')} training / "
-             f"{data.get('n_validation')} validation events",
-             "  features:   " + names("features"),
-             "  conditions: " + names("conditions"),
-             f"  flow: {s.get('kind')} RQ-spline, {s.get('n_transforms')} transforms, "
-             f"{s.get('hidden_features')} hidden x {s.get('n_blocks')} blocks, {s.get('n_bins')} "
-             f"bins, tail bound {s.get('tail_bound')}; {arch.get('n_parameters')} parameters"]
+    lines = [
+        f"  kind: density  |  p(features | conditions), {data.get('n_train')} training / "
+        f"{data.get('n_validation')} validation events",
+        "  features:   " + names("features"),
+        "  conditions: " + names("conditions"),
+        f"  flow: {s.get('kind')} RQ-spline, {s.get('n_transforms')} transforms, "
+        f"{s.get('hidden_features')} hidden x {s.get('n_blocks')} blocks, {s.get('n_bins')} "
+        f"bins, tail bound {s.get('tail_bound')}; {arch.get('n_parameters')} parameters",
+    ]
     trend = card.get("trend")
     if trend or card.get("conditional") is False:
-        lines.append(f"  trend: degree {trend['degree'] if trend else 0} polynomial in the "
-                     "conditions; the flow "
-                     + ("sees the conditions" if card.get("conditional", True)
-                        else "models the residuals without the conditions"))
+        lines.append(
+            f"  trend: degree {trend['degree'] if trend else 0} polynomial in the "
+            "conditions; the flow "
+            + (
+                "sees the conditions"
+                if card.get("conditional", True)
+                else "models the residuals without the conditions"
+            )
+        )
     for name, d in (card.get("domain") or {}).items():
         gap = d.get("largest_gap")
         if gap:
-            lines.append(f"  largest interval of {name} without training events: "
-                         f"[{gap[0]:.5g}, {gap[1]:.5g}]")
+            lines.append(
+                f"  largest interval of {name} without training events: "
+                f"[{gap[0]:.5g}, {gap[1]:.5g}]"
+            )
     return lines
 
 
 def format_card(card: dict[str, Any]) -> str:
     """Format the content of ``hepgen-model.json`` as a plain-text model card."""
     if card.get("kind") == "density":
-        lines = [f"hepgen model card (format {card.get('format')} v{card.get('format_version')})",
-                 *_format_density(card)]
+        lines = [
+            f"hepgen model card (format {card.get('format')} v{card.get('format_version')})",
+            *_format_density(card),
+        ]
         return "\n".join(lines + _training_lines(card) + _tail_lines(card))
     cfg = card.get("config", {})
     data = cfg.get("data", {})
     features = cfg.get("features", [])
-    lines = [f"hepgen model card (format {card.get('format')} v{card.get('format_version')})",
-             f"  kind: {card.get('kind')}  |  {data.get('gen')} -> {data.get('reco')}, tree "
-             f"'{data.get('tree')}', matching {data.get('matching', {}).get('method')}"]
+    lines = [
+        f"hepgen model card (format {card.get('format')} v{card.get('format_version')})",
+        f"  kind: {card.get('kind')}  |  {data.get('gen')} -> {data.get('reco')}, tree "
+        f"'{data.get('tree')}', matching {data.get('matching', {}).get('method')}",
+    ]
     cond = [f["name"] for f in features if f.get("role") == "condition"]
-    targ = [f["name"] + (f" (relative to {f['relative_to']})" if f.get("relative_to") else "")
-            for f in features if f.get("role") == "target"]
+    targ = [
+        f["name"] + (f" (relative to {f['relative_to']})" if f.get("relative_to") else "")
+        for f in features
+        if f.get("role") == "target"
+    ]
     lines.append("  conditions: " + ", ".join(cond))
     lines.append("  targets:    " + ", ".join(targ))
     arch = card.get("architecture") or {}
@@ -87,8 +104,14 @@ def format_card(card: dict[str, Any]) -> str:
                 f"mean efficiency {es.get('efficiency', float('nan')):.4f}"
             )
     fakes = card.get("fakes")
-    lines.append("  fakes: " + (f"per-event multiplicity table + {card.get('kind')} of their "
-                                "features" if fakes else "not modelled"))
+    lines.append(
+        "  fakes: "
+        + (
+            f"per-event multiplicity table + {card.get('kind')} of their features"
+            if fakes
+            else "not modelled"
+        )
+    )
     lines += _training_lines(card)
     summary = card.get("data_summary") or {}
     if summary:
@@ -128,11 +151,14 @@ def _tail_lines(card: dict[str, Any]) -> list[str]:
         lines.extend(f"    {name}: {_range(d)}" for name, d in domain.items())
     prov = card.get("provenance") or {}
     if prov:
-        lines.append(f"  created {prov.get('created')}, seed {prov.get('seed')}, "
-                     f"config {prov.get('config')}")
+        lines.append(
+            f"  created {prov.get('created')}, seed {prov.get('seed')}, config {prov.get('config')}"
+        )
         for rec in prov.get("inputs", []):
-            lines.append(f"    input {rec.get('path')} sha256 {str(rec.get('sha256'))[:16]}... "
-                         f"({rec.get('bytes')} bytes)")
+            lines.append(
+                f"    input {rec.get('path')} sha256 {str(rec.get('sha256'))[:16]}... "
+                f"({rec.get('bytes')} bytes)"
+            )
         versions = prov.get("versions", {})
         lines.append("    versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     for note in card.get("notes") or []:

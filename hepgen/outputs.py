@@ -136,7 +136,9 @@ def clean_stale_temps(target: PathLike) -> list[Path]:
     if removed:
         log.warning(
             "removed %d stale temporary file(s) of an interrupted hepgen run writing '%s': %s",
-            len(removed), target, ", ".join(p.name for p in removed),
+            len(removed),
+            target,
+            ", ".join(p.name for p in removed),
         )
     return removed
 
@@ -206,8 +208,9 @@ def _check_folder(path: Path, what: str) -> None:
         fd, probe = tempfile.mkstemp(prefix=f".{TEMP_TAG}-probe-{os.getpid()}-", dir=ancestor)
     except OSError as err:
         reason = err.strerror or type(err).__name__
-        raise InputError(f"cannot write {what} '{path}': cannot create files in "
-                         f"'{ancestor}' ({reason})") from None
+        raise InputError(
+            f"cannot write {what} '{path}': cannot create files in '{ancestor}' ({reason})"
+        ) from None
     os.close(fd)
     os.unlink(probe)
 
@@ -249,16 +252,20 @@ def check_output_file(
         raise InputError(f"{what} '{path}' is not a file name")
     same = _is_input(path, inputs)
     if same is not None:
-        raise InputError(f"{what} '{path}' is also an input of this job ('{same}'); hepgen "
-                         "never overwrites its input: choose another output path")
+        raise InputError(
+            f"{what} '{path}' is also an input of this job ('{same}'); hepgen "
+            "never overwrites its input: choose another output path"
+        )
     if path.is_dir():
         raise InputError(f"{what} '{path}' is a directory, expected a file path")
     if path.exists() or path.is_symlink():
         if not path.is_file():
             raise InputError(f"{what} '{path}' exists and is not a regular file")
         if not overwrite:
-            raise InputError(f"{what} '{path}' already exists; use --overwrite to replace it, "
-                             "or choose another path")
+            raise InputError(
+                f"{what} '{path}' already exists; use --overwrite to replace it, "
+                "or choose another path"
+            )
     _check_folder(path, what)
     return path
 
@@ -305,20 +312,25 @@ def check_output_dir(
     contents = list(contents)
     same = _is_input(path, inputs)
     if same is not None:
-        raise InputError(f"{what} '{path}' is also an input of this job ('{same}'); "
-                         "choose another folder")
+        raise InputError(
+            f"{what} '{path}' is also an input of this job ('{same}'); choose another folder"
+        )
     if path.exists() and not path.is_dir():
         raise InputError(f"{what} '{path}' is an existing file, expected a folder")
     for name in contents:
         same = _is_input(path / name, inputs)
         if same is not None:
-            raise InputError(f"{what} '{path}' would overwrite the input '{same}'; hepgen "
-                             "never overwrites its input: choose another folder")
+            raise InputError(
+                f"{what} '{path}' would overwrite the input '{same}'; hepgen "
+                "never overwrites its input: choose another folder"
+            )
     if not overwrite:
         present = [n for n in contents if (path / n).exists()]
         if present:
-            raise InputError(f"{what} '{path}' already holds {', '.join(present)}; use "
-                             "--overwrite to replace it, or choose another folder")
+            raise InputError(
+                f"{what} '{path}' already holds {', '.join(present)}; use "
+                "--overwrite to replace it, or choose another folder"
+            )
     if path.is_dir():
         _check_folder(path / "x", what)
     else:

@@ -20,8 +20,19 @@ from hepgen.errors import InputError
 __all__ = ["PACKAGES", "file_sha256", "package_versions", "provenance"]
 
 #: Packages whose versions are recorded (those that change numbers when they change).
-PACKAGES = ("hepgen", "torch", "nflows", "numpy", "scipy", "uproot", "awkward", "xgboost",
-            "xgboost-cpu", "scikit-learn", "safetensors")
+PACKAGES = (
+    "hepgen",
+    "torch",
+    "nflows",
+    "numpy",
+    "scipy",
+    "uproot",
+    "awkward",
+    "xgboost",
+    "xgboost-cpu",
+    "scikit-learn",
+    "safetensors",
+)
 
 
 def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
@@ -72,12 +83,14 @@ def provenance(files: Iterable[str | os.PathLike], seed: int, **extra: Any) -> d
     for f in files:
         p = Path(f)
         stat = p.stat()
-        records.append({
-            "path": os.fspath(p.resolve()),
-            "sha256": file_sha256(p),
-            "bytes": stat.st_size,
-            "modified": _dt.datetime.fromtimestamp(stat.st_mtime, _dt.timezone.utc).isoformat(),
-        })
+        records.append(
+            {
+                "path": os.fspath(p.resolve()),
+                "sha256": file_sha256(p),
+                "bytes": stat.st_size,
+                "modified": _dt.datetime.fromtimestamp(stat.st_mtime, _dt.timezone.utc).isoformat(),
+            }
+        )
     return {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "inputs": records,

@@ -609,9 +609,7 @@ class StepContext:
     mean_weight: float
     grad_clip: float | None
 
-    def weighted_mean(
-        self, losses: torch.Tensor, weights: torch.Tensor | None
-    ) -> torch.Tensor:
+    def weighted_mean(self, losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
         """``sum_i w_i l_i / (n * mean_weight)`` of per-event ``losses`` (n,) (plain mean
         without weights): the loop's batch normalisation (module notes, "Event weights")."""
         return _weighted_batch_loss(losses, weights, self.mean_weight)
@@ -853,8 +851,9 @@ class _Schedule:
             return rate * 0.5 * (1.0 + math.cos(math.pi * frac))
         return rate
 
-    def fit_to_time_limit(self, epochs_done: int, seconds_left: float, epoch_seconds: float
-                          ) -> None:
+    def fit_to_time_limit(
+        self, epochs_done: int, seconds_left: float, epoch_seconds: float
+    ) -> None:
         """Fix the cosine horizon to the epochs that fit in the time left (once)."""
         s = self.settings
         if s.schedule != "cosine" or self.timed_horizon is not None or epoch_seconds <= 0:
@@ -877,8 +876,13 @@ class _Schedule:
 
     def state(self) -> dict[str, Any]:
         best = self.best if math.isfinite(self.best) else None
-        return {"step": self.step, "scale": self.scale, "best": best, "bad_epochs": self.bad_epochs,
-                "timed_horizon": self.timed_horizon}
+        return {
+            "step": self.step,
+            "scale": self.scale,
+            "best": best,
+            "bad_epochs": self.bad_epochs,
+            "timed_horizon": self.timed_horizon,
+        }
 
     def load(self, state: Mapping[str, Any]) -> None:
         self.step = int(state["step"])
@@ -1289,8 +1293,11 @@ def train(
     state.stopped = None
     if timed_out:
         state.stopped = "time_limit"
-        logger.info("the checkpointed run stopped on its time limit after epoch %d: finished, "
-                    "not trained further", state.epoch)
+        logger.info(
+            "the checkpointed run stopped on its time limit after epoch %d: finished, "
+            "not trained further",
+            state.epoch,
+        )
     elif state.epoch >= settings.max_epochs:
         state.stopped = "max_epochs"
     elif val_set is not None and state.es_bad_epochs >= settings.patience:
@@ -1525,8 +1532,7 @@ class _Run:
         for b, (batch, w) in enumerate(batches, start=1):
             n = next(iter(batch.values())).shape[0]
             lr = schedule.lr()
-            context = StepContext(self.optimizers, lr, schedule.step, self.mean_weight,
-                                  s.grad_clip)
+            context = StepContext(self.optimizers, lr, schedule.step, self.mean_weight, s.grad_clip)
             value = self.objective.step(self.module, batch, w, context)
             if value is not None and math.isfinite(float(value)):
                 sum_loss += float(value) * n

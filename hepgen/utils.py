@@ -167,8 +167,13 @@ def _exchange_paths(a: Path, b: Path) -> bool:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
         return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                          ctypes.c_uint]
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
     renameat2.restype = ctypes.c_int
     if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
@@ -186,7 +191,7 @@ def _stale_temp_dirs(path: Path) -> list[Path]:
     from hepgen.outputs import TEMP_TAG, temp_prefix
 
     start = f".{path.name}.{TEMP_TAG}-"
-    host = temp_prefix(path)[len(start):].split("-")[0]
+    host = temp_prefix(path)[len(start) :].split("-")[0]
     pattern = re.compile(
         rf"{re.escape(start)}(?P<host>[0-9a-f]{{6}})-(?P<pid>[0-9]+)-[a-z0-9_]{{8}}\.dir(?:\.old)?"
     )
@@ -198,7 +203,12 @@ def _stale_temp_dirs(path: Path) -> list[Path]:
     for name in names:
         match = pattern.fullmatch(name)
         candidate = path.parent / name
-        if match is None or match["host"] != host or candidate.is_symlink() or not candidate.is_dir():
+        if (
+            match is None
+            or match["host"] != host
+            or candidate.is_symlink()
+            or not candidate.is_dir()
+        ):
             continue
         pid = int(match["pid"])
         if pid == os.getpid():
@@ -263,8 +273,12 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     for old in stale:
         shutil.rmtree(old, ignore_errors=True)
     if stale:
-        log.warning("removed %d stale temporary folder(s) of an interrupted hepgen run writing "
-                    "'%s': %s", len(stale), path, ", ".join(p.name for p in stale))
+        log.warning(
+            "removed %d stale temporary folder(s) of an interrupted hepgen run writing '%s': %s",
+            len(stale),
+            path,
+            ", ".join(p.name for p in stale),
+        )
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".dir", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:

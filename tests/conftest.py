@@ -34,9 +34,11 @@ def small_flow_config_text(max_epochs: int) -> str:
     from hepgen.resources import config_path
 
     text = config_path("toy_jets_flow.yaml").read_text()
-    small = (text.replace("n_transforms: 6", "n_transforms: 2")
-             .replace("hidden_features: 128", "hidden_features: 16")
-             .replace("max_epochs: 60", f"max_epochs: {max_epochs}"))
+    small = (
+        text.replace("n_transforms: 6", "n_transforms: 2")
+        .replace("hidden_features: 128", "hidden_features: 16")
+        .replace("max_epochs: 60", f"max_epochs: {max_epochs}")
+    )
     assert small.count("\n") == text.count("\n") and "n_transforms: 2" in small
     assert f"max_epochs: {max_epochs}\n" in small or f"max_epochs: {max_epochs} " in small
     return small

@@ -62,9 +62,14 @@ def fitted():
     """A background model in the ANODE/CATHODE sense: trained on the 'sidebands' m outside
     GAP only (about 9600 events, 15 epochs, about 3 s on 2 cores)."""
     data, _ = draw(12_000, seed=1, gap=GAP)
-    model = DensityModel(FEATURES, CONDITIONS, flow=SMALL_FLOW,
-                         training={"max_epochs": 15, "batch_size": 512, "learning_rate": 3e-3},
-                         seed=0, device="cpu")
+    model = DensityModel(
+        FEATURES,
+        CONDITIONS,
+        flow=SMALL_FLOW,
+        training={"max_epochs": 15, "batch_size": 512, "learning_rate": 3e-3},
+        seed=0,
+        device="cpu",
+    )
     return model.fit(data, quiet=True)
 
 
@@ -139,8 +144,11 @@ def test_sample_is_seeded_and_returns_the_conditions(fitted):
 
 def test_same_seed_same_fit():
     data, _ = draw(3000, seed=8)
-    kw = {"flow": {"n_transforms": 1, "hidden_features": 8, "n_blocks": 1},
-          "training": {"max_epochs": 2, "batch_size": 256}, "device": "cpu"}
+    kw = {
+        "flow": {"n_transforms": 1, "hidden_features": 8, "n_blocks": 1},
+        "training": {"max_epochs": 2, "batch_size": 256},
+        "device": "cpu",
+    }
     one = DensityModel(FEATURES, CONDITIONS, seed=4, **kw).fit(data, quiet=True)
     two = DensityModel(FEATURES, CONDITIONS, seed=4, **kw).fit(data, quiet=True)
     other = DensityModel(FEATURES, CONDITIONS, seed=5, **kw).fit(data, quiet=True)
@@ -166,8 +174,11 @@ def test_resume_continues_an_interrupted_fit(tmp_path):
 
 
 def test_save_load_round_trip(fitted, saved):
-    assert {p.name for p in saved.iterdir()} == {"hepgen-model.json", "flow.safetensors",
-                                                  "flow.json"}
+    assert {p.name for p in saved.iterdir()} == {
+        "hepgen-model.json",
+        "flow.safetensors",
+        "flow.json",
+    }
     _, card = read_model_card(saved)
     assert card["kind"] == "density" and card["format"] == "hepgen-model"
     assert card["format_version"] == 2
@@ -215,18 +226,30 @@ def draw_shifted(n, seed, m=None, gap=None):
     x3 = np.exp(0.5 * m + 0.3 * rng.normal(size=n)).astype(np.float32)
     u = (x1.astype(np.float64) - 1.0 - SLOPE * m) / BETA
     y3 = np.log(x3.astype(np.float64))
-    logp = (-np.log(BETA) - u - np.exp(-u)
-            - 0.5 * ((y3 - 0.5 * m) / 0.3) ** 2 - np.log(0.3 * np.sqrt(2 * np.pi)) - y3)
+    logp = (
+        -np.log(BETA)
+        - u
+        - np.exp(-u)
+        - 0.5 * ((y3 - 0.5 * m) / 0.3) ** 2
+        - np.log(0.3 * np.sqrt(2 * np.pi))
+        - y3
+    )
     return {"m": m, "x1": x1, "x3": x3}, logp
 
 
 @pytest.fixture(scope="module")
 def trend_model():
     data, _ = draw_shifted(12_000, seed=21, gap=GAP)
-    model = DensityModel([{"name": "x1"}, {"name": "x3", "kind": "positive"}], CONDITIONS,
-                         flow=SMALL_FLOW, trend=1, conditional=False,
-                         training={"max_epochs": 15, "batch_size": 512, "learning_rate": 3e-3},
-                         seed=0, device="cpu")
+    model = DensityModel(
+        [{"name": "x1"}, {"name": "x3", "kind": "positive"}],
+        CONDITIONS,
+        flow=SMALL_FLOW,
+        trend=1,
+        conditional=False,
+        training={"max_epochs": 15, "batch_size": 512, "learning_rate": 3e-3},
+        seed=0,
+        device="cpu",
+    )
     return model.fit(data, quiet=True)
 
 
@@ -262,8 +285,10 @@ def test_trend_model_round_trip(trend_model, tmp_path):
     loaded = DensityModel.load(path)
     test, _ = draw_shifted(2000, seed=23)
     assert np.array_equal(loaded.log_prob(test), trend_model.log_prob(test))
-    assert np.array_equal(loaded.sample({"m": test["m"]}, seed=1)["x3"],
-                          trend_model.sample({"m": test["m"]}, seed=1)["x3"])
+    assert np.array_equal(
+        loaded.sample({"m": test["m"]}, seed=1)["x3"],
+        trend_model.sample({"m": test["m"]}, seed=1)["x3"],
+    )
 
 
 def test_damaged_or_foreign_directories(saved, tmp_path):
@@ -281,8 +306,9 @@ def test_damaged_or_foreign_directories(saved, tmp_path):
     with pytest.raises(InputError, match=r"hepgen-model\.json' is not valid JSON"):
         DensityModel.load(bad)
     # a fast simulation's directory (same card format, kind flow)
-    (bad / "hepgen-model.json").write_text(json.dumps({"format": "hepgen-model",
-                                                        "format_version": 1, "kind": "flow"}))
+    (bad / "hepgen-model.json").write_text(
+        json.dumps({"format": "hepgen-model", "format_version": 1, "kind": "flow"})
+    )
     with pytest.raises(InputError, match="describes a fast simulation"):
         DensityModel.load(bad)
     with pytest.raises(InputError, match="not a hepgen model directory"):
@@ -306,8 +332,9 @@ def test_bad_inputs_are_named(fitted):
 
 def test_settings_are_checked():
     with pytest.raises(ConfigError, match="'quantile_gaussian' is not allowed for the conditions"):
-        DensityModel(FEATURES, [{"name": "m", "transforms": [{"type": "quantile_gaussian"}]}]
-                     ).fit({}, quiet=True)
+        DensityModel(FEATURES, [{"name": "m", "transforms": [{"type": "quantile_gaussian"}]}]).fit(
+            {}, quiet=True
+        )
     with pytest.raises(ConfigError, match="role 'condition'"):
         _ = DensityModel([{"name": "x1", "role": "condition"}], CONDITIONS).feature_names
     with pytest.raises(ConfigError, match="at least one of its conditions"):

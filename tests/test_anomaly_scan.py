@@ -37,21 +37,37 @@ FEATURES = [
     {"name": "tau21_j2", "kind": "bounded", "bounds": [0.0, 1.0]},
 ]
 FAST_TRAINING = {"batch_size": 512, "max_epochs": 8, "patience": 5, "learning_rate": 2e-3}
-FAST_FLOW = {"kind": "autoregressive", "n_transforms": 3, "hidden_features": 32, "n_blocks": 1,
-             "n_bins": 8}
+FAST_FLOW = {
+    "kind": "autoregressive",
+    "n_transforms": 3,
+    "hidden_features": 32,
+    "n_blocks": 1,
+    "n_bins": 8,
+}
 
 
 def _columns(n: int, signal_fraction: float, seed: int) -> dict[str, np.ndarray]:
     ev = DijetSimulation(signal_fraction=signal_fraction).generate(n, seed=seed)
-    return {f: ak.to_numpy(ev[f]) for f in ("mjj", "mj1", "mj2", "tau21_j1", "tau21_j2",
-                                            "label")}
+    return {f: ak.to_numpy(ev[f]) for f in ("mjj", "mj1", "mj2", "tau21_j1", "tau21_j2", "label")}
 
 
 def _settings(**kw) -> ScanSettings:
-    base = dict(resonance={"name": "mjj", "kind": "positive"}, features=FEATURES,
-                start=3.1, stop=3.9, width=0.4, step=0.2, sideband=0.4, flow=FAST_FLOW,
-                training=FAST_TRAINING, label="label", seed=3, device="cpu", folds=3,
-                oversample=4)
+    base = dict(
+        resonance={"name": "mjj", "kind": "positive"},
+        features=FEATURES,
+        start=3.1,
+        stop=3.9,
+        width=0.4,
+        step=0.2,
+        sideband=0.4,
+        flow=FAST_FLOW,
+        training=FAST_TRAINING,
+        label="label",
+        seed=3,
+        device="cpu",
+        folds=3,
+        oversample=4,
+    )
     base.update(kw)
     return ScanSettings(**base)
 
@@ -72,10 +88,13 @@ def test_window_outside_the_data_names_window_and_range():
         make_windows(1.6, 2.4, 0.4, 0.2, 0.3, data_range=(1.5, 7.0))
 
 
-@pytest.mark.parametrize("kw, msg", [
-    ({"width": 0.0}, "'width' must be a positive"),
-    ({"stop": 2.7}, "no signal region of width"),
-])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"width": 0.0}, "'width' must be a positive"),
+        ({"stop": 2.7}, "no signal region of width"),
+    ],
+)
 def test_bad_windows_are_config_errors(kw, msg):
     args = {"start": 2.5, "stop": 4.7, "width": 0.4, "step": 0.2, "sideband": 0.4, **kw}
     with pytest.raises(ConfigError, match=msg):
@@ -151,8 +170,7 @@ def test_scan_json_entries(signal_scan):
     json.dumps(d)  # plain JSON
     assert len(d["windows"]) == 3
     for w in d["windows"]:
-        for key in ("lo", "hi", "n_observed", "n_expected", "significance", "threshold",
-                    "max_sic"):
+        for key in ("lo", "hi", "n_observed", "n_expected", "significance", "threshold", "max_sic"):
             assert key in w
     assert sorted(w["rank"] for w in d["windows"]) == [1, 2, 3]
 
@@ -213,14 +231,21 @@ def test_scan_reads_root_files(tmp_path):
 
     path = tmp_path / "dijet.root"
     simulate_to_file(path, "dijet", 30_000, seed=5, quiet=True)
-    cfg = parse_scan_config({**yaml.safe_load(_small_config(tmp_path).read_text()),
-                             "data": {"files": [str(path)]}}, str(tmp_path / "c.yaml"))
+    cfg = parse_scan_config(
+        {**yaml.safe_load(_small_config(tmp_path).read_text()), "data": {"files": [str(path)]}},
+        str(tmp_path / "c.yaml"),
+    )
     cols = read_scan_columns(cfg)
     assert set(cols) == {"mjj", "mj1", "mj2", "tau21_j1", "tau21_j2"}
     assert cols["mjj"].size == 30_000
-    bad = parse_scan_config({**yaml.safe_load(_small_config(tmp_path).read_text()),
-                             "data": {"files": [str(path)]}, "resonance": {"name": "mjjj"}},
-                            "c.yaml")
+    bad = parse_scan_config(
+        {
+            **yaml.safe_load(_small_config(tmp_path).read_text()),
+            "data": {"files": [str(path)]},
+            "resonance": {"name": "mjjj"},
+        },
+        "c.yaml",
+    )
     with pytest.raises(InputError, match=r"dijet.root.*'mjjj'"):
         read_scan_columns(bad)
 
@@ -228,11 +253,28 @@ def test_scan_reads_root_files(tmp_path):
 def test_cli_scan(tmp_path):
     cfg = _small_config(tmp_path)
     out = tmp_path / "cli"
-    run = subprocess.run([sys.executable, "-m", "hepgen", "scan", str(cfg), "-o", str(out),
-                          "--quiet", "--device", "cpu"], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hepgen",
+            "scan",
+            str(cfg),
+            "-o",
+            str(out),
+            "--quiet",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     assert (out / "scan.json").exists() and (out / "report.html").exists()
-    bad = subprocess.run([sys.executable, "-m", "hepgen", "scan", str(tmp_path / "nope.yaml"),
-                          "-o", str(out)], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "hepgen", "scan", str(tmp_path / "nope.yaml"), "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2
     assert "nope.yaml" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -22,9 +22,12 @@ from hepgen.models import GANModel, NoLikelihoodError
 from hepgen.resources import config_path
 from hepgen.sim import simulate_to_file
 
-FEATURES = [{"name": "mj1", "kind": "positive"}, {"name": "mj2", "kind": "positive"},
-            {"name": "tau21_j1", "kind": "bounded", "bounds": [0, 1]},
-            {"name": "tau21_j2", "kind": "bounded", "bounds": [0, 1]}]
+FEATURES = [
+    {"name": "mj1", "kind": "positive"},
+    {"name": "mj2", "kind": "positive"},
+    {"name": "tau21_j1", "kind": "bounded", "bounds": [0, 1]},
+    {"name": "tau21_j2", "kind": "bounded", "bounds": [0, 1]},
+]
 CONDITIONS = [{"name": "mjj", "kind": "positive"}]
 
 
@@ -39,12 +42,18 @@ def dijet(tmp_path_factory):
     file of 3000 events with 10 % resonance signal to score."""
     d = tmp_path_factory.mktemp("score")
     simulate_to_file(d / "bkg.root", "dijet", n_events=10_000, seed=1, quiet=True)
-    simulate_to_file(d / "data.root", "dijet", n_events=3000, seed=2, quiet=True,
-                     signal_fraction=0.1)
-    model = DensityModel(FEATURES, CONDITIONS, trend=1, conditional=False,
-                         flow={"n_transforms": 2, "hidden_features": 32, "n_blocks": 1},
-                         training={"max_epochs": 5, "batch_size": 512, "learning_rate": 3e-3},
-                         device="cpu")
+    simulate_to_file(
+        d / "data.root", "dijet", n_events=3000, seed=2, quiet=True, signal_fraction=0.1
+    )
+    model = DensityModel(
+        FEATURES,
+        CONDITIONS,
+        trend=1,
+        conditional=False,
+        flow={"n_transforms": 2, "hidden_features": 32, "n_blocks": 1},
+        training={"max_epochs": 5, "batch_size": 512, "learning_rate": 3e-3},
+        device="cpu",
+    )
     model.fit(columns(read_events(d / "bkg.root")), quiet=True)
     model.save(d / "model")
     return d, model
@@ -54,8 +63,9 @@ def dijet(tmp_path_factory):
 def fastsim_dir(jets_file, tmp_path_factory):
     """A tiny flow fast simulation of the reference jets (1 epoch, about 2 s)."""
     cfg = load_config(config_path("toy_jets.yaml"))
-    model = cfg.model.model_copy(update={"flow": {"n_transforms": 1, "hidden_features": 16,
-                                                  "n_bins": 4}, "fakes": False})
+    model = cfg.model.model_copy(
+        update={"flow": {"n_transforms": 1, "hidden_features": 16, "n_bins": 4}, "fakes": False}
+    )
     training = TrainingConfig(max_epochs=1, batch_size=1024, selection="loss")
     cfg = cfg.model_copy(update={"model": model, "training": training})
     out = tmp_path_factory.mktemp("fastsim") / "model"
@@ -95,17 +105,24 @@ def test_density_score_errors(dijet, tmp_path):
     assert data.read_bytes() == before
     events = read_events(data)
     lacking = tmp_path / "lacking.root"
-    write_events(lacking, ak.zip({k: events[k] for k in events.fields if k != "tau21_j2"},
-                                 depth_limit=1))
-    with pytest.raises(InputError, match=r"lacking\.root', tree 'Events': missing branch\(es\) "
-                                         r"\['tau21_j2'\]"):
+    write_events(
+        lacking, ak.zip({k: events[k] for k in events.fields if k != "tau21_j2"}, depth_limit=1)
+    )
+    with pytest.raises(
+        InputError,
+        match=r"lacking\.root', tree 'Events': missing branch\(es\) "
+        r"\['tau21_j2'\]",
+    ):
         score_file(d / "model", lacking, tmp_path / "o.root", quiet=True)
     nan = tmp_path / "nan.root"
     mj1 = ak.to_numpy(events["mj1"]).copy()
     mj1[[2500, 2600]] = np.nan
     write_events(nan, ak.with_field(events, mj1, "mj1"))
-    with pytest.raises(InputError, match=r"nan\.root', tree 'Events', entries 2000-2999: "
-                                         r".*'mj1': 2 of 1000 events are not finite \(2 NaN"):
+    with pytest.raises(
+        InputError,
+        match=r"nan\.root', tree 'Events', entries 2000-2999: "
+        r".*'mj1': 2 of 1000 events are not finite \(2 NaN",
+    ):
         score_file(d / "model", nan, tmp_path / "o.root", step_size=1000, quiet=True)
     assert not (tmp_path / "o.root").exists()
     with pytest.raises(InputError, match="already has a branch 'label'"):
@@ -141,8 +158,11 @@ def test_fastsim_scores_matched_reco_objects(fastsim_dir, tmp_path):
     flat = {k: ak.to_numpy(ak.flatten(src[k])) for k in sim.condition_names + sim.target_names}
     conds = {k: flat[k][gen_rows] for k in sim.condition_names}
     targets = {k: flat[k][reco_rows] for k in sim.target_names}
-    whole = ak.to_numpy(ak.flatten(read_events(one_chunk, ["Jet_anomaly_score"], nonfinite="keep")[
-        "Jet_anomaly_score"]))
+    whole = ak.to_numpy(
+        ak.flatten(
+            read_events(one_chunk, ["Jet_anomaly_score"], nonfinite="keep")["Jet_anomaly_score"]
+        )
+    )
     assert np.array_equal(np.isnan(whole), np.isnan(score))
     assert np.allclose(whole[reco_rows], -sim.log_prob(targets, conds), rtol=0, atol=1e-5)
     # in chunks of 150 events only the dequantisation draws differ (measured correlation
@@ -164,13 +184,40 @@ def test_gan_fastsim_has_no_likelihood(fastsim_dir, jets_file, tmp_path):
 def test_cli_score_and_info(dijet, tmp_path, capsys):
     d, _ = dijet
     out = tmp_path / "cli.root"
-    assert main(["score", str(d / "model"), str(d / "data.root"), "-o", str(out),
-                 "--branch", "nll", "--step-size", "1000", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(d / "model"),
+                str(d / "data.root"),
+                "-o",
+                str(out),
+                "--branch",
+                "nll",
+                "--step-size",
+                "1000",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "scored 3000 events" in printed and "into branch nll" in printed
     assert "nll" in read_events(out).fields
-    assert main(["score", str(d / "model"), str(d / "data.root"), "-o", str(tmp_path / "q.root"),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(d / "model"),
+                str(d / "data.root"),
+                "-o",
+                str(tmp_path / "q.root"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     # --quiet silences progress only: the result lines are output
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 2 and printed[0].startswith("scored 3000 events")
@@ -178,8 +225,20 @@ def test_cli_score_and_info(dijet, tmp_path, capsys):
     # an existing output needs --overwrite
     assert main(["score", str(d / "model"), str(d / "data.root"), "-o", str(out)]) == 2
     assert "already exists; use --overwrite" in capsys.readouterr().err
-    assert main(["score", str(d / "model"), str(d / "data.root"), "-o", str(out), "--quiet",
-                 "--overwrite"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(d / "model"),
+                str(d / "data.root"),
+                "-o",
+                str(out),
+                "--quiet",
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     assert "anomaly_score" in read_events(out).fields
     assert main(["info", str(d / "model")]) == 0
     info = capsys.readouterr().out
@@ -187,10 +246,13 @@ def test_cli_score_and_info(dijet, tmp_path, capsys):
     assert "kept epoch" in info and "validity domain" in info
     assert "trend: degree 1 polynomial" in info and "residuals without the conditions" in info
     # bad input: one line, exit code 2
-    assert main(["score", str(d / "model"), str(tmp_path / "none.root"), "-o",
-                 str(tmp_path / "x.root")]) == 2
+    assert (
+        main(
+            ["score", str(d / "model"), str(tmp_path / "none.root"), "-o", str(tmp_path / "x.root")]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("hepgen: error: ") and err.count("\n") == 1
-    assert main(["score", str(tmp_path), str(d / "data.root"), "-o", str(tmp_path / "x.root")]
-                ) == 2
+    assert main(["score", str(tmp_path), str(d / "data.root"), "-o", str(tmp_path / "x.root")]) == 2
     assert "not a hepgen model directory" in capsys.readouterr().err

@@ -30,8 +30,9 @@ TRUE4 = (1.0, 8.0, 4.0, 0.3)  # p0 is replaced by the normalisation of each toy
 SR = (3.3, 3.7)
 
 
-def sample_dijet(params, a: float, b: float, mean_events: float, rng: np.random.Generator,
-                 sqrt_s: float = 13.0) -> tuple[np.ndarray, np.ndarray]:
+def sample_dijet(
+    params, a: float, b: float, mean_events: float, rng: np.random.Generator, sqrt_s: float = 13.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Poisson(mean_events) masses on [a, b] from the dijet function by inverse-CDF sampling
     (CDF tabulated on 20001 points in ln m); returns the masses and the true parameters with
     p0 normalised to the mean number of events on [a, b]."""
@@ -67,7 +68,8 @@ def test_dijet_function_values_and_support() -> None:
     np.testing.assert_allclose(dijet_function(m, p[:3]), dijet_function(m, (*p[:3], 0.0)))
     # sqrt_s scales x
     assert dijet_function(2.6, p, sqrt_s=8.0) == pytest.approx(
-        2.0 * (1 - 2.6 / 8) ** 6 / (2.6 / 8) ** (3.0 + 0.5 * np.log(2.6 / 8)), rel=1e-13)
+        2.0 * (1 - 2.6 / 8) ** 6 / (2.6 / 8) ** (3.0 + 0.5 * np.log(2.6 / 8)), rel=1e-13
+    )
     with pytest.raises(InputError, match=r"3 or 4 parameters.*got 2"):
         dijet_function(m, (1.0, 2.0))
     with pytest.raises(InputError, match="sqrt_s"):
@@ -193,7 +195,9 @@ def test_integral_error_matches_sampling_of_the_covariance() -> None:
     assert fit.integral_error(*SR) == pytest.approx(np.std(values), rel=0.1)
     # integral agrees with a fine trapezoid of the density
     grid = np.linspace(*SR, 20001)
-    assert fit.integral(*SR) == pytest.approx(integrate.trapezoid(fit.density(grid), grid), rel=1e-7)
+    assert fit.integral(*SR) == pytest.approx(
+        integrate.trapezoid(fit.density(grid), grid), rel=1e-7
+    )
     assert fit.integral(3.5, 3.5) == 0.0
     with pytest.raises(InputError, match=r"4\.0 TeV is below the lower limit 4\.5"):
         fit.integral(4.5, 4.0)
@@ -226,8 +230,9 @@ def test_fallback_to_three_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
     assert fit.n_parameters == 3 and fit.params[3] == 0.0
     assert "4-parameter fit failed (forced failure)" in fit.note and "3-parameter" in fit.note
     # both forms fail: an error naming the sideband counts
-    monkeypatch.setattr(st._PoissonModel, "fit",
-                        lambda self: (*original(self)[:2], False, "forced failure"))
+    monkeypatch.setattr(
+        st._PoissonModel, "fit", lambda self: (*original(self)[:2], False, "forced failure")
+    )
     n_left = np.count_nonzero((m >= 2.5) & (m < SR[0]))
     with pytest.raises(InputError, match=f"did not converge.*; {n_left} and"):
         fit_sidebands(m, *SR, (2.5, 5.0))
@@ -235,16 +240,20 @@ def test_fallback_to_three_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_fit_input_errors_name_the_numbers() -> None:
     rng = np.random.default_rng(18)
-    m = np.concatenate([rng.uniform(2.5, 3.3, 7), rng.uniform(3.3, 3.7, 100),
-                        rng.uniform(3.7, 5.0, 5)])
+    m = np.concatenate(
+        [rng.uniform(2.5, 3.3, 7), rng.uniform(3.3, 3.7, 100), rng.uniform(3.7, 5.0, 5)]
+    )
     with pytest.raises(InputError) as err:
         fit_sidebands(m, *SR, (2.5, 5.0))
     msg = str(err.value)
     assert "7 events in the lower sideband" in msg and "5 in the upper sideband" in msg
     assert "12 in all" in msg and str(MIN_SIDEBAND_EVENTS) in msg
     m = rng.uniform(2.5, 5.0, 1000)
-    with pytest.raises(InputError, match=r"signal region \[2.0, 3.0\] TeV must lie inside the "
-                                         r"fit range \[2.5, 5.0\]"):
+    with pytest.raises(
+        InputError,
+        match=r"signal region \[2.0, 3.0\] TeV must lie inside the "
+        r"fit range \[2.5, 5.0\]",
+    ):
         fit_sidebands(m, 2.0, 3.0, (2.5, 5.0))
     with pytest.raises(InputError, match=r"\[3.7, 3.3\].*lo < hi"):
         fit_sidebands(m, 3.7, 3.3, (2.5, 5.0))
@@ -286,7 +295,8 @@ def test_significance_values_power_and_background_uncertainty() -> None:
     # sigma_b -> 0 is continuous; at n = 0 the formula is b^2/s^2 ln(1 + s^2 / b)
     assert significance(150, 100, 1e-4) == pytest.approx(significance(150, 100), rel=1e-6)
     assert significance(0, 50, 5.0) == pytest.approx(
-        -math.sqrt(2 * 50**2 / 25 * math.log1p(25 / 50)), rel=1e-12)
+        -math.sqrt(2 * 50**2 / 25 * math.log1p(25 / 50)), rel=1e-12
+    )
     for b in (50.0, 500.0, 1e6):
         n = b + 5 * math.sqrt(b)
         assert significance(n, b) == pytest.approx(5.0, abs=0.5)
@@ -310,9 +320,13 @@ def test_poisson_pvalue_and_significance_errors() -> None:
     assert poisson_pvalue(6, 3.0) < poisson_pvalue(5.5, 3.0) < poisson_pvalue(5, 3.0)
     # Z and the Poisson tail agree for large counts
     assert stats.norm.isf(poisson_pvalue(550, 500.0)) == pytest.approx(
-        significance(550, 500.0), abs=0.05)
-    with pytest.raises(InputError, match=r"n_expected must be finite and > 0; 1 of 1 values"
-                                         r" are not \(first: 0.0\)"):
+        significance(550, 500.0), abs=0.05
+    )
+    with pytest.raises(
+        InputError,
+        match=r"n_expected must be finite and > 0; 1 of 1 values"
+        r" are not \(first: 0.0\)",
+    ):
         significance(5, 0.0)
     with pytest.raises(InputError, match=r"n_observed.*first: -1\.0"):
         significance(-1, 5.0)
@@ -344,8 +358,9 @@ def test_threshold_at_efficiency_unweighted_and_weighted() -> None:
         assert t == pytest.approx(mu + stats.norm.isf(eff), abs=0.06)
     # integer weights act like repeated events
     k = rng.integers(1, 4, size=2000)
-    assert threshold_at_efficiency(x[:2000], 0.2, weights=k.astype(float)) == \
-        threshold_at_efficiency(np.repeat(x[:2000], k), 0.2)
+    assert threshold_at_efficiency(
+        x[:2000], 0.2, weights=k.astype(float)
+    ) == threshold_at_efficiency(np.repeat(x[:2000], k), 0.2)
 
 
 def test_threshold_ties_and_errors() -> None:
@@ -357,8 +372,11 @@ def test_threshold_ties_and_errors() -> None:
     for bad in (0.0, 1.0, -0.1, 1.5, math.nan):
         with pytest.raises(InputError, match="efficiency must be in"):
             threshold_at_efficiency(np.arange(10.0), bad)
-    with pytest.raises(InputError, match=r"efficiency 0.001 of 500 events keeps 0.5 < 1 event"
-                                         r".*at least 1000 events"):
+    with pytest.raises(
+        InputError,
+        match=r"efficiency 0.001 of 500 events keeps 0.5 < 1 event"
+        r".*at least 1000 events",
+    ):
         threshold_at_efficiency(np.arange(500.0), 0.001)
     with pytest.raises(InputError, match="all 10 values are equal"):
         threshold_at_efficiency(np.ones(10), 0.5)

@@ -57,8 +57,10 @@ def test_bad_usage_exits_2():
 def test_usage_errors_in_process_return_2_and_help_returns_0(capsys):
     assert main(["inspect"]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err == ["hepgen: error: hepgen inspect: the following arguments are required: files "
-                   "(see 'hepgen inspect --help')"]
+    assert err == [
+        "hepgen: error: hepgen inspect: the following arguments are required: files "
+        "(see 'hepgen inspect --help')"
+    ]
     assert main(["--version"]) == 0
     assert "hepgen" in capsys.readouterr().out
 
@@ -66,8 +68,10 @@ def test_usage_errors_in_process_return_2_and_help_returns_0(capsys):
 @pytest.mark.parametrize(
     ("value", "named"),
     [
-        ("signal_fraction=[1,", "argument --set: the value of 'signal_fraction': not valid YAML "
-                                "at line 1, column 4"),
+        (
+            "signal_fraction=[1,",
+            "argument --set: the value of 'signal_fraction': not valid YAML at line 1, column 4",
+        ),
         ("signal_fraction={a: b", "argument --set: the value of 'signal_fraction': not valid YAML"),
         ("=0.1", "argument --set: expected KEY=VALUE with a key, got '=0.1'"),
         ("signal_fraction", "argument --set: expected KEY=VALUE, got 'signal_fraction'"),
@@ -75,8 +79,7 @@ def test_usage_errors_in_process_return_2_and_help_returns_0(capsys):
 )
 def test_set_values_that_are_not_yaml_are_one_line_errors(value, named, tmp_path, capsys):
     out = tmp_path / "x.root"
-    assert main(["simulate", "-n", "10", "-o", str(out), "--process", "dijet",
-                 "--set", value]) == 2
+    assert main(["simulate", "-n", "10", "-o", str(out), "--process", "dijet", "--set", value]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("hepgen: error: hepgen simulate: ")
     assert named in err[0]
@@ -100,14 +103,18 @@ def test_inspect_missing_tree_and_branch(jets_file, capsys):
 
 def test_inspect_summarises_and_writes_json(jets_file, tmp_path, capsys):
     out = tmp_path / "summary.json"
-    assert main(["inspect", str(jets_file), "--branches", "Jet_pt", "nJet", "--json", str(out)]) == 0
+    assert (
+        main(["inspect", str(jets_file), "--branches", "Jet_pt", "nJet", "--json", str(out)]) == 0
+    )
     text = capsys.readouterr().out
     assert "5000 events" in text and "Jet_pt" in text
     summary = json.loads(out.read_text())
     assert summary["n_events"] == 5000
     stats = summary["branches"]["Jet_pt"]
     assert stats["min"] >= 15.0  # NanoAOD-like reco threshold
-    assert stats["count"] == summary["branches"]["nJet"]["count"] * summary["branches"]["nJet"]["mean"]
+    assert (
+        stats["count"] == summary["branches"]["nJet"]["count"] * summary["branches"]["nJet"]["mean"]
+    )
 
 
 def test_simulate_quiet_prints_only_its_result_and_is_deterministic(tmp_path):
@@ -120,14 +127,35 @@ def test_simulate_quiet_prints_only_its_result_and_is_deterministic(tmp_path):
         assert result.stdout.count("\n") == 1 and result.stderr == ""
     import uproot
 
-    ta, tb = uproot.open(a)["Events"].arrays(library="np"), uproot.open(b)["Events"].arrays(library="np")
-    assert all((ta[k] == tb[k]).all() if ta[k].dtype != object else
-               all((x == y).all() for x, y in zip(ta[k], tb[k], strict=True)) for k in ta)
+    ta, tb = (
+        uproot.open(a)["Events"].arrays(library="np"),
+        uproot.open(b)["Events"].arrays(library="np"),
+    )
+    assert all(
+        (ta[k] == tb[k]).all()
+        if ta[k].dtype != object
+        else all((x == y).all() for x, y in zip(ta[k], tb[k], strict=True))
+        for k in ta
+    )
 
 
 def test_simulate_unknown_option_is_an_error(tmp_path, capsys):
-    assert main(["simulate", "-n", "10", "-o", str(tmp_path / "x.root"), "--set", "signl_fraction=0.1",
-                 "--process", "dijet"]) == 2
+    assert (
+        main(
+            [
+                "simulate",
+                "-n",
+                "10",
+                "-o",
+                str(tmp_path / "x.root"),
+                "--set",
+                "signl_fraction=0.1",
+                "--process",
+                "dijet",
+            ]
+        )
+        == 2
+    )
     assert "signl_fraction" in capsys.readouterr().err
     assert not (tmp_path / "x.root").exists()
 
@@ -140,7 +168,10 @@ def test_a_closed_pipe_is_no_traceback(nanoaod_file):
     try:
         writer = subprocess.run(
             [sys.executable, "-m", "hepgen", "inspect", str(nanoaod_file), "--quiet"],
-            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
         )
     finally:
         os.close(write_end)

@@ -47,9 +47,13 @@ def test_good_config_loads_with_defaults_and_relative_paths(tmp_path):
 
 def test_index_branch_default_follows_nanoaod_naming():
     config = parse_config(
-        {"data": {"gen": "GenPart", "reco": "Muon"},
-         "features": [{"name": "GenPart_pt", "role": "condition"},
-                      {"name": "Muon_pt", "role": "target"}]}
+        {
+            "data": {"gen": "GenPart", "reco": "Muon"},
+            "features": [
+                {"name": "GenPart_pt", "role": "condition"},
+                {"name": "Muon_pt", "role": "target"},
+            ],
+        }
     )
     assert config.data.index_branch == "Muon_genPartIdx"
 
@@ -57,18 +61,26 @@ def test_index_branch_default_follows_nanoaod_naming():
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (("matching: {method: index}", "matchng: {method: index}"),
-         r"cfg.yaml: unknown key 'data.matchng' \(did you mean 'matching'\?\)"),
+        (
+            ("matching: {method: index}", "matchng: {method: index}"),
+            r"cfg.yaml: unknown key 'data.matchng' \(did you mean 'matching'\?\)",
+        ),
         (("  gen: GenJet\n", ""), r"cfg.yaml: missing required key 'data.gen'"),
-        (("kind: positive, relative_to", "kind: postive, relative_to"),
-         r"key 'features\[2\].kind'.*'postive'"),
-        (("files: [sim.root]", "files: [sim.root]\n  step_size: '1000'"),
-         r"key 'data.step_size'.*integer.*'1000'"),
+        (
+            ("kind: positive, relative_to", "kind: postive, relative_to"),
+            r"key 'features\[2\].kind'.*'postive'",
+        ),
+        (
+            ("files: [sim.root]", "files: [sim.root]\n  step_size: '1000'"),
+            r"key 'data.step_size'.*integer.*'1000'",
+        ),
         (("bounds: [0, 1]", "bounds: [0, 1, 2]"), r"key 'features\[3\].bounds'.*two numbers"),
         (("method: index", "method: dR"), r"key 'data.matching.method'.*'index' or 'deltar'"),
         (("features:", "extra_section: 1\nfeatures:"), r"unknown key 'extra_section'"),
-        (("{name: Jet_pt, role: target", "{name: Muon_pt, role: target"),
-         r"'Muon_pt' is a target and should belong to collection 'Jet'"),
+        (
+            ("{name: Jet_pt, role: target", "{name: Muon_pt, role: target"),
+            r"'Muon_pt' is a target and should belong to collection 'Jet'",
+        ),
     ],
 )
 def test_bad_configs_name_file_and_key(tmp_path, edit, message):
@@ -136,16 +148,24 @@ def test_model_and_training_sections(tmp_path):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (("max_epochs: 7", "max_epoch: 7"),
-         r"cfg.yaml: key 'training': unknown training setting\(s\) 'max_epoch' "
-         r"\(did you mean 'max_epochs'\?\)"),
+        (
+            ("max_epochs: 7", "max_epoch: 7"),
+            r"cfg.yaml: key 'training': unknown training setting\(s\) 'max_epoch' "
+            r"\(did you mean 'max_epochs'\?\)",
+        ),
         (("n_transforms: 3", "n_transform: 3"), r"key 'model': flow: .*'n_transform'"),
-        (("max_depth: 4", "max_dept: 4"),
-         r"unknown key 'model.efficiency.max_dept' \(did you mean 'max_depth'"),
-        (("max_depth: 4", "max_depth: 0"),
-         r"key 'model.efficiency.max_depth': Input should be greater than or equal to 1, got 0"),
-        (("max_depth: 4", "learning_rate: .nan"),
-         r"key 'model.efficiency.learning_rate': Input should be a finite number"),
+        (
+            ("max_depth: 4", "max_dept: 4"),
+            r"unknown key 'model.efficiency.max_dept' \(did you mean 'max_depth'",
+        ),
+        (
+            ("max_depth: 4", "max_depth: 0"),
+            r"key 'model.efficiency.max_depth': Input should be greater than or equal to 1, got 0",
+        ),
+        (
+            ("max_depth: 4", "learning_rate: .nan"),
+            r"key 'model.efficiency.learning_rate': Input should be a finite number",
+        ),
         (("max_depth: 4", "device: gpu"), r"key 'model.efficiency.device': Input should be 'auto'"),
         (("max_depth: 4", "n_estimators: true"), r"key 'model.efficiency.n_estimators'"),
         (("kind: flow", "kind: gann"), r"key 'model.kind'"),
@@ -171,8 +191,10 @@ def test_efficiency_section_knows_every_efficiency_model_setting():
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (("  gen: GenJet", "  tree: ''\n  gen: GenJet"),
-         r"key 'data.tree': String should have at least 1 character"),
+        (
+            ("  gen: GenJet", "  tree: ''\n  gen: GenJet"),
+            r"key 'data.tree': String should have at least 1 character",
+        ),
         (("reco: Jet", "reco: ''"), r"key 'data.reco'"),
     ],
 )
@@ -185,7 +207,9 @@ def test_empty_names_are_refused(tmp_path, edit, message):
 
 def test_a_config_without_targets_is_refused_on_load(tmp_path):
     lines = [line for line in GOOD.splitlines() if "role: target" not in line]
-    with pytest.raises(ConfigError, match=r"cfg.yaml: key 'features': no feature has role 'target'"):
+    with pytest.raises(
+        ConfigError, match=r"cfg.yaml: key 'features': no feature has role 'target'"
+    ):
         load_config(write(tmp_path, "\n".join(lines)))
 
 
@@ -195,7 +219,9 @@ def test_unreadable_config_files_name_the_file_and_what_was_expected(tmp_path):
         load_config(tmp_path / "adir")
     root = tmp_path / "data.root"
     root.write_bytes(b"root\x00\x00\xf3\x01binary")
-    with pytest.raises(ConfigError, match=r"config file '.*data.root' is a ROOT file; expected a YAML"):
+    with pytest.raises(
+        ConfigError, match=r"config file '.*data.root' is a ROOT file; expected a YAML"
+    ):
         load_config(root)
     latin = tmp_path / "latin.yaml"
     latin.write_bytes(GOOD.replace("reco: Jet", "reco: J\xe9t").encode("latin-1"))
@@ -240,26 +266,42 @@ _DROP = object()
         (("scan", "step"), 1e-6, r"make 1.8e\+06 windows; at most 1000"),
         (("scan", "efficiencies"), [0.1, 1.5], r"key 'scan.efficiencies\[1\]'"),
         (("scan", "closure_margin"), -0.1, r"key 'scan.closure_margin'"),
-        (("scan", "classifier", "max_depth"), 0, r"key 'scan.classifier.max_depth': Input should "
-                                                 r"be greater than or equal to 1"),
+        (
+            ("scan", "classifier", "max_depth"),
+            0,
+            r"key 'scan.classifier.max_depth': Input should "
+            r"be greater than or equal to 1",
+        ),
         (("scan", "classifier", "learning_rate"), "fast", r"key 'scan.classifier.learning_rate'"),
-        (("scan", "classifier", "max_dept"), 3, r"unknown key 'scan.classifier.max_dept' \(did "
-                                               r"you mean 'max_depth'"),
+        (
+            ("scan", "classifier", "max_dept"),
+            3,
+            r"unknown key 'scan.classifier.max_dept' \(did "
+            r"you mean 'max_depth'",
+        ),
         (("resonance", "name"), _DROP, r"missing required key 'resonance.name'"),
         (("resonance", "kind"), "banana", r"key 'resonance.kind': Input should be 'continuous'"),
         (("resonance", "nmae"), "mjj", r"unknown key 'resonance.nmae' \(did you mean 'name'"),
         (("features", 0, "name"), 5, r"key 'features\[0\].name': Input should be a valid string"),
         (("features", 0, "name"), "", r"key 'features\[0\].name': String should have at least 1"),
         (("features", 2, "bounds"), [0.0, float("nan")], r"key 'features\[2\].bounds\[1\]'"),
-        (("features", 0, "role"), "condition", r"key 'features\[0\].role': a scan's features "
-                                               r"has role 'target'"),
+        (
+            ("features", 0, "role"),
+            "condition",
+            r"key 'features\[0\].role': a scan's features "
+            r"has role 'target'",
+        ),
         (("features", 1, "name"), "mj2", r"key 'features': feature 'mj2': duplicate name"),
         (("features",), [], r"key 'features': List should have at least 1 item"),
         (("flow", "n_transfroms"), 4, r"key 'flow': unknown flow setting\(s\) 'n_transfroms'"),
         (("flow", "hidden_features"), -1, r"key 'flow': flow setting 'hidden_features'"),
         (("training", "batch_size"), 0, r"key 'training': training setting batch_size=0"),
-        (("training", "max_epoch"), 3, r"key 'training': unknown training setting\(s\) "
-                                       r"'max_epoch' \(did you mean 'max_epochs'"),
+        (
+            ("training", "max_epoch"),
+            3,
+            r"key 'training': unknown training setting\(s\) "
+            r"'max_epoch' \(did you mean 'max_epochs'",
+        ),
         (("data", "tree"), "", r"key 'data.tree': String should have at least 1 character"),
         (("data", "simulate", "mx"), float("inf"), r"key 'data.simulate.mx'"),
         (("label",), "", r"key 'label': String should have at least 1 character"),
@@ -283,6 +325,10 @@ def test_scan_config_passes_the_given_feature_keys_on():
     assert ClassifierSection().model_dump() == CLASSIFIER_DEFAULTS
     settings = parse_scan_config(SCAN, "scan.yaml").settings()
     assert settings.resonance == {"name": "mjj", "kind": "positive", "role": "condition"}
-    assert settings.features[2] == {"name": "tau21_j1", "kind": "bounded",
-                                    "bounds": [0.0, 1.0], "role": "target"}
+    assert settings.features[2] == {
+        "name": "tau21_j1",
+        "kind": "bounded",
+        "bounds": [0.0, 1.0],
+        "role": "target",
+    }
     assert len(settings.windows()) == 10

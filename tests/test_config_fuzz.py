@@ -55,14 +55,31 @@ scalars = (
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, 1e308, 5e-324])
     | st.text(max_size=12)
-    | st.sampled_from(["", " ", "Events", "auto", "cuda", "flow", "gan", "positive", "index",
-                      "cathode", "anode", "-1", ".nan", "\x00", "é", "*"])
+    | st.sampled_from(
+        [
+            "",
+            " ",
+            "Events",
+            "auto",
+            "cuda",
+            "flow",
+            "gan",
+            "positive",
+            "index",
+            "cathode",
+            "anode",
+            "-1",
+            ".nan",
+            "\x00",
+            "é",
+            "*",
+        ]
+    )
 )
 keys = st.sampled_from(KNOWN_KEYS) | st.text(max_size=8)
 yaml_like = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(keys, children, max_size=5),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(keys, children, max_size=5),
     max_leaves=25,
 )
 
@@ -87,8 +104,13 @@ def only_config_errors(parse: Callable[[Any], Any], value: Any) -> None:
 def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
     """Every path (tuple of keys and indices) into a nested dict/list, the root excluded."""
     out = []
-    items = value.items() if isinstance(value, dict) else enumerate(value) \
-        if isinstance(value, list) else ()
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
     for k, v in items:
         out.append((*prefix, k))
         out.extend(_paths(v, (*prefix, k)))
@@ -115,8 +137,13 @@ def mutated(draw: st.DrawFn, names: list[str]) -> Any:
             parent[key] = draw(yaml_like)
         elif action == "retype":
             old = parent[key]
-            parent[key] = ([old] if not isinstance(old, list) else
-                           {"x": old} if isinstance(old, list) else str(old))
+            parent[key] = (
+                [old]
+                if not isinstance(old, list)
+                else {"x": old}
+                if isinstance(old, list)
+                else str(old)
+            )
         elif isinstance(parent, dict):
             parent[draw(keys)] = draw(scalars)
         else:
@@ -142,10 +169,15 @@ def byte_mutated(draw: st.DrawFn) -> tuple[str, bytes]:
     return name, bytes(data)
 
 
-FAST = settings(max_examples=150, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow])
-SLOW = settings(max_examples=3000, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FAST = settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+SLOW = settings(
+    max_examples=3000,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _fuzz_arbitrary(value: Any) -> None:

@@ -39,8 +39,11 @@ def test_pairs_are_aligned_and_counted(config, jets_file):
 
 def test_deltar_matching_agrees_with_index(config, jets_file):
     dr_config = config.model_copy(
-        update={"data": config.data.model_copy(
-            update={"matching": config.data.matching.model_copy(update={"method": "deltar"})})}
+        update={
+            "data": config.data.model_copy(
+                update={"matching": config.data.matching.model_copy(update={"method": "deltar"})}
+            )
+        }
     )
     by_index = load_pairs(config, files=[str(jets_file)], quiet=True)
     by_dr = load_pairs(dr_config, files=[str(jets_file)], quiet=True)

@@ -19,8 +19,9 @@ GEN = ["nGenJet", "GenJet_pt", "GenJet_eta", "GenJet_phi", "GenJet_mass", "GenJe
 
 def small_config():
     cfg = load_config(config_path("toy_jets.yaml"))
-    model = cfg.model.model_copy(update={"flow": {"n_transforms": 3, "hidden_features": 32,
-                                                  "n_bins": 8}})
+    model = cfg.model.model_copy(
+        update={"flow": {"n_transforms": 3, "hidden_features": 32, "n_bins": 8}}
+    )
     training = TrainingConfig(max_epochs=3, batch_size=1024, learning_rate=2e-3)
     return cfg.model_copy(update={"model": model, "training": training})
 
@@ -28,8 +29,7 @@ def small_config():
 @pytest.fixture(scope="module")
 def fitted(jets_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("model") / "m"
-    sim = FastSim(small_config(), device="cpu").fit(files=[str(jets_file)], output=out,
-                                                     quiet=True)
+    sim = FastSim(small_config(), device="cpu").fit(files=[str(jets_file)], output=out, quiet=True)
     return sim, out
 
 
@@ -42,8 +42,15 @@ def test_event_split_is_seeded_and_sized():
 def test_model_directory_contract(fitted):
     sim, out = fitted
     names = {p.name for p in out.iterdir()}
-    assert {"hepgen-model.json", "flow.safetensors", "flow.json", "efficiency.json",
-            "efficiency.meta.json", "fakes_flow.safetensors", "fakes_flow.json"} <= names
+    assert {
+        "hepgen-model.json",
+        "flow.safetensors",
+        "flow.json",
+        "efficiency.json",
+        "efficiency.meta.json",
+        "fakes_flow.safetensors",
+        "fakes_flow.json",
+    } <= names
     assert not [p for p in out.rglob("*") if p.suffix in (".pt", ".pkl", ".pickle")]
     card = json.loads((out / "hepgen-model.json").read_text())
     assert card["format"] == "hepgen-model" and card["format_version"] == 1

@@ -25,8 +25,13 @@ from hepgen.models import GANModel, NoLikelihoodError
 from hepgen.resources import config_path
 
 GEN = ["nGenJet", "GenJet_pt", "GenJet_eta", "GenJet_phi", "GenJet_mass", "GenJet_hadronFlavour"]
-SMALL_GAN = {"latent_dim": 8, "hidden_features": 64, "critic_hidden_features": 64,
-             "n_blocks": 1, "critic_blocks": 1}
+SMALL_GAN = {
+    "latent_dim": 8,
+    "hidden_features": 64,
+    "critic_hidden_features": 64,
+    "n_blocks": 1,
+    "critic_blocks": 1,
+}
 
 
 def small_gan_text(max_epochs: int = 12, **gan: object) -> str:
@@ -43,7 +48,8 @@ def fitted(jets_file, tmp_path_factory):
     d = tmp_path_factory.mktemp("gan")
     (d / "cfg.yaml").write_text(small_gan_text())
     sim = FastSim(load_config(d / "cfg.yaml"), device="cpu").fit(
-        files=[str(jets_file)], output=d / "model", quiet=True)
+        files=[str(jets_file)], output=d / "model", quiet=True
+    )
     return sim, d / "model"
 
 
@@ -59,8 +65,14 @@ def test_model_directory_holds_gan_weights_and_no_pickle(fitted):
     sim, out = fitted
     assert isinstance(sim.response_, GANModel)
     names = {p.name for p in out.iterdir()}
-    assert {"hepgen-model.json", "gan.safetensors", "gan.json", "fakes_gan.safetensors",
-            "fakes_gan.json", "efficiency.json"} <= names
+    assert {
+        "hepgen-model.json",
+        "gan.safetensors",
+        "gan.json",
+        "fakes_gan.safetensors",
+        "fakes_gan.json",
+        "efficiency.json",
+    } <= names
     assert not {"flow.safetensors", "fakes_flow.safetensors"} & names
     assert not [p for p in out.rglob("*") if p.suffix in (".pt", ".pkl", ".pickle")]
     card = json.loads((out / "hepgen-model.json").read_text())
@@ -115,12 +127,21 @@ def test_save_load_reproduces_samples(fitted, jets_file):
 
 def test_log_prob_raises_a_clear_error(fitted):
     sim, _ = fitted
-    cond = {"GenJet_pt": np.array([50.0]), "GenJet_eta": np.array([0.1]),
-            "GenJet_phi": np.array([0.2]), "GenJet_mass": np.array([8.0]),
-            "GenJet_hadronFlavour": np.array([0])}
-    targ = {"Jet_pt": np.array([48.0]), "Jet_eta": np.array([0.1]),
-            "Jet_phi": np.array([0.2]), "Jet_mass": np.array([7.0]),
-            "Jet_btagDeepFlavB": np.array([0.1]), "Jet_nConstituents": np.array([20])}
+    cond = {
+        "GenJet_pt": np.array([50.0]),
+        "GenJet_eta": np.array([0.1]),
+        "GenJet_phi": np.array([0.2]),
+        "GenJet_mass": np.array([8.0]),
+        "GenJet_hadronFlavour": np.array([0]),
+    }
+    targ = {
+        "Jet_pt": np.array([48.0]),
+        "Jet_eta": np.array([0.1]),
+        "Jet_phi": np.array([0.2]),
+        "Jet_mass": np.array([7.0]),
+        "Jet_btagDeepFlavB": np.array([0.1]),
+        "Jet_nConstituents": np.array([20]),
+    }
     with pytest.raises(NoLikelihoodError, match=r"GAN \(model.kind: gan\).*no tractable"):
         sim.log_prob(targ, cond)
     with pytest.raises(NoLikelihoodError, match=r"model\.kind: flow"):
@@ -129,24 +150,64 @@ def test_log_prob_raises_a_clear_error(fitted):
 
 def test_flow_config_becomes_a_gan_by_model_kind_alone(jets_file, tmp_path, capsys):
     text = config_path("toy_jets_flow.yaml").read_text()
-    gan = text.replace("  kind: flow\n", "  kind: gan\n").replace("max_epochs: 60",
-                                                                  "max_epochs: 1")
+    gan = text.replace("  kind: flow\n", "  kind: gan\n").replace("max_epochs: 60", "max_epochs: 1")
     assert gan.count("kind: gan") == 1
     (tmp_path / "cfg.yaml").write_text(gan)
     model = tmp_path / "model"
-    assert main(["train", str(tmp_path / "cfg.yaml"), "--files", str(jets_file), "-o",
-                 str(model), "--quiet", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(tmp_path / "cfg.yaml"),
+                "--files",
+                str(jets_file),
+                "-o",
+                str(model),
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert (model / "gan.safetensors").is_file()
     assert main(["info", str(model)]) == 0
     out = capsys.readouterr().out
     assert "kind: gan" in out and "gan: loss cramer" in out
-    assert main(["generate", str(model), str(jets_file), "-o", str(tmp_path / "gen.root"),
-                 "--quiet", "--seed", "2", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                str(model),
+                str(jets_file),
+                "-o",
+                str(tmp_path / "gen.root"),
+                "--quiet",
+                "--seed",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     gen = read_events(tmp_path / "gen.root", ["nGenJet", "nJet", "Jet_pt", "Jet_genJetIdx"])
     assert len(gen) == 5000 and ak.all(ak.num(gen["Jet_pt"]) == gen["nJet"])
     # the generate input is never overwritten; a second train refuses the existing model
-    assert main(["train", str(tmp_path / "cfg.yaml"), "--files", str(jets_file), "-o",
-                 str(model), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                str(tmp_path / "cfg.yaml"),
+                "--files",
+                str(jets_file),
+                "-o",
+                str(model),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "already holds a model" in capsys.readouterr().err
 
 

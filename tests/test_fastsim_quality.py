@@ -51,13 +51,62 @@ def train_generate_validate(d: Path, config: str, kind: str, epochs: int) -> tup
     cfg = d / f"cfg_{kind}.yaml"
     cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
     model, generated, report = d / f"model_{kind}", d / f"gen_{kind}.root", d / f"report_{kind}"
-    assert main(["train", str(cfg), "--files", str(d / "train.root"), "-o", str(model),
-                 "--quiet", "--device", "cpu", "--seed", "3"]) == 0
-    assert main(["generate", str(model), str(d / "heldout.root"), "-o", str(generated),
-                 "--quiet", "--device", "cpu", "--seed", "4"]) == 0
-    assert main(["validate", str(d / "heldout.root"), str(generated), "-o", str(report),
-                 "--config", str(cfg), "--quiet", "--device", "cpu", "--metrics", "ks", "chi2",
-                 "c2st"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(cfg),
+                "--files",
+                str(d / "train.root"),
+                "-o",
+                str(model),
+                "--quiet",
+                "--device",
+                "cpu",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "generate",
+                str(model),
+                str(d / "heldout.root"),
+                "-o",
+                str(generated),
+                "--quiet",
+                "--device",
+                "cpu",
+                "--seed",
+                "4",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "validate",
+                str(d / "heldout.root"),
+                str(generated),
+                "-o",
+                str(report),
+                "--config",
+                str(cfg),
+                "--quiet",
+                "--device",
+                "cpu",
+                "--metrics",
+                "ks",
+                "chi2",
+                "c2st",
+            ]
+        )
+        == 0
+    )
     return json.loads((report / "metrics.json").read_text()), d
 
 
@@ -88,8 +137,11 @@ def test_every_target_ks(report):
     # measured <= 0.0143 here, where the 5 % critical value under the null is 0.0127 for
     # 23k vs 23k pairs; the full-size run reaches <= 0.0092 per target (issue target 0.02)
     assert max(ks.values()) <= 0.03, ks
-    responses = {k: v["ks"]["statistic"] for k, v in metrics["features"].items()
-                 if k.startswith("Jet_") and ("/" in k or "-" in k)}
+    responses = {
+        k: v["ks"]["statistic"]
+        for k, v in metrics["features"].items()
+        if k.startswith("Jet_") and ("/" in k or "-" in k)
+    }
     assert responses and max(responses.values()) <= 0.03, responses
 
 
@@ -122,16 +174,54 @@ def test_gan_held_out_classifier_auc_and_ks(gan_report):
 def test_default_config_runs_unchanged_on_real_nanoaod(nanoaod_file, tmp_path):
     config = str(config_path("toy_jets_flow.yaml"))
     model = tmp_path / "model"
-    assert main(["train", config, "--files", str(nanoaod_file), "-o", str(model), "--quiet",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                config,
+                "--files",
+                str(nanoaod_file),
+                "-o",
+                str(model),
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     card = json.loads((model / "hepgen-model.json").read_text())
     assert card["data_summary"]["n_train_pairs"] > 200  # 362 usable pairs in the file
     out = tmp_path / "generated.root"
-    assert main(["generate", str(model), str(nanoaod_file), "-o", str(out), "--quiet",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                str(model),
+                str(nanoaod_file),
+                "-o",
+                str(out),
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     src = read_events(nanoaod_file, ["event", "nGenJet", "GenJet_pt"], nonfinite="keep")
-    gen = read_events(out, ["event", "nGenJet", "nJet", "Jet_pt", "Jet_genJetIdx",
-                            "Jet_btagDeepFlavB", "Jet_nConstituents"], nonfinite="keep")
+    gen = read_events(
+        out,
+        [
+            "event",
+            "nGenJet",
+            "nJet",
+            "Jet_pt",
+            "Jet_genJetIdx",
+            "Jet_btagDeepFlavB",
+            "Jet_nConstituents",
+        ],
+        nonfinite="keep",
+    )
     assert len(gen) == len(src) == 200
     assert ak.all(gen["event"] == src["event"])
     assert ak.all(ak.num(gen["Jet_pt"]) == gen["nJet"])
@@ -142,7 +232,22 @@ def test_default_config_runs_unchanged_on_real_nanoaod(nanoaod_file, tmp_path):
     n_const = ak.to_numpy(ak.flatten(gen["Jet_nConstituents"]))
     assert n_const.min() >= 1 and np.all(n_const == np.round(n_const))
     report_dir = tmp_path / "report"
-    assert main(["validate", str(nanoaod_file), str(out), "-o", str(report_dir), "--config",
-                 config, "--quiet", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "validate",
+                str(nanoaod_file),
+                str(out),
+                "-o",
+                str(report_dir),
+                "--config",
+                config,
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((report_dir / "metrics.json").read_text())
     assert 0.0 <= metrics["c2st"]["auc"] <= 1.0 and "Jet_pt" in metrics["features"]

@@ -34,15 +34,17 @@ def random_events(n: int, seed: int = 0) -> ak.Array:
     rng = np.random.default_rng(seed)
     counts = rng.poisson(2.5, n)
     total = counts.sum()
-    return ak.Array({
-        "run": np.ones(n, dtype=np.uint32),
-        "event": np.arange(n, dtype=np.uint64),
-        "MET_pt": rng.exponential(30, n).astype(np.float32),
-        "Jet_pt": ak.unflatten(rng.exponential(50, total).astype(np.float32), counts),
-        "Jet_eta": ak.unflatten(rng.normal(0, 2, total).astype(np.float32), counts),
-        "Jet_nConstituents": ak.unflatten(rng.integers(1, 60, total).astype(np.uint8), counts),
-        "Jet_isGood": ak.unflatten(rng.random(total) > 0.5, counts),
-    })
+    return ak.Array(
+        {
+            "run": np.ones(n, dtype=np.uint32),
+            "event": np.arange(n, dtype=np.uint64),
+            "MET_pt": rng.exponential(30, n).astype(np.float32),
+            "Jet_pt": ak.unflatten(rng.exponential(50, total).astype(np.float32), counts),
+            "Jet_eta": ak.unflatten(rng.normal(0, 2, total).astype(np.float32), counts),
+            "Jet_nConstituents": ak.unflatten(rng.integers(1, 60, total).astype(np.uint8), counts),
+            "Jet_isGood": ak.unflatten(rng.random(total) > 0.5, counts),
+        }
+    )
 
 
 # ---------------------------------------------------------------- collections
@@ -117,7 +119,13 @@ def test_chunked_iteration_matches_full_read_over_several_files(tmp_path):
     joined = ak.concatenate(chunks)
     expected = ak.concatenate([a, b])
     assert ak.all(ak.ravel(joined.Jet_pt) == ak.ravel(expected.Jet_pt))
-    assert sorted(joined.fields) == ["Jet_eta", "Jet_isGood", "Jet_nConstituents", "Jet_pt", "event"]
+    assert sorted(joined.fields) == [
+        "Jet_eta",
+        "Jet_isGood",
+        "Jet_nConstituents",
+        "Jet_pt",
+        "event",
+    ]
     limited = read_events([tmp_path / "a.root", tmp_path / "b.root"], ["event"], entry_stop=1200)
     assert len(limited) == 1200
 
@@ -142,7 +150,10 @@ def test_writer_refuses_to_overwrite_its_input(tmp_path):
 
 def test_writer_rejects_inconsistent_chunks(tmp_path):
     events = random_events(10)
-    with pytest.raises(InputError, match="different branches"), RootWriter(tmp_path / "x.root") as w:
+    with (
+        pytest.raises(InputError, match="different branches"),
+        RootWriter(tmp_path / "x.root") as w,
+    ):
         w.extend(events)
         w.extend(events[["run", "event"]])
 
@@ -184,8 +195,11 @@ def test_truncated_file_is_an_input_error_naming_file_and_entries(tmp_path):
     data = path.read_bytes()
     cut = tmp_path / "cut.root"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError, match=r"cut.root', tree 'Events', entries \d+-\d+: cannot be "
-                       r"read, the file is truncated or corrupt") as info:
+    with pytest.raises(
+        InputError,
+        match=r"cut.root', tree 'Events', entries \d+-\d+: cannot be "
+        r"read, the file is truncated or corrupt",
+    ) as info:
         read_events(cut, step_size=500)
     assert "\n" not in str(info.value)
     tiny = tmp_path / "tiny.root"
@@ -253,7 +267,9 @@ def test_nonfinite_values_are_counted_or_dropped(tmp_path, caplog):
     events = ak.with_field(events, ak.unflatten(pt, ak.num(events.Jet_pt)), "Jet_pt")
     bad_events = int(np.sum(~ak.all(np.isfinite(events.Jet_pt), axis=1)))
     path = write_events(tmp_path / "nan.root", events)
-    with pytest.raises(InputError, match=r"non-finite values in \d+ events \('Jet_pt': 2 NaN, 1 inf\)"):
+    with pytest.raises(
+        InputError, match=r"non-finite values in \d+ events \('Jet_pt': 2 NaN, 1 inf\)"
+    ):
         read_events(path)
     with caplog.at_level(logging.WARNING):
         kept = read_events(path, nonfinite="drop")
@@ -366,8 +382,9 @@ def test_real_nanoaod_replace_jet_collection_preserves_everything_else(nanoaod_f
 
 @pytest.fixture(scope="module")
 def small_root_bytes(tmp_path_factory) -> bytes:
-    path = write_events(tmp_path_factory.mktemp("corrupt") / "small.root", random_events(400),
-                        tree="Events")
+    path = write_events(
+        tmp_path_factory.mktemp("corrupt") / "small.root", random_events(400), tree="Events"
+    )
     return path.read_bytes()
 
 
@@ -396,8 +413,11 @@ def test_corrupt_root_files_give_only_input_errors(small_root_bytes, tmp_path_fa
     from hypothesis import strategies as st
 
     tmp_dir = tmp_path_factory.mktemp("corrupt_reads")
-    edit = st.tuples(st.sampled_from(["flip", "zero", "cut"]), st.integers(0, 10**7),
-                     st.sampled_from([1, 8, 64, 1024]))
+    edit = st.tuples(
+        st.sampled_from(["flip", "zero", "cut"]),
+        st.integers(0, 10**7),
+        st.sampled_from([1, 8, 64, 1024]),
+    )
 
     @settings(max_examples=60, deadline=None, derandomize=True)
     @given(st.lists(edit, min_size=1, max_size=3))
@@ -419,9 +439,12 @@ def test_mismatched_jagged_counts_in_a_file_name_the_file_and_the_entry(tmp_path
         f["Events"].extend({"Jet_pt": events["Jet_pt"], "Jet_eta": ak.Array(eta)})
     n = len(eta[120])
     chunks = iterate_events(path, ["Jet_pt", "Jet_eta"], step_size=50)
-    with pytest.raises(InputError, match=rf"mismatch.root', tree 'Events': collection 'Jet': "
-                       rf"'Jet_pt' and 'Jet_eta' have different numbers of entries in entry "
-                       rf"120 \({n - 1} vs {n}\)"):
+    with pytest.raises(
+        InputError,
+        match=rf"mismatch.root', tree 'Events': collection 'Jet': "
+        rf"'Jet_pt' and 'Jet_eta' have different numbers of entries in entry "
+        rf"120 \({n - 1} vs {n}\)",
+    ):
         for chunk in chunks:
             flatten_collection(chunk, "Jet", ["Jet_pt", "Jet_eta"])
     # rows no longer those read (here: every other one): the index is the array's own

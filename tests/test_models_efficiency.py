@@ -147,8 +147,9 @@ def test_weight_two_equals_duplicated_rows(test_data):
     x, y, _ = make_objects(30_000, seed=21)
     settings = {**FIT, "n_estimators": 200, "early_stopping_rounds": 200, "max_depth": 4}
     weighted = EfficiencyModel(**settings).fit(x, y, weights=np.where(y, 2.0, 1.0))
-    duplicated = EfficiencyModel(**settings).fit(np.concatenate([x, x[y]]),
-                                                 np.concatenate([y, y[y]]))
+    duplicated = EfficiencyModel(**settings).fit(
+        np.concatenate([x, x[y]]), np.concatenate([y, y[y]])
+    )
     unweighted = EfficiencyModel(**settings).fit(x, y)
     xt, _, eff = test_data
     doubled_odds = 2.0 * eff / (1.0 + eff)
@@ -225,7 +226,9 @@ def test_save_load_round_trip(model, test_data, tmp_path):
     files = model.save(tmp_path / "model")
     assert [f.name for f in files] == ["efficiency.json", "efficiency.meta.json"]
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
-        "efficiency.json", "efficiency.meta.json"]  # no temporary or pickle files left
+        "efficiency.json",
+        "efficiency.meta.json",
+    ]  # no temporary or pickle files left
     for f in files:  # both plain JSON, no pickle
         assert f.read_bytes()[:1] == b"{"
         json.loads(f.read_text())
@@ -299,8 +302,9 @@ def test_load_errors(model, tmp_path):
     booster.write_bytes(b"{not a model")
     import hashlib
 
-    meta_path.write_text(json.dumps({**meta, "booster_sha256": hashlib.sha256(
-        b"{not a model").hexdigest()}))
+    meta_path.write_text(
+        json.dumps({**meta, "booster_sha256": hashlib.sha256(b"{not a model").hexdigest()})
+    )
     with pytest.raises(InputError, match="not a valid xgboost model"):
         EfficiencyModel.load(folder)
 

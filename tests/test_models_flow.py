@@ -68,12 +68,19 @@ def one_thread():
 def test_settings_round_trip_and_defaults():
     s = FlowSettings()
     assert s.to_dict() == {
-        "kind": "coupling", "n_transforms": 6, "hidden_features": 128, "n_blocks": 2,
-        "n_bins": 16, "tail_bound": 4.0, "mixing": "lu", "embedding_features": 0,
+        "kind": "coupling",
+        "n_transforms": 6,
+        "hidden_features": 128,
+        "n_blocks": 2,
+        "n_bins": 16,
+        "tail_bound": 4.0,
+        "mixing": "lu",
+        "embedding_features": 0,
         "dropout": 0.0,
     }
-    other = FlowSettings(kind="autoregressive", mixing="permutation", embedding_features=4,
-                         tail_bound=5, dropout=0.1)
+    other = FlowSettings(
+        kind="autoregressive", mixing="permutation", embedding_features=4, tail_bound=5, dropout=0.1
+    )
     assert FlowSettings.from_dict(json.loads(json.dumps(other.to_dict()))) == other
     assert isinstance(other.tail_bound, float)
     assert FlowSettings.from_dict({"n_bins": 8}) == FlowSettings(n_bins=8)
@@ -89,9 +96,18 @@ def test_settings_unknown_keys_are_named():
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("kind", "maf"), ("mixing", "naive"), ("n_transforms", 0), ("n_bins", 1000),
-     ("hidden_features", 2.5), ("n_blocks", True), ("tail_bound", 0.0),
-     ("tail_bound", float("inf")), ("dropout", 1.0), ("embedding_features", -1)],
+    [
+        ("kind", "maf"),
+        ("mixing", "naive"),
+        ("n_transforms", 0),
+        ("n_bins", 1000),
+        ("hidden_features", 2.5),
+        ("n_blocks", True),
+        ("tail_bound", 0.0),
+        ("tail_bound", float("inf")),
+        ("dropout", 1.0),
+        ("embedding_features", -1),
+    ],
 )
 def test_settings_bad_values_name_the_field(key, value):
     with pytest.raises(ConfigError, match=key):
@@ -353,14 +369,16 @@ def _first_row_tripping_nflows(y, w, h, d) -> int:
     for start in range(0, len(y), 1000):
         chunk = slice(start, start + 1000)
         try:
-            nflows_spline(y[chunk], w[chunk], h[chunk], d[chunk], inverse=True, tails="linear",
-                          tail_bound=4.0)
+            nflows_spline(
+                y[chunk], w[chunk], h[chunk], d[chunk], inverse=True, tails="linear", tail_bound=4.0
+            )
         except AssertionError:
             for row in range(start, min(start + 1000, len(y))):
                 r = slice(row, row + 1)
                 try:
-                    nflows_spline(y[r], w[r], h[r], d[r], inverse=True, tails="linear",
-                                  tail_bound=4.0)
+                    nflows_spline(
+                        y[r], w[r], h[r], d[r], inverse=True, tails="linear", tail_bound=4.0
+                    )
                 except AssertionError:
                     return row
     raise AssertionError("no row trips nflows")  # pragma: no cover
@@ -376,8 +394,9 @@ def test_flow_inverse_survives_what_trips_plain_nflows():
     scale = math.sqrt(coupling.transform_net.hidden_features)  # nflows divides logits by it
     with torch.no_grad():
         coupling.transform_net.final_layer.weight.zero_()
-        coupling.transform_net.final_layer.bias.copy_(torch.cat([w[row] * scale,
-                                                                 h[row] * scale, d[row]]))
+        coupling.transform_net.final_layer.bias.copy_(
+            torch.cat([w[row] * scale, h[row] * scale, d[row]])
+        )
     flow.eval()
     z, c = y[row].reshape(1, 1).repeat(8, 1), torch.randn(8, 2)
     with torch.inference_mode():
@@ -415,12 +434,12 @@ def _toy(n: int, g: torch.Generator):
 
 
 def _train_toy(kind: str, steps: int, seed: int = 0) -> ConditionalFlow:
-    flow = ConditionalFlow(2, 2, FlowSettings(kind=kind, n_transforms=3, hidden_features=32,
-                                              n_bins=8), seed=seed)
+    flow = ConditionalFlow(
+        2, 2, FlowSettings(kind=kind, n_transforms=3, hidden_features=32, n_bins=8), seed=seed
+    )
     g = torch.Generator().manual_seed(1)
     opt = torch.optim.AdamW(flow.parameters(), lr=5e-3, foreach=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-3, total_steps=steps,
-                                                pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-3, total_steps=steps, pct_start=0.1)
     for _ in range(steps):
         x, c, _ = _toy(256, g)  # fresh draws: no overfitting, the optimum is the truth
         loss = -flow.log_prob(x, c).mean()
@@ -510,8 +529,10 @@ def test_save_load_round_trip(tmp_path: Path, kind):
     flow = perturb(small_flow(kind=kind, embedding_features=4, seed=3))
     paths = save_flow(flow, tmp_path / "model", name="jets")
     assert [p.name for p in paths] == ["jets.safetensors", "jets.json"]
-    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["jets.json",
-                                                                      "jets.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
+        "jets.json",
+        "jets.safetensors",
+    ]
     meta = json.loads(paths[1].read_text())
     assert meta["format"] == "hepgen-flow" and meta["format_version"] == 1
     assert meta["n_features"] == 3 and meta["n_conditions"] == 2
@@ -523,8 +544,10 @@ def test_save_load_round_trip(tmp_path: Path, kind):
     x = torch.randn(200, 3, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         assert torch.equal(flow.log_prob(x, c), loaded.log_prob(x, c))
-        assert torch.equal(flow.sample(c, torch.Generator().manual_seed(2)),
-                           loaded.sample(c, torch.Generator().manual_seed(2)))
+        assert torch.equal(
+            flow.sample(c, torch.Generator().manual_seed(2)),
+            loaded.sample(c, torch.Generator().manual_seed(2)),
+        )
     from safetensors import safe_open
 
     with safe_open(paths[0], framework="pt") as handle:  # plain safetensors, no pickle
@@ -602,4 +625,3 @@ def test_save_is_atomic_and_rejects_bad_names(tmp_path: Path):
 def test_doctests():
     result = doctest.testmod(flow_module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 3 and result.failed == 0
-

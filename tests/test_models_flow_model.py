@@ -33,9 +33,13 @@ def trained() -> tuple[FlowModel, object, tuple[np.ndarray, np.ndarray]]:
     x, c = toy(rng, 30_000)
     xv, cv = toy(rng, 5_000)
     model = FlowModel(SMALL, seed=1)
-    result = model.fit(x, c, validation={"x": xv, "c": cv}, quiet=True,
-                       training=TrainingSettings(max_epochs=10, batch_size=512,
-                                                 learning_rate=2e-3, seed=1))
+    result = model.fit(
+        x,
+        c,
+        validation={"x": xv, "c": cv},
+        quiet=True,
+        training=TrainingSettings(max_epochs=10, batch_size=512, learning_rate=2e-3, seed=1),
+    )
     return model, result, (xv, cv)
 
 
@@ -101,8 +105,14 @@ def test_weights_reweight_the_target():
     x = rng.normal(size=(n, 1)).astype(np.float32)
     w = np.exp(x[:, 0]).astype(np.float32)
     model = FlowModel(FlowSettings(n_transforms=2, hidden_features=16, n_bins=8), seed=2)
-    model.fit(x, c, w, quiet=True, selection="loss",
-              training=TrainingSettings(max_epochs=6, batch_size=500, learning_rate=3e-3))
+    model.fit(
+        x,
+        c,
+        w,
+        quiet=True,
+        selection="loss",
+        training=TrainingSettings(max_epochs=6, batch_size=500, learning_rate=3e-3),
+    )
     s = model.sample(np.zeros((20_000, 1), np.float32), seed=1)[:, 0]
     assert s.mean() == pytest.approx(1.0, abs=0.08)
     assert s.std() == pytest.approx(1.0, abs=0.08)

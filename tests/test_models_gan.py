@@ -38,8 +38,9 @@ from hepgen.models.gan import (
 )
 from hepgen.training import StepContext, TrainingError
 
-SMALL = GANSettings(hidden_features=32, critic_hidden_features=32, n_blocks=1, critic_blocks=1,
-                    latent_dim=4)
+SMALL = GANSettings(
+    hidden_features=32, critic_hidden_features=32, n_blocks=1, critic_blocks=1, latent_dim=4
+)
 
 
 @pytest.fixture(autouse=True)
@@ -84,8 +85,9 @@ def quality(model: GANModel, n: int = 20_000) -> dict[str, float]:
 
 # The WGAN-GP recipe with the plain generator output: with the conditional frame
 # (conditional_scale) it needs more than the 15 epochs below on this toy (pooled KS 0.09).
-WGAN = GANSettings(loss="wgan-gp", hidden_features=64, critic_hidden_features=64,
-                   conditional_scale=False)
+WGAN = GANSettings(
+    loss="wgan-gp", hidden_features=64, critic_hidden_features=64, conditional_scale=False
+)
 
 
 def pooled_ks(model: GANModel) -> float:
@@ -96,14 +98,22 @@ def pooled_ks(model: GANModel) -> float:
     return max(stats.ks_2samp(x[:, j], s[:, j]).statistic for j in range(2))
 
 
-def train_toy(settings: GANSettings, epochs: int, lr: float, batch_size: int = 256,
-              n: int = 20_000, seed: int = 0, **fit) -> tuple[GANModel, object]:
+def train_toy(
+    settings: GANSettings,
+    epochs: int,
+    lr: float,
+    batch_size: int = 256,
+    n: int = 20_000,
+    seed: int = 0,
+    **fit,
+) -> tuple[GANModel, object]:
     rng = np.random.default_rng(seed)
     x, c = toy(rng, n)
     xv, cv = toy(rng, 2000)
     model = GANModel(settings, seed=seed)
-    training = default_gan_training(max_epochs=epochs, batch_size=batch_size, learning_rate=lr,
-                                    patience=epochs, device="cpu")
+    training = default_gan_training(
+        max_epochs=epochs, batch_size=batch_size, learning_rate=lr, patience=epochs, device="cpu"
+    )
     result = model.fit(x, c, validation={"x": xv, "c": cv}, training=training, quiet=True, **fit)
     return model, result
 
@@ -418,8 +428,17 @@ def small_fit(tmp: Path, resume: bool = False, epochs: int = 4, **settings) -> G
     x, c = toy(rng, 3000)
     xv, cv = toy(rng, 600)
     w = rng.uniform(0.5, 1.5, 3000).astype(np.float32)
-    s = GANSettings(**{"hidden_features": 16, "critic_hidden_features": 16, "n_blocks": 1,
-                       "critic_blocks": 1, "latent_dim": 4, "dropout": 0.1, **settings})
+    s = GANSettings(
+        **{
+            "hidden_features": 16,
+            "critic_hidden_features": 16,
+            "n_blocks": 1,
+            "critic_blocks": 1,
+            "latent_dim": 4,
+            "dropout": 0.1,
+            **settings,
+        }
+    )
     model = GANModel(s, seed=2)
     training = default_gan_training(max_epochs=epochs, batch_size=256, learning_rate=1e-3,
                                     warmup_steps=5, device="cpu")  # fmt: skip

@@ -27,7 +27,8 @@ def response_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def truth(cc: np.ndarray, s: int) -> np.ndarray:
     return (np.random.default_rng([s, 9]).normal(size=cc.shape) * (0.2 + 0.8 * cc)).astype(
-        np.float32)
+        np.float32
+    )
 
 
 def blind(cc: np.ndarray, s: int) -> np.ndarray:
@@ -56,8 +57,7 @@ def test_classifier_sees_a_wrong_conditional_that_ks_misses():
 
 def test_metrics_are_reproducible_for_a_seed():
     x, c = response_data(6000, seed=4)
-    assert classifier_auc_metric(blind, x, c, seed=5) == classifier_auc_metric(blind, x, c,
-                                                                                 seed=5)
+    assert classifier_auc_metric(blind, x, c, seed=5) == classifier_auc_metric(blind, x, c, seed=5)
     assert selection_metric("ks", truth, x, c, 5) == mean_ks_metric(truth, x, c, seed=5)
     assert selection_metric("loss", truth, x, c, 5) is None
 

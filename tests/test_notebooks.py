@@ -29,8 +29,9 @@ def _execute(name: str, tmp_path: Path) -> nbformat.NotebookNode:
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, f"{name}: expected one cell tagged 'parameters'"
     tagged[0].source = SMALL[name]
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     return nb
 

@@ -38,8 +38,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hepgen", *args], capture_output=True,
-                          text=True, timeout=300, cwd=REPO, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "hepgen", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        **kwargs,
+    )
 
 
 def dead_pid() -> int:
@@ -77,8 +83,13 @@ def test_check_output_file(tmp_path):
     link.symlink_to(data)
     hard = tmp_path / "hard.root"
     os.link(data, hard)
-    for out, inputs in [(data, [data]), (link, [data]), (hard, [data]),
-                        (data, [os.fspath(tmp_path / "*.root")]), (tmp_path / "x/../jets.root", [data])]:
+    for out, inputs in [
+        (data, [data]),
+        (link, [data]),
+        (hard, [data]),
+        (data, [os.fspath(tmp_path / "*.root")]),
+        (tmp_path / "x/../jets.root", [data]),
+    ]:
         with pytest.raises(InputError, match="also an input of this job"):
             check_output_file(out, inputs=inputs, overwrite=True)
     assert data.read_bytes() == b"input"
@@ -120,8 +131,9 @@ def test_stale_temps_of_dead_writers_are_removed_and_named(tmp_path, caplog):
     stale_json = tmp_path / f".out.root.{TEMP_TAG}-{tag}-{dead}-zzzzzzzz.tmp"
     kept = [
         tmp_path / f".out.root.{TEMP_TAG}-{tag}-{alive}-abcd1234.tmp.root",  # live writer
-        tmp_path / f".out.root.{TEMP_TAG}-ffffff-{dead}-abcd1234.tmp.root"   # other host
-        if tag != "ffffff" else tmp_path / f".out.root.{TEMP_TAG}-000000-{dead}-abcd1234.tmp",
+        tmp_path / f".out.root.{TEMP_TAG}-ffffff-{dead}-abcd1234.tmp.root"  # other host
+        if tag != "ffffff"
+        else tmp_path / f".out.root.{TEMP_TAG}-000000-{dead}-abcd1234.tmp",
         tmp_path / f".other.root.{TEMP_TAG}-{tag}-{dead}-abcd1234.tmp.root",  # other target
         tmp_path / ".out.root.3cy8gfq4.tmp.root",  # not hepgen's naming: someone else's
         tmp_path / f".out.root.{TEMP_TAG}-{tag}-{dead}-abcd1234.tmp.root.keep~",
@@ -135,7 +147,8 @@ def test_stale_temps_of_dead_writers_are_removed_and_named(tmp_path, caplog):
     assert not stale.exists() and not stale_json.exists()
     assert all(p.exists() for p in kept)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["out.root", *(p.name for p in kept)])
+        ["out.root", *(p.name for p in kept)]
+    )
     message = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert "removed 2 stale temporary file(s)" in message
     assert stale.name in message and stale_json.name in message
@@ -165,8 +178,9 @@ def test_simulate_refuses_to_overwrite_and_checks_before_work(tmp_path, capsys):
     assert main(["simulate", "-n", "80", "-o", str(out), "--seed", "3", "--quiet"]) == 2
     assert "already exists; use --overwrite" in capsys.readouterr().err
     assert out.read_bytes() == before
-    assert main(["simulate", "-n", "80", "-o", str(out), "--seed", "3", "--quiet",
-                 "--overwrite"]) == 0
+    assert (
+        main(["simulate", "-n", "80", "-o", str(out), "--seed", "3", "--quiet", "--overwrite"]) == 0
+    )
     assert len(read_events(out, ["event"])) == 80
     afile = tmp_path / "afile.txt"
     afile.write_text("x")
@@ -200,8 +214,23 @@ def test_train_refuses_a_file_as_model_directory_before_reading(jets_file, tmp_p
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(config_path("toy_jets_flow.yaml").read_text())
     start = time.perf_counter()
-    assert main(["train", str(cfg), "--files", str(jets_file), "-o", str(jets_file),
-                 "--device", "cpu", "--max-epochs", "1"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                str(cfg),
+                "--files",
+                str(jets_file),
+                "-o",
+                str(jets_file),
+                "--device",
+                "cpu",
+                "--max-epochs",
+                "1",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"model directory '{jets_file}' is also an input of this job" in err
     assert time.perf_counter() - start < 20
@@ -217,8 +246,24 @@ def model_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("outputs")
     simulate_to_file(d / "train.root", "jets", n_events=3000, seed=11, quiet=True)
     (d / "cfg.yaml").write_text(small_flow_config_text(max_epochs=1))
-    assert main(["train", str(d / "cfg.yaml"), "--files", str(d / "train.root"), "-o",
-                 str(d / "model"), "--quiet", "--device", "cpu", "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(d / "cfg.yaml"),
+                "--files",
+                str(d / "train.root"),
+                "-o",
+                str(d / "model"),
+                "--quiet",
+                "--device",
+                "cpu",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     return d / "model"
 
 
@@ -231,8 +276,9 @@ def test_generate_quiet_still_warns_out_of_domain_and_prints_result(model_dir, t
     far = tmp_path / "far.root"
     write_events(far, ak.zip(fields, depth_limit=1))
     out = tmp_path / "gen.root"
-    result = run_cli("generate", str(model_dir), str(far), "-o", str(out), "--quiet",
-                     "--device", "cpu")
+    result = run_cli(
+        "generate", str(model_dir), str(far), "-o", str(out), "--quiet", "--device", "cpu"
+    )
     assert result.returncode == 0, result.stderr
     assert "conditions outside the training domain" in result.stderr
     assert "GenJet_pt" in result.stderr
@@ -240,8 +286,10 @@ def test_generate_quiet_still_warns_out_of_domain_and_prints_result(model_dir, t
     # a second run onto the same output needs --overwrite
     again = run_cli("generate", str(model_dir), str(far), "-o", str(out), "--quiet")
     assert again.returncode == 2
-    assert again.stderr.strip() == (f"hepgen: error: output '{out}' already exists; use "
-                                    "--overwrite to replace it, or choose another path")
+    assert again.stderr.strip() == (
+        f"hepgen: error: output '{out}' already exists; use "
+        "--overwrite to replace it, or choose another path"
+    )
 
 
 def test_crash_drill_sigkill_generate_mid_write(model_dir, tmp_path):
@@ -252,8 +300,22 @@ def test_crash_drill_sigkill_generate_mid_write(model_dir, tmp_path):
     out = tmp_path / "out.root"
     out.write_bytes(b"the previous output, not a ROOT file" * 100)
     before = out.read_bytes()
-    command = [sys.executable, "-m", "hepgen", "generate", str(model_dir), str(src), "-o",
-               str(out), "--batch-size", "20", "--device", "cpu", "--overwrite", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "hepgen",
+        "generate",
+        str(model_dir),
+        str(src),
+        "-o",
+        str(out),
+        "--batch-size",
+        "20",
+        "--device",
+        "cpu",
+        "--overwrite",
+        "--quiet",
+    ]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
@@ -276,8 +338,17 @@ def test_crash_drill_sigkill_generate_mid_write(model_dir, tmp_path):
     # the next run cleans up after the killed one and says so (even with --quiet)
     small = tmp_path / "small.root"
     simulate_to_file(small, "jets", n_events=300, seed=2, quiet=True)
-    result = run_cli("generate", str(model_dir), str(small), "-o", str(out), "--device", "cpu",
-                     "--overwrite", "--quiet")
+    result = run_cli(
+        "generate",
+        str(model_dir),
+        str(small),
+        "-o",
+        str(out),
+        "--device",
+        "cpu",
+        "--overwrite",
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     assert "removed 1 stale temporary file(s)" in result.stderr
     assert left[0] in result.stderr

@@ -41,19 +41,40 @@ POLL_TIMEOUT = 300.0  # seconds: a generous bound, only reached when something i
 def tiny_config(tmp_path: Path) -> Path:
     """configs/toy_jets.yaml with a tiny flow, a small xgboost and 6 fixed epochs."""
     raw = yaml.safe_load(config_path("toy_jets.yaml").read_text())
-    raw["model"] = {"kind": "flow", "fakes": True,
-                    "flow": {"n_transforms": 2, "hidden_features": 16, "n_bins": 4},
-                    "efficiency": {"max_depth": 2, "learning_rate": 0.3, "n_estimators": 20}}
-    raw["training"] = {"max_epochs": EPOCHS, "batch_size": 512, "learning_rate": 2e-3,
-                       "selection": "loss", "patience": 100}
+    raw["model"] = {
+        "kind": "flow",
+        "fakes": True,
+        "flow": {"n_transforms": 2, "hidden_features": 16, "n_bins": 4},
+        "efficiency": {"max_depth": 2, "learning_rate": 0.3, "n_estimators": 20},
+    }
+    raw["training"] = {
+        "max_epochs": EPOCHS,
+        "batch_size": 512,
+        "learning_rate": 2e-3,
+        "selection": "loss",
+        "patience": 100,
+    }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
 
 def command(config: Path, jets: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "hepgen", "train", str(config), "-o", str(out), "--files",
-            str(jets), "--device", "cpu", "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "hepgen",
+        "train",
+        str(config),
+        "-o",
+        str(out),
+        "--files",
+        str(jets),
+        "--device",
+        "cpu",
+        "--quiet",
+        *extra,
+    ]
 
 
 def env() -> dict[str, str]:
@@ -62,8 +83,9 @@ def env() -> dict[str, str]:
 
 
 def run_to_end(config: Path, jets: Path, out: Path, *extra: str) -> None:
-    done = subprocess.run(command(config, jets, out, *extra), env=env(), capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        command(config, jets, out, *extra), env=env(), capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -76,8 +98,13 @@ def epoch(path: Path) -> int:
 
 def run_and_kill(config: Path, jets: Path, out: Path, condition: Callable[[Path], bool]) -> None:
     """Start training, SIGKILL it as soon as ``condition(checkpoints)`` holds."""
-    proc = subprocess.Popen(command(config, jets, out), env=env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        command(config, jets, out),
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + POLL_TIMEOUT
     try:
         while not condition(out / "checkpoints"):
@@ -107,7 +134,9 @@ def assert_same_model(reference: Path, resumed: Path) -> None:
         sha_b = json.loads((resumed / meta).read_text())["weights_sha256"]
         assert sha_a == sha_b == hashlib.sha256((resumed / name).read_bytes()).hexdigest()
     # the efficiency booster (xgboost JSON) too
-    assert (reference / "efficiency.json").read_bytes() == (resumed / "efficiency.json").read_bytes()
+    assert (reference / "efficiency.json").read_bytes() == (
+        resumed / "efficiency.json"
+    ).read_bytes()
     card_a = json.loads((reference / "hepgen-model.json").read_text())["training"]
     card_b = json.loads((resumed / "hepgen-model.json").read_text())["training"]
     assert [h["val_loss"] for h in card_a["history"]] == [h["val_loss"] for h in card_b["history"]]
@@ -155,8 +184,7 @@ def test_kill_during_response_epochs_then_resume(setup, tmp_path: Path) -> None:
 def test_kill_after_efficiency_then_resume(setup, tmp_path: Path) -> None:
     config, jets, reference = setup
     out = tmp_path / "m"
-    run_and_kill(config, jets, out,
-                 lambda c: (c / "finished" / "done-efficiency.json").is_file())
+    run_and_kill(config, jets, out, lambda c: (c / "finished" / "done-efficiency.json").is_file())
     assert not (out / "checkpoints" / "finished" / "done-response.json").exists()
     booster = (out / "checkpoints" / "finished" / "efficiency.json").stat().st_mtime_ns
     run_to_end(config, jets, out, "--resume")
@@ -179,12 +207,28 @@ def test_resume_of_a_finished_run_trains_nothing_again(setup, tmp_path: Path) ->
     assert_same_model(reference, out)
 
 
-def test_resume_without_checkpoints_names_the_directory(tmp_path: Path, jets_file: Path,
-                                                        capsys) -> None:
+def test_resume_without_checkpoints_names_the_directory(
+    tmp_path: Path, jets_file: Path, capsys
+) -> None:
     config = tiny_config(tmp_path)
     out = tmp_path / "empty"
-    assert main(["train", str(config), "-o", str(out), "--files", str(jets_file),
-                 "--device", "cpu", "--resume", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                str(config),
+                "-o",
+                str(out),
+                "--files",
+                str(jets_file),
+                "--device",
+                "cpu",
+                "--resume",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "cannot resume" in err and str(out) in err and "Traceback" not in err
 
@@ -192,13 +236,39 @@ def test_resume_without_checkpoints_names_the_directory(tmp_path: Path, jets_fil
 def test_seed_and_device_are_checked_up_front(tmp_path: Path, capsys) -> None:
     config = tiny_config(tmp_path)
     missing = tmp_path / "missing.root"  # never read: the arguments fail first
-    assert main(["train", str(config), "-o", str(tmp_path / "m"), "--files", str(missing),
-                 "--seed", "-1"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                str(config),
+                "-o",
+                str(tmp_path / "m"),
+                "--files",
+                str(missing),
+                "--seed",
+                "-1",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "--seed must be an integer with 0 <= seed" in err and "Traceback" not in err
     if not torch.cuda.is_available():
-        assert main(["train", str(config), "-o", str(tmp_path / "m"), "--files", str(missing),
-                     "--device", "cuda"]) == 2
+        assert (
+            main(
+                [
+                    "train",
+                    str(config),
+                    "-o",
+                    str(tmp_path / "m"),
+                    "--files",
+                    str(missing),
+                    "--device",
+                    "cuda",
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err
         assert "torch sees no CUDA device" in err and "missing.root" not in err
 
@@ -216,8 +286,9 @@ def test_fastsim_rejects_a_negative_seed_in_the_api(tmp_path: Path) -> None:
 def test_canonical_safetensors_header_is_sorted_and_byte_stable(tmp_path: Path) -> None:
     tensors = {"b.weight": torch.arange(6.0).reshape(2, 3), "a": torch.tensor([1, 2, 3])}
     one = canonical_safetensors(tensors, {"z": "1", "format": "x", "m": "2"})
-    two = canonical_safetensors(dict(reversed(tensors.items())), {"m": "2", "format": "x",
-                                                                   "z": "1"})
+    two = canonical_safetensors(
+        dict(reversed(tensors.items())), {"m": "2", "format": "x", "z": "1"}
+    )
     assert one == two
     n = int.from_bytes(one[:8], "little")
     assert n % 8 == 0
@@ -280,8 +351,11 @@ def test_stage_marker_with_other_settings_is_refused(tmp_path: Path) -> None:
         return int((folder / f"{stem}.txt").read_text())
 
     assert run_stage("s", tmp_path, False, {"n": 1}, fit=fit, save=save, load=load) == (1, None)
-    with pytest.raises(TrainingError, match=r"stage 's' in .*done-s\.json was trained with "
-                                            r"other settings \(n differ\)"):
+    with pytest.raises(
+        TrainingError,
+        match=r"stage 's' in .*done-s\.json was trained with "
+        r"other settings \(n differ\)",
+    ):
         run_stage("s", tmp_path, True, {"n": 2}, fit=fit, save=save, load=load)
 
 
@@ -307,11 +381,21 @@ def _scan_inputs():
     ev = DijetSimulation(signal_fraction=0.004).generate(40_000, seed=21)
     cols = {f: ak.to_numpy(ev[f]) for f in ("mjj", "mj1", "mj2", "tau21_j1", "label")}
     settings = ScanSettings(
-        resonance={"name": "mjj", "kind": "positive"}, features=SCAN_FEATURES,
-        start=3.3, stop=3.9, width=0.4, step=0.2, sideband=0.4, label="label", seed=3,
+        resonance={"name": "mjj", "kind": "positive"},
+        features=SCAN_FEATURES,
+        start=3.3,
+        stop=3.9,
+        width=0.4,
+        step=0.2,
+        sideband=0.4,
+        label="label",
+        seed=3,
         flow={"kind": "coupling", "n_transforms": 2, "hidden_features": 16, "n_bins": 4},
         training={"batch_size": 512, "max_epochs": 3, "patience": 5, "learning_rate": 2e-3},
-        device="cpu", folds=2, oversample=2)
+        device="cpu",
+        folds=2,
+        oversample=2,
+    )
     return cols, settings
 
 
@@ -407,9 +491,15 @@ def test_stage_finished_on_max_epochs_continues_when_max_epochs_grew(tmp_path: P
 
     def result(n: int) -> TrainingResult:
         history = [{"epoch": e + 1, "val_loss": 1.0 / (e + 1)} for e in range(n)]
-        return TrainingResult(history=history, best_loss_epoch=n, best_metric_epoch=None,
-                              selected_epoch=n, selection="loss", stopped="max_epochs",
-                              n_bad_batches=0)
+        return TrainingResult(
+            history=history,
+            best_loss_epoch=n,
+            best_metric_epoch=None,
+            selected_epoch=n,
+            selection="loss",
+            stopped="max_epochs",
+            n_bad_batches=0,
+        )
 
     resumed = []
 

@@ -469,8 +469,9 @@ def test_chunk_seeds_are_lazy_and_equal_to_spawned_ones() -> None:
     # 10**10 chunks: the first is there at once, nothing is built up front
     first = next(iter_chunk_seeds(0, 10**15, 100_000))
     assert first[0] == 100_000
-    assert np.array_equal(first[1].generate_state(4),
-                          np.random.SeedSequence(0).spawn(1)[0].generate_state(4))
+    assert np.array_equal(
+        first[1].generate_state(4), np.random.SeedSequence(0).spawn(1)[0].generate_state(4)
+    )
 
 
 def test_simulate_refuses_outputs_larger_than_the_free_disk(tmp_path) -> None:

@@ -532,8 +532,7 @@ def test_cosine_anneals_within_the_time_limit(tmp_path: Path, monkeypatch) -> No
 
     s = settings(max_epochs=1000, batch_size=1000, schedule="cosine", time_limit=0.6)
     data = regression(3000, seed=11)
-    result = train(linear_model(), slow_nll, data, None, s, checkpoint_dir=tmp_path,
-                   quiet=True)
+    result = train(linear_model(), slow_nll, data, None, s, checkpoint_dir=tmp_path, quiet=True)
     lr = [h["lr"] for h in result.history]
     assert result.stopped == "time_limit"
     assert len(lr) == 10
@@ -544,8 +543,7 @@ def test_cosine_anneals_within_the_time_limit(tmp_path: Path, monkeypatch) -> No
     assert state["schedule"]["timed_horizon"] == len(lr)
 
 
-def test_a_run_stopped_by_its_time_limit_is_finished_on_resume(tmp_path: Path,
-                                                               monkeypatch) -> None:
+def test_a_run_stopped_by_its_time_limit_is_finished_on_resume(tmp_path: Path, monkeypatch) -> None:
     # Resuming a run that ended on its time limit restores its last state and trains no
     # further epoch (its cosine horizon is spent): the same weights, the same history.
     clock = FakeClock()
@@ -561,12 +559,13 @@ def test_a_run_stopped_by_its_time_limit_is_finished_on_resume(tmp_path: Path,
     first = train(model, slow_nll, data, None, s, checkpoint_dir=tmp_path, quiet=True)
     assert first.stopped == "time_limit" and len(first.history) == 10
     again = linear_model()
-    second = train(again, slow_nll, data, None, s, checkpoint_dir=tmp_path, resume=True,
-                   quiet=True)
+    second = train(again, slow_nll, data, None, s, checkpoint_dir=tmp_path, resume=True, quiet=True)
     assert second.stopped == "time_limit"
     assert second.history == first.history
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                 again.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True)
+    )
 
 
 def test_settings_round_trip_and_errors() -> None:
@@ -780,9 +779,12 @@ def test_metric_mapping_goes_to_the_history_and_argument_errors() -> None:
                    metric_fn=metric, quiet=True)  # fmt: skip
     assert [h["metric"] for h in result.history] == [0.25, 0.25]
     assert result.history[0]["metric_details"] == {"recall": 0.9, "coverage": 0.5}
-    assert "metric_details" not in train(
-        linear_model(), gaussian_nll, TRAIN, VALID, settings(max_epochs=1), quiet=True
-    ).history[0]
+    assert (
+        "metric_details"
+        not in train(
+            linear_model(), gaussian_nll, TRAIN, VALID, settings(max_epochs=1), quiet=True
+        ).history[0]
+    )
     with pytest.raises(ValueError, match="without the key 'metric'"):
         train(linear_model(), gaussian_nll, TRAIN, VALID, settings(max_epochs=1),
               metric_fn=lambda m: {"ks": 0.1}, quiet=True)  # fmt: skip

@@ -23,8 +23,9 @@ from hepgen.validation.compare import compare
 N = 2000
 
 
-def _flat_file(path: Path, seed: int, *, nan_a: float = 0.0, inf_b: int = 0,
-               scale: float = 1.0, extra: int = 0) -> Path:
+def _flat_file(
+    path: Path, seed: int, *, nan_a: float = 0.0, inf_b: int = 0, scale: float = 1.0, extra: int = 0
+) -> Path:
     """Event-level branches: bookkeeping (run, event, luminosityBlock, genWeight, x_idx) and
     physics (a, b, nObj, and ``extra`` more features)."""
     rng = np.random.default_rng(seed)
@@ -35,10 +36,14 @@ def _flat_file(path: Path, seed: int, *, nan_a: float = 0.0, inf_b: int = 0,
     b = rng.normal(0.0, 1.5, N)
     b[:inf_b] = np.inf
     branches = {
-        "run": np.full(N, 1, np.int32), "event": np.arange(N, dtype=np.uint64),
+        "run": np.full(N, 1, np.int32),
+        "event": np.arange(N, dtype=np.uint64),
         "luminosityBlock": np.arange(N, dtype=np.int32) // 100,
-        "genWeight": np.ones(N), "x_idx": rng.integers(0, 5, N).astype(np.int32),
-        "a": a, "b": b, "nObj": rng.poisson(3.0, N).astype(np.int32),
+        "genWeight": np.ones(N),
+        "x_idx": rng.integers(0, 5, N).astype(np.int32),
+        "a": a,
+        "b": b,
+        "nObj": rng.poisson(3.0, N).astype(np.int32),
     }
     for i in range(extra):
         branches[f"f{i:02d}"] = rng.normal(i, 1.0, N)
@@ -78,16 +83,19 @@ def _run(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_nonfinite_values_fail_by_default_and_are_reported(files, tmp_path, capsys):
     out = tmp_path / "report"
-    rc, stdout, err = _run(capsys, files["ref"], files["nan"], "-o", out,
-                           "--metrics", "ks", "chi2", "mmd")
+    rc, stdout, err = _run(
+        capsys, files["ref"], files["nan"], "-o", out, "--metrics", "ks", "chi2", "mmd"
+    )
     assert rc == 1
     n_nan = int(np.isnan(uproot.open(files["nan"])["Events"]["a"].array(library="np")).sum())
     assert 500 < n_nan < 700
     # one line, naming the sample, the feature and the counts, and the way out
     lines = err.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith(f"hepgen: error: non-finite values: candidate 'a' {n_nan} of "
-                               f"{N} ({n_nan} nan); candidate 'b' 5 of {N} (5 posinf)")
+    assert lines[0].startswith(
+        f"hepgen: error: non-finite values: candidate 'a' {n_nan} of "
+        f"{N} ({n_nan} nan); candidate 'b' 5 of {N} (5 posinf)"
+    )
     assert "--allow-nonfinite" in lines[0]
     # the report is written anyway, with the counts on top of it
     m = _metrics(out)
@@ -107,8 +115,9 @@ def test_nonfinite_values_fail_by_default_and_are_reported(files, tmp_path, caps
 
 def test_allow_nonfinite_proceeds_with_red_cells(files, tmp_path, capsys):
     out = tmp_path / "report"
-    rc, _, err = _run(capsys, files["ref"], files["nan"], "-o", out, "--allow-nonfinite",
-                           "--metrics", "ks", "mmd")
+    rc, _, err = _run(
+        capsys, files["ref"], files["nan"], "-o", out, "--allow-nonfinite", "--metrics", "ks", "mmd"
+    )
     assert rc == 0, err
     m = _metrics(out)
     assert m["nonfinite"]["allowed"] is True and "failure" not in m["verdict"]
@@ -119,8 +128,18 @@ def test_allow_nonfinite_proceeds_with_red_cells(files, tmp_path, capsys):
     assert "<td class='name'>nObj</td>" in html
     # the rate of non-finite values differs: DIFFERENT, which can gate a production
     assert m["verdict"]["verdict"] == "DIFFERENT"
-    rc, _, err = _run(capsys, files["ref"], files["nan"], "-o", out, "--allow-nonfinite",
-                      "--metrics", "ks", "mmd", "--fail-on-different")
+    rc, _, err = _run(
+        capsys,
+        files["ref"],
+        files["nan"],
+        "-o",
+        out,
+        "--allow-nonfinite",
+        "--metrics",
+        "ks",
+        "mmd",
+        "--fail-on-different",
+    )
     assert rc == 1 and "verdict DIFFERENT (--fail-on-different)" in err
 
 
@@ -130,8 +149,12 @@ def test_compare_api_counts_nonfinite_and_never_passes_them():
     cand = {"x": rng.normal(size=500), "y": rng.normal(size=500)}
     cand["x"][:3] = [np.nan, np.inf, -np.inf]
     res = compare(ref, cand, metrics=["ks", "mmd"], seed=0)
-    assert res.nonfinite["features"]["x"]["candidate"] == {"nan": 1, "posinf": 1, "neginf": 1,
-                                                            "n": 500}
+    assert res.nonfinite["features"]["x"]["candidate"] == {
+        "nan": 1,
+        "posinf": 1,
+        "neginf": 1,
+        "n": 500,
+    }
     assert res.failure is not None and "candidate 'x' 3 of 500" in res.failure
     assert res.verdict()["verdict"] != "PASS"
     ok = compare(ref, cand, metrics=["ks", "mmd"], seed=0, allow_nonfinite=True)
@@ -161,12 +184,27 @@ def test_config_validate_with_nan_advises_an_option_that_exists(jets_file, tmp_p
         out_branches[c] = ak.zip(f)
     bad = tmp_path / "bad.root"
     with uproot.recreate(bad) as f:
-        f.mktree("Events", {k: v.type for k, v in out_branches.items()},
-                 field_name=lambda o, i: f"{o}_{i}", counter_name=lambda c: "n" + c)
+        f.mktree(
+            "Events",
+            {k: v.type for k, v in out_branches.items()},
+            field_name=lambda o, i: f"{o}_{i}",
+            counter_name=lambda c: "n" + c,
+        )
         f["Events"].extend(out_branches)
     out = tmp_path / "report"
-    rc, _, err = _run(capsys, jets_file, bad, "-o", out, "--config",
-                      config_path("toy_jets.yaml"), "--metrics", "ks", "--max-events", "2000")
+    rc, _, err = _run(
+        capsys,
+        jets_file,
+        bad,
+        "-o",
+        out,
+        "--config",
+        config_path("toy_jets.yaml"),
+        "--metrics",
+        "ks",
+        "--max-events",
+        "2000",
+    )
     assert rc == 1
     assert "--drop-nonfinite" not in err and "--allow-nonfinite" in err
     assert "candidate 'Jet_pt'" in err
@@ -184,29 +222,43 @@ def test_bookkeeping_branches_are_not_compared_unless_named(files, tmp_path, cap
     assert rc == 0, err
     m = _metrics(out)
     assert set(m["features"]) == {"a", "b", "nObj"}
-    assert m["excluded"] == {"run": "'run' (run number)",
-                             "event": "'event' (event number)",
-                             "luminosityBlock": "'luminosityBlock' (luminosity-block number)",
-                             "genWeight": "'*Weight' (weight)",
-                             "x_idx": "'*_idx' (index into another collection)"}
+    assert m["excluded"] == {
+        "run": "'run' (run number)",
+        "event": "'event' (event number)",
+        "luminosityBlock": "'luminosityBlock' (luminosity-block number)",
+        "genWeight": "'*Weight' (weight)",
+        "x_idx": "'*_idx' (index into another collection)",
+    }
     html = (out / "report.html").read_text()
     assert "not compared (bookkeeping)" in html
     assert any("bookkeeping branch(es) not compared" in n for n in m["notes"])
     # a name given literally wins over the rules; a pattern obeys them
-    rc, _, err = _run(capsys, files["ref"], files["same"], "-o", out, "--metrics", "ks",
-                      "--features", "event", "a")
+    rc, _, err = _run(
+        capsys,
+        files["ref"],
+        files["same"],
+        "-o",
+        out,
+        "--metrics",
+        "ks",
+        "--features",
+        "event",
+        "a",
+    )
     assert rc == 0, err
     assert set(_metrics(out)["features"]) == {"event", "a"}
-    rc, _, err = _run(capsys, files["ref"], files["same"], "-o", out, "--metrics", "ks",
-                      "--features", "*")
+    rc, _, err = _run(
+        capsys, files["ref"], files["same"], "-o", out, "--metrics", "ks", "--features", "*"
+    )
     assert rc == 0, err
     assert set(_metrics(out)["features"]) == {"a", "b", "nObj"}
 
 
 def test_files_with_no_physics_in_common_are_refused(files, tmp_path, capsys):
     dijet = tmp_path / "dijet.root"
-    _write(dijet, {"event": np.arange(N, dtype=np.uint64), "mjj": np.ones(N),
-                   "tau21_j1": np.ones(N)})
+    _write(
+        dijet, {"event": np.arange(N, dtype=np.uint64), "mjj": np.ones(N), "tau21_j1": np.ones(N)}
+    )
     out = tmp_path / "report"
     rc, _, err = _run(capsys, files["ref"], dijet, "-o", out)
     assert rc == 2
@@ -220,8 +272,11 @@ def test_files_with_no_physics_in_common_are_refused(files, tmp_path, capsys):
 
 
 def _jets_like(rng: np.random.Generator, n: int, scale: float = 1.0) -> dict[str, np.ndarray]:
-    return {"pt": (rng.exponential(30.0, n) + 20.0) * scale, "eta": rng.normal(0.0, 1.5, n),
-            "m": rng.gamma(4.0, 2.0, n)}
+    return {
+        "pt": (rng.exponential(30.0, n) + 20.0) * scale,
+        "eta": rng.normal(0.0, 1.5, n),
+        "m": rng.gamma(4.0, 2.0, n),
+    }
 
 
 _FAST = {"c2st": {"n_jobs": 1}}
@@ -230,8 +285,13 @@ _FAST = {"c2st": {"n_jobs": 1}}
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_identical_distributions_pass(seed):
     rng = np.random.default_rng(seed)
-    res = compare(_jets_like(rng, 12000), _jets_like(rng, 6000), metrics=["c2st", "mmd"],
-                  seed=seed, options=_FAST)
+    res = compare(
+        _jets_like(rng, 12000),
+        _jets_like(rng, 6000),
+        metrics=["c2st", "mmd"],
+        seed=seed,
+        options=_FAST,
+    )
     v = res.verdict()
     assert v["verdict"] == "PASS", v["reasons"]
     assert res.to_dict()["verdict"]["verdict"] == "PASS"
@@ -240,8 +300,13 @@ def test_identical_distributions_pass(seed):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_five_percent_pt_scale_is_different(seed):
     rng = np.random.default_rng(seed)
-    res = compare(_jets_like(rng, 12000), _jets_like(rng, 6000, scale=1.05),
-                  metrics=["c2st", "mmd"], seed=seed, options=_FAST)
+    res = compare(
+        _jets_like(rng, 12000),
+        _jets_like(rng, 6000, scale=1.05),
+        metrics=["c2st", "mmd"],
+        seed=seed,
+        options=_FAST,
+    )
     v = res.verdict()
     assert v["verdict"] == "DIFFERENT", v["reasons"]
     assert "rejects" in v["reasons"][0]
@@ -249,8 +314,13 @@ def test_five_percent_pt_scale_is_different(seed):
 
 def test_verdict_is_inconclusive_without_baseline_or_rows():
     rng = np.random.default_rng(5)
-    res = compare(_jets_like(rng, 2000), _jets_like(rng, 1000, scale=1.3),
-                  metrics=["c2st", "mmd"], baseline=False, options=_FAST)
+    res = compare(
+        _jets_like(rng, 2000),
+        _jets_like(rng, 1000, scale=1.3),
+        metrics=["c2st", "mmd"],
+        baseline=False,
+        options=_FAST,
+    )
     assert res.mmd.pvalue < 0.01  # a clear difference, but nothing to read it against
     v = res.verdict()
     assert v["verdict"] == "INCONCLUSIVE"
@@ -272,11 +342,21 @@ def test_cli_prints_the_verdict_last_and_gates_on_different(files, tmp_path, cap
     body = html[: html.rindex("</body>")]
     assert body.rstrip().splitlines()[-1].startswith("<p class='verdict v-DIFFERENT'")
     assert _metrics(out)["verdict"]["verdict"] == "DIFFERENT"
-    rc, _, err = _run(capsys, files["ref"], shifted, "-o", out, "--metrics", "ks", "mmd",
-                      "--fail-on-different")
+    rc, _, err = _run(
+        capsys, files["ref"], shifted, "-o", out, "--metrics", "ks", "mmd", "--fail-on-different"
+    )
     assert rc == 1 and err.startswith("hepgen: error: verdict DIFFERENT")
-    rc, stdout, _ = _run(capsys, files["ref"], files["same"], "-o", out, "--metrics", "ks",
-                         "mmd", "--fail-on-different")
+    rc, stdout, _ = _run(
+        capsys,
+        files["ref"],
+        files["same"],
+        "-o",
+        out,
+        "--metrics",
+        "ks",
+        "mmd",
+        "--fail-on-different",
+    )
     assert rc == 0 and stdout.strip().splitlines()[-1].startswith("verdict: PASS")
 
 
@@ -284,19 +364,21 @@ def test_cli_prints_the_verdict_last_and_gates_on_different(files, tmp_path, cap
 # degenerate settings and output paths, refused before any work
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--c2st-repeats", "0"], "--c2st-repeats must be >= 1, got 0"),
-    (["--c2st-repeats", "-2"], "--c2st-repeats must be >= 1, got -2"),
-    (["--max-plots", "-1"], "--max-plots must be >= 0, got -1"),
-    (["--max-events", "0"], "--max-events must be positive, got 0"),
-    (["--metrics", ""], "--metrics: unknown metric(s) ['']"),
-    (["--metrics", "ks", "auc"], "--metrics: unknown metric(s) ['auc']"),
-    (["--alpha", "0"], "--alpha must be strictly between 0 and 1"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--c2st-repeats", "0"], "--c2st-repeats must be >= 1, got 0"),
+        (["--c2st-repeats", "-2"], "--c2st-repeats must be >= 1, got -2"),
+        (["--max-plots", "-1"], "--max-plots must be >= 0, got -1"),
+        (["--max-events", "0"], "--max-events must be positive, got 0"),
+        (["--metrics", ""], "--metrics: unknown metric(s) ['']"),
+        (["--metrics", "ks", "auc"], "--metrics: unknown metric(s) ['auc']"),
+        (["--alpha", "0"], "--alpha must be strictly between 0 and 1"),
+    ],
+)
 def test_degenerate_cli_settings_are_errors(args, message, tmp_path, capsys):
     # the inputs do not exist: the settings are refused before anything is read
-    rc, _, err = _run(capsys, tmp_path / "a.root", tmp_path / "b.root", "-o",
-                      tmp_path / "r", *args)
+    rc, _, err = _run(capsys, tmp_path / "a.root", tmp_path / "b.root", "-o", tmp_path / "r", *args)
     assert rc == 2
     assert err.startswith(f"hepgen: error: {message}")
     assert len(err.strip().splitlines()) == 1
@@ -374,13 +456,17 @@ def test_atomic_directory_removes_only_its_own_stale_folders(tmp_path, caplog):
     target = tmp_path / "rep"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / (temp_prefix(target).replace(f"-{os.getpid()}-", f"-{dead.pid}-")
-                        + "abcd1234.dir")
+    stale = tmp_path / (
+        temp_prefix(target).replace(f"-{os.getpid()}-", f"-{dead.pid}-") + "abcd1234.dir"
+    )
     (stale / "plots").mkdir(parents=True)
     alive = tmp_path / (temp_prefix(target) + "efgh5678.dir")  # this very process: alive
     alive.mkdir()
-    others = [tmp_path / ".rep.hepgen-tmp-notours", tmp_path / ".rep.backup",
-              tmp_path / "rep.hepgen-tmp-0a0a0a-1-abcd1234.dir"]
+    others = [
+        tmp_path / ".rep.hepgen-tmp-notours",
+        tmp_path / ".rep.backup",
+        tmp_path / "rep.hepgen-tmp-0a0a0a-1-abcd1234.dir",
+    ]
     for p in others:
         p.mkdir()
     with caplog.at_level("WARNING"), atomic_directory(target) as tmp:
@@ -396,15 +482,28 @@ def test_sigkill_during_plots_leaves_the_old_report(tmp_path, capsys):
     ref = _flat_file(d / "ref.root", 11, extra=40)
     cand = _flat_file(d / "cand.root", 12, extra=40)
     out = d / "report"
-    args = [str(ref), str(cand), "-o", str(out), "--metrics", "ks", "--no-baseline",
-            "--max-plots", "100"]
+    args = [
+        str(ref),
+        str(cand),
+        "-o",
+        str(out),
+        "--metrics",
+        "ks",
+        "--no-baseline",
+        "--max-plots",
+        "100",
+    ]
     assert main(["validate", *args, "--quiet", "--max-plots", "2"]) == 0
     capsys.readouterr()
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert len([p for p in before if p.parts[0] == "plots"]) == 2 + 1  # features + correlation
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-m", "hepgen", "validate", *args, "--quiet"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hepgen", "validate", *args, "--quiet"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 300
     building = None
     try:

@@ -30,8 +30,13 @@ from hepgen.validation.c2st import (
 # Small, fast classifier settings for the many-repetition checks (~10 ms per fit).  One
 # thread: tiny fits gain nothing from more, and OpenMP threads on a busy machine
 # (oversubscribed cores) make each boosting round wait on barriers, 10-50x slower.
-FAST = {"n_estimators": 50, "early_stopping_rounds": 5, "max_depth": 3, "device": "cpu",
-        "n_jobs": 1}
+FAST = {
+    "n_estimators": 50,
+    "early_stopping_rounds": 5,
+    "max_depth": 3,
+    "device": "cpu",
+    "n_jobs": 1,
+}
 
 
 def mixed_sample(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -80,7 +85,9 @@ def test_weighted_auc_helper_matches_sklearn_and_signed_bruteforce():
     assert ranked.auc(w) == pytest.approx(roc_auc_score(labels, scores, sample_weight=w), 1e-12)
     signed = rng.normal(1.0, 1.0, 400)  # sWeights: some negative; sklearn refuses these
     p, n = labels == 1, labels == 0
-    psi = (scores[p][:, None] > scores[n][None, :]) + 0.5 * (scores[p][:, None] == scores[n][None, :])
+    psi = (scores[p][:, None] > scores[n][None, :]) + 0.5 * (
+        scores[p][:, None] == scores[n][None, :]
+    )
     brute = signed[p] @ psi @ signed[n] / (signed[p].sum() * signed[n].sum())
     assert ranked.auc(signed) == pytest.approx(brute, rel=1e-10)
 
@@ -173,8 +180,9 @@ def test_null_calibration_default_settings():
     rng = np.random.default_rng(5)
     pvalues, aucs = [], []
     for rep in range(500):
-        res = classifier_test(mixed_sample(rng, 2000), mixed_sample(rng, 2000), seed=rep,
-                              device="cpu", n_jobs=1)
+        res = classifier_test(
+            mixed_sample(rng, 2000), mixed_sample(rng, 2000), seed=rep, device="cpu", n_jobs=1
+        )
         pvalues.append(res.pvalue)
         aucs.append(res.auc)
     assert 0.022 <= np.mean(np.array(pvalues) < 0.05) <= 0.084
@@ -216,8 +224,9 @@ def test_importances_rank_the_distorted_feature_first():
     ref = rng.normal(size=(10_000, 4))
     cand = rng.normal(size=(10_000, 4))
     cand[:, 2] *= 1.25
-    res = classifier_test(ref, cand, feature_names=["a", "b", "c", "d"], seed=3, device="cpu",
-                          n_jobs=1)
+    res = classifier_test(
+        ref, cand, feature_names=["a", "b", "c", "d"], seed=3, device="cpu", n_jobs=1
+    )
     assert res.pvalue < 1e-3
     assert next(iter(res.importances)) == "c"
     assert res.importances["c"] > 0.3
@@ -294,8 +303,9 @@ def test_identical_constant_samples_give_no_evidence():
 
 def test_large_roc_curve_is_thinned():
     rng = np.random.default_rng(15)
-    res = classifier_test(rng.normal(size=(5000, 3)), rng.normal(size=(5000, 3)) + 0.3,
-                          seed=1, device="cpu")
+    res = classifier_test(
+        rng.normal(size=(5000, 3)), rng.normal(size=(5000, 3)) + 0.3, seed=1, device="cpu"
+    )
     assert 50 <= res.fpr.size <= 200
     assert res.fpr[0] == 0 and res.tpr[-1] == 1
     assert res.best_iteration >= 1

@@ -30,8 +30,17 @@ def test_contract_keys_and_no_nan() -> None:
     d = res.to_dict()
     text = json.dumps(d, allow_nan=False)  # raises on NaN
     assert "NaN" not in text
-    for key in ("n_reference", "n_candidate", "weighted", "features", "c2st", "mmd", "fpd",
-                "kpd", "baseline"):
+    for key in (
+        "n_reference",
+        "n_candidate",
+        "weighted",
+        "features",
+        "c2st",
+        "mmd",
+        "fpd",
+        "kpd",
+        "baseline",
+    ):
         assert key in d
     assert d["n_reference"] == 3000 and d["weighted"] is False
     for name in ("cond", "x", "k", "b"):
@@ -73,8 +82,13 @@ def test_conditional_bins_find_a_local_distortion() -> None:
     cand = _sample(rng, n)
     hi = cand["cond"] > 1
     cand["x"][hi] = 0.5 * cand["cond"][hi] + 1.3 * rng.normal(size=hi.sum())
-    res = compare(ref, cand, metrics=["ks", "chi2", "w1"], baseline=False,
-                  condition_bins={"cond": [-10, -1, 0, 1, 10]})
+    res = compare(
+        ref,
+        cand,
+        metrics=["ks", "chi2", "w1"],
+        baseline=False,
+        condition_bins={"cond": [-10, -1, 0, 1, 10]},
+    )
     bins = res.conditional["variables"]["cond"]["bins"]
     p_x = [b["features"]["x"]["ks"]["pvalue"] for b in bins]
     assert p_x[3] < 1e-4
@@ -88,15 +102,22 @@ def test_weighted_and_awkward_inputs() -> None:
     rng = np.random.default_rng(5)
     counts = rng.integers(0, 4, size=1500)
     n = int(counts.sum())
-    ref = ak.unflatten(ak.zip({"pt": rng.exponential(30, n), "eta": rng.normal(0, 1.5, n)}),
-                       counts)
+    ref = ak.unflatten(ak.zip({"pt": rng.exponential(30, n), "eta": rng.normal(0, 1.5, n)}), counts)
     counts2 = rng.integers(0, 4, size=1500)
     n2 = int(counts2.sum())
-    cand = ak.unflatten(ak.zip({"pt": rng.exponential(30, n2), "eta": rng.normal(0, 1.5, n2)}),
-                        counts2)
+    cand = ak.unflatten(
+        ak.zip({"pt": rng.exponential(30, n2), "eta": rng.normal(0, 1.5, n2)}), counts2
+    )
     w_ref = rng.exponential(1.0, n)
-    res = compare(ref, cand, w_ref, None, metrics=["ks", "chi2", "w1", "mmd"], baseline=False,
-                  options={"mmd": {"n_permutations": 50}})
+    res = compare(
+        ref,
+        cand,
+        w_ref,
+        None,
+        metrics=["ks", "chi2", "w1", "mmd"],
+        baseline=False,
+        options={"mmd": {"n_permutations": 50}},
+    )
     assert res.weighted and res.n_reference == n and res.n_candidate == n2
     assert res.n_eff_reference < n
     assert res.features["pt"]["ks"].pvalue > 1e-3
@@ -107,8 +128,9 @@ def test_sweights_with_negative_entries() -> None:
     x = rng.normal(size=(4000, 2))
     w = rng.normal(1.0, 0.8, size=4000)  # about 10 % negative, like sWeights
     assert (w < 0).mean() > 0.05
-    res = compare(x, rng.normal(size=(4000, 2)), w, None, metrics=["ks", "chi2", "w1"],
-                  baseline=True)
+    res = compare(
+        x, rng.normal(size=(4000, 2)), w, None, metrics=["ks", "chi2", "w1"], baseline=True
+    )
     json.dumps(res.to_dict(), allow_nan=False)
     assert res.features["x0"]["ks"].pvalue > 1e-3
 
@@ -128,13 +150,13 @@ def test_bad_input() -> None:
     with pytest.raises(InputError, match="candidate: feature 'x' is NaN or infinite in all 500"):
         compare(_sample(rng, 500), bad, metrics=["ks"])
     with pytest.raises(InputError, match="weights sum to"):
-        compare(rng.normal(size=(50, 1)), rng.normal(size=(50, 1)), -np.ones(50), None,
-                metrics=["ks"])
+        compare(
+            rng.normal(size=(50, 1)), rng.normal(size=(50, 1)), -np.ones(50), None, metrics=["ks"]
+        )
     with pytest.raises(InputError, match="unknown metric"):
         compare(rng.normal(size=(50, 1)), rng.normal(size=(50, 1)), metrics=["kss"])
     with pytest.raises(InputError, match="not a compared feature"):
-        compare(_sample(rng, 100), _sample(rng, 100), metrics=["ks"],
-                condition_bins={"kond": 3})
+        compare(_sample(rng, 100), _sample(rng, 100), metrics=["ks"], condition_bins={"kond": 3})
 
 
 def test_nan_rows_dropped_and_constant_feature_flagged() -> None:
@@ -144,9 +166,13 @@ def test_nan_rows_dropped_and_constant_feature_flagged() -> None:
     cand["x"][:7] = np.nan
     ref["const"] = np.zeros(2000)
     cand["const"] = np.zeros(2000)
-    res = compare(ref, cand, metrics=["ks", "chi2", "w1", "mmd", "fpd"], baseline=False,
-                  options={"mmd": {"n_permutations": 50}, "fpd": {"min_samples": 500,
-                                                                  "max_samples": 1500}})
+    res = compare(
+        ref,
+        cand,
+        metrics=["ks", "chi2", "w1", "mmd", "fpd"],
+        baseline=False,
+        options={"mmd": {"n_permutations": 50}, "fpd": {"min_samples": 500, "max_samples": 1500}},
+    )
     d = res.to_dict()
     json.dumps(d, allow_nan=False)
     assert d["n_candidate"] == 2000
@@ -174,8 +200,14 @@ def test_changed_correlation_only_the_multivariate_tests_see_it() -> None:
     ref = rng.normal(size=(n, 2))
     cov = [[1.0, 0.3], [0.3, 1.0]]
     cand = rng.multivariate_normal([0, 0], cov, size=n)
-    res = compare(ref, cand, metrics=["ks", "chi2", "c2st", "mmd"], baseline=False, seed=2,
-                  options={"mmd": {"max_quadratic": 5000, "block_size": 500}})
+    res = compare(
+        ref,
+        cand,
+        metrics=["ks", "chi2", "c2st", "mmd"],
+        baseline=False,
+        seed=2,
+        options={"mmd": {"max_quadratic": 5000, "block_size": 500}},
+    )
     for name in ("x0", "x1"):
         assert res.features[name]["ks"].pvalue > 1e-3
         assert res.features[name]["chi2"].pvalue > 1e-3

@@ -30,8 +30,9 @@ def test_frechet_distance_closed_form_for_diagonal_covariances() -> None:
     s1, s2 = rng.uniform(0.5, 2.0, 4), rng.uniform(0.5, 2.0, 4)
     # |dmu|^2 + sum (sigma1 - sigma2)^2 with sigma the standard deviations
     expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(s1) - np.sqrt(s2)) ** 2)
-    assert frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(expected,
-                                                                                  rel=1e-12)
+    assert frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(
+        expected, rel=1e-12
+    )
 
 
 def test_frechet_distance_matches_sqrtm_and_handles_singular_covariances() -> None:
@@ -39,8 +40,12 @@ def test_frechet_distance_matches_sqrtm_and_handles_singular_covariances() -> No
     a, b = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
     c1, c2 = a @ a.T + 0.1 * np.eye(5), b @ b.T + 0.1 * np.eye(5)
     mu1, mu2 = rng.normal(size=5), rng.normal(size=5)
-    ref = (np.sum((mu1 - mu2) ** 2) + np.trace(c1) + np.trace(c2)
-           - 2 * np.trace(linalg.sqrtm(c1 @ c2).real))
+    ref = (
+        np.sum((mu1 - mu2) ** 2)
+        + np.trace(c1)
+        + np.trace(c2)
+        - 2 * np.trace(linalg.sqrtm(c1 @ c2).real)
+    )
     assert frechet_distance(mu1, c1, mu2, c2) == pytest.approx(ref, rel=1e-9)
     assert frechet_distance(mu2, c2, mu1, c1) == pytest.approx(ref, rel=1e-9)
     # a constant feature: zero row and column in both covariances
@@ -104,15 +109,15 @@ def test_fpd_weighted_reference() -> None:
 
 def test_fpd_small_samples_shrink_the_range_and_say_so() -> None:
     rng = np.random.default_rng(4)
-    res = frechet_physics_distance(rng.normal(size=(1000, 2)), rng.normal(size=(3000, 2)),
-                                   seed=1)
+    res = frechet_physics_distance(rng.normal(size=(1000, 2)), rng.normal(size=(3000, 2)), seed=1)
     assert "only 1000 events" in res.note and "400-1000" in res.note
     assert (res.n_reference, res.n_candidate) == (1000, 3000)
     with pytest.raises(InputError, match="candidate: 150 events; FPD needs at least 200"):
         frechet_physics_distance(rng.normal(size=(1000, 2)), rng.normal(size=(150, 2)))
     with pytest.raises(InputError, match="min_samples=500 must be smaller"):
-        frechet_physics_distance(rng.normal(size=(1000, 2)), rng.normal(size=(1000, 2)),
-                                 min_samples=500, max_samples=400)
+        frechet_physics_distance(
+            rng.normal(size=(1000, 2)), rng.normal(size=(1000, 2)), min_samples=500, max_samples=400
+        )
 
 
 # ------------------------------------------------------------------------------------------ KPD
@@ -126,7 +131,9 @@ def test_kpd_null_and_shift(gaussians) -> None:
     assert abs(null.value) < 3 * null.error + 1e-6, null
     small = kernel_physics_distance(ref, other + np.array([0.1, 0.0, 0.0]), normalise="std", seed=1)
     assert small.value > 3 * small.error, small
-    shifted = kernel_physics_distance(ref, other + np.array([0.3, 0.0, 0.0]), normalise="std", seed=1)
+    shifted = kernel_physics_distance(
+        ref, other + np.array([0.3, 0.0, 0.0]), normalise="std", seed=1
+    )
     assert shifted.value > 10 * shifted.error, shifted
     assert shifted.value == pytest.approx(9 * small.value, rel=0.5)  # ~ quadratic in the shift
     assert null.note == "" and shifted.n_candidate == 100_000
@@ -137,8 +144,9 @@ def test_kpd_uses_the_unbiased_polynomial_mmd() -> None:
     batches of 100 events it agrees with that MMD^2 on the full samples within errors."""
     rng = np.random.default_rng(5)
     ref, cand = rng.normal(size=(400, 2)), rng.normal(0.5, 1.0, size=(400, 2))
-    res = kernel_physics_distance(ref, cand, num_batches=40, batch_size=100, normalise=False,
-                                  seed=2)
+    res = kernel_physics_distance(
+        ref, cand, num_batches=40, batch_size=100, normalise=False, seed=2
+    )
     full = mmd2_unbiased(ref, cand, kernel="polynomial", dtype="float64")
     # the median over batches estimates the same quantity as the full-sample MMD^2
     assert res.value == pytest.approx(full, abs=3 * res.error)
@@ -147,8 +155,7 @@ def test_kpd_uses_the_unbiased_polynomial_mmd() -> None:
 
 def test_kpd_small_samples_and_errors() -> None:
     rng = np.random.default_rng(6)
-    res = kernel_physics_distance(rng.normal(size=(3000, 2)), rng.normal(size=(3000, 2)),
-                                  seed=1)
+    res = kernel_physics_distance(rng.normal(size=(3000, 2)), rng.normal(size=(3000, 2)), seed=1)
     assert "batches of 1500 instead of 5000" in res.note
     with pytest.raises(InputError, match="reference: 50 events; KPD needs at least 100"):
         kernel_physics_distance(rng.normal(size=(50, 2)), rng.normal(size=(500, 2)))
@@ -161,8 +168,9 @@ def test_kpd_small_samples_and_errors() -> None:
     with pytest.raises(InputError, match="candidate: no events"):
         frechet_physics_distance(rng.normal(size=(500, 2)), np.empty((0, 2)))
     with pytest.raises(InputError, match="normalise='minmax'"):
-        frechet_physics_distance(rng.normal(size=(500, 2)), rng.normal(size=(500, 2)),
-                                 normalise="minmax")
+        frechet_physics_distance(
+            rng.normal(size=(500, 2)), rng.normal(size=(500, 2)), normalise="minmax"
+        )
 
 
 # ----------------------------------------------------------------------------------------- PRDC
@@ -174,8 +182,12 @@ def brute_prdc(x, y, k):
     r = np.sort(dxx, axis=1)[:, k]
     s = np.sort(dyy, axis=1)[:, k]
     inside = dxy <= r[:, None]  # (real, fake)
-    return (inside.any(axis=0).mean(), (dxy <= s[None, :]).any(axis=1).mean(),
-            inside.sum() / (k * len(y)), inside.any(axis=1).mean())
+    return (
+        inside.any(axis=0).mean(),
+        (dxy <= s[None, :]).any(axis=1).mean(),
+        inside.sum() / (k * len(y)),
+        inside.any(axis=1).mean(),
+    )
 
 
 def test_prdc_matches_brute_force_with_small_chunks() -> None:

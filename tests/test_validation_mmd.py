@@ -65,8 +65,9 @@ def test_unbiased_mmd2_matches_brute_force(pair, kernel, weighted) -> None:
     bw = (0.7, 1.5, 3.0)
     expected = brute_mmd2(x, y, w, v, kernel, bw)
     for chunk in (4096, 64):
-        got = mmd2_unbiased(x, y, w, v, kernel=kernel, bandwidths=bw, chunk_size=chunk,
-                            dtype="float64")
+        got = mmd2_unbiased(
+            x, y, w, v, kernel=kernel, bandwidths=bw, chunk_size=chunk, dtype="float64"
+        )
         np.testing.assert_allclose(got, expected, rtol=1e-5)
         got32 = mmd2_unbiased(x, y, w, v, kernel=kernel, bandwidths=bw, chunk_size=chunk)
         np.testing.assert_allclose(got32, expected, rtol=1e-4)
@@ -78,7 +79,8 @@ def test_gaussian_bandwidths_not_powers_of_two(pair) -> None:
     bw = (0.3, 0.9, 1.0, 2.0, 4.4)
     np.testing.assert_allclose(
         mmd2_unbiased(x, y, bandwidths=bw, chunk_size=100, dtype="float64"),
-        brute_mmd2(x, y, None, None, "gaussian", bw), rtol=1e-10,
+        brute_mmd2(x, y, None, None, "gaussian", bw),
+        rtol=1e-10,
     )
 
 
@@ -108,8 +110,9 @@ def test_permutation_test_calibrated_on_mixed_features() -> None:
     permutations, Gaussian kernel: rejection rate at alpha = 0.05 in [0.02, 0.09]."""
     rng = np.random.default_rng(11)
     pvals = [
-        mmd_test(mixed_sample(rng, 200), mixed_sample(rng, 200), n_permutations=100,
-                 seed=rng).pvalue
+        mmd_test(
+            mixed_sample(rng, 200), mixed_sample(rng, 200), n_permutations=100, seed=rng
+        ).pvalue
         for _ in range(200)
     ]
     rate = rejection_rate(pvals)
@@ -143,8 +146,13 @@ def test_block_test_calibrated() -> None:
     rng = np.random.default_rng(13)
     pvals = []
     for _ in range(200):
-        res = mmd_test(mixed_sample(rng, 4000), mixed_sample(rng, 4000), max_quadratic=1000,
-                       block_size=200, seed=rng)
+        res = mmd_test(
+            mixed_sample(rng, 4000),
+            mixed_sample(rng, 4000),
+            max_quadratic=1000,
+            block_size=200,
+            seed=rng,
+        )
         pvals.append(res.pvalue)
     assert res.method == "block-normal" and res.n_reference == 4000
     rate = rejection_rate(pvals)
@@ -158,11 +166,27 @@ def test_calibration_slow() -> None:
     (measured 0.030: the studentised mean of right-skewed block values is slightly
     conservative); rejection rates in [0.02, 0.08].  ~4 minutes."""
     rng = np.random.default_rng(14)
-    poly = [mmd_test(mixed_sample(rng, 300), mixed_sample(rng, 300), kernel="polynomial",
-                     n_permutations=100, seed=rng).pvalue for _ in range(1000)]
+    poly = [
+        mmd_test(
+            mixed_sample(rng, 300),
+            mixed_sample(rng, 300),
+            kernel="polynomial",
+            n_permutations=100,
+            seed=rng,
+        ).pvalue
+        for _ in range(1000)
+    ]
     assert 0.02 <= rejection_rate(poly) <= 0.08
-    block = [mmd_test(mixed_sample(rng, 20000), mixed_sample(rng, 20000), max_quadratic=1000,
-                      block_size=500, seed=rng).pvalue for _ in range(1000)]
+    block = [
+        mmd_test(
+            mixed_sample(rng, 20000),
+            mixed_sample(rng, 20000),
+            max_quadratic=1000,
+            block_size=500,
+            seed=rng,
+        ).pvalue
+        for _ in range(1000)
+    ]
     assert 0.02 <= rejection_rate(block) <= 0.08
 
 
@@ -191,8 +215,13 @@ def test_power_correlation_with_identical_marginals() -> None:
 
 def test_polynomial_kernel_sees_a_shift() -> None:
     rng = np.random.default_rng(23)
-    res = mmd_test(rng.normal(size=(1000, 3)), rng.normal(0.2, 1, size=(1000, 3)),
-                   kernel="polynomial", n_permutations=999, seed=1)
+    res = mmd_test(
+        rng.normal(size=(1000, 3)),
+        rng.normal(0.2, 1, size=(1000, 3)),
+        kernel="polynomial",
+        n_permutations=999,
+        seed=1,
+    )
     assert res.kernel == "polynomial" and res.bandwidths == ()
     assert res.pvalue == pytest.approx(1e-3)
 

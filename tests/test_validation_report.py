@@ -26,8 +26,7 @@ def other_jets(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def worse_jets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A candidate with a 15 % worse jet energy resolution (a realistic fast-sim failure)."""
     path = tmp_path_factory.mktemp("sim") / "jets_worse.root"
-    return simulate_to_file(path, "jets", n_events=5000, seed=9, quiet=True,
-                            resolution_scale=1.15)
+    return simulate_to_file(path, "jets", n_events=5000, seed=9, quiet=True, resolution_scale=1.15)
 
 
 def _metrics(out: Path) -> dict:
@@ -36,8 +35,20 @@ def _metrics(out: Path) -> dict:
 
 def test_validate_branches_writes_a_self_contained_report(jets_file, other_jets, tmp_path):
     out = tmp_path / "report"
-    rc = main(["validate", str(jets_file), str(other_jets), "-o", str(out), "--max-events",
-               "1500", "--max-plots", "8", "--quiet"])
+    rc = main(
+        [
+            "validate",
+            str(jets_file),
+            str(other_jets),
+            "-o",
+            str(out),
+            "--max-events",
+            "1500",
+            "--max-plots",
+            "8",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     m = _metrics(out)
     for key in CONTRACT:
@@ -46,8 +57,7 @@ def test_validate_branches_writes_a_self_contained_report(jets_file, other_jets,
     # every numeric physics branch in both files, object collections flattened; collection
     # counters are physics (multiplicities), bookkeeping branches are listed, not compared
     assert {"Jet_pt", "GenJet_pt", "nJet", "nGenJet"} <= set(m["features"])
-    assert set(m["excluded"]) == {"run", "luminosityBlock", "event", "genWeight",
-                                  "Jet_genJetIdx"}
+    assert set(m["excluded"]) == {"run", "luminosityBlock", "event", "genWeight", "Jet_genJetIdx"}
     assert not set(m["excluded"]) & set(m["features"])
     assert m["verdict"]["verdict"] == "PASS" and m["nonfinite"]["features"] == {}
     assert any("multivariate tests use the 'Jet' group" in n for n in m["notes"])
@@ -63,9 +73,23 @@ def test_validate_branches_writes_a_self_contained_report(jets_file, other_jets,
 
 def test_validate_config_detects_a_worse_resolution(jets_file, worse_jets, tmp_path):
     out = tmp_path / "report"
-    rc = main(["validate", str(jets_file), str(worse_jets), "-o", str(out), "--quiet",
-               "--config", str(config_path("toy_jets.yaml")),
-               "--metrics", "ks", "chi2", "w1", "c2st"])
+    rc = main(
+        [
+            "validate",
+            str(jets_file),
+            str(worse_jets),
+            "-o",
+            str(out),
+            "--quiet",
+            "--config",
+            str(config_path("toy_jets.yaml")),
+            "--metrics",
+            "ks",
+            "chi2",
+            "w1",
+            "c2st",
+        ]
+    )
     assert rc == 0
     m = _metrics(out)
     # the classifier sees gen and reco features together
@@ -81,22 +105,69 @@ def test_validate_config_detects_a_worse_resolution(jets_file, worse_jets, tmp_p
     assert set(m["objects"]) >= {"efficiency", "fake_fraction"}
     assert 0.5 < m["objects"]["efficiency"]["reference"] < 0.9
     # conditional bins default to the config's non-periodic conditions
-    assert set(m["conditional"]["variables"]) == {"GenJet_pt", "GenJet_eta", "GenJet_mass",
-                                                  "GenJet_hadronFlavour"}
+    assert set(m["conditional"]["variables"]) == {
+        "GenJet_pt",
+        "GenJet_eta",
+        "GenJet_mass",
+        "GenJet_hadronFlavour",
+    }
     flav = m["conditional"]["variables"]["GenJet_hadronFlavour"]
     assert [b["lo"] for b in flav["bins"]] == [-0.5, 3.5, 4.5]
 
 
 def test_validate_bad_input(jets_file, other_jets, tmp_path, capsys):
     out = str(tmp_path / "r")
-    assert main(["validate", str(jets_file), str(other_jets), "-o", out,
-                 "--features", "Jet_ptt", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "validate",
+                str(jets_file),
+                str(other_jets),
+                "-o",
+                out,
+                "--features",
+                "Jet_ptt",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "no numeric branch 'Jet_ptt' (did you mean 'Jet_pt'" in capsys.readouterr().err
-    assert main(["validate", str(jets_file), str(other_jets), "-o", out,
-                 "--features", "Jet_pt", "--weights", "genWeightt", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "validate",
+                str(jets_file),
+                str(other_jets),
+                "-o",
+                out,
+                "--features",
+                "Jet_pt",
+                "--weights",
+                "genWeightt",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "no weight branch 'genWeightt'" in capsys.readouterr().err
-    assert main(["validate", str(jets_file), str(other_jets), "-o", out, "--features",
-                 "Jet_pt", "--condition-bins", "GenJet_pt:3", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "validate",
+                str(jets_file),
+                str(other_jets),
+                "-o",
+                out,
+                "--features",
+                "Jet_pt",
+                "--condition-bins",
+                "GenJet_pt:3",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "condition-bins variable(s) ['GenJet_pt']" in capsys.readouterr().err
     assert main(["validate", str(jets_file), str(tmp_path / "nope.root"), "-o", out]) == 2
     assert "nope.root" in capsys.readouterr().err
@@ -105,10 +176,30 @@ def test_validate_bad_input(jets_file, other_jets, tmp_path, capsys):
 
 def test_validate_feature_subset_and_weights(jets_file, other_jets, tmp_path):
     out = tmp_path / "report"
-    rc = main(["validate", str(jets_file), str(other_jets), "-o", str(out), "--quiet",
-               "--features", "Jet_pt", "Jet_eta", "Jet_mass", "--weights", "genWeight",
-               "--no-baseline", "--metrics", "ks", "chi2", "w1", "mmd",
-               "--condition-bins", "Jet_eta=-5,-1.5,0,1.5,5"])
+    rc = main(
+        [
+            "validate",
+            str(jets_file),
+            str(other_jets),
+            "-o",
+            str(out),
+            "--quiet",
+            "--features",
+            "Jet_pt",
+            "Jet_eta",
+            "Jet_mass",
+            "--weights",
+            "genWeight",
+            "--no-baseline",
+            "--metrics",
+            "ks",
+            "chi2",
+            "w1",
+            "mmd",
+            "--condition-bins",
+            "Jet_eta=-5,-1.5,0,1.5,5",
+        ]
+    )
     assert rc == 0
     m = _metrics(out)
     assert set(m["features"]) == {"Jet_pt", "Jet_eta", "Jet_mass"}
@@ -121,8 +212,21 @@ def test_validate_real_nanoaod_against_itself(nanoaod_file, tmp_path):
     """947 branches of the CMS open-data file: every comparable branch is tested, no crash on
     all-NaN (HTXS_Higgs_y) or constant (Jet_btagDeepFlavB = -3000) branches."""
     out = tmp_path / "report"
-    args = ["validate", str(nanoaod_file), str(nanoaod_file), "-o", str(out), "--quiet",
-            "--metrics", "ks", "chi2", "w1", "--max-plots", "4", "--no-baseline"]
+    args = [
+        "validate",
+        str(nanoaod_file),
+        str(nanoaod_file),
+        "-o",
+        str(out),
+        "--quiet",
+        "--metrics",
+        "ks",
+        "chi2",
+        "w1",
+        "--max-plots",
+        "4",
+        "--no-baseline",
+    ]
     # real NanoAOD holds NaN (HTXS_Higgs_y where there is no Higgs): counted, and the
     # comparison fails unless they are allowed
     assert main(args) == 1
@@ -146,7 +250,20 @@ def test_validate_empty_file_is_a_clear_error(jets_file, tmp_path, capsys):
     empty = tmp_path / "empty.root"
     with uproot.recreate(empty) as f:
         f.mktree("Events", {"genWeight": np.float32})
-    assert main(["validate", str(jets_file), str(empty), "-o", str(tmp_path / "r"),
-                 "--features", "genWeight", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "validate",
+                str(jets_file),
+                str(empty),
+                "-o",
+                str(tmp_path / "r"),
+                "--features",
+                "genWeight",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "empty.root', tree 'Events' has no entries" in err

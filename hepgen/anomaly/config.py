@@ -97,13 +97,16 @@ class ClassifierSection(_Strict):
 
     n_estimators: int = Field(int(CLASSIFIER_DEFAULTS["n_estimators"]), ge=1)
     max_depth: int = Field(int(CLASSIFIER_DEFAULTS["max_depth"]), ge=1)
-    learning_rate: float = Field(CLASSIFIER_DEFAULTS["learning_rate"], gt=0, le=1,
-                                 allow_inf_nan=False)
+    learning_rate: float = Field(
+        CLASSIFIER_DEFAULTS["learning_rate"], gt=0, le=1, allow_inf_nan=False
+    )
     early_stopping_rounds: int = Field(int(CLASSIFIER_DEFAULTS["early_stopping_rounds"]), ge=1)
-    validation_fraction: float = Field(CLASSIFIER_DEFAULTS["validation_fraction"], gt=0, lt=1,
-                                       allow_inf_nan=False)
-    min_child_weight: float = Field(CLASSIFIER_DEFAULTS["min_child_weight"], ge=0,
-                                    allow_inf_nan=False)
+    validation_fraction: float = Field(
+        CLASSIFIER_DEFAULTS["validation_fraction"], gt=0, lt=1, allow_inf_nan=False
+    )
+    min_child_weight: float = Field(
+        CLASSIFIER_DEFAULTS["min_child_weight"], ge=0, allow_inf_nan=False
+    )
     subsample: float = Field(CLASSIFIER_DEFAULTS["subsample"], gt=0, le=1, allow_inf_nan=False)
 
 
@@ -213,12 +216,15 @@ class ScanConfig(_Strict):
         from hepgen.features import FeatureSchema, FeatureSpec
 
         specs = []
-        for key, feature, role in (("resonance", self.resonance, "condition"),
-                                   *((f"features[{i}]", f, "target")
-                                     for i, f in enumerate(self.features))):
+        for key, feature, role in (
+            ("resonance", self.resonance, "condition"),
+            *((f"features[{i}]", f, "target") for i, f in enumerate(self.features)),
+        ):
             if feature.role not in (None, role):
-                raise NestedProblems(f"key '{key}.role': a scan's {key.split('[')[0]} has "
-                                     f"role '{role}', got '{feature.role}'")
+                raise NestedProblems(
+                    f"key '{key}.role': a scan's {key.split('[')[0]} has "
+                    f"role '{role}', got '{feature.role}'"
+                )
             try:
                 specs.append(FeatureSpec.from_dict(feature.spec_dict(role)))
             except ConfigError as err:
@@ -254,7 +260,9 @@ def parse_scan_config(data: Any, source: str = "<config>") -> ScanConfig:
         Naming ``source`` and every offending key.
     """
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping at the top level, got {type(data).__name__}"
+        )
     try:
         config = ScanConfig.model_validate(data)
     except ValidationError as err:
@@ -301,7 +309,10 @@ def read_scan_columns(config: ScanConfig, files: list[str] | None = None) -> dic
         from hepgen.sim import DijetSimulation
 
         events = DijetSimulation(
-            signal_fraction=sim.signal_fraction, mx=sim.mx, my1=sim.my1, my2=sim.my2,
+            signal_fraction=sim.signal_fraction,
+            mx=sim.mx,
+            my1=sim.my1,
+            my2=sim.my2,
             mx_width=sim.mx_width,
         ).generate(sim.n_events, seed=sim.seed)
         cols = {n: ak.to_numpy(events[n]) for n in [*names, "label"] if n in events.fields}
@@ -322,8 +333,9 @@ def read_scan_columns(config: ScanConfig, files: list[str] | None = None) -> dic
                 "needed by the scan config"
             )
     chunks: dict[str, list[np.ndarray]] = {b: [] for b in branches}
-    for events in iterate_events(resolved, branches, tree=config.data.tree,
-                                 step_size=config.data.step_size):
+    for events in iterate_events(
+        resolved, branches, tree=config.data.tree, step_size=config.data.step_size
+    ):
         for b in branches:
             chunks[b].append(ak.to_numpy(events[b]))
     return {b: np.concatenate(v) for b, v in chunks.items()}
@@ -381,12 +393,16 @@ def scan_from_config(
     settings = cfg.settings(device=device, seed=seed)
     work = Path(output) / "work"
     if resume and not work.is_dir():
-        raise InputError(f"cannot resume: '{output}' holds no interrupted scan (no {work}); "
-                         "scan without --resume to start afresh")
+        raise InputError(
+            f"cannot resume: '{output}' holds no interrupted scan (no {work}); "
+            "scan without --resume to start afresh"
+        )
     columns = read_scan_columns(cfg, files=files)
     result = run_scan(columns, settings, quiet=quiet, work_dir=work, resume=resume)
-    inputs = {"config": cfg._source,
-              "events": ", ".join(files or cfg.data.files) or "reference simulation "
-              f"({cfg.data.simulate.model_dump() if cfg.data.simulate else ''})"}
+    inputs = {
+        "config": cfg._source,
+        "events": ", ".join(files or cfg.data.files)
+        or f"reference simulation ({cfg.data.simulate.model_dump() if cfg.data.simulate else ''})",
+    }
     write_scan_report(result, output, m=columns[settings.resonance_name], inputs=inputs)
     return result

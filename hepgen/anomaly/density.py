@@ -137,13 +137,21 @@ FLOW_NAME = "flow"
 #: The default flow: a small masked autoregressive RQ-spline flow (the most expressive per
 #: parameter; sampling costs one pass per feature, cheap for the few features of a search).
 DEFAULT_FLOW = FlowSettings(
-    kind="autoregressive", n_transforms=4, hidden_features=64, n_blocks=2, n_bins=8,
+    kind="autoregressive",
+    n_transforms=4,
+    hidden_features=64,
+    n_blocks=2,
+    n_bins=8,
     tail_bound=4.0,
 )
 #: The default training, for about 1e4 to 1e5 events: batches of 512, cosine-annealed AdamW
 #: from 1e-3, early stopping after 10 epochs without a better validation likelihood.
 DEFAULT_TRAINING = TrainingSettings(
-    max_epochs=100, batch_size=512, learning_rate=1e-3, schedule="cosine", patience=10,
+    max_epochs=100,
+    batch_size=512,
+    learning_rate=1e-3,
+    schedule="cosine",
+    patience=10,
 )
 #: Transform types refused for conditions (see the module docstring).
 _CONDITION_FORBIDDEN = ("quantile_gaussian",)
@@ -177,14 +185,16 @@ def read_model_card(directory: str | os.PathLike) -> tuple[Path, dict[str, Any]]
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"'{path}' is not valid JSON ({err}); the model directory is "
-                         "corrupt or truncated") from None
+        raise InputError(
+            f"'{path}' is not valid JSON ({err}); the model directory is corrupt or truncated"
+        ) from None
     except OSError as err:
         raise InputError(f"cannot read '{path}': {err.strerror}") from None
     if not isinstance(card, dict) or card.get("format") != MODEL_FORMAT:
         found = card.get("format") if isinstance(card, dict) else type(card).__name__
-        raise InputError(f"'{path}' is not a hepgen model card (format {found!r}, expected "
-                         f"{MODEL_FORMAT!r})")
+        raise InputError(
+            f"'{path}' is not a hepgen model card (format {found!r}, expected {MODEL_FORMAT!r})"
+        )
     return path, card
 
 
@@ -197,13 +207,16 @@ def _spec(item: FeatureSpec | Mapping[str, Any], role: str, where: str) -> Featu
         d.setdefault("role", role)
         spec = FeatureSpec.from_dict(d)
     else:
-        raise ConfigError(f"{where}: each entry must be a feature mapping ({{name, kind, ...}}) "
-                          f"or a FeatureSpec, got {item!r}")
+        raise ConfigError(
+            f"{where}: each entry must be a feature mapping ({{name, kind, ...}}) "
+            f"or a FeatureSpec, got {item!r}"
+        )
     if spec.role != role:
-        raise ConfigError(f"{where}: feature {spec.name!r} has role {spec.role!r}; "
-                          f"the {where} of a density model have role {role!r}")
+        raise ConfigError(
+            f"{where}: feature {spec.name!r} has role {spec.role!r}; "
+            f"the {where} of a density model have role {role!r}"
+        )
     return spec
-
 
 
 def nonfinite_problems(columns: Mapping[str, np.ndarray], what: str) -> list[str]:
@@ -215,8 +228,10 @@ def nonfinite_problems(columns: Mapping[str, np.ndarray], what: str) -> list[str
             n_bad = len(a) - int(np.count_nonzero(np.isfinite(a)))
             if n_bad:
                 n_nan = int(np.count_nonzero(np.isnan(a)))
-                bad.append(f"'{name}': {n_bad} of {len(a)} {what} are not finite ({n_nan} NaN, "
-                           f"{n_bad - n_nan} inf)")
+                bad.append(
+                    f"'{name}': {n_bad} of {len(a)} {what} are not finite ({n_nan} NaN, "
+                    f"{n_bad - n_nan} inf)"
+                )
     return bad
 
 
@@ -315,11 +330,14 @@ class DensityModel:
     def _specs(self) -> tuple[list[FeatureSpec], list[FeatureSpec]]:
         """The checked feature and condition specs."""
         out = []
-        for label, items, role in (("features", self.features, "target"),
-                                   ("conditions", self.conditions, "condition")):
+        for label, items, role in (
+            ("features", self.features, "target"),
+            ("conditions", self.conditions, "condition"),
+        ):
             if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
-                raise ConfigError(f"{label} must be a list of feature mappings or FeatureSpecs, "
-                                  f"got {items!r}")
+                raise ConfigError(
+                    f"{label} must be a list of feature mappings or FeatureSpecs, got {items!r}"
+                )
             if not items:
                 raise ConfigError(f"a density model needs at least one of its {label}")
             out.append([_spec(item, role, label) for item in items])
@@ -359,8 +377,10 @@ class DensityModel:
         elif isinstance(training, Mapping):
             settings = TrainingSettings.from_dict({**DEFAULT_TRAINING.to_dict(), **training})
         else:
-            raise ConfigError("training must be TrainingSettings or a mapping of training "
-                              f"settings, got {training!r}")
+            raise ConfigError(
+                "training must be TrainingSettings or a mapping of training "
+                f"settings, got {training!r}"
+            )
         seed = self.seed
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
@@ -389,10 +409,14 @@ class DensityModel:
 
     def _check_structure(self) -> tuple[int, bool]:
         trend, conditional = self.trend, self.conditional
-        if isinstance(trend, bool) or not isinstance(trend, (int, np.integer)) or not (
-                0 <= trend <= 3):
-            raise ConfigError(f"trend must be an integer polynomial degree in 0 ... 3, got "
-                              f"{trend!r}")
+        if (
+            isinstance(trend, bool)
+            or not isinstance(trend, (int, np.integer))
+            or not (0 <= trend <= 3)
+        ):
+            raise ConfigError(
+                f"trend must be an integer polynomial degree in 0 ... 3, got {trend!r}"
+            )
         if not isinstance(conditional, (bool, np.bool_)):
             raise ConfigError(f"conditional must be true or false, got {conditional!r}")
         return int(trend), bool(conditional)
@@ -401,13 +425,15 @@ class DensityModel:
     def _design(c: np.ndarray, degree: int) -> np.ndarray:
         """Shape (n, 1 + degree * C): 1, then c_j, c_j^2, ... per condition column."""
         c = np.asarray(c, dtype=np.float64)
-        cols = [np.ones(len(c))] + [c[:, j] ** k for j in range(c.shape[1])
-                                    for k in range(1, degree + 1)]
+        cols = [np.ones(len(c))] + [
+            c[:, j] ** k for j in range(c.shape[1]) for k in range(1, degree + 1)
+        ]
         return np.column_stack(cols)
 
     @classmethod
-    def _fit_trend(cls, x: np.ndarray, c: np.ndarray, w: np.ndarray | None,
-                   degree: int) -> np.ndarray:
+    def _fit_trend(
+        cls, x: np.ndarray, c: np.ndarray, w: np.ndarray | None, degree: int
+    ) -> np.ndarray:
         """Weighted least-squares coefficients, shape (1 + degree * C, D).  Written out (normal
         equations) because numpy's lstsq takes no weights and sWeights may be negative."""
         a = cls._design(c, degree)
@@ -439,32 +465,41 @@ class DensityModel:
 
     # ------------------------------------------------------------------ inputs
     @staticmethod
-    def _columns(columns: Mapping[str, Any], names: Sequence[str], roles: Mapping[str, str],
-                 where: str) -> tuple[dict[str, np.ndarray], int]:
+    def _columns(
+        columns: Mapping[str, Any], names: Sequence[str], roles: Mapping[str, str], where: str
+    ) -> tuple[dict[str, np.ndarray], int]:
         """The named 1-D numeric columns, checked: present, equal length, finite."""
         if not isinstance(columns, Mapping) and not hasattr(columns, "keys"):
-            raise InputError(f"{where}: columns must be a mapping of column name to 1-D array, "
-                             f"got {type(columns).__name__}")
+            raise InputError(
+                f"{where}: columns must be a mapping of column name to 1-D array, "
+                f"got {type(columns).__name__}"
+            )
         available = [str(k) for k in columns.keys()]
         missing = [n for n in names if n not in available]
         if missing:
             parts = [f"{n!r} ({roles[n]}){did_you_mean(n, available)}" for n in missing]
-            raise InputError(f"{where}: missing column(s) {'; '.join(parts)}; available: "
-                             f"{', '.join(available) or 'none'}")
+            raise InputError(
+                f"{where}: missing column(s) {'; '.join(parts)}; available: "
+                f"{', '.join(available) or 'none'}"
+            )
         out: dict[str, np.ndarray] = {}
         n = None
         for name in names:
             a = np.asarray(columns[name])
             if a.ndim != 1:
-                raise InputError(f"{where}: column {name!r} must be 1-D (one value per event), "
-                                 f"got shape {a.shape}")
+                raise InputError(
+                    f"{where}: column {name!r} must be 1-D (one value per event), "
+                    f"got shape {a.shape}"
+                )
             if a.dtype.kind not in "biuf":
                 raise InputError(f"{where}: column {name!r} must hold numbers, got dtype {a.dtype}")
             if n is None:
                 n = len(a)
             elif len(a) != n:
-                raise InputError(f"{where}: column {name!r} has {len(a)} rows, column "
-                                 f"{names[0]!r} has {n}; columns must have equal length")
+                raise InputError(
+                    f"{where}: column {name!r} has {len(a)} rows, column "
+                    f"{names[0]!r} has {n}; columns must have equal length"
+                )
             out[name] = a
         bad = nonfinite_problems(out, "values")
         if bad:
@@ -525,11 +560,14 @@ class DensityModel:
         flow_settings = self._flow_settings()
         settings = self._training_settings()
         degree, conditional = self._check_structure()
-        if (isinstance(validation_fraction, bool)
-                or not isinstance(validation_fraction, (int, float, np.floating))
-                or not 0.0 <= float(validation_fraction) < 1.0):
-            raise ConfigError(f"validation_fraction must be a number in [0, 1), got "
-                              f"{validation_fraction!r}")
+        if (
+            isinstance(validation_fraction, bool)
+            or not isinstance(validation_fraction, (int, float, np.floating))
+            or not 0.0 <= float(validation_fraction) < 1.0
+        ):
+            raise ConfigError(
+                f"validation_fraction must be a number in [0, 1), got {validation_fraction!r}"
+            )
         names = [s.name for s in schema.targets] + [s.name for s in schema.conditions]
         roles = {s.name: "feature" if s.role == "target" else "condition" for s in schema}
         cols, n = self._columns(columns, names, roles, "DensityModel.fit")
@@ -545,8 +583,10 @@ class DensityModel:
                 "training batch_size"
             )
         if validation_fraction > 0 and val_rows.size == 0:
-            raise InputError(f"DensityModel.fit: validation_fraction {validation_fraction} of "
-                             f"{n} events leaves no validation event")
+            raise InputError(
+                f"DensityModel.fit: validation_fraction {validation_fraction} of "
+                f"{n} events leaves no validation event"
+            )
         train = {k: v[train_rows] for k, v in cols.items()}
         val = {k: v[val_rows] for k, v in cols.items()}
         w_train = w[train_rows] if w is not None else None
@@ -567,9 +607,17 @@ class DensityModel:
             if w_val is not None:
                 validation["w"] = w_val
         flow = FlowModel(flow_settings, seed=seed, device=settings.device)
-        result = flow.fit(x, self._flow_context(c), w_train, validation, training=settings,
-                          selection="loss", checkpoint_dir=checkpoint_dir, resume=resume,
-                          quiet=quiet)
+        result = flow.fit(
+            x,
+            self._flow_context(c),
+            w_train,
+            validation,
+            training=settings,
+            selection="loss",
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            quiet=quiet,
+        )
         self.preprocessor_ = pre
         self.flow_ = flow
         self.training_ = result
@@ -634,12 +682,17 @@ class DensityModel:
             A missing column (named) or non-finite values (counted per column).
         """
         self._check_fitted()
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
-                batch_size < 1):
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, (int, np.integer))
+            or (batch_size < 1)
+        ):
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         names = self.feature_names + self.condition_names
-        roles = {**{k: "feature" for k in self.feature_names},
-                 **{k: "condition" for k in self.condition_names}}
+        roles = {
+            **{k: "feature" for k in self.feature_names},
+            **{k: "condition" for k in self.condition_names},
+        }
         cols, n = self._columns(columns, names, roles, "DensityModel.log_prob")
         self._check_domain(cols, domain_counts)
         pre = self.preprocessor_
@@ -653,8 +706,9 @@ class DensityModel:
             out[start : start + len(z)] = self.flow_.log_prob(z, self._flow_context(c)) + jac
         return out
 
-    def _check_domain(self, cols: Mapping[str, np.ndarray],
-                      domain_counts: dict[str, int] | None) -> None:
+    def _check_domain(
+        self, cols: Mapping[str, np.ndarray], domain_counts: dict[str, int] | None
+    ) -> None:
         if not len(next(iter(cols.values()))):
             return
         outside = self.preprocessor_.out_of_domain({k: cols[k] for k in self.condition_names})
@@ -663,11 +717,19 @@ class DensityModel:
             for k, v in bad.items():
                 domain_counts[k] = domain_counts.get(k, 0) + v
         elif bad:
-            log.warning("density model: conditions outside the range seen in fit (rows per "
-                        "condition): %s; the density there is an extrapolation", bad)
+            log.warning(
+                "density model: conditions outside the range seen in fit (rows per "
+                "condition): %s; the density there is an extrapolation",
+                bad,
+            )
 
-    def sample(self, conditions: Mapping[str, np.ndarray], seed: int | None = None, *,
-               domain_counts: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    def sample(
+        self,
+        conditions: Mapping[str, np.ndarray],
+        seed: int | None = None,
+        *,
+        domain_counts: dict[str, int] | None = None,
+    ) -> dict[str, np.ndarray]:
         """One draw of the features per row of ``conditions``.
 
         Parameters
@@ -687,8 +749,9 @@ class DensityModel:
         """
         self._check_fitted()
         names = self.condition_names
-        cond, _ = self._columns(conditions, names, dict.fromkeys(names, "condition"),
-                                "DensityModel.sample")
+        cond, _ = self._columns(
+            conditions, names, dict.fromkeys(names, "condition"), "DensityModel.sample"
+        )
         self._check_domain(cond, domain_counts)
         pre = self.preprocessor_
         c = pre.transform_conditions(cond)
@@ -717,8 +780,9 @@ class DensityModel:
             "preprocessing": self.preprocessor_.to_dict(),
             "domain": self.domain_,
             "architecture": self.flow_.describe(),
-            "trend": None if self.trend_ is None else {
-                "degree": int(self.trend), "coefficients": self.trend_.tolist()},
+            "trend": None
+            if self.trend_ is None
+            else {"degree": int(self.trend), "coefficients": self.trend_.tolist()},
             "conditional": bool(self.conditional_),
             "flow": self.flow_settings_.to_dict(),
             "training": {
@@ -726,8 +790,11 @@ class DensityModel:
                 "settings": self.training_settings_.to_dict(),
                 "validation_fraction": self.validation_fraction_,
             },
-            "data_summary": {"n_train": self.n_train_, "n_validation": self.n_validation_,
-                             "weighted": bool(getattr(self, "weighted_", False))},
+            "data_summary": {
+                "n_train": self.n_train_,
+                "n_validation": self.n_validation_,
+                "weighted": bool(getattr(self, "weighted_", False)),
+            },
             "seed": int(self.seed),
             "provenance": getattr(self, "provenance_", None),
         }
@@ -768,16 +835,21 @@ class DensityModel:
         path, card = read_model_card(directory)
         kind = card.get("kind")
         if kind != cls.kind:
-            what = (f"a fast simulation (model.kind: {kind}; use hepgen generate / FastSim.load)"
-                    if kind in ("flow", "gan") else f"a model of kind {kind!r}")
+            what = (
+                f"a fast simulation (model.kind: {kind}; use hepgen generate / FastSim.load)"
+                if kind in ("flow", "gan")
+                else f"a model of kind {kind!r}"
+            )
             raise InputError(f"'{path}' describes {what}, not a density model (kind 'density')")
         version = card.get("format_version")
         if version not in _READABLE_VERSIONS:
             written = ((card.get("provenance") or {}).get("versions") or {}).get("hepgen", "?")
-            raise InputError(f"'{path}' has format_version {version!r}; this hepgen reads "
-                             "density models of version "
-                             f"{', '.join(map(str, _READABLE_VERSIONS))} (written by hepgen "
-                             f"{written})")
+            raise InputError(
+                f"'{path}' has format_version {version!r}; this hepgen reads "
+                "density models of version "
+                f"{', '.join(map(str, _READABLE_VERSIONS))} (written by hepgen "
+                f"{written})"
+            )
         try:
             pre = Preprocessor.from_dict(card["preprocessing"])
             schema = pre.schema
@@ -794,18 +866,25 @@ class DensityModel:
             coef = None if trend is None else np.asarray(trend["coefficients"], dtype=np.float64)
             degree = 0 if trend is None else int(trend["degree"])
             conditional = bool(card.get("conditional", True))
-            if coef is not None and coef.shape != (1 + degree * pre.condition_dim,
-                                                   pre.target_dim):
-                raise ValueError(f"trend coefficients of shape {coef.shape}, expected "
-                                 f"{(1 + degree * pre.condition_dim, pre.target_dim)}")
+            if coef is not None and coef.shape != (1 + degree * pre.condition_dim, pre.target_dim):
+                raise ValueError(
+                    f"trend coefficients of shape {coef.shape}, expected "
+                    f"{(1 + degree * pre.condition_dim, pre.target_dim)}"
+                )
         except KeyError as err:
             raise InputError(f"'{path}': missing key {err}") from None
         except (ConfigError, TypeError, ValueError, AttributeError) as err:
             raise InputError(f"'{path}': invalid content: {err}") from None
-        model = cls([s.to_dict() for s in schema.targets],
-                    [s.to_dict() for s in schema.conditions],
-                    flow_settings, settings, trend=degree, conditional=conditional, seed=seed,
-                    device=device)
+        model = cls(
+            [s.to_dict() for s in schema.targets],
+            [s.to_dict() for s in schema.conditions],
+            flow_settings,
+            settings,
+            trend=degree,
+            conditional=conditional,
+            seed=seed,
+            device=device,
+        )
         flow = FlowModel.load(directory, device=device, name=FLOW_NAME)
         context_dim = pre.condition_dim if conditional else 1
         if (flow.n_features_, flow.n_conditions_) != (pre.target_dim, context_dim):

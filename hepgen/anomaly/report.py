@@ -44,8 +44,9 @@ def _styled(plot: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(plot)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with plt.style.context(mplhep.style.ROOT), matplotlib.rc_context(
-            {"font.size": 12, "axes.labelsize": 14, "legend.fontsize": 10}
+        with (
+            plt.style.context(mplhep.style.ROOT),
+            matplotlib.rc_context({"font.size": 12, "axes.labelsize": 14, "legend.fontsize": 10}),
         ):
             return plot(*args, **kwargs)
 
@@ -59,8 +60,10 @@ def plot_significance(result: ScanResult, path: Path) -> Path:
     ax = fig.subplots()
     centres = [w.window.centre for w in result.windows]
     for k, eff in enumerate(result.settings.efficiencies):
-        z = [next(s["significance"] for s in w.selections if s["efficiency"] == eff)
-             for w in result.windows]
+        z = [
+            next(s["significance"] for s in w.selections if s["efficiency"] == eff)
+            for w in result.windows
+        ]
         z = [np.nan if v is None else v for v in z]
         style = "o-" if eff == result.settings.ranking_efficiency else "s--"
         ax.plot(centres, z, style, label=f"$\\epsilon_B$ = {eff:g}", alpha=1.0 - 0.2 * k)
@@ -82,8 +85,15 @@ def plot_counts(result: ScanResult, path: Path) -> Path:
     obs = np.array([w.headline["n_observed"] for w in result.windows], dtype=float)
     exp = np.array([w.headline["n_expected"] for w in result.windows], dtype=float)
     err = np.array([w.headline["n_expected_error"] for w in result.windows], dtype=float)
-    ax.fill_between(c, exp - np.hypot(err, np.sqrt(exp)), exp + np.hypot(err, np.sqrt(exp)),
-                    color="tab:blue", alpha=0.25, step="mid", label="expected $\\pm 1\\sigma$")
+    ax.fill_between(
+        c,
+        exp - np.hypot(err, np.sqrt(exp)),
+        exp + np.hypot(err, np.sqrt(exp)),
+        color="tab:blue",
+        alpha=0.25,
+        step="mid",
+        label="expected $\\pm 1\\sigma$",
+    )
     ax.plot(c, exp, "-", color="tab:blue", drawstyle="steps-mid")
     ax.errorbar(c, obs, yerr=np.sqrt(obs), fmt="o", color="black", label="observed")
     ax.set_xlabel(f"signal-region centre of {result.settings.resonance_name}")
@@ -104,8 +114,12 @@ def plot_spectrum(w: WindowResult, resonance: str, path: Path) -> Path:
     mplhep.histplot(hist.Hist(axis).fill(m), ax=ax, color="black", label="all events")
     for sel in w.selections:
         h = hist.Hist(axis).fill(m[s > sel["threshold"]])
-        mplhep.histplot(h, ax=ax, label=f"$\\epsilon_B$ = {sel['efficiency']:g}: "
-                        f"{sel['n_observed']} obs / {sel['n_expected']:.1f} exp in SR")
+        mplhep.histplot(
+            h,
+            ax=ax,
+            label=f"$\\epsilon_B$ = {sel['efficiency']:g}: "
+            f"{sel['n_observed']} obs / {sel['n_expected']:.1f} exp in SR",
+        )
     for edge in (w.window.lo, w.window.hi):
         ax.axvline(edge, color="grey", ls="--", lw=0.8)
     ax.set_yscale("log")
@@ -174,13 +188,17 @@ def _fmt(v: Any, fmt: str = ".3g") -> str:
 def render_scan_html(scan: dict[str, Any], plots: dict[str, Path], inputs: dict[str, Any]) -> str:
     """The report page for a ``scan.json`` dict and its plots."""
     title = "hepgen resonance scan"
-    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
-           f"<style>{CSS}</style></head><body><h1>{title}</h1>"]
+    out = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{CSS}</style></head><body><h1>{title}</h1>"
+    ]
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out.append(f"<p class='small'>hepgen {__version__}, {stamp}</p><table>")
     for k, v in inputs.items():
-        out.append(f"<tr><th class='name'>{html.escape(str(k))}</th>"
-                   f"<td class='name'>{html.escape(str(v))}</td></tr>")
+        out.append(
+            f"<tr><th class='name'>{html.escape(str(k))}</th>"
+            f"<td class='name'>{html.escape(str(v))}</td></tr>"
+        )
     out.append("</table>")
     best = scan["best"]
     out.append(
@@ -188,15 +206,21 @@ def render_scan_html(scan: dict[str, Any], plots: dict[str, Path], inputs: dict[
         f"background after the selection from the <b>{scan['estimate']}</b> estimate</li>"
         f"<li>most significant window: [{best['lo']:.4g}, {best['hi']:.4g}) with local "
         f"<b>Z = {_fmt(best['significance'], '.2f')}</b> at background efficiency "
-        f"{scan['ranking_efficiency']:g} (no look-elsewhere correction)</li></ul>")
-    head = ("<tr><th>rank</th><th>lo</th><th>hi</th><th>SR events</th><th>SB events</th>"
-            "<th>bkg fit in SR</th><th>threshold</th><th>observed</th><th>expected</th>"
-            "<th>Z</th><th>Z (template)</th><th>SB closure</th><th>Z (calibrated)</th>"
-            "<th>Z (fit)</th><th>max SIC</th><th>s</th></tr>")
+        f"{scan['ranking_efficiency']:g} (no look-elsewhere correction)</li></ul>"
+    )
+    head = (
+        "<tr><th>rank</th><th>lo</th><th>hi</th><th>SR events</th><th>SB events</th>"
+        "<th>bkg fit in SR</th><th>threshold</th><th>observed</th><th>expected</th>"
+        "<th>Z</th><th>Z (template)</th><th>SB closure</th><th>Z (calibrated)</th>"
+        "<th>Z (fit)</th><th>max SIC</th><th>s</th></tr>"
+    )
     rows = []
     for w in scan["windows"]:
-        cls = " class='bad'" if (w["significance"] or 0) >= 3 else (
-            " class='warn'" if (w["significance"] or 0) >= 2 else "")
+        cls = (
+            " class='bad'"
+            if (w["significance"] or 0) >= 3
+            else (" class='warn'" if (w["significance"] or 0) >= 2 else "")
+        )
         sel = next(s for s in w["selections"] if s["efficiency"] == scan["ranking_efficiency"])
         rows.append(
             f"<tr><td>{w['rank']}</td><td>{w['lo']:.4g}</td><td>{w['hi']:.4g}</td>"
@@ -209,9 +233,12 @@ def render_scan_html(scan: dict[str, Any], plots: dict[str, Path], inputs: dict[
             f"<td>{_fmt(sel['sideband_closure'], '.3f')}</td>"
             f"<td>{_fmt(sel['significance_calibrated'], '.2f')}</td>"
             f"<td>{_fmt(sel['significance_fit'], '.2f')}</td>"
-            f"<td>{_fmt(w.get('max_sic'), '.2f')}</td><td>{w['seconds']:.0f}</td></tr>")
-    out.append(f"<h2>Windows (at &epsilon;<sub>B</sub> = {scan['ranking_efficiency']:g})</h2>"
-               f"<table>{head}{''.join(rows)}</table>")
+            f"<td>{_fmt(w.get('max_sic'), '.2f')}</td><td>{w['seconds']:.0f}</td></tr>"
+        )
+    out.append(
+        f"<h2>Windows (at &epsilon;<sub>B</sub> = {scan['ranking_efficiency']:g})</h2>"
+        f"<table>{head}{''.join(rows)}</table>"
+    )
     out.append("<h2>Plots</h2><div class='grid'>")
     captions = {
         "significance": "local significance per window",
@@ -223,15 +250,19 @@ def render_scan_html(scan: dict[str, Any], plots: dict[str, Path], inputs: dict[
     }
     for key, caption in captions.items():
         if key in plots:
-            out.append(f"<figure><img src='{_img(plots[key])}'><figcaption>{caption}"
-                       "</figcaption></figure>")
+            out.append(
+                f"<figure><img src='{_img(plots[key])}'><figcaption>{caption}</figcaption></figure>"
+            )
     out.append("</div>")
     notes = list(scan.get("notes") or [])
     for w in scan["windows"]:
         notes += [f"[{w['lo']:.4g}, {w['hi']:.4g}): {n}" for n in w.get("notes") or []]
     if notes:
-        out.append("<h2>Notes</h2><ul class='notes'>"
-                   + "".join(f"<li>{html.escape(str(n))}</li>" for n in notes) + "</ul>")
+        out.append(
+            "<h2>Notes</h2><ul class='notes'>"
+            + "".join(f"<li>{html.escape(str(n))}</li>" for n in notes)
+            + "</ul>"
+        )
     out.append("</body></html>")
     return "\n".join(out)
 
@@ -266,12 +297,14 @@ def write_scan_report(
     plots: dict[str, Path] = {
         "significance": plot_significance(result, out / "significance.png"),
         "counts": plot_counts(result, out / "counts.png"),
-        "spectrum_best": plot_spectrum(result.best, result.settings.resonance_name,
-                                       out / "spectrum_best.png"),
+        "spectrum_best": plot_spectrum(
+            result.best, result.settings.resonance_name, out / "spectrum_best.png"
+        ),
     }
     if m is not None:
-        plots["full_spectrum"] = plot_full_spectrum(np.asarray(m, dtype=float), result,
-                                                    out / "spectrum.png")
+        plots["full_spectrum"] = plot_full_spectrum(
+            np.asarray(m, dtype=float), result, out / "spectrum.png"
+        )
     if any(w.roc is not None for w in result.windows):
         plots["roc"], plots["sic"] = plot_roc_sic(result, out / "roc.png", out / "sic.png")
     page = render_scan_html(scan, plots, inputs or {})

@@ -287,9 +287,12 @@ class ScanSettings:
         if int(self.folds) < 2:
             raise ConfigError(f"scan: 'folds' must be >= 2, got {self.folds}")
         if self.closure_margin is not None and not (
-                0.0 <= float(self.closure_margin) < float(self.sideband)):
-            raise ConfigError(f"scan: 'closure_margin' must lie in [0, sideband = "
-                              f"{self.sideband}), got {self.closure_margin}")
+            0.0 <= float(self.closure_margin) < float(self.sideband)
+        ):
+            raise ConfigError(
+                f"scan: 'closure_margin' must lie in [0, sideband = "
+                f"{self.sideband}), got {self.closure_margin}"
+            )
         if int(self.oversample) < 1:
             raise ConfigError(f"scan: 'oversample' must be >= 1, got {self.oversample}")
         if not self.features:
@@ -320,9 +323,7 @@ class ScanSettings:
 
     def windows(self, data_range: tuple[float, float] | None = None) -> list[Window]:
         """The scan's windows (:func:`make_windows`)."""
-        return make_windows(
-            self.start, self.stop, self.width, self.step, self.sideband, data_range
-        )
+        return make_windows(self.start, self.stop, self.width, self.step, self.sideband, data_range)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON settings (recorded in ``scan.json``)."""
@@ -414,6 +415,7 @@ class ScanResult:
     @property
     def ranking(self) -> list[int]:
         """Window indices, most significant first."""
+
         def key(i: int) -> float:
             z = self.windows[i].significance
             return -z if np.isfinite(z) else np.inf
@@ -440,8 +442,11 @@ class ScanResult:
             "ranking_efficiency": self.settings.ranking_efficiency,
             "has_labels": self.has_labels,
             "windows": entries,
-            "best": {"lo": self.best.window.lo, "hi": self.best.window.hi,
-                     "significance": self.best.significance},
+            "best": {
+                "lo": self.best.window.lo,
+                "hi": self.best.window.hi,
+                "significance": self.best.significance,
+            },
             "settings": self.settings.to_dict(),
             "seconds": self.seconds,
             "notes": self.notes,
@@ -534,10 +539,14 @@ def _cathode_scores(
         dfit = xgb.QuantileDMatrix(x[~val], label=y[~val], weight=w[~val])
         dval = xgb.QuantileDMatrix(x[val], label=y[val], weight=w[val], ref=dfit)
         booster = xgb.train(
-            params, dfit, num_boost_round=int(c["n_estimators"]), evals=[(dval, "val")],
+            params,
+            dfit,
+            num_boost_round=int(c["n_estimators"]),
+            evals=[(dval, "val")],
             verbose_eval=False,
-            callbacks=[xgb.callback.EarlyStopping(rounds=int(c["early_stopping_rounds"]),
-                                                  save_best=True)],
+            callbacks=[
+                xgb.callback.EarlyStopping(rounds=int(c["early_stopping_rounds"]), save_best=True)
+            ],
         )
         iterations.append(int(booster.best_iteration) + 1)
 
@@ -575,14 +584,17 @@ def _anode_scores(
     for fold in range(k):
         model = _density(settings, int(rng.integers(2**31 - 1)))
         train_rows = f_data != fold
-        model.fit({n: v[train_rows] for n, v in data.items()}, quiet=quiet,
-                  **_checkpointing(work, f"data-flow-{fold}", resume))
+        model.fit(
+            {n: v[train_rows] for n, v in data.items()},
+            quiet=quiet,
+            **_checkpointing(work, f"data-flow-{fold}", resume),
+        )
         epochs.append(len(model.training_.history))
-        lp_data[~train_rows] = model.log_prob({n: v[~train_rows] for n, v in data.items()},
-                                              domain_counts=outside)
+        lp_data[~train_rows] = model.log_prob(
+            {n: v[~train_rows] for n, v in data.items()}, domain_counts=outside
+        )
         sel = f_tmpl == fold
-        lp_tmpl[sel] = model.log_prob({n: v[sel] for n, v in tmpl.items()},
-                                      domain_counts=outside)
+        lp_tmpl[sel] = model.log_prob({n: v[sel] for n, v in tmpl.items()}, domain_counts=outside)
         if n_s:
             # the data flows extrapolate outside the SR here (see the module docstring)
             lp_side += model.log_prob(side, domain_counts={}) / k
@@ -679,8 +691,11 @@ def scan_window(
         rows = np.sort(rng.choice(n_sb, int(settings.max_train_events), replace=False))
         notes.append(f"background flow trained on {rows.size} of {n_sb} sideband events")
     work = None if work is None else Path(work)
-    bg.fit({n: v[rows] for n, v in sb.items()}, quiet=quiet,
-           **_checkpointing(work, "background", resume))
+    bg.fit(
+        {n: v[rows] for n, v in sb.items()},
+        quiet=quiet,
+        **_checkpointing(work, "background", resume),
+    )
     timings["background_flow_s"] = time.perf_counter() - tick
     tick = time.perf_counter()
     training: dict[str, Any] = {
@@ -699,8 +714,11 @@ def scan_window(
     m_t = np.where(m_t >= window.hi, 2 * window.hi - m_t, m_t)
     m_t = np.clip(m_t, window.lo, np.nextafter(window.hi, window.lo))
     outside: dict[str, int] = {}
-    tmpl = bg.sample({settings.resonance_name: m_t.astype(np.float32)},
-                     seed=int(rng.integers(2**31 - 1)), domain_counts=outside)
+    tmpl = bg.sample(
+        {settings.resonance_name: m_t.astype(np.float32)},
+        seed=int(rng.integers(2**31 - 1)),
+        domain_counts=outside,
+    )
     tmpl = {n: np.asarray(tmpl[n]) for n in names}
     # the background flow's closure in the sidebands, away from the SR by closure_margin (a
     # signal's tails leak into the sidebands' inner edges): `oversample` template events per
@@ -710,29 +728,40 @@ def scan_window(
     margin = settings.closure_margin_value
     in_closure = (m_side < window.lo - margin) | (m_side >= window.hi + margin)
     if int(in_closure.sum()) < MIN_SIDEBAND_EVENTS:
-        notes.append(f"only {int(in_closure.sum())} sideband events lie {margin:g} or more "
-                     "from the signal region: the closure uses every sideband event")
+        notes.append(
+            f"only {int(in_closure.sum())} sideband events lie {margin:g} or more "
+            "from the signal region: the closure uses every sideband event"
+        )
         in_closure = np.ones(n_sb, dtype=bool)
     tmpl_sb = bg.sample(
-        {settings.resonance_name: np.tile(sb[settings.resonance_name][in_closure],
-                                          int(settings.oversample))},
-        seed=int(rng.integers(2**31 - 1)), domain_counts=outside)
-    side_all = {n: np.concatenate([sb[n], np.asarray(tmpl_sb[n], dtype=sb[n].dtype)])
-                for n in names}
+        {
+            settings.resonance_name: np.tile(
+                sb[settings.resonance_name][in_closure], int(settings.oversample)
+            )
+        },
+        seed=int(rng.integers(2**31 - 1)),
+        domain_counts=outside,
+    )
+    side_all = {
+        n: np.concatenate([sb[n], np.asarray(tmpl_sb[n], dtype=sb[n].dtype)]) for n in names
+    }
     timings["template_s"] = time.perf_counter() - tick
     tick = time.perf_counter()
 
     # 3. scores, out of fold
     feats = settings.feature_names
     if settings.score == "cathode":
+
         def matrix(d: Mapping[str, np.ndarray]) -> np.ndarray:
             return np.column_stack([np.asarray(d[n], dtype=np.float32) for n in feats])
 
         s_data, s_tmpl, s_side, info = _cathode_scores(
-            matrix(data), matrix(tmpl), matrix(side_all), settings, rng, notes)
+            matrix(data), matrix(tmpl), matrix(side_all), settings, rng, notes
+        )
     else:
-        s_data, s_tmpl, s_side, info = _anode_scores(data, tmpl, side_all, bg, settings, rng,
-                                                     quiet, outside, work, resume)
+        s_data, s_tmpl, s_side, info = _anode_scores(
+            data, tmpl, side_all, bg, settings, rng, quiet, outside, work, resume
+        )
     s_side, s_side_tmpl = s_side[:n_sb], s_side[n_sb:]
     training.update(info)
     if outside:
@@ -752,9 +781,20 @@ def scan_window(
     n_hat_err = full_fit.integral_error(window.lo, window.hi)
     selections = []
     for eff in settings.efficiencies:
-        sel = _selection(eff, s_data, s_tmpl, s_side, s_side[in_closure], s_side_tmpl, m_sb,
-                         window, n_hat,
-                         n_hat_err, settings, notes)
+        sel = _selection(
+            eff,
+            s_data,
+            s_tmpl,
+            s_side,
+            s_side[in_closure],
+            s_side_tmpl,
+            m_sb,
+            window,
+            n_hat,
+            n_hat_err,
+            settings,
+            notes,
+        )
         selections.append(sel)
 
     timings["estimates_s"] = time.perf_counter() - tick
@@ -767,7 +807,8 @@ def scan_window(
             roc = roc_sic(s_data, (y == 1).astype(np.int8))
         else:
             notes.append(
-                f"label '{label}' has only class {int(y[0])} in the signal region: no ROC/SIC")
+                f"label '{label}' has only class {int(y[0])} in the signal region: no ROC/SIC"
+            )
 
     result = WindowResult(
         window=window,
@@ -828,16 +869,26 @@ def _selection(
     k_d, k_t = int(np.sum(s_closure > t)), int(np.sum(s_side_tmpl > t))
     p_d, p_t = (k_d + 0.5) / (s_closure.size + 1.0), (k_t + 0.5) / (s_side_tmpl.size + 1.0)
     closure = p_d / p_t
-    closure_err = closure * float(np.sqrt((1 - p_d) / (p_d * (s_closure.size + 1.0))
-                                          + (1 - p_t) / (p_t * (s_side_tmpl.size + 1.0))))
+    closure_err = closure * float(
+        np.sqrt(
+            (1 - p_d) / (p_d * (s_closure.size + 1.0))
+            + (1 - p_t) / (p_t * (s_side_tmpl.size + 1.0))
+        )
+    )
     n_exp_c = n_exp_t * closure
     err_c = float(np.hypot(err_t * closure, n_exp_t * closure_err))
     # fit estimate: dijet function through the selected sideband spectrum
     n_exp_f = err_f = None
     passed = m_sb[s_side > t]
     try:
-        fit = fit_sidebands(passed, window.lo, window.hi, (window.sb_lo, window.sb_hi),
-                            bins=max(8, settings.fit_bins // 2), n_parameters=3)
+        fit = fit_sidebands(
+            passed,
+            window.lo,
+            window.hi,
+            (window.sb_lo, window.sb_hi),
+            bins=max(8, settings.fit_bins // 2),
+            n_parameters=3,
+        )
         n_exp_f = float(fit.integral(window.lo, window.hi))
         err_f = float(fit.integral_error(window.lo, window.hi))
     except InputError as err:
@@ -868,8 +919,11 @@ def _selection(
         "significance_calibrated": float(significance(n_obs, n_exp_c, err_c)),
         "n_expected_fit": n_exp_f,
         "n_expected_fit_error": err_f,
-        "significance_fit": (None if n_exp_f is None or n_exp_f <= 0
-                             else float(significance(n_obs, n_exp_f, err_f or 0.0))),
+        "significance_fit": (
+            None
+            if n_exp_f is None or n_exp_f <= 0
+            else float(significance(n_obs, n_exp_f, err_f or 0.0))
+        ),
         "n_sideband_selected": int(passed.size),
     }
 
@@ -924,10 +978,8 @@ def run_scan(
     names = [settings.resonance_name, *settings.feature_names]
     missing = [n for n in names if n not in columns]
     if missing:
-        raise InputError(
-            f"scan: missing column(s) {missing}; available: {sorted(columns)}")
-    bad = nonfinite_problems({n: np.asarray(columns[n], dtype=np.float64) for n in names},
-                             "values")
+        raise InputError(f"scan: missing column(s) {missing}; available: {sorted(columns)}")
+    bad = nonfinite_problems({n: np.asarray(columns[n], dtype=np.float64) for n in names}, "values")
     if bad:
         raise InputError("scan: " + "; ".join(bad))
     m = np.asarray(columns[settings.resonance_name], dtype=np.float64)
@@ -937,7 +989,8 @@ def run_scan(
         notes.append("no label branch configured: ROC and SIC curves are omitted")
     elif not has_labels:
         notes.append(
-            f"label branch '{settings.label}' is not in the input: ROC and SIC curves are omitted")
+            f"label branch '{settings.label}' is not in the input: ROC and SIC curves are omitted"
+        )
     if windows is None:
         windows = settings.windows((float(m.min()), float(m.max())))
     seeds = np.random.SeedSequence(settings.seed).spawn(len(windows))
@@ -947,14 +1000,21 @@ def run_scan(
 
         cache = ScanWork(Path(work_dir), columns, settings, windows, resume)
     results = []
-    with progress(total=len(windows), desc="scan", unit="window", quiet=quiet,
-                  mininterval=0.0) as bar:
+    with progress(
+        total=len(windows), desc="scan", unit="window", quiet=quiet, mininterval=0.0
+    ) as bar:
         for i, (w, ss) in enumerate(zip(windows, seeds, strict=True)):
             r = None if cache is None or not resume else cache.load(i, w)
             if r is None:
-                r = scan_window(columns, w, settings, seed=int(ss.generate_state(1)[0]),
-                                quiet=True, work=None if cache is None else cache.window_dir(i),
-                                resume=resume)
+                r = scan_window(
+                    columns,
+                    w,
+                    settings,
+                    seed=int(ss.generate_state(1)[0]),
+                    quiet=True,
+                    work=None if cache is None else cache.window_dir(i),
+                    resume=resume,
+                )
                 if cache is not None:
                     cache.save(i, r)
             else:
@@ -962,5 +1022,11 @@ def run_scan(
             results.append(r)
             bar.set_postfix_str(f"[{w.lo:.3g},{w.hi:.3g}) Z={r.significance:+.2f}")
             bar.update(1)
-    return ScanResult(settings=settings, windows=results, n_events=int(m.size),
-                      has_labels=has_labels, notes=notes, seconds=time.perf_counter() - t0)
+    return ScanResult(
+        settings=settings,
+        windows=results,
+        n_events=int(m.size),
+        has_labels=has_labels,
+        notes=notes,
+        seconds=time.perf_counter() - t0,
+    )

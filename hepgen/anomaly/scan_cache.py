@@ -87,20 +87,30 @@ class ScanWork:
         ``resume`` with no earlier state in ``folder``, or a state of another scan.
     """
 
-    def __init__(self, folder: Path, columns: Mapping[str, np.ndarray], settings: ScanSettings,
-                 windows: Sequence[Window], resume: bool) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        columns: Mapping[str, np.ndarray],
+        settings: ScanSettings,
+        windows: Sequence[Window],
+        resume: bool,
+    ) -> None:
         self.folder = Path(folder)
         names = [settings.resonance_name, *settings.feature_names]
         if settings.label is not None and settings.label in columns:
             names.append(settings.label)
-        self.fingerprint = json.loads(_dumps({
-            "format": _FORMAT,
-            "format_version": _VERSION,
-            "settings": settings.to_dict(),
-            "windows": [dataclasses.asdict(w) for w in windows],
-            "n_events": len(np.asarray(columns[settings.resonance_name])),
-            "columns_sha256": _columns_sha256(columns, names),
-        }))
+        self.fingerprint = json.loads(
+            _dumps(
+                {
+                    "format": _FORMAT,
+                    "format_version": _VERSION,
+                    "settings": settings.to_dict(),
+                    "windows": [dataclasses.asdict(w) for w in windows],
+                    "n_events": len(np.asarray(columns[settings.resonance_name])),
+                    "columns_sha256": _columns_sha256(columns, names),
+                }
+            )
+        )
         state = self.folder / SCAN_STATE
         if resume:
             if not state.is_file():
@@ -112,8 +122,11 @@ class ScanWork:
                 saved = json.loads(state.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise TrainingError(f"cannot resume: {state} is unreadable ({exc})") from None
-            diffs = sorted(k for k in set(saved) | set(self.fingerprint)
-                           if saved.get(k) != self.fingerprint.get(k))
+            diffs = sorted(
+                k
+                for k in set(saved) | set(self.fingerprint)
+                if saved.get(k) != self.fingerprint.get(k)
+            )
             if diffs:
                 raise TrainingError(
                     f"cannot resume the scan in {self.folder}: " + ", ".join(diffs) + " differ "
@@ -152,8 +165,11 @@ class ScanWork:
         """Persist a finished window (arrays, then the JSON) and drop its flow checkpoints."""
         with atomic_path(self.folder / f"window-{index:03d}.npz") as tmp, open(tmp, "wb") as f:
             np.savez(f, **result.arrays)
-        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)
-                  if f.name not in ("arrays", "roc")}
+        fields = {
+            f.name: getattr(result, f.name)
+            for f in dataclasses.fields(result)
+            if f.name not in ("arrays", "roc")
+        }
         fields["window"] = dataclasses.asdict(result.window)
         fields["has_roc"] = result.roc is not None
         atomic_write_text(self.folder / f"window-{index:03d}.json", _dumps(fields))

@@ -95,8 +95,10 @@ def load_scorer(model: Any, device: str = "cpu") -> DensityModel | FastSim:
 
 def _check_branch_name(branch: str) -> None:
     if not isinstance(branch, str) or not _BRANCH_NAME.match(branch):
-        raise InputError(f"score branch name {branch!r} is not valid: use letters, digits and "
-                         "underscores, not starting with a digit")
+        raise InputError(
+            f"score branch name {branch!r} is not valid: use letters, digits and "
+            "underscores, not starting with a digit"
+        )
 
 
 def _where(path: Path, tree: str, first: int, n: int) -> str:
@@ -106,8 +108,11 @@ def _where(path: Path, tree: str, first: int, n: int) -> str:
 def _check_finite(columns: dict[str, np.ndarray], where: str, what: str) -> None:
     bad = nonfinite_problems(columns, what)
     if bad:
-        raise InputError(f"{where}: non-finite values in branches the model reads: "
-                         + "; ".join(bad) + "; fix or drop those events before scoring")
+        raise InputError(
+            f"{where}: non-finite values in branches the model reads: "
+            + "; ".join(bad)
+            + "; fix or drop those events before scoring"
+        )
 
 
 def score_file(
@@ -164,8 +169,11 @@ def score_file(
     from hepgen.generate import _chunks
 
     _check_branch_name(branch)
-    if isinstance(step_size, bool) or not isinstance(step_size, (int, np.integer)) or (
-            step_size < 1):
+    if (
+        isinstance(step_size, bool)
+        or not isinstance(step_size, (int, np.integer))
+        or (step_size < 1)
+    ):
         raise InputError(f"step size must be a positive number of events, got {step_size!r}")
     model = load_scorer(model_dir, device=device)
     if isinstance(model, FastSim):
@@ -188,9 +196,10 @@ def score_file(
     counts = {"n_events": 0, "n_rows": 0, "n_scored": 0, "n_unmatched": 0, "n_nonfinite": 0}
     outside: dict[str, int] = {}
     start = time.perf_counter()
-    with RootWriter(output, tree=tree, protect=paths) as writer, progress(
-        total=total, desc="score", unit="event", quiet=quiet
-    ) as bar:
+    with (
+        RootWriter(output, tree=tree, protect=paths) as writer,
+        progress(total=total, desc="score", unit="event", quiet=quiet) as bar,
+    ):
         for path, first, events in _chunks(paths, tree, int(step_size)):
             where = _where(path, tree, first, len(events))
             out, chunk = scorer.score(events, where, outside)
@@ -202,11 +211,15 @@ def score_file(
     seconds = time.perf_counter() - start
     bad = {k: v for k, v in outside.items() if v}
     if bad:
-        log.warning("conditions outside the training range (rows per condition, whole input): "
-                    "%s; their scores are extrapolations", bad)
+        log.warning(
+            "conditions outside the training range (rows per condition, whole input): "
+            "%s; their scores are extrapolations",
+            bad,
+        )
     if counts["n_nonfinite"]:
-        log.warning("%d scores are not finite (density 0 or infinite at those rows)",
-                    counts["n_nonfinite"])
+        log.warning(
+            "%d scores are not finite (density 0 or infinite at those rows)", counts["n_nonfinite"]
+        )
     return {
         "kind": scorer.kind,
         "branch": scorer.branch,
@@ -227,21 +240,25 @@ class _Scorer:
     def check_file(self, path: Path, tree: str) -> None:
         raise NotImplementedError
 
-    def score(self, events: ak.Array, where: str, outside: dict[str, int]
-              ) -> tuple[ak.Array, dict[str, int]]:
+    def score(
+        self, events: ak.Array, where: str, outside: dict[str, int]
+    ) -> tuple[ak.Array, dict[str, int]]:
         raise NotImplementedError
 
     @staticmethod
-    def _check_branches(path: Path, tree: str, needed: list[str], what: str, branch: str
-                        ) -> Any:
+    def _check_branches(path: Path, tree: str, needed: list[str], what: str, branch: str) -> Any:
         info = inspect_tree(path, tree)
         missing = [b for b in needed if b not in info.branches]
         if missing:
-            raise InputError(f"file '{path}', tree '{tree}': missing branch(es) {missing} that "
-                             f"the {what} reads (it needs {needed})")
+            raise InputError(
+                f"file '{path}', tree '{tree}': missing branch(es) {missing} that "
+                f"the {what} reads (it needs {needed})"
+            )
         if branch in info.branches:
-            raise InputError(f"file '{path}', tree '{tree}' already has a branch '{branch}'; "
-                             "choose another score branch name (--branch)")
+            raise InputError(
+                f"file '{path}', tree '{tree}' already has a branch '{branch}'; "
+                "choose another score branch name (--branch)"
+            )
         return info
 
 
@@ -257,11 +274,14 @@ class _DensityScorer(_Scorer):
         info = self._check_branches(path, tree, self.names, "density model", self.branch)
         jagged = [b for b in self.names if any(b in v for v in info.collections.values())]
         if jagged:
-            raise InputError(f"file '{path}', tree '{tree}': branch(es) {jagged} hold a list per "
-                             "event; a density model scores flat per-event branches")
+            raise InputError(
+                f"file '{path}', tree '{tree}': branch(es) {jagged} hold a list per "
+                "event; a density model scores flat per-event branches"
+            )
 
-    def score(self, events: ak.Array, where: str, outside: dict[str, int]
-              ) -> tuple[ak.Array, dict[str, int]]:
+    def score(
+        self, events: ak.Array, where: str, outside: dict[str, int]
+    ) -> tuple[ak.Array, dict[str, int]]:
         cols = {k: ak.to_numpy(events[k]) for k in self.names}
         _check_finite(cols, where, "events")
         if len(events):
@@ -270,8 +290,11 @@ class _DensityScorer(_Scorer):
             score = np.zeros(0)
         out = ak.with_field(events, score.astype(np.float64), self.branch)
         n = len(events)
-        return out, {"n_rows": n, "n_scored": n,
-                     "n_nonfinite": n - int(np.count_nonzero(np.isfinite(score)))}
+        return out, {
+            "n_rows": n,
+            "n_scored": n,
+            "n_nonfinite": n - int(np.count_nonzero(np.isfinite(score))),
+        }
 
 
 class _FastSimScorer(_Scorer):
@@ -295,8 +318,9 @@ class _FastSimScorer(_Scorer):
     def check_file(self, path: Path, tree: str) -> None:
         self._check_branches(path, tree, self.needed, "fast simulation", self.branch)
 
-    def score(self, events: ak.Array, where: str, outside: dict[str, int]
-              ) -> tuple[ak.Array, dict[str, int]]:
+    def score(
+        self, events: ak.Array, where: str, outside: dict[str, int]
+    ) -> tuple[ak.Array, dict[str, int]]:
         from hepgen.dataset import _match
         from hepgen.io.collections import flatten_collection
 
@@ -322,6 +346,9 @@ class _FastSimScorer(_Scorer):
             score[reco_rows] = -sim.log_prob(targets, conds)
         out = ak.with_field(events, ak.unflatten(score, reco.counts), self.branch)
         scored = score[reco_rows]
-        return out, {"n_rows": len(reco), "n_scored": int(reco_rows.size),
-                     "n_unmatched": len(reco) - int(reco_rows.size),
-                     "n_nonfinite": int(reco_rows.size) - int(np.count_nonzero(np.isfinite(scored)))}
+        return out, {
+            "n_rows": len(reco),
+            "n_scored": int(reco_rows.size),
+            "n_unmatched": len(reco) - int(reco_rows.size),
+            "n_nonfinite": int(reco_rows.size) - int(np.count_nonzero(np.isfinite(scored))),
+        }

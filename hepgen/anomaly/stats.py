@@ -369,9 +369,7 @@ def _as_masses(m: Any, weights: Any) -> tuple[np.ndarray, np.ndarray | None]:
     return arr, check_weights(weights, arr.size, "fit_sidebands")
 
 
-def _sideband_edges(
-    a: float, lo: float, hi: float, b: float, bins: int | np.ndarray
-) -> np.ndarray:
+def _sideband_edges(a: float, lo: float, hi: float, b: float, bins: int | np.ndarray) -> np.ndarray:
     """Fitted bins as an ``(k, 2)`` array of (low, high) edges, none overlapping [lo, hi)."""
     if np.ndim(bins) == 0:
         n = int(bins)
@@ -387,8 +385,10 @@ def _sideband_edges(
         return np.concatenate(parts) if parts else np.zeros((0, 2))
     e = np.asarray(bins, dtype=np.float64).ravel()
     if e.size < 2 or not np.isfinite(e).all() or np.any(np.diff(e) <= 0):
-        raise InputError("bins: an array of bin edges must be finite and strictly increasing "
-                         f"with at least 2 values, got {e.size} values")
+        raise InputError(
+            "bins: an array of bin edges must be finite and strictly increasing "
+            f"with at least 2 values, got {e.size} values"
+        )
     pairs = np.stack([e[:-1], e[1:]], axis=1)
     # keep bins inside the fit range and entirely outside the signal region; the slack absorbs
     # rounding of edges meant to coincide with a, lo, hi or b (e.g. from np.arange)
@@ -437,7 +437,7 @@ class _PoissonModel:
         if not np.all(np.isfinite(nu)) or np.any(nu <= 0):
             return math.inf, np.zeros(self.k)
         val = float(np.sum(nu - special.xlogy(self.counts, nu)))
-        grad = ((1.0 - self.counts / nu) @ dnu)
+        grad = (1.0 - self.counts / nu) @ dnu
         return val / self.scale, grad / self.scale
 
     def hessian(self, c: np.ndarray) -> np.ndarray:
@@ -467,7 +467,10 @@ class _PoissonModel:
         for method in ("trust-exact", "Newton-CG"):
             try:
                 res = optimize.minimize(
-                    self.nll, c0, jac=True, method=method,
+                    self.nll,
+                    c0,
+                    jac=True,
+                    method=method,
                     hess=lambda c: self.hessian(c) / self.scale,
                     options={"gtol": 1e-10} if method == "trust-exact" else {"xtol": 1e-12},
                 )
@@ -541,8 +544,12 @@ def _classic_parameters(
 
 
 def _pearson_chi2(
-    pairs: np.ndarray, observed: np.ndarray, expected: np.ndarray, sumw2: np.ndarray,
-    lo: float, weighted: bool,
+    pairs: np.ndarray,
+    observed: np.ndarray,
+    expected: np.ndarray,
+    sumw2: np.ndarray,
+    lo: float,
+    weighted: bool,
 ) -> tuple[float, int]:
     """Pearson chi2 and number of groups (adjacent bins of a sideband merged to expect >= 5)."""
     chi2 = 0.0
@@ -633,9 +640,7 @@ def fit_sidebands(
     if not all(math.isfinite(v) for v in (a, b, lo, hi)):
         raise InputError(f"fit range [{a}, {b}] and signal region [{lo}, {hi}] must be finite")
     if not 0 < a < b < s:
-        raise InputError(
-            f"fit_range ({a}, {b}) TeV must satisfy 0 < low < high < sqrt_s = {s} TeV"
-        )
+        raise InputError(f"fit_range ({a}, {b}) TeV must satisfy 0 < low < high < sqrt_s = {s} TeV")
     if not a <= lo < hi <= b:
         raise InputError(
             f"signal region [{lo}, {hi}] TeV must lie inside the fit range [{a}, {b}] TeV "
@@ -962,8 +967,11 @@ class ROC:
                 keep.add(int(np.nanargmax(self.sic)))
             positive = self.fpr[self.fpr > 0]
             if positive.size:
-                grid = np.geomspace(positive.min(), max(positive.max(), positive.min()),
-                                    max(int(n_points) - len(keep), 2))
+                grid = np.geomspace(
+                    positive.min(),
+                    max(positive.max(), positive.min()),
+                    max(int(n_points) - len(keep), 2),
+                )
                 keep.update(np.searchsorted(self.fpr, grid, side="left").clip(0, k - 1).tolist())
             idx = np.array(sorted(keep), dtype=int)
         return to_jsonable(

@@ -95,8 +95,7 @@ class FlatCollection:
             return self.columns[name]
         except KeyError:
             raise InputError(
-                f"collection '{self.name}' has no branch '{name}'"
-                f"{did_you_mean(name, self.columns)}"
+                f"collection '{self.name}' has no branch '{name}'{did_you_mean(name, self.columns)}"
             ) from None
 
     def select(self, mask: np.ndarray) -> FlatCollection:
@@ -219,8 +218,7 @@ def replace_collection(
     if isinstance(branches, FlatCollection):
         if branches.n_events != len(events):
             raise InputError(
-                f"collection '{name}' has {branches.n_events} events, the events have "
-                f"{len(events)}"
+                f"collection '{name}' has {branches.n_events} events, the events have {len(events)}"
             )
         branches = unflatten_collection(branches)
     prefix = name + "_"

@@ -295,9 +295,7 @@ def expand_names(
     return selected
 
 
-def _nonfinite(
-    events: ak.Array, policy: NonFinitePolicy, where: str
-) -> tuple[ak.Array, int]:
+def _nonfinite(events: ak.Array, policy: NonFinitePolicy, where: str) -> tuple[ak.Array, int]:
     """Apply the NaN/inf policy to one chunk; return the kept events and the number dropped."""
     if policy == "keep" or len(events) == 0:
         return events, 0
@@ -430,8 +428,9 @@ def iterate_events(
                 break
             # where the events come from, for messages of later steps (transient attrs,
             # never written; see hepgen.io.collections.flatten_collection)
-            chunk = ak.Array(chunk, attrs={SOURCE_ATTR: where,
-                                            ENTRY_START_ATTR: (start, len(chunk))})
+            chunk = ak.Array(
+                chunk, attrs={SOURCE_ATTR: where, ENTRY_START_ATTR: (start, len(chunk))}
+            )
             start += len(chunk)
             chunk, dropped = _nonfinite(chunk, nonfinite, where)
             dropped_total += dropped

@@ -116,9 +116,7 @@ def group_collections(events: ak.Array | Mapping[str, ak.Array]) -> dict[str, ak
         if names == [prefix]:
             out[prefix] = columns[prefix]
         else:
-            out[prefix] = ak.zip(
-                {n[len(prefix) + 1 :]: columns[n] for n in names}, depth_limit=2
-            )
+            out[prefix] = ak.zip({n[len(prefix) + 1 :]: columns[n] for n in names}, depth_limit=2)
     return out
 
 

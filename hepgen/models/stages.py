@@ -191,8 +191,13 @@ def run_stage(
             log.info("stage %s: finished earlier, loaded from %s", stage, folder)
             training = None if result is None else TrainingResult(**result)
             return load(folder, stage), training
-        log.info("stage %s: max_epochs grew from %d to %d, continuing from %s", stage, n_done,
-                 max_epochs, loop_checkpoint)
+        log.info(
+            "stage %s: max_epochs grew from %d to %d, continuing from %s",
+            stage,
+            n_done,
+            max_epochs,
+            loop_checkpoint,
+        )
     if fit is None:
         raise ValueError("run_stage needs fit for a stage that is not finished")
     marker_path.unlink(missing_ok=True)

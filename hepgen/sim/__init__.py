@@ -236,8 +236,10 @@ def simulate_to_file(
         raise InputError(f"seed is {seed!r}; expected an integer >= 0")
     path = Path(path)
     _check_disk_space(path, process, n_events)
-    chunks = iter_chunk_seeds(int(seed), n_events, int(chunk_size)) if n_events else iter(
-        [(0, np.random.SeedSequence(seed))]
+    chunks = (
+        iter_chunk_seeds(int(seed), n_events, int(chunk_size))
+        if n_events
+        else iter([(0, np.random.SeedSequence(seed))])
     )
     first = 1
     with (

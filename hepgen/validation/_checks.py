@@ -71,13 +71,13 @@ def as_matrix(x: Any, name: str = "sample", n_features: int | None = None) -> np
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
-        raise InputError(f"{name}: expected an array of shape (n_events, n_features), got {arr.shape}")
+        raise InputError(
+            f"{name}: expected an array of shape (n_events, n_features), got {arr.shape}"
+        )
     if arr.shape[0] == 0:
         raise InputError(f"{name}: no events (the sample is empty)")
     if n_features is not None and arr.shape[1] != n_features:
-        raise InputError(
-            f"{name}: has {arr.shape[1]} features where {n_features} were expected"
-        )
+        raise InputError(f"{name}: has {arr.shape[1]} features where {n_features} were expected")
     bad = ~np.isfinite(arr)
     if bad.any():
         cols = np.flatnonzero(bad.any(axis=0)).tolist()

@@ -212,10 +212,12 @@ class _RankedScores:
 
     def auc(self, weights: np.ndarray) -> float:
         """Weighted AUC: sum over positive i, negative j of w_i w_j [s_i > s_j] (ties 1/2)."""
-        wpos = np.bincount(self.group, weights=np.where(self.labels, weights, 0.0),
-                           minlength=self.n_groups)
-        wneg = np.bincount(self.group, weights=np.where(self.labels, 0.0, weights),
-                           minlength=self.n_groups)
+        wpos = np.bincount(
+            self.group, weights=np.where(self.labels, weights, 0.0), minlength=self.n_groups
+        )
+        wneg = np.bincount(
+            self.group, weights=np.where(self.labels, 0.0, weights), minlength=self.n_groups
+        )
         below = np.cumsum(wneg) - wneg
         total = wpos.sum() * wneg.sum()
         if total == 0:
@@ -335,10 +337,12 @@ def _one_repeat(
     y = np.concatenate([np.zeros(m0, dtype=np.int8), np.ones(m1, dtype=np.int8)])
     w = None
     if weighted:
-        w = np.concatenate([
-            w0[i0] if w0 is not None else np.ones(m0),
-            w1[i1] if w1 is not None else np.ones(m1),
-        ])
+        w = np.concatenate(
+            [
+                w0[i0] if w0 is not None else np.ones(m0),
+                w1[i1] if w1 is not None else np.ones(m1),
+            ]
+        )
 
     idx = np.arange(y.size)
     split_seed = int(rng.integers(2**31 - 1))
@@ -612,20 +616,27 @@ def classifier_test(
         names = [str(f) for f in feature_names]
         if len(names) != d:
             raise InputError(f"feature_names: {len(names)} names for {d} feature columns")
-    for value, name in ((test_fraction, "test_fraction"),
-                        (validation_fraction, "validation_fraction"),
-                        (ci_level, "ci_level")):
+    for value, name in (
+        (test_fraction, "test_fraction"),
+        (validation_fraction, "validation_fraction"),
+        (ci_level, "ci_level"),
+    ):
         if not 0.0 < float(value) < 1.0:
             raise InputError(f"{name}={value!r}: expected a number strictly between 0 and 1")
     if ci not in ("delong", "bootstrap"):
         raise InputError(f"ci={ci!r}: expected 'delong' or 'bootstrap'")
-    for value, name in ((n_repeats, "n_repeats"), (n_estimators, "n_estimators"),
-                        (early_stopping_rounds, "early_stopping_rounds"),
-                        (max_depth, "max_depth")):
+    for value, name in (
+        (n_repeats, "n_repeats"),
+        (n_estimators, "n_estimators"),
+        (early_stopping_rounds, "early_stopping_rounds"),
+        (max_depth, "max_depth"),
+    ):
         if int(value) != value or value < 1:
             raise InputError(f"{name}={value!r}: expected a positive integer")
     if int(max_events) != max_events or max_events < MIN_EVENTS_PER_CLASS:
-        raise InputError(f"max_events={max_events!r}: expected an integer >= {MIN_EVENTS_PER_CLASS}")
+        raise InputError(
+            f"max_events={max_events!r}: expected an integer >= {MIN_EVENTS_PER_CLASS}"
+        )
     if not learning_rate > 0:
         raise InputError(f"learning_rate={learning_rate!r}: expected a positive number")
 
@@ -659,13 +670,19 @@ def classifier_test(
 
     if weighted:
         if ci == "delong":
-            notes.append("weighted samples: DeLong's variance assumes unit weights; the interval "
-                         "is a bootstrap of the test split instead")
-        notes.append("weighted samples: p-value from a normal approximation of the weighted AUC "
-                     "with Kish effective sizes (approximate)")
+            notes.append(
+                "weighted samples: DeLong's variance assumes unit weights; the interval "
+                "is a bootstrap of the test split instead"
+            )
+        notes.append(
+            "weighted samples: p-value from a normal approximation of the weighted AUC "
+            "with Kish effective sizes (approximate)"
+        )
         if (w0 is not None and (w0 < 0).any()) or (w1 is not None and (w1 < 0).any()):
-            notes.append("negative weights were set to zero for training (xgboost requires "
-                         "non-negative weights); the held-out AUC uses the signed weights")
+            notes.append(
+                "negative weights were set to zero for training (xgboost requires "
+                "non-negative weights); the held-out AUC uses the signed weights"
+            )
         for n, name in ((n0, "reference"), (n1, "candidate")):
             if n > max_events:
                 notes.append(f"{name}: {n} events, subsampled to max_events={max_events}")
@@ -684,7 +701,11 @@ def classifier_test(
     with xgboost.config_context(**threads):
         repeats = [
             _one_repeat(
-                x0, x1, w0, w1, np.random.default_rng(int(s)),
+                x0,
+                x1,
+                w0,
+                w1,
+                np.random.default_rng(int(s)),
                 weighted=weighted,
                 max_events=int(max_events),
                 test_fraction=float(test_fraction),
@@ -710,8 +731,10 @@ def classifier_test(
         pvalue = float(min(1.0, 2.0 * np.median(pvalues)))
         auc_std = float(np.std(aucs, ddof=1))
     auc = float(np.mean(aucs))
-    auc_ci = (float(np.mean([r.ci[0] for r in repeats])),
-              float(np.mean([r.ci[1] for r in repeats])))
+    auc_ci = (
+        float(np.mean([r.ci[0] for r in repeats])),
+        float(np.mean([r.ci[1] for r in repeats])),
+    )
 
     gains = np.mean([r.gains for r in repeats], axis=0)
     order = sorted(range(d), key=lambda j: -gains[j])
@@ -719,21 +742,28 @@ def classifier_test(
 
     first = repeats[0]
     if first.best_iteration >= n_estimators - 1:
-        notes.append(f"early stopping did not trigger within n_estimators={n_estimators}; "
-                     "the classifier may be under-trained (raise n_estimators)")
+        notes.append(
+            f"early stopping did not trigger within n_estimators={n_estimators}; "
+            "the classifier may be under-trained (raise n_estimators)"
+        )
     if not gains.sum() > 0:
         notes.append("the classifier made no split: it found nothing to separate the samples")
     se = (auc_ci[1] - auc_ci[0]) / (2.0 * stats.norm.ppf(0.5 + ci_level / 2.0))
     if se > 0 and auc < 0.5 - 2.0 * se:
-        notes.append("held-out AUC is below 0.5 by more than two standard errors: not "
-                     "evidence of a difference (the test is one-sided), but check for duplicated "
-                     "events or an ordering artefact")
+        notes.append(
+            "held-out AUC is below 0.5 by more than two standard errors: not "
+            "evidence of a difference (the test is one-sided), but check for duplicated "
+            "events or an ordering artefact"
+        )
 
     ci_name = "bootstrap" if (weighted or ci == "bootstrap") else "DeLong"
-    pv_name = ("normal approximation, Kish effective sizes" if weighted
-               else "one-sided Mann-Whitney U")
-    method = (f"xgboost C2ST (hist, {xgb_device}, early stopping on log-loss); "
-              f"p-value: {pv_name}; CI: {ci_name} {ci_level:.0%}")
+    pv_name = (
+        "normal approximation, Kish effective sizes" if weighted else "one-sided Mann-Whitney U"
+    )
+    method = (
+        f"xgboost C2ST (hist, {xgb_device}, early stopping on log-loss); "
+        f"p-value: {pv_name}; CI: {ci_name} {ci_level:.0%}"
+    )
     if k > 1:
         method += f"; {k} repeats, p = min(1, 2 median p_k)"
     return C2STResult(

@@ -179,9 +179,7 @@ class ValidationResult:
     def summary(self) -> dict[str, Any]:
         """Headline numbers: worst KS feature, per-feature p-value counts, AUC, MMD."""
         ks = {
-            name: m["ks"].statistic
-            for name, m in self.features.items()
-            if m.get("ks") is not None
+            name: m["ks"].statistic for name, m in self.features.items() if m.get("ks") is not None
         }
         pvalues = [
             m[t].pvalue
@@ -248,9 +246,7 @@ def parse_condition_bins(specs: Sequence[str]) -> dict[str, Any]:
                     raise InputError(f"--condition-bins '{part}': K must be >= 1")
                 out[name.strip()] = k
             else:
-                raise InputError(
-                    f"--condition-bins '{part}': expected NAME=e0,e1,... or NAME:K"
-                )
+                raise InputError(f"--condition-bins '{part}': expected NAME=e0,e1,... or NAME:K")
     return out
 
 
@@ -294,8 +290,9 @@ def _seeds(seed: int | None, n: int) -> list[int]:
     return [int(s.generate_state(1)[0]) for s in ss.spawn(n)]
 
 
-def _timed(timings: dict[str, float], key: str, fn: Callable[..., Any], *args: Any,
-           **kwargs: Any) -> Any:
+def _timed(
+    timings: dict[str, float], key: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
     t0 = time.perf_counter()
     try:
         return fn(*args, **kwargs)
@@ -304,8 +301,13 @@ def _timed(timings: dict[str, float], key: str, fn: Callable[..., Any], *args: A
 
 
 def _per_feature(
-    ref: Table, cand: Table, metrics: Sequence[str], timings: dict[str, float], notes: list[str],
-    prefix: str = "", seed: int = 0,
+    ref: Table,
+    cand: Table,
+    metrics: Sequence[str],
+    timings: dict[str, float],
+    notes: list[str],
+    prefix: str = "",
+    seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
     from hepgen.validation import univariate as uv
 
@@ -327,8 +329,9 @@ def _per_feature(
             rng = np.random.default_rng([seed, j])
             entry["ks"] = _timed(timings, "ks", uv.ks_test, *args, name=label, seed=rng)
         if "chi2" in metrics:
-            entry["chi2"] = _timed(timings, "chi2", uv.chi2_test, *args, integer=integer,
-                                   name=label)
+            entry["chi2"] = _timed(
+                timings, "chi2", uv.chi2_test, *args, integer=integer, name=label
+            )
             if entry["chi2"].pvalue is None:
                 notes.append(
                     f"{label}: chi2 p-value is null: a single populated bin (constant feature)"
@@ -381,7 +384,13 @@ def _multivariate(
     names = [ref.names[j] for j in keep]
     calls: dict[str, Callable[[], Any]] = {
         "c2st": lambda: classifier_test(
-            x, y, wx, wy, feature_names=names, device=device, seed=seeds[0],
+            x,
+            y,
+            wx,
+            wy,
+            feature_names=names,
+            device=device,
+            seed=seeds[0],
             **dict(options.get("c2st", {})),
         ),
         "mmd": lambda: mmd_test(
@@ -409,9 +418,7 @@ def _multivariate(
     return out
 
 
-def _bin_edges(
-    ref: Table, name: str, spec: Any
-) -> np.ndarray:
+def _bin_edges(ref: Table, name: str, spec: Any) -> np.ndarray:
     col = ref.column(name)
     if isinstance(spec, int | np.integer):
         if ref.integer[ref.names.index(name)] and np.unique(col).size <= spec:
@@ -466,8 +473,10 @@ def _conditional(
                     prefix=f"{var} in [{lo:g}, {hi:g}): ",
                 )
                 entry["features"] = {
-                    name: {k: (v.to_dict(arrays=False) if hasattr(v, "to_dict") else v)
-                           for k, v in m.items()}
+                    name: {
+                        k: (v.to_dict(arrays=False) if hasattr(v, "to_dict") else v)
+                        for k, v in m.items()
+                    }
                     for name, m in res.items()
                 }
             bins.append(entry)
@@ -477,8 +486,12 @@ def _conditional(
             for name, m in (b["features"] or {}).items():
                 ks = (m.get("ks") or {}).get("statistic")
                 if ks is not None and (name not in worst or ks > worst[name]["ks"]):
-                    worst[name] = {"ks": ks, "lo": b["lo"], "hi": b["hi"],
-                                   "pvalue": (m.get("ks") or {}).get("pvalue")}
+                    worst[name] = {
+                        "ks": ks,
+                        "lo": b["lo"],
+                        "hi": b["hi"],
+                        "pvalue": (m.get("ks") or {}).get("pvalue"),
+                    }
         out["variables"][var] = {"edges": edges.tolist(), "bins": bins, "worst": worst}
     return to_jsonable(out)
 
@@ -523,7 +536,14 @@ def _run(
             setattr(result, key, value)
     if condition_bins:
         result.conditional = _timed(
-            timings, "conditional", _conditional, ref, cand, condition_bins, metrics, timings,
+            timings,
+            "conditional",
+            _conditional,
+            ref,
+            cand,
+            condition_bins,
+            metrics,
+            timings,
             notes,
         )
     return result
@@ -604,7 +624,9 @@ def compare(
 
     metrics = check_settings(
         list(metrics) if metrics is not None else [*PER_FEATURE_METRICS, *MULTIVARIATE_METRICS],
-        options, PER_FEATURE_METRICS + MULTIVARIATE_METRICS, alpha,
+        options,
+        PER_FEATURE_METRICS + MULTIVARIATE_METRICS,
+        alpha,
     )
     device = resolve_device(device)
     ref = as_table(reference, feature_names, reference_weights, label="reference")
@@ -614,9 +636,11 @@ def compare(
     cand = as_table(candidate, cand_names, candidate_weights, label="candidate")
     check_same_features(ref, cand)
     cand = cand.select_columns(ref.names)
-    nonfinite = merge_nonfinite({"allowed": bool(allow_nonfinite)},
-                                count_nonfinite(ref.names, ref.values),
-                                count_nonfinite(cand.names, cand.values))
+    nonfinite = merge_nonfinite(
+        {"allowed": bool(allow_nonfinite)},
+        count_nonfinite(ref.names, ref.values),
+        count_nonfinite(cand.names, cand.values),
+    )
     pre_notes: list[str] = []
     for table in (ref, cand):
         _check_nonfinite(table, pre_notes)
@@ -626,8 +650,14 @@ def compare(
         check_weights(table.weights, table.n, table.label)
     seeds = _seeds(seed, 12)
     result = _run(
-        ref, cand, metrics=metrics, options=options or {}, condition_bins=condition_bins,
-        seeds=seeds[:6], device=device, quiet=quiet,
+        ref,
+        cand,
+        metrics=metrics,
+        options=options or {},
+        condition_bins=condition_bins,
+        seeds=seeds[:6],
+        device=device,
+        quiet=quiet,
     )
     result.notes[:0] = pre_notes
     result.metrics, result.nonfinite, result.alpha = list(metrics), nonfinite, alpha
@@ -639,8 +669,14 @@ def compare(
         else:
             t0 = time.perf_counter()
             result.baseline = _run(
-                a, b, metrics=metrics, options=options or {}, condition_bins=None,
-                seeds=seeds[6:12], device=device, quiet=quiet,
+                a,
+                b,
+                metrics=metrics,
+                options=options or {},
+                condition_bins=None,
+                seeds=seeds[6:12],
+                device=device,
+                quiet=quiet,
             )
             result.timings["baseline"] = time.perf_counter() - t0
             result.notes.append(

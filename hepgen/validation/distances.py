@@ -183,7 +183,10 @@ def _scales(x: np.ndarray, w: np.ndarray | None, normalise: bool | str) -> np.nd
 
 
 def _prepare(
-    reference: Any, candidate: Any, reference_weights: Any, candidate_weights: Any,
+    reference: Any,
+    candidate: Any,
+    reference_weights: Any,
+    candidate_weights: Any,
     normalise: bool | str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     x = as_matrix(reference, "reference")
@@ -438,10 +441,12 @@ def kernel_physics_distance(
             ix = rng.choice(x.shape[0], size, replace=False)
             iy = rng.choice(y.shape[0], size, replace=False)
             z = torch.as_tensor(np.concatenate([x[ix], y[iy]]), dtype=tdt, device=dev)
-            u = np.concatenate([
-                np.ones(size) if w is None else w[ix],
-                np.ones(size) if v is None else v[iy],
-            ])
+            u = np.concatenate(
+                [
+                    np.ones(size) if w is None else w[ix],
+                    np.ones(size) if v is None else v[iy],
+                ]
+            )
             ut = torch.as_tensor(u, dtype=tdt, device=dev)
             values.append(float(_pooled_mmd2(z, ut, labels, kern, chunk_size)[0]))
     vals = np.asarray(values)

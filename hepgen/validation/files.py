@@ -53,18 +53,23 @@ def check_report_dir(output: str | Path, inputs: Sequence[str | Path] = ()) -> P
     """
     from hepgen.outputs import check_output_dir
 
-    output = check_output_dir(output, inputs=inputs, contents=REPORT_CONTENTS,
-                              what="report folder")
+    output = check_output_dir(output, inputs=inputs, contents=REPORT_CONTENTS, what="report folder")
     here = output.resolve()
     for item in inputs:
         path = Path(item).resolve()
         if here == path or here in path.parents:
-            raise InputError(f"report folder '{output}' holds the input '{item}'; the report "
-                             "replaces the folder whole: choose another folder")
+            raise InputError(
+                f"report folder '{output}' holds the input '{item}'; the report "
+                "replaces the folder whole: choose another folder"
+            )
     if output.is_dir():
         # besides the report, only temporary files of an earlier, interrupted report
-        foreign = sorted(n for n in os.listdir(output) if n not in REPORT_CONTENTS
-                         and not n.startswith(tuple(f".{c}." for c in REPORT_CONTENTS)))
+        foreign = sorted(
+            n
+            for n in os.listdir(output)
+            if n not in REPORT_CONTENTS
+            and not n.startswith(tuple(f".{c}." for c in REPORT_CONTENTS))
+        )
         if foreign:
             shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
             raise InputError(
@@ -161,8 +166,12 @@ def validate_files(
     from hepgen.validation.compare import MULTIVARIATE_METRICS
     from hepgen.validation.verdict import check_settings
 
-    check_settings(metrics if metrics is not None else PER_FEATURE_METRICS, options,
-                   PER_FEATURE_METRICS + MULTIVARIATE_METRICS, alpha)
+    check_settings(
+        metrics if metrics is not None else PER_FEATURE_METRICS,
+        options,
+        PER_FEATURE_METRICS + MULTIVARIATE_METRICS,
+        alpha,
+    )
     sources = [reference, candidate]
     if config is not None and getattr(config, "source", None):
         sources.append(Path(config.source))
@@ -171,22 +180,31 @@ def validate_files(
     t_read = time.perf_counter()
     if config is not None:
         if features:
-            raise InputError("--features and --config exclude each other: the config's "
-                             "conditions and targets are the features")
+            raise InputError(
+                "--features and --config exclude each other: the config's "
+                "conditions and targets are the features"
+            )
         if weights:
             config = config.model_copy(
                 update={"data": config.data.model_copy(update={"weights": weights})}
             )
-        group, objects = load_config_pairs(config, reference, candidate,
-                                           max_events=max_events, quiet=quiet)
+        group, objects = load_config_pairs(
+            config, reference, candidate, max_events=max_events, quiet=quiet
+        )
         groups = [group]
         extra["objects"] = objects
         if condition_bins is None:
             condition_bins = default_condition_bins(config)
         tree = config.data.tree
     else:
-        groups = load_branch_groups(reference, candidate, tree=tree, features=features,
-                                    weights=weights, max_events=max_events)
+        groups = load_branch_groups(
+            reference,
+            candidate,
+            tree=tree,
+            features=features,
+            weights=weights,
+            max_events=max_events,
+        )
     t_read = time.perf_counter() - t_read
     primary = groups[0]
     if condition_bins:
@@ -197,9 +215,17 @@ def validate_files(
                 f"group that the multivariate tests use (its features: {primary.reference.names})"
             )
     result = compare(
-        primary.reference, primary.candidate, metrics=metrics, condition_bins=condition_bins,
-        baseline=baseline, options=options, device=device, seed=seed, quiet=quiet,
-        allow_nonfinite=allow_nonfinite, alpha=alpha,
+        primary.reference,
+        primary.candidate,
+        metrics=metrics,
+        condition_bins=condition_bins,
+        baseline=baseline,
+        options=options,
+        device=device,
+        seed=seed,
+        quiet=quiet,
+        allow_nonfinite=allow_nonfinite,
+        alpha=alpha,
     )
     result.notes[:0] = primary.notes
     result.timings = {"read": t_read, **result.timings}
@@ -207,8 +233,16 @@ def validate_files(
     for group in groups[1:]:
         if not per_feature:
             break
-        sub = compare(group.reference, group.candidate, metrics=per_feature, baseline=baseline,
-                      device=device, seed=seed, quiet=True, allow_nonfinite=allow_nonfinite)
+        sub = compare(
+            group.reference,
+            group.candidate,
+            metrics=per_feature,
+            baseline=baseline,
+            device=device,
+            seed=seed,
+            quiet=True,
+            allow_nonfinite=allow_nonfinite,
+        )
         result.features.update(sub.features)
         result.nonfinite["features"].update(sub.nonfinite.get("features") or {})
         result.notes.extend(f"[{group.name}] {n}" for n in sub.notes)
@@ -217,17 +251,29 @@ def validate_files(
         if result.baseline is not None and sub.baseline is not None:
             result.baseline.features.update(sub.baseline.features)
     skipped = primary.skipped_nonfinite
-    merge_nonfinite(result.nonfinite, skipped.get("reference") or {},
-                    skipped.get("candidate") or {})
+    merge_nonfinite(
+        result.nonfinite, skipped.get("reference") or {}, skipped.get("candidate") or {}
+    )
     if primary.excluded:
         extra["excluded"] = dict(primary.excluded)
-    inputs = {"reference": str(reference), "candidate": str(candidate), "tree": tree,
-              "compared": f"{len(result.features)} features"
-              + (f" (matched pairs of config '{config.source}')" if config is not None else "")}
+    inputs = {
+        "reference": str(reference),
+        "candidate": str(candidate),
+        "tree": tree,
+        "compared": f"{len(result.features)} features"
+        + (f" (matched pairs of config '{config.source}')" if config is not None else ""),
+    }
     if weights or (config is not None and config.data.weights):
         inputs["weights"] = weights or config.data.weights
     if primary.excluded:
         inputs["not compared (bookkeeping)"] = ", ".join(primary.excluded)
-    files = write_report(output, result, [(g.reference, g.candidate) for g in groups],
-                         extra=extra, inputs=inputs, max_plots=max_plots, quiet=quiet)
+    files = write_report(
+        output,
+        result,
+        [(g.reference, g.candidate) for g in groups],
+        extra=extra,
+        inputs=inputs,
+        max_plots=max_plots,
+        quiet=quiet,
+    )
     return result, files

@@ -126,7 +126,12 @@ def _read_file(path: Path, tree: str, branches: list[str], max_events: int | Non
 
 
 def _table(
-    events: Any, path: Path, tree: str, branches: list[str], weights: str | None, label: str,
+    events: Any,
+    path: Path,
+    tree: str,
+    branches: list[str],
+    weights: str | None,
+    label: str,
     group: str,
 ) -> Table:
     columns = []
@@ -205,8 +210,12 @@ def load_branch_groups(
     notes: list[str] = []
     excluded: dict[str, str] = {}
     if features:
-        chosen = expand_names(features, ref_names, f"reference file '{reference}', tree '{tree}'",
-                              what="numeric branch")
+        chosen = expand_names(
+            features,
+            ref_names,
+            f"reference file '{reference}', tree '{tree}'",
+            what="numeric branch",
+        )
         literal = set(features)
         for n in chosen:
             rule = None if n in literal else bookkeeping_rule(n)
@@ -243,7 +252,9 @@ def load_branch_groups(
                 f"{only_cand[:10]}{' ...' if len(only_cand) > 10 else ''}"
             )
         if not [n for n in chosen if n != weights]:
-            shared = f" (they share only bookkeeping: {_listing(list(excluded))})" if excluded else ""
+            shared = (
+                f" (they share only bookkeeping: {_listing(list(excluded))})" if excluded else ""
+            )
             raise InputError(
                 f"the files share no physics feature to compare{shared}: reference "
                 f"'{reference}' (tree '{tree}') has [{_listing(physics_ref)}], candidate "
@@ -285,13 +296,15 @@ def load_branch_groups(
             # keep its non-finite counts (a candidate that is NaN everywhere must not pass).
             keep = []
             for j, b in enumerate(branches):
-                empty = [t.label for t in (ref_t, cand_t)
-                         if not np.isfinite(t.values[:, j]).any()]
+                empty = [t.label for t in (ref_t, cand_t) if not np.isfinite(t.values[:, j]).any()]
                 if empty:
-                    notes.append(f"branch '{b}' skipped: no finite value in the {' and '.join(empty)}")
+                    notes.append(
+                        f"branch '{b}' skipped: no finite value in the {' and '.join(empty)}"
+                    )
                     for t in (ref_t, cand_t):
                         skipped.setdefault(t.label, {}).update(
-                            count_nonfinite([b], t.values[:, j : j + 1]))
+                            count_nonfinite([b], t.values[:, j : j + 1])
+                        )
                 else:
                     keep.append(b)
             if not keep:
@@ -378,8 +391,13 @@ def load_config_pairs(
     config = config.model_copy(update={"data": config.data.model_copy(update=update)})
     nonfinite: dict[str, dict[str, Any]] = {}
     for path, label in ((reference, "reference"), (candidate, "candidate")):
-        events = read_events(str(path), _branches(config), tree=config.data.tree,
-                             nonfinite="keep", entry_stop=config.data.max_events)
+        events = read_events(
+            str(path),
+            _branches(config),
+            tree=config.data.tree,
+            nonfinite="keep",
+            entry_stop=config.data.max_events,
+        )
         counts = nonfinite.setdefault(label, {})
         for name in events.fields:
             col = events[name]
@@ -405,9 +423,13 @@ def load_config_pairs(
         k2 = summaries[1][num]
         n1 = summaries[0][den] if den else summaries[0]["n_fakes"] + summaries[0]["n_matched"]
         n2 = summaries[1][den] if den else summaries[1]["n_fakes"] + summaries[1]["n_matched"]
-        entry: dict[str, Any] = {"reference": k1 / n1 if n1 else None,
-                                 "candidate": k2 / n2 if n2 else None,
-                                 "n_reference": n1, "n_candidate": n2, "pvalue": None}
+        entry: dict[str, Any] = {
+            "reference": k1 / n1 if n1 else None,
+            "candidate": k2 / n2 if n2 else None,
+            "n_reference": n1,
+            "n_candidate": n2,
+            "pvalue": None,
+        }
         if n1 and n2:
             pooled = (k1 + k2) / (n1 + n2)
             se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
@@ -417,6 +439,11 @@ def load_config_pairs(
         objects[key] = entry
     objects["reference_summary"] = summaries[0]
     objects["candidate_summary"] = summaries[1]
-    group = SampleGroup(name=config.data.reco, reference=tables[0], candidate=tables[1],
-                        primary=True, skipped_nonfinite=nonfinite)
+    group = SampleGroup(
+        name=config.data.reco,
+        reference=tables[0],
+        candidate=tables[1],
+        primary=True,
+        skipped_nonfinite=nonfinite,
+    )
     return group, objects

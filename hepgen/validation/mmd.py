@@ -267,10 +267,7 @@ def _pooled_mmd2(z: Any, u: Any, labels: Any, kernel: _Kernel, chunk_size: int) 
     vecs = torch.stack([u64, u64 * u64, u64 * u64 * kdiag], dim=-1)  # (..., N, 3)
     col_step = max(1, (1 << 22) // max(n_total, 1))
     sums = torch.cat(
-        [
-            vecs.mT @ labels[..., c0 : c0 + col_step].to(f64)
-            for c0 in range(0, n_cols, col_step)
-        ],
+        [vecs.mT @ labels[..., c0 : c0 + col_step].to(f64) for c0 in range(0, n_cols, col_step)],
         dim=-1,
     )  # (..., 3, P)
     sx, qx, dx = sums.unbind(-2)
@@ -412,16 +409,17 @@ def mmd2_unbiased(
     for arr, wt, name in ((x, w, "reference"), (y, v, "candidate")):
         if not _pair_normalisers_ok(wt, arr.shape[0]):
             raise InputError(
-                f"{name}: the unbiased MMD needs at least two events with "
-                "sum_(i != j) w_i w_j > 0"
+                f"{name}: the unbiased MMD needs at least two events with sum_(i != j) w_i w_j > 0"
             )
     dev, tdt = resolve_device(device), _torch_dtype(dtype)
     with torch.inference_mode():
         z = torch.as_tensor(np.concatenate([x, y]), dtype=tdt, device=dev)
-        u = np.concatenate([
-            np.ones(x.shape[0]) if w is None else w,
-            np.ones(y.shape[0]) if v is None else v,
-        ])
+        u = np.concatenate(
+            [
+                np.ones(x.shape[0]) if w is None else w,
+                np.ones(y.shape[0]) if v is None else v,
+            ]
+        )
         ut = torch.as_tensor(u, dtype=tdt, device=dev)
         labels = torch.zeros((z.shape[0], 1), dtype=tdt, device=dev)
         labels[: x.shape[0]] = 1.0

@@ -81,7 +81,9 @@ def _is_integer_dtype(dtype: np.dtype) -> bool:
     return np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_)
 
 
-def _from_columns(columns: Mapping[str, Any], label: str) -> tuple[list[str], np.ndarray, list[bool]]:
+def _from_columns(
+    columns: Mapping[str, Any], label: str
+) -> tuple[list[str], np.ndarray, list[bool]]:
     names = [str(k) for k in columns]
     if not names:
         raise InputError(f"{label}: no features")
@@ -165,7 +167,9 @@ def as_table(
         if feature_names is not None:
             table = table.select_columns(list(feature_names))
         if weights is not None:
-            table = Table(table.names, table.values, np.asarray(weights, float), table.integer, label)
+            table = Table(
+                table.names, table.values, np.asarray(weights, float), table.integer, label
+            )
         return table
     module = type(data).__module__
     if module.startswith("awkward"):

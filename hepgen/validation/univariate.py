@@ -198,9 +198,7 @@ def _pair(reference: Any, candidate: Any, rw: Any, cw: Any, name: str) -> _Pair:
     return _Pair(x1, w1, x2, w2)
 
 
-def _cumulative(
-    x: np.ndarray, w: np.ndarray | None, at: np.ndarray
-) -> tuple[np.ndarray, float]:
+def _cumulative(x: np.ndarray, w: np.ndarray | None, at: np.ndarray) -> tuple[np.ndarray, float]:
     """Cumulative weight of ``x`` at each value of ``at`` (ties included) and the total."""
     order = np.argsort(x, kind="stable")
     xs = x[order]
@@ -333,7 +331,8 @@ def ks_test(
     note = ""
     if tied:
         note = f"ties: {n_distinct} distinct values among {n_total} events; " + (
-            "resampled p-value" if resample
+            "resampled p-value"
+            if resample
             else "more distinct values than resampling handles, p-value conservative"
             if not affordable
             else "analytic p-value requested, conservative"
@@ -368,8 +367,14 @@ def ks_test(
         if any("Switching to" in str(c.message) for c in caught):
             mode = "asymp"  # scipy could not do the exact computation
         return KSResult(
-            float(res.statistic), float(res.pvalue), ne1, ne2, mode,
-            float(res.statistic_location), 0, note,
+            float(res.statistic),
+            float(res.pvalue),
+            ne1,
+            ne2,
+            mode,
+            float(res.statistic_location),
+            0,
+            note,
         )
 
     u, f1, f2 = _ecdfs(pair)
@@ -710,7 +715,13 @@ def chi2_test(
     ndf = hist.h1.size - 1
     if ndf < 1:
         return Chi2Result(
-            0.0, 0, None, hist.edges, method, hist.h1, hist.h2,
+            0.0,
+            0,
+            None,
+            hist.edges,
+            method,
+            hist.h1,
+            hist.h2,
             "a single bin (constant feature, or too few events to fill two bins of "
             "min_count): no chi2 test possible",
         )

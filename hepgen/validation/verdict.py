@@ -131,7 +131,9 @@ def merge_nonfinite(
     return target
 
 
-def nonfinite_failure(nonfinite: Mapping[str, Any] | None, option: str = "allow_nonfinite") -> str | None:
+def nonfinite_failure(
+    nonfinite: Mapping[str, Any] | None, option: str = "allow_nonfinite"
+) -> str | None:
     """One-line reason to fail a comparison with non-finite values, or None.
 
     Parameters
@@ -155,8 +157,10 @@ def nonfinite_failure(nonfinite: Mapping[str, Any] | None, option: str = "allow_
     if not parts:
         return None
     shown = "; ".join(parts[:4]) + (f"; and {len(parts) - 4} more" if len(parts) > 4 else "")
-    return (f"non-finite values: {shown}; the tests used only the finite values (report "
-            f"written); fix the sample, or pass {option} to accept them")
+    return (
+        f"non-finite values: {shown}; the tests used only the finite values (report "
+        f"written); fix the sample, or pass {option} to accept them"
+    )
 
 
 def _nonfinite_rates_differ(nonfinite: Mapping[str, Any], alpha: float) -> list[str]:
@@ -173,8 +177,10 @@ def _nonfinite_rates_differ(nonfinite: Mapping[str, Any], alpha: float) -> list[
         p = stats.fisher_exact([[kr, nr - kr], [kc, nc - kc]]).pvalue
         if p < alpha / max(1, len(features)):
             shown = f"{p:.2g}" if p > 0 else "< 1e-300"
-            out.append(f"'{name}' is non-finite in {100 * kc / nc:.3g} % of the candidate's "
-                       f"values and {100 * kr / nr:.3g} % of the reference's (Fisher p {shown})")
+            out.append(
+                f"'{name}' is non-finite in {100 * kc / nc:.3g} % of the candidate's "
+                f"values and {100 * kr / nr:.3g} % of the reference's (Fisher p {shown})"
+            )
     return out
 
 
@@ -188,13 +194,25 @@ def _metric_functions() -> dict[str, Any]:
     from hepgen.validation.fidelity import prdc
     from hepgen.validation.mmd import mmd_test
 
-    return {"c2st": classifier_test, "mmd": mmd_test, "fpd": frechet_physics_distance,
-            "kpd": kernel_physics_distance, "prdc": prdc}
+    return {
+        "c2st": classifier_test,
+        "mmd": mmd_test,
+        "fpd": frechet_physics_distance,
+        "kpd": kernel_physics_distance,
+        "prdc": prdc,
+    }
 
 
 #: Options the comparison sets itself; a caller cannot pass them per metric.
-_RESERVED = {"feature_names", "device", "seed", "reference", "candidate", "reference_weights",
-             "candidate_weights"}
+_RESERVED = {
+    "feature_names",
+    "device",
+    "seed",
+    "reference",
+    "candidate",
+    "reference_weights",
+    "candidate_weights",
+}
 
 
 def check_settings(
@@ -240,28 +258,32 @@ def check_settings(
     functions = _metric_functions()
     for metric, opts in (options or {}).items():
         if metric not in functions:
-            raise InputError(f"options: no metric {metric!r} takes options; choose from "
-                             f"{list(functions)}")
+            raise InputError(
+                f"options: no metric {metric!r} takes options; choose from {list(functions)}"
+            )
         if not isinstance(opts, Mapping):
             raise InputError(f"options[{metric!r}]: expected a mapping of keyword to value")
         params = inspect.signature(functions[metric]).parameters
         for key, value in opts.items():
             if key not in params or key in _RESERVED:
-                allowed = sorted(k for k, p in params.items()
-                                 if k not in _RESERVED and p.kind is p.KEYWORD_ONLY)
-                raise InputError(f"options[{metric!r}]: unknown option {key!r}; it takes "
-                                 f"{allowed}")
+                allowed = sorted(
+                    k for k, p in params.items() if k not in _RESERVED and p.kind is p.KEYWORD_ONLY
+                )
+                raise InputError(f"options[{metric!r}]: unknown option {key!r}; it takes {allowed}")
             if isinstance(value, bool) or value is None or isinstance(value, str):
                 continue
             if isinstance(value, int | np.integer):
                 if value < 1:
-                    raise InputError(f"options[{metric!r}][{key!r}]={value!r}: a degenerate "
-                                     "setting; expected an integer >= 1")
+                    raise InputError(
+                        f"options[{metric!r}][{key!r}]={value!r}: a degenerate "
+                        "setting; expected an integer >= 1"
+                    )
             elif isinstance(value, float | np.floating) and not (
                 math.isfinite(value) and value > 0
             ):
-                raise InputError(f"options[{metric!r}][{key!r}]={value!r}: expected a finite "
-                                 "number > 0")
+                raise InputError(
+                    f"options[{metric!r}][{key!r}]={value!r}: expected a finite number > 0"
+                )
     return metrics
 
 
@@ -311,8 +333,7 @@ def decide_verdict(result: Any, alpha: float = DEFAULT_ALPHA) -> dict[str, Any]:
     inconclusive: list[str] = []
     dropped = bool(nonfinite.get("features"))
     if dropped and not nonfinite.get("allowed"):
-        inconclusive.append("non-finite values were left out of the tests without "
-                            "allow_nonfinite")
+        inconclusive.append("non-finite values were left out of the tests without allow_nonfinite")
 
     if not asked:
         inconclusive.append("no multivariate test (c2st, mmd) was asked for")
@@ -320,8 +341,10 @@ def decide_verdict(result: Any, alpha: float = DEFAULT_ALPHA) -> dict[str, Any]:
     if missing:
         inconclusive.append(f"{', '.join(missing)} asked for but not computed (see notes)")
     if min(result.n_reference, result.n_candidate) < MIN_VERDICT_ROWS:
-        inconclusive.append(f"fewer than {MIN_VERDICT_ROWS} rows in a sample "
-                            f"({result.n_reference} reference, {result.n_candidate} candidate)")
+        inconclusive.append(
+            f"fewer than {MIN_VERDICT_ROWS} rows in a sample "
+            f"({result.n_reference} reference, {result.n_candidate} candidate)"
+        )
     base = result.baseline
     level = alpha / max(1, len(ran))
     baseline_ok = bool(ran) and base is not None
@@ -335,24 +358,28 @@ def decide_verdict(result: Any, alpha: float = DEFAULT_ALPHA) -> dict[str, Any]:
         elif b.pvalue is not None and b.pvalue < level:
             inconclusive.append(
                 f"the baseline itself rejects: reference half A vs half B {_describe(key, b)}"
-                f" < {level:.2g}; the reference is not homogeneous enough for this test")
+                f" < {level:.2g}; the reference is not homogeneous enough for this test"
+            )
             baseline_ok = False
     for key, res in ran.items() if baseline_ok else ():
         b = getattr(base, key)
         if res.pvalue is None or res.pvalue >= level:
-            reasons.append(f"{_describe(key, res)} compatible (level {level:.2g}; baseline "
-                           f"{_describe(key, b)})")
+            reasons.append(
+                f"{_describe(key, res)} compatible (level {level:.2g}; baseline "
+                f"{_describe(key, b)})"
+            )
             continue
         effect, beffect = _effect(key, res), _effect(key, b)
-        if effect is not None and beffect is not None and (
-            effect > BASELINE_FACTOR * abs(beffect)
-        ):
-            different.append(f"{_describe(key, res)} rejects at level {level:.2g}, effect "
-                             f"{effect:.3g} > {BASELINE_FACTOR:g} x |baseline {beffect:.3g}|")
+        if effect is not None and beffect is not None and (effect > BASELINE_FACTOR * abs(beffect)):
+            different.append(
+                f"{_describe(key, res)} rejects at level {level:.2g}, effect "
+                f"{effect:.3g} > {BASELINE_FACTOR:g} x |baseline {beffect:.3g}|"
+            )
         else:
             inconclusive.append(
                 f"{_describe(key, res)} rejects, but its effect {_g(effect)} is within "
-                f"{BASELINE_FACTOR:g} x the baseline's {_g(beffect)}")
+                f"{BASELINE_FACTOR:g} x the baseline's {_g(beffect)}"
+            )
     if different:
         verdict, why = "DIFFERENT", different + inconclusive + reasons
     elif inconclusive:

@@ -60,8 +60,11 @@ def _annotation(m: dict[str, Any]) -> str:
     parts = []
     ks = m.get("ks")
     if ks is not None:
-        parts.append(f"KS {ks.statistic:.4f} (p {ks.pvalue:.3g})" if ks.pvalue is not None
-                     else f"KS {ks.statistic:.4f}")
+        parts.append(
+            f"KS {ks.statistic:.4f} (p {ks.pvalue:.3g})"
+            if ks.pvalue is not None
+            else f"KS {ks.statistic:.4f}"
+        )
     chi2 = m.get("chi2")
     if chi2 is not None and chi2.ndf:
         p = f", p {chi2.pvalue:.3g}" if chi2.pvalue is not None else ""
@@ -115,16 +118,28 @@ def write_report(
         raise InputError(f"max_plots must be an integer >= 0, got {max_plots!r}")
     directory = Path(directory)
     with atomic_directory(directory) as tmp:
-        files = _write(tmp, result, tables, extra=extra, inputs=inputs, max_plots=max_plots,
-                       title=title, quiet=quiet)
+        files = _write(
+            tmp,
+            result,
+            tables,
+            extra=extra,
+            inputs=inputs,
+            max_plots=max_plots,
+            title=title,
+            quiet=quiet,
+        )
 
     def final(path: Any) -> Any:
         if isinstance(path, dict):
             return {k: final(v) for k, v in path.items()}
         return None if path is None else directory / Path(path).relative_to(tmp)
 
-    return ReportFiles(directory=directory, html=final(files.html),
-                       metrics=final(files.metrics), plots=final(files.plots))
+    return ReportFiles(
+        directory=directory,
+        html=final(files.html),
+        metrics=final(files.metrics),
+        plots=final(files.plots),
+    )
 
 
 def _write(
@@ -168,13 +183,19 @@ def _write(
                     integer = True if (ref.integer[j] and cand.integer[j]) else None
                     edges, log_x = plot_edges(x, y, integer=integer)
                     plots["features"][name] = plot_feature(
-                        plot_dir / f"feature_{_safe(name)}.png", name, x, y, edges, wx, wy,
-                        annotation=_annotation(result.features[name]), log_x=log_x,
+                        plot_dir / f"feature_{_safe(name)}.png",
+                        name,
+                        x,
+                        y,
+                        edges,
+                        wx,
+                        wy,
+                        annotation=_annotation(result.features[name]),
+                        log_x=log_x,
                     )
             bar.update(1)
         if result.c2st is not None and getattr(result.c2st, "fpr", None) is not None:
-            curves = [("candidate vs reference", result.c2st.fpr, result.c2st.tpr,
-                       result.c2st.auc)]
+            curves = [("candidate vs reference", result.c2st.fpr, result.c2st.tpr, result.c2st.auc)]
             base = result.baseline.c2st if result.baseline is not None else None
             if base is not None and getattr(base, "fpr", None) is not None:
                 curves.append(("reference vs reference", base.fpr, base.tpr, base.auc))
@@ -187,7 +208,8 @@ def _write(
             wx = None if ref.weights is None else ref.weights[fx]
             wy = None if cand.weights is None else cand.weights[fy]
             diff = weighted_correlation(cand.values[fy], wy) - weighted_correlation(
-                ref.values[fx], wx)
+                ref.values[fx], wx
+            )
             shown = np.arange(len(ref.names))
             if len(shown) > MAX_CORRELATION_FEATURES:
                 # a readable matrix: the features whose correlations changed most
@@ -197,7 +219,8 @@ def _write(
                     "features whose correlations changed most"
                 )
             plots["correlation"] = plot_correlation_difference(
-                plot_dir / "correlation_difference.png", [ref.names[i] for i in shown],
+                plot_dir / "correlation_difference.png",
+                [ref.names[i] for i in shown],
                 diff[np.ix_(shown, shown)],
             )
             metrics["correlation_difference"] = {
@@ -214,5 +237,4 @@ def _write(
     metrics_path = write_json(directory / "metrics.json", metrics)
     html_path = directory / "report.html"
     atomic_write_text(html_path, render_html(metrics, plots, title=title, inputs=inputs))
-    return ReportFiles(directory=directory, html=html_path, metrics=Path(metrics_path),
-                       plots=plots)
+    return ReportFiles(directory=directory, html=html_path, metrics=Path(metrics_path), plots=plots)

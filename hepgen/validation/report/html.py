@@ -82,8 +82,11 @@ def status(
         if baseline is None or error is None:
             return NONE
         spread = (error**2 + (baseline_error or 0.0) ** 2) ** 0.5
-        return OK if value <= baseline + 3 * spread else (WARN if value <= baseline + 6 * spread
-                                                         else BAD)
+        return (
+            OK
+            if value <= baseline + 3 * spread
+            else (WARN if value <= baseline + 6 * spread else BAD)
+        )
     if kind == "difference":  # PRDC: closeness to the baseline value
         if baseline is None:
             return NONE
@@ -134,20 +137,32 @@ def _multivariate_rows(m: dict[str, Any]) -> list[str]:
     if mm:
         bm = b.get("mmd") or {}
         rows.append(
-            "<tr><td class='name'>MMD&sup2; (" + html.escape(str(mm.get("kernel"))) + ")</td>"
+            "<tr><td class='name'>MMD&sup2; ("
+            + html.escape(str(mm.get("kernel")))
+            + ")</td>"
             + _td(mm.get("value"), status(mm.get("value"), bm.get("value"), mm.get("pvalue")))
-            + "<td>&ndash;</td>" + _td(mm.get("pvalue")) + _td(bm.get("value"))
+            + "<td>&ndash;</td>"
+            + _td(mm.get("pvalue"))
+            + _td(bm.get("value"))
             + f"<td class='small'>{html.escape(str(mm.get('method')))}</td></tr>"
         )
-    for key, label in (("fpd", "FPD (Frechet physics distance)"),
-                       ("kpd", "KPD (kernel physics distance)")):
+    for key, label in (
+        ("fpd", "FPD (Frechet physics distance)"),
+        ("kpd", "KPD (kernel physics distance)"),
+    ):
         d = m.get(key)
         if d:
             bd = b.get(key) or {}
-            cls = status(d.get("value"), bd.get("value"), kind="error", error=d.get("error"),
-                         baseline_error=bd.get("error"))
+            cls = status(
+                d.get("value"),
+                bd.get("value"),
+                kind="error",
+                error=d.get("error"),
+                baseline_error=bd.get("error"),
+            )
             rows.append(
-                f"<tr><td class='name'>{label}</td>" + _td(d.get("value"), cls)
+                f"<tr><td class='name'>{label}</td>"
+                + _td(d.get("value"), cls)
                 + f"<td>&plusmn; {_num(d.get('error'))}</td><td>&ndash;</td>"
                 + _td(bd.get("value"))
                 + f"<td class='small'>{html.escape(str(d.get('note') or ''))}</td></tr>"
@@ -159,7 +174,8 @@ def _multivariate_rows(m: dict[str, Any]) -> list[str]:
             rows.append(
                 f"<tr><td class='name'>{key} (k={p.get('k')})</td>"
                 + _td(p.get(key), status(p.get(key), bp.get(key), kind="difference"))
-                + "<td>&ndash;</td><td>&ndash;</td>" + _td(bp.get(key))
+                + "<td>&ndash;</td><td>&ndash;</td>"
+                + _td(bp.get(key))
                 + "<td class='small'>PRDC</td></tr>"
             )
     return rows
@@ -180,9 +196,11 @@ def _verdict_line(m: dict[str, Any]) -> str:
     word = html.escape(str(v.get("verdict", "INCONCLUSIVE")))
     why = "; ".join(str(r) for r in v.get("reasons") or [])
     failure = v.get("failure")
-    fail = (f" <b>FAILED</b>: {html.escape(str(failure))}" if failure else "")
-    return (f"<p class='verdict v-{word}' id='verdict'>Verdict: <b>{word}</b> &mdash; "
-            f"{html.escape(why)}{fail}</p>")
+    fail = f" <b>FAILED</b>: {html.escape(str(failure))}" if failure else ""
+    return (
+        f"<p class='verdict v-{word}' id='verdict'>Verdict: <b>{word}</b> &mdash; "
+        f"{html.escape(why)}{fail}</p>"
+    )
 
 
 def _nonfinite_html(m: dict[str, Any]) -> str:
@@ -200,13 +218,18 @@ def _nonfinite_html(m: dict[str, Any]) -> str:
                 cells += _td(e.get(k), BAD if e.get(k) else NONE)
             cells += _td(e.get("n"))
         rows.append(f"<tr><td class='name'>{html.escape(name)}</td>{cells}</tr>")
-    policy = ("allowed (--allow-nonfinite): the tests used only the finite values"
-              if allowed else "<b>not allowed: the comparison fails</b> (the tests below used "
-              "only the finite values; pass --allow-nonfinite to accept them)")
-    return ("<div class='alarm'><h2>Non-finite values</h2><p>" + policy + "</p><table><tr>"
-            "<th class='name'>feature</th><th>ref NaN</th><th>ref +inf</th><th>ref -inf</th>"
-            "<th>ref values</th><th>cand NaN</th><th>cand +inf</th><th>cand -inf</th>"
-            "<th>cand values</th></tr>" + "".join(rows) + "</table></div>")
+    policy = (
+        "allowed (--allow-nonfinite): the tests used only the finite values"
+        if allowed
+        else "<b>not allowed: the comparison fails</b> (the tests below used "
+        "only the finite values; pass --allow-nonfinite to accept them)"
+    )
+    return (
+        "<div class='alarm'><h2>Non-finite values</h2><p>" + policy + "</p><table><tr>"
+        "<th class='name'>feature</th><th>ref NaN</th><th>ref +inf</th><th>ref -inf</th>"
+        "<th>ref values</th><th>cand NaN</th><th>cand +inf</th><th>cand -inf</th>"
+        "<th>cand values</th></tr>" + "".join(rows) + "</table></div>"
+    )
 
 
 def _feature_rows(m: dict[str, Any]) -> list[str]:
@@ -225,15 +248,22 @@ def _feature_rows(m: dict[str, Any]) -> list[str]:
         rows.append(
             f"<tr><td class='name{' bad' if bad else ''}'>{html.escape(name)}</td>"
             + _nonfinite_cell(nonfinite.get(name))
-            + _td(ks.get("statistic"), BAD if bad else status(
-                ks.get("statistic"), bks.get("statistic"), ks.get("pvalue")))
-            + _td(ks.get("pvalue")) + _td(bks.get("statistic"))
+            + _td(
+                ks.get("statistic"),
+                BAD if bad else status(ks.get("statistic"), bks.get("statistic"), ks.get("pvalue")),
+            )
+            + _td(ks.get("pvalue"))
+            + _td(bks.get("statistic"))
             + _td(chi_ndf, status(chi_ndf, bchi_ndf, chi2.get("pvalue")), ".3f")
-            + f"<td>{_num(ndf)}</td>" + _td(chi2.get("pvalue")) + _td(bchi_ndf, fmt=".3f")
+            + f"<td>{_num(ndf)}</td>"
+            + _td(chi2.get("pvalue"))
+            + _td(bchi_ndf, fmt=".3f")
             + _td(f.get("w1"), status(f.get("w1"), bf.get("w1"), kind="ratio"))
             + _td(bf.get("w1"))
-            + _td(f.get("separation_power"),
-                  status(f.get("separation_power"), bf.get("separation_power"), kind="ratio"))
+            + _td(
+                f.get("separation_power"),
+                status(f.get("separation_power"), bf.get("separation_power"), kind="ratio"),
+            )
             + _td(bf.get("separation_power"))
             + "</tr>"
         )
@@ -241,16 +271,20 @@ def _feature_rows(m: dict[str, Any]) -> list[str]:
 
 
 def _conditional_html(cond: dict[str, Any], plots: dict[str, Path]) -> str:
-    parts = ["<h2>Conditional checks</h2><p class='small'>KS statistic of each feature inside "
-             "bins of a condition variable (p-value colour: green p &ge; 0.01, red below). "
-             f"Bins with fewer than {cond.get('min_events')} rows per sample are not tested.</p>"]
+    parts = [
+        "<h2>Conditional checks</h2><p class='small'>KS statistic of each feature inside "
+        "bins of a condition variable (p-value colour: green p &ge; 0.01, red below). "
+        f"Bins with fewer than {cond.get('min_events')} rows per sample are not tested.</p>"
+    ]
     for var, entry in cond["variables"].items():
         names: list[str] = []
         for b in entry["bins"]:
             names.extend(n for n in (b.get("features") or {}) if n not in names)
         head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
-        parts.append(f"<h3>{html.escape(var)}</h3><table><tr><th>bin</th><th>n ref</th>"
-                     f"<th>n cand</th>{head}</tr>")
+        parts.append(
+            f"<h3>{html.escape(var)}</h3><table><tr><th>bin</th><th>n ref</th>"
+            f"<th>n cand</th>{head}</tr>"
+        )
         for b in entry["bins"]:
             cells = ""
             for n in names:
@@ -258,8 +292,10 @@ def _conditional_html(cond: dict[str, Any], plots: dict[str, Path]) -> str:
                 p = ks.get("pvalue")
                 cls = NONE if p is None else (OK if p >= 0.01 else BAD)
                 cells += _td(ks.get("statistic"), cls, ".3f")
-            parts.append(f"<tr><td class='name'>[{b['lo']:.4g}, {b['hi']:.4g})</td>"
-                         f"<td>{b['n_reference']}</td><td>{b['n_candidate']}</td>{cells}</tr>")
+            parts.append(
+                f"<tr><td class='name'>[{b['lo']:.4g}, {b['hi']:.4g})</td>"
+                f"<td>{b['n_reference']}</td><td>{b['n_candidate']}</td>{cells}</tr>"
+            )
         parts.append("</table>")
         if var in plots:
             parts.append(f"<img src='{_img(plots[var])}' style='width:560px'>")
@@ -287,17 +323,25 @@ def render_html(
         Shown in the header: files, tree, command line.
     """
     m = metrics
-    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-           f"</title><style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    out = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+    ]
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out.append(f"<p class='small'>hepgen {__version__}, {stamp}</p>")
     if m.get("verdict"):
         out.append(_verdict_line(m))
     out.append(_nonfinite_html(m))
     if inputs:
-        out.append("<table>" + "".join(
-            f"<tr><th class='name'>{html.escape(str(k))}</th><td class='name'>"
-            f"{html.escape(str(v))}</td></tr>" for k, v in inputs.items()) + "</table>")
+        out.append(
+            "<table>"
+            + "".join(
+                f"<tr><th class='name'>{html.escape(str(k))}</th><td class='name'>"
+                f"{html.escape(str(v))}</td></tr>"
+                for k, v in inputs.items()
+            )
+            + "</table>"
+        )
     out.append(
         "<table><tr><th></th><th>reference</th><th>candidate</th></tr>"
         f"<tr><td class='name'>rows</td><td>{m['n_reference']}</td><td>{m['n_candidate']}</td></tr>"
@@ -326,35 +370,50 @@ def render_html(
     )
     rows = _multivariate_rows(m)
     if rows:
-        out.append("<h2>Multivariate tests</h2><table><tr><th class='name'>metric</th>"
-                   "<th>value</th><th>interval / error</th><th>p-value</th><th>baseline</th>"
-                   "<th class='name'>details</th></tr>" + "".join(rows) + "</table>")
+        out.append(
+            "<h2>Multivariate tests</h2><table><tr><th class='name'>metric</th>"
+            "<th>value</th><th>interval / error</th><th>p-value</th><th>baseline</th>"
+            "<th class='name'>details</th></tr>" + "".join(rows) + "</table>"
+        )
     objects = m.get("objects")
     if objects:
-        out.append("<h2>Objects</h2><table><tr><th class='name'>quantity</th><th>reference</th>"
-                   "<th>candidate</th><th>p-value (two-proportion z)</th></tr>")
+        out.append(
+            "<h2>Objects</h2><table><tr><th class='name'>quantity</th><th>reference</th>"
+            "<th>candidate</th><th>p-value (two-proportion z)</th></tr>"
+        )
         for key in ("efficiency", "fake_fraction"):
             e = objects.get(key) or {}
             p = e.get("pvalue")
             cls = NONE if p is None else (OK if p >= 0.01 else BAD)
-            out.append(f"<tr><td class='name'>{key}</td>{_td(e.get('reference'))}"
-                       f"{_td(e.get('candidate'), cls)}{_td(p)}</tr>")
+            out.append(
+                f"<tr><td class='name'>{key}</td>{_td(e.get('reference'))}"
+                f"{_td(e.get('candidate'), cls)}{_td(p)}</tr>"
+            )
         out.append("</table>")
     if plots.get("roc") or plots.get("correlation"):
         out.append("<div class='grid'>")
         if plots.get("roc"):
-            out.append(f"<figure><img src='{_img(plots['roc'])}'><figcaption>classifier ROC "
-                       "(held-out events)</figcaption></figure>")
+            out.append(
+                f"<figure><img src='{_img(plots['roc'])}'><figcaption>classifier ROC "
+                "(held-out events)</figcaption></figure>"
+            )
         if plots.get("correlation"):
-            out.append(f"<figure><img src='{_img(plots['correlation'])}'><figcaption>"
-                       "correlation difference</figcaption></figure>")
+            out.append(
+                f"<figure><img src='{_img(plots['correlation'])}'><figcaption>"
+                "correlation difference</figcaption></figure>"
+            )
         out.append("</div>")
     c2st = m.get("c2st") or {}
     if c2st.get("importances"):
-        out.append("<h3>What gives the candidate away (classifier feature importance, gain)</h3>"
-                   "<table><tr><th class='name'>feature</th><th>share of gain</th></tr>"
-                   + "".join(f"<tr><td class='name'>{html.escape(k)}</td>{_td(v, fmt='.3f')}</tr>"
-                             for k, v in c2st["importances"].items()) + "</table>")
+        out.append(
+            "<h3>What gives the candidate away (classifier feature importance, gain)</h3>"
+            "<table><tr><th class='name'>feature</th><th>share of gain</th></tr>"
+            + "".join(
+                f"<tr><td class='name'>{html.escape(k)}</td>{_td(v, fmt='.3f')}</tr>"
+                for k, v in c2st["importances"].items()
+            )
+            + "</table>"
+        )
     out.append(
         "<h2>Per-feature tests</h2><table><tr><th class='name'>feature</th>"
         "<th>non-finite ref / cand</th><th>KS</th>"
@@ -368,18 +427,28 @@ def render_html(
     if feats:
         out.append("<h2>Distributions</h2><div class='grid'>")
         for name, path in feats.items():
-            out.append(f"<figure><img src='{_img(path)}'><figcaption>{html.escape(name)}"
-                       "</figcaption></figure>")
+            out.append(
+                f"<figure><img src='{_img(path)}'><figcaption>{html.escape(name)}"
+                "</figcaption></figure>"
+            )
         out.append("</div>")
     notes = m.get("notes") or []
     if notes:
-        out.append("<h2>Notes</h2><ul class='notes'>"
-                   + "".join(f"<li>{html.escape(str(n))}</li>" for n in notes) + "</ul>")
+        out.append(
+            "<h2>Notes</h2><ul class='notes'>"
+            + "".join(f"<li>{html.escape(str(n))}</li>" for n in notes)
+            + "</ul>"
+        )
     timings = m.get("timings") or {}
     if timings:
-        out.append("<h2>Timings</h2><table>" + "".join(
-            f"<tr><td class='name'>{html.escape(k)}</td>{_td(v, fmt='.3f')}<td>s</td></tr>"
-            for k, v in timings.items()) + "</table>")
+        out.append(
+            "<h2>Timings</h2><table>"
+            + "".join(
+                f"<tr><td class='name'>{html.escape(k)}</td>{_td(v, fmt='.3f')}<td>s</td></tr>"
+                for k, v in timings.items()
+            )
+            + "</table>"
+        )
     if m.get("verdict"):
         out.append(_verdict_line(m))
     out.append("</body></html>")

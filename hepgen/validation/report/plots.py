@@ -44,8 +44,15 @@ def _save(fig: plt.Figure, path: Path, dpi: int = 90) -> Path:
 def _style() -> None:
     """mplhep's experiment-neutral ROOT style at report-sized fonts."""
     plt.style.use(mplhep.style.ROOT)
-    plt.rcParams.update({"font.size": 12, "axes.labelsize": 14, "xtick.labelsize": 11,
-                         "ytick.labelsize": 11, "legend.fontsize": 11})
+    plt.rcParams.update(
+        {
+            "font.size": 12,
+            "axes.labelsize": 14,
+            "xtick.labelsize": 11,
+            "ytick.labelsize": 11,
+            "legend.fontsize": 11,
+        }
+    )
 
 
 def plot_edges(
@@ -75,8 +82,9 @@ def plot_edges(
 
 
 def _filled(values: np.ndarray, weights: np.ndarray | None, edges: np.ndarray) -> hist.Hist:
-    h = hist.Hist(hist.axis.Variable(edges, underflow=False, overflow=False),
-                  storage=hist.storage.Weight())
+    h = hist.Hist(
+        hist.axis.Variable(edges, underflow=False, overflow=False), storage=hist.storage.Weight()
+    )
     # Under- and overflow go into the first and last bins so that nothing is hidden.
     h.fill(np.clip(values, edges[0], np.nextafter(edges[-1], -np.inf)), weight=weights)
     return h
@@ -125,18 +133,34 @@ def plot_feature(
         total = h.values().sum()
         scale = 1.0 / (total * width) if total > 0 else np.zeros_like(width)
         out[key] = (h.values() * scale, np.sqrt(np.maximum(h.variances(), 0)) * scale)
-    mplhep.histplot(out["ref"][0], edges, yerr=out["ref"][1], ax=ax, histtype="step",
-                    **REFERENCE_STYLE)
-    mplhep.histplot(out["cand"][0], edges, yerr=out["cand"][1], ax=ax, histtype="errorbar",
-                    marker="o", markersize=3, **CANDIDATE_STYLE)
+    mplhep.histplot(
+        out["ref"][0], edges, yerr=out["ref"][1], ax=ax, histtype="step", **REFERENCE_STYLE
+    )
+    mplhep.histplot(
+        out["cand"][0],
+        edges,
+        yerr=out["cand"][1],
+        ax=ax,
+        histtype="errorbar",
+        marker="o",
+        markersize=3,
+        **CANDIDATE_STYLE,
+    )
     positive = out["ref"][0][out["ref"][0] > 0]
     if positive.size and positive.max() / positive.min() > 1e3:
         ax.set_yscale("log")
     ax.set_ylabel("normalised density")
     ax.legend(loc="best", fontsize=11)
     if annotation:
-        ax.text(0.03, 0.96, annotation, transform=ax.transAxes, va="top", fontsize=9,
-                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
+        ax.text(
+            0.03,
+            0.96,
+            annotation,
+            transform=ax.transAxes,
+            va="top",
+            fontsize=9,
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
+        )
     ref_v, ref_e = out["ref"]
     cand_v, cand_e = out["cand"]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -196,14 +220,13 @@ def plot_correlation_difference(path: Path, names: Sequence[str], diff: np.ndarr
     return _save(fig, path)
 
 
-def plot_roc(
-    path: Path, curves: Sequence[tuple[str, Any, Any, float]]
-) -> Path:
+def plot_roc(path: Path, curves: Sequence[tuple[str, Any, Any, float]]) -> Path:
     """ROC curves of the classifier test: ``curves`` = [(label, fpr, tpr, auc), ...]."""
     _style()
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    for (label, fpr, tpr, auc), color in zip(curves, ["tab:red", "tab:gray", "tab:blue"],
-                                             strict=False):
+    for (label, fpr, tpr, auc), color in zip(
+        curves, ["tab:red", "tab:gray", "tab:blue"], strict=False
+    ):
         ax.plot(fpr, tpr, color=color, label=f"{label} (AUC {auc:.4f})")
     ax.plot([0, 1], [0, 1], color="black", ls=":", lw=1, label="no separation")
     ax.set_xlabel("false positive rate (reference)")
@@ -226,8 +249,13 @@ def plot_conditional(path: Path, variable: str, entry: dict[str, Any]) -> Path:
     for name in names:
         ks = [((b.get("features") or {}).get(name) or {}).get("ks") or {} for b in bins]
         ax.plot(centres, [k.get("statistic", np.nan) for k in ks], "o-", label=name)
-    ax.set_xticks(centres, labels=[f"[{b['lo']:.3g}, {b['hi']:.3g})" for b in bins],
-                  rotation=30, ha="right", fontsize=9)
+    ax.set_xticks(
+        centres,
+        labels=[f"[{b['lo']:.3g}, {b['hi']:.3g})" for b in bins],
+        rotation=30,
+        ha="right",
+        fontsize=9,
+    )
     ax.set_xlabel(f"bin of {variable}")
     ax.set_ylabel("KS statistic")
     ax.set_ylim(bottom=0)
