@@ -196,7 +196,7 @@ def _verdict_line(m: dict[str, Any]) -> str:
     word = html.escape(str(v.get("verdict", "INCONCLUSIVE")))
     why = "; ".join(str(r) for r in v.get("reasons") or [])
     failure = v.get("failure")
-    fail = f" <b>FAILED</b>: {html.escape(str(failure))}" if failure else ""
+    fail = f"<br><b>FAILED</b>: {html.escape(str(failure))}" if failure else ""
     return (
         f"<p class='verdict v-{word}' id='verdict'>Verdict: <b>{word}</b> &mdash; "
         f"{html.escape(why)}{fail}</p>"
