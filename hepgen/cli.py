@@ -437,10 +437,12 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 def _check_seed_and_device(args: argparse.Namespace) -> None:
     """``--seed`` in [0, 2**63) and a ``--device cuda`` that torch sees, before any data is
-    read (train, scan)."""
-    if args.seed is not None and not 0 <= args.seed < 2**63:
-        raise InputError(f"--seed must be an integer with 0 <= seed < 2**63, got {args.seed}")
-    if args.device is not None and args.device.startswith("cuda"):
+    read (train, scan, generate, score, demo; a command without the option skips its check)."""
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed < 2**63:
+        raise InputError(f"--seed must be an integer with 0 <= seed < 2**63, got {seed}")
+    device = getattr(args, "device", None)
+    if device is not None and device.startswith("cuda"):
         from hepgen.models.flow_model import resolve_device
 
         resolve_device(args.device)
@@ -536,10 +538,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from hepgen.outputs import check_output_file
 
     _check_model_directory(args.model)
-    if args.device == "cuda":
-        from hepgen.models.flow_model import resolve_device
-
-        resolve_device(args.device)
+    _check_seed_and_device(args)
     if args.step_size < 1:
         raise InputError(f"--step-size must be positive, got {args.step_size}")
     check_output_file(args.output, inputs=args.input, overwrite=args.overwrite)
@@ -717,8 +716,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise InputError(f"--train-seconds must be positive, got {args.train_seconds}")
     if args.events < 1:
         raise InputError(f"-n/--events must be positive, got {args.events}")
-    if not 0 <= args.seed < 2**63:
-        raise InputError(f"--seed must be an integer with 0 <= seed < 2**63, got {args.seed}")
+    _check_seed_and_device(args)
     check_output_dir(args.output, what="demo folder")
     run_demo(
         args.output,

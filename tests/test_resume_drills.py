@@ -169,7 +169,6 @@ def test_kill_during_fakes_epochs_then_resume(setup, tmp_path: Path) -> None:
     assert len(after) == EPOCHS and after[: len(before)] == before
 
 
-@pytest.mark.slow
 def test_kill_during_response_epochs_then_resume(setup, tmp_path: Path) -> None:
     config, jets, reference = setup
     out = tmp_path / "m"
@@ -180,7 +179,6 @@ def test_kill_during_response_epochs_then_resume(setup, tmp_path: Path) -> None:
     assert_same_model(reference, out)
 
 
-@pytest.mark.slow
 def test_kill_after_efficiency_then_resume(setup, tmp_path: Path) -> None:
     config, jets, reference = setup
     out = tmp_path / "m"
@@ -408,7 +406,6 @@ def _comparable(result) -> dict:
     return json.loads(json.dumps(d, default=str))
 
 
-@pytest.mark.slow
 def test_interrupted_scan_resumes_to_the_same_result(tmp_path: Path, monkeypatch) -> None:
     import hepgen.training
     from hepgen.anomaly.scan import run_scan
