@@ -125,18 +125,19 @@ def gan_report(samples) -> tuple[dict, Path]:
 def test_held_out_classifier_auc(report):
     metrics, _ = report
     auc = metrics["c2st"]["auc"]
-    # measured 0.526 [0.522, 0.530] here (19 epochs in 60 s; baseline 0.495); the full-size
-    # run reaches 0.505 (issue target 0.55).  A machine half as fast trains half the epochs.
-    assert auc <= 0.56, metrics["c2st"]
+    # measured 0.523 [0.519, 0.527] here (19 epochs, epoch 15 kept; baseline 0.495); the
+    # full-size run reaches 0.505 (issue target 0.55).  Fixed epochs: a slower or busier
+    # machine trains the same model, so the margin only covers floating-point differences.
+    assert auc <= 0.54, metrics["c2st"]
     assert metrics["n_candidate"] > 15_000  # matched pairs compared
 
 
 def test_every_target_ks(report):
     metrics, _ = report
     ks = {t: metrics["features"][t]["ks"]["statistic"] for t in TARGETS}
-    # measured <= 0.0143 here, where the 5 % critical value under the null is 0.0127 for
-    # 23k vs 23k pairs; the full-size run reaches <= 0.0092 per target (issue target 0.02)
-    assert max(ks.values()) <= 0.03, ks
+    # measured <= 0.0149 (Jet_pt) here, where the 5 % critical value under the null is 0.0127
+    # for 23k vs 23k pairs; the full-size run reaches <= 0.0092 per target (issue target 0.02)
+    assert max(ks.values()) <= 0.025, ks
     responses = {
         k: v["ks"]["statistic"]
         for k, v in metrics["features"].items()
@@ -159,12 +160,13 @@ def test_gan_held_out_classifier_auc_and_ks(gan_report):
     card = json.loads((d / "model_gan" / "hepgen-model.json").read_text())
     assert card["kind"] == "gan"
     auc = metrics["c2st"]["auc"]
-    # measured 0.592 [0.588, 0.595] here (18 epochs in 60 s, epoch 14 kept; baseline 0.495);
-    # the 15-minute run reaches 0.564 (issue target 0.60).  Margin for a slower machine.
-    assert auc <= 0.65, metrics["c2st"]
+    # measured 0.590 [0.587, 0.594] here (18 epochs, epoch 18 kept; baseline 0.495); the
+    # 15-minute run reaches 0.564 (issue target 0.60).  Fixed epochs: the same model on any
+    # machine, the margin covers floating-point differences.
+    assert auc <= 0.62, metrics["c2st"]
     ks = {t: metrics["features"][t]["ks"]["statistic"] for t in TARGETS}
-    # measured <= 0.026 (b-tag) here; 0.013 in the 15-minute run
-    assert max(ks.values()) <= 0.05, ks
+    # measured <= 0.0235 (b-tag) here; 0.013 in the 15-minute run
+    assert max(ks.values()) <= 0.04, ks
     objects = metrics["objects"]
     eff, fakes = objects["efficiency"], objects["fake_fraction"]
     assert abs(eff["candidate"] - eff["reference"]) <= 0.01, eff
