@@ -7,7 +7,6 @@ import itertools
 import json
 import logging
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -240,9 +239,14 @@ def test_early_stopping_on_overfitting(tmp_path: Path) -> None:
     assert result.selected_epoch == result.best_loss_epoch
 
 
-def test_time_limit_stops_after_the_epoch_that_crosses_it() -> None:
+def test_time_limit_stops_after_the_epoch_that_crosses_it(monkeypatch) -> None:
+    # every batch takes 2 ms of (fake) time, so the first epoch alone crosses 0.01 s on any
+    # machine, however fast or busy
+    clock = FakeClock()
+    monkeypatch.setattr(hepgen.training, "time", clock)
+
     def slow_nll(module, batch):
-        time.sleep(0.002)
+        clock.now += 0.002
         return gaussian_nll(module, batch)
 
     s = settings(max_epochs=100, time_limit=0.01)
