@@ -42,3 +42,18 @@ def small_flow_config_text(max_epochs: int) -> str:
     assert small.count("\n") == text.count("\n") and "n_transforms: 2" in small
     assert f"max_epochs: {max_epochs}\n" in small or f"max_epochs: {max_epochs} " in small
     return small
+
+
+def train_small_fastsim(folder: Path, n_events: int, max_epochs: int, *extra: str) -> Path:
+    """Simulate ``n_events`` reference events into ``folder/train.root`` (seed 11) and train
+    the :func:`small_flow_config_text` fast simulation on them with ``hepgen train`` on CPU
+    (``extra``: more CLI arguments, e.g. ``"--seed", "1"``); returns the model directory."""
+    from hepgen.cli import main
+    from hepgen.sim import simulate_to_file
+
+    simulate_to_file(folder / "train.root", "jets", n_events=n_events, seed=11, quiet=True)
+    (folder / "cfg.yaml").write_text(small_flow_config_text(max_epochs=max_epochs))
+    model = folder / "model"
+    command = ["train", str(folder / "cfg.yaml"), "--files", str(folder / "train.root")]
+    assert main([*command, "-o", str(model), "--quiet", "--device", "cpu", *extra]) == 0
+    return model

@@ -7,7 +7,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import pytest
-from conftest import small_flow_config_text
+from conftest import train_small_fastsim
 
 from hepgen.cli import main
 from hepgen.io.reader import read_events
@@ -17,25 +17,8 @@ from hepgen.sim import simulate_to_file
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("fastsim_cli")
-    simulate_to_file(d / "train.root", "jets", n_events=8000, seed=11, quiet=True)
+    train_small_fastsim(d, 8000, 2)
     simulate_to_file(d / "test.root", "jets", n_events=2000, seed=12, quiet=True)
-    (d / "cfg.yaml").write_text(small_flow_config_text(max_epochs=2))
-    assert (
-        main(
-            [
-                "train",
-                str(d / "cfg.yaml"),
-                "--files",
-                str(d / "train.root"),
-                "-o",
-                str(d / "model"),
-                "--quiet",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
     return d
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import awkward as ak
 import pytest
-from conftest import small_flow_config_text
+from conftest import train_small_fastsim
 
 from hepgen.cli import main
 from hepgen.errors import InputError
@@ -244,27 +244,7 @@ def test_train_refuses_a_file_as_model_directory_before_reading(jets_file, tmp_p
 def model_dir(tmp_path_factory) -> Path:
     """A tiny fast simulation (1 epoch of a 2-transform flow on 3000 events, seed 11)."""
     d = tmp_path_factory.mktemp("outputs")
-    simulate_to_file(d / "train.root", "jets", n_events=3000, seed=11, quiet=True)
-    (d / "cfg.yaml").write_text(small_flow_config_text(max_epochs=1))
-    assert (
-        main(
-            [
-                "train",
-                str(d / "cfg.yaml"),
-                "--files",
-                str(d / "train.root"),
-                "-o",
-                str(d / "model"),
-                "--quiet",
-                "--device",
-                "cpu",
-                "--seed",
-                "1",
-            ]
-        )
-        == 0
-    )
-    return d / "model"
+    return train_small_fastsim(d, 3000, 1, "--seed", "1")
 
 
 def test_generate_quiet_still_warns_out_of_domain_and_prints_result(model_dir, tmp_path):
