@@ -29,6 +29,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterable
@@ -94,10 +95,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temps(target: PathLike) -> list[Path]:
-    """Remove hepgen temporary files of ``target`` left by writers that no longer run.
+def clean_stale_temps(target: PathLike, folders: bool = False) -> list[Path]:
+    """Remove hepgen temporary files (or folders) of ``target`` left by writers that no
+    longer run.
 
-    Only files in ``target``'s folder whose name matches hepgen's temporary-file pattern for
+    Only entries in ``target``'s folder whose name matches hepgen's temporary-file pattern for
     exactly this target (see the module docstring), written on this host by a process that
     is no longer alive, are removed; a warning names them.
 
@@ -105,6 +107,9 @@ def clean_stale_temps(target: PathLike) -> list[Path]:
     ----------
     target : path-like
         The final output path.
+    folders : bool
+        Remove temporary folders (:func:`hepgen.utils.atomic_directory`, ``*.dir`` and
+        ``*.dir.old``) instead of files; never a symlink.
 
     Returns
     -------
@@ -127,16 +132,20 @@ def clean_stale_temps(target: PathLike) -> list[Path]:
             continue
         path = folder / name
         try:
-            if not path.is_file() or path.is_symlink():
+            if path.is_symlink() or not (path.is_dir() if folders else path.is_file()):
                 continue
-            path.unlink()
+            if folders:
+                shutil.rmtree(path)
+            else:
+                path.unlink()
         except OSError:
             continue
         removed.append(path)
     if removed:
         log.warning(
-            "removed %d stale temporary file(s) of an interrupted hepgen run writing '%s': %s",
+            "removed %d stale temporary %s of an interrupted hepgen run writing '%s': %s",
             len(removed),
+            "folder(s)" if folders else "file(s)",
             target,
             ", ".join(p.name for p in removed),
         )

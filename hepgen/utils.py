@@ -183,46 +183,6 @@ def _exchange_paths(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), os.fspath(b))
 
 
-def _stale_temp_dirs(path: Path) -> list[Path]:
-    """Hidden sibling folders of ``path`` named by :func:`atomic_directory` whose writer (a
-    process of this host) no longer runs; nothing of any other name."""
-    import re
-
-    from hepgen.outputs import TEMP_TAG, temp_prefix
-
-    start = f".{path.name}.{TEMP_TAG}-"
-    host = temp_prefix(path)[len(start) :].split("-")[0]
-    pattern = re.compile(
-        rf"{re.escape(start)}(?P<host>[0-9a-f]{{6}})-(?P<pid>[0-9]+)-[a-z0-9_]{{8}}\.dir(?:\.old)?"
-    )
-    stale = []
-    try:
-        names = sorted(n for n in os.listdir(path.parent) if n.startswith(start))
-    except OSError:
-        return stale
-    for name in names:
-        match = pattern.fullmatch(name)
-        candidate = path.parent / name
-        if (
-            match is None
-            or match["host"] != host
-            or candidate.is_symlink()
-            or not candidate.is_dir()
-        ):
-            continue
-        pid = int(match["pid"])
-        if pid == os.getpid():
-            continue
-        try:
-            os.kill(pid, 0)
-            continue  # the writer still runs
-        except ProcessLookupError:
-            stale.append(candidate)
-        except OSError:  # EPERM: alive, another user's
-            continue
-    return stale
-
-
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty hidden folder beside ``path``; on success it replaces ``path`` whole.
@@ -256,29 +216,18 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     >>> sorted(p.name for p in target.iterdir())
     ['a.txt']
     """
-    import logging
     import shutil
     import tempfile
 
-    from hepgen.outputs import temp_prefix
+    from hepgen.outputs import clean_stale_temps, temp_prefix
 
-    log = logging.getLogger(__name__)
     path = Path(path)
     if path.exists() and not path.is_dir():
         from hepgen.errors import InputError
 
         raise InputError(f"output folder '{path}' is an existing file, expected a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
-    stale = _stale_temp_dirs(path)
-    for old in stale:
-        shutil.rmtree(old, ignore_errors=True)
-    if stale:
-        log.warning(
-            "removed %d stale temporary folder(s) of an interrupted hepgen run writing '%s': %s",
-            len(stale),
-            path,
-            ", ".join(p.name for p in stale),
-        )
+    clean_stale_temps(path, folders=True)
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".dir", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
