@@ -14,8 +14,10 @@ __all__ = [
     "ConfigError",
     "HepgenError",
     "InputError",
+    "MissingDependencyError",
     "ValidationFailed",
     "did_you_mean",
+    "require",
 ]
 
 
@@ -31,6 +33,39 @@ class InputError(HepgenError, ValueError):
 
 class ConfigError(HepgenError, ValueError):
     """A configuration file that does not validate (unknown, mistyped or missing key)."""
+
+
+class MissingDependencyError(HepgenError, ImportError):
+    """An optional package that the requested work needs is not installed (e.g. xgboost in a
+    bare ``pip install hepgen``); the message names the package and the extra to install."""
+
+
+def require(module: str, purpose: str, extra: str = "cpu") -> object:
+    """Import ``module`` or raise :class:`MissingDependencyError` naming ``purpose``.
+
+    Parameters
+    ----------
+    module : str
+        The import name (``"xgboost"``).
+    purpose : str
+        What needs it, for the message (``"the efficiency model"``).
+    extra : str
+        The hepgen extra that installs it.
+
+    Returns
+    -------
+    module
+        The imported module.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(
+            f"{purpose} needs {module}, which is not installed: pip install 'hepgen[{extra}]' "
+            "(CPU) or 'hepgen[cuda]' (GPU build)"
+        ) from None
 
 
 class ValidationFailed(HepgenError):

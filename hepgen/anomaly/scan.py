@@ -100,7 +100,7 @@ from hepgen.anomaly.stats import (
     significance,
     threshold_at_efficiency,
 )
-from hepgen.errors import ConfigError, InputError
+from hepgen.errors import ConfigError, InputError, require
 from hepgen.models.flow_model import resolve_device
 from hepgen.progress import progress
 
@@ -519,7 +519,7 @@ def _cathode_scores(
     notes: list[str],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """Out-of-fold classifier log-odds of SR data, template and (fold mean) sideband events."""
-    import xgboost as xgb
+    xgb: Any = require("xgboost", "the CATHODE classifier (scan.score: cathode)")
 
     c = {**CLASSIFIER_DEFAULTS, **settings.classifier}
     base = _xgb_params(settings, notes)
@@ -973,6 +973,8 @@ def run_scan(
     """
     t0 = time.perf_counter()
     resolve_device(settings.device or "auto")  # an absent GPU is an error before any work
+    if settings.score == "cathode":  # a bare install has no xgboost: say so before any work
+        require("xgboost", "the CATHODE classifier (scan.score: cathode)")
     if resume and work_dir is None:
         raise InputError("run_scan: resume=True needs the work_dir to resume from")
     names = [settings.resonance_name, *settings.feature_names]

@@ -72,7 +72,7 @@ from typing import Any
 
 import numpy as np
 
-from hepgen.errors import ConfigError, InputError
+from hepgen.errors import ConfigError, InputError, require
 from hepgen.utils import atomic_write_bytes, to_jsonable, write_json
 
 __all__ = ["FORMAT_VERSION", "MIN_OBJECTS", "EfficiencyModel"]
@@ -334,7 +334,7 @@ class EfficiencyModel:
             self.summary_ = summary
             return self
 
-        import xgboost as xgb
+        xgb: Any = require("xgboost", "the efficiency model (P(reconstructed | gen))")
 
         start = time.perf_counter()
         device = _xgboost_device(self.device)
@@ -576,7 +576,7 @@ class EfficiencyModel:
             model.constant_ = float(meta["constant"])
             return model
 
-        import xgboost as xgb
+        xgb: Any = require("xgboost", f"the efficiency model of '{directory}'")
 
         booster_path = directory / str(meta["booster_file"])
         try:
@@ -663,8 +663,8 @@ def _xgboost_device(device: Any) -> str:
     if device == "cpu":
         return "cpu"
     import torch
-    import xgboost as xgb
 
+    xgb: Any = require("xgboost", "the efficiency model (P(reconstructed | gen))")
     gpu = torch.cuda.is_available()
     cuda_build = str(xgb.build_info().get("USE_CUDA", False)).lower() in ("true", "1", "on")
     if device == "auto":

@@ -4,7 +4,8 @@ Layers, each usable on its own with plain numpy arrays and optional per-event we
 
 * :mod:`~hepgen.validation.univariate`: per-feature KS (weighted), two-sample chi2 of weighted
   histograms (Gagunashvili), Wasserstein-1, separation power;
-* :mod:`~hepgen.validation.c2st`: the xgboost classifier two-sample test (held-out ROC AUC);
+* :mod:`~hepgen.validation.c2st`: the boosted-tree classifier two-sample test (held-out ROC
+  AUC; xgboost, or scikit-learn where xgboost is not installed);
 * :mod:`~hepgen.validation.mmd`: maximum mean discrepancy with permutation or block p-values;
 * :mod:`~hepgen.validation.distances`: FPD and KPD (JetNet definitions);
 * :mod:`~hepgen.validation.fidelity`: precision, recall, density and coverage (PRDC);

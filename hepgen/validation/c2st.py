@@ -1,6 +1,7 @@
 """Classifier two-sample test (C2ST): can a boosted-tree classifier tell the samples apart?
 
-A gradient-boosted decision-tree classifier (xgboost, ``tree_method="hist"``) is trained to
+A gradient-boosted decision-tree classifier (xgboost, ``tree_method="hist"``; where xgboost
+is not installed, scikit-learn's histogram gradient boosting: :mod:`._classifiers`) is trained to
 separate the *reference* sample (label 0) from the *candidate* sample (label 1).  Its ROC AUC
 on a held-out test split that neither training nor early stopping has seen is the effect size:
 0.5 when the samples cannot be told apart, 1 when they are disjoint.  Because the classifier
@@ -49,9 +50,10 @@ References
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -66,6 +68,7 @@ from hepgen.validation._checks import (
     resolve_device,
     rng_from,
 )
+from hepgen.validation._classifiers import fit_boosted, resolve_classifier
 
 __all__ = [
     "MIN_EVENTS_PER_CLASS",
@@ -117,6 +120,9 @@ class C2STResult(MetricResult):
         One line: classifier, p-value and interval methods.
     notes : tuple of str
         Anything the reader should know (subsampling, fallbacks, warnings).
+    classifier : str
+        Which boosted trees ran: ``"xgboost"`` or ``"sklearn-hgb"`` (scikit-learn's
+        HistGradientBoostingClassifier, where xgboost is not installed).
     """
 
     _array_fields: ClassVar[tuple[str, ...]] = ("fpr", "tpr")
@@ -135,6 +141,7 @@ class C2STResult(MetricResult):
     best_iteration: int
     method: str
     notes: tuple[str, ...]
+    classifier: str = "xgboost"
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,13 +324,11 @@ def _one_repeat(
     max_events: int,
     test_fraction: float,
     validation_fraction: float,
-    params: dict[str, Any],
-    n_estimators: int,
-    early_stopping_rounds: int,
+    backend: str,
+    booster: dict[str, Any],
     ci: str,
     ci_level: float,
 ) -> _Repeat:
-    import xgboost as xgb
     from sklearn.metrics import roc_auc_score, roc_curve
     from sklearn.model_selection import train_test_split
 
@@ -353,36 +358,19 @@ def _one_repeat(
         idx_train, test_size=validation_fraction, stratify=y[idx_train], random_state=split_seed
     )
 
-    # The data matrices take the same thread count as the booster: their OpenMP regions
-    # otherwise use every core, and spin-wait badly on a busy (oversubscribed) machine.
-    nthread = params.get("nthread")
-
-    def dmatrix(sel: np.ndarray, name: str, ref: Any = None) -> Any:
+    def split(sel: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         wt = _balanced_training_weights(None if w is None else w[sel], y[sel], name)
-        return xgb.QuantileDMatrix(x[sel], label=y[sel], weight=wt, ref=ref, nthread=nthread)
+        return x[sel], y[sel], wt
 
-    dfit = dmatrix(idx_fit, "training")
-    dval = dmatrix(idx_val, "validation", ref=dfit)
-    params = {**params, "seed": int(rng.integers(2**31 - 1))}
-    booster = xgb.train(
-        params,
-        dfit,
-        num_boost_round=n_estimators,
-        evals=[(dval, "validation")],
-        verbose_eval=False,
-        callbacks=[
-            xgb.callback.EarlyStopping(
-                rounds=early_stopping_rounds,
-                metric_name="logloss",
-                data_name="validation",
-                save_best=True,
-            )
-        ],
+    fitted = fit_boosted(
+        backend,  # type: ignore[arg-type]
+        split(idx_fit, "training"),
+        split(idx_val, "validation"),
+        x[idx_test],
+        seed=int(rng.integers(2**31 - 1)),
+        **booster,
     )
-    best = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
-    # Margins (log-odds) rank like probabilities but do not saturate in float32.
-    dtest = xgb.DMatrix(x[idx_test], nthread=nthread)
-    scores = booster.predict(dtest, output_margin=True).astype(np.float64)
+    scores, best = fitted.scores, fitted.best_iteration
     y_test = y[idx_test]
     w_test = None if w is None else w[idx_test]
     s1, s0 = scores[y_test == 1], scores[y_test == 0]
@@ -432,22 +420,31 @@ def _one_repeat(
     fpr, tpr, _ = roc_curve(y_test, scores, sample_weight=w_test)
     fpr, tpr = _thin_curve(fpr, tpr)
 
-    d = x.shape[1]
-    gain = booster.get_score(importance_type="total_gain")
-    gains = np.array([float(gain.get(f"f{j}", 0.0)) for j in range(d)])
-    if gains.sum() > 0:
-        gains = gains / gains.sum()
     return _Repeat(
         auc=auc,
         pvalue=pvalue,
         ci=interval,
-        gains=gains,
+        gains=fitted.gains,
         fpr=fpr,
         tpr=tpr,
         best_iteration=best,
         n_train=int(idx_train.size),
         n_test=int(idx_test.size),
     )
+
+
+@contextlib.contextmanager
+def _thread_context(backend: str, n_jobs: int | None) -> Iterator[None]:
+    """xgboost's global thread count for the whole test: it also governs DMatrix
+    construction (labels, weights), whose OpenMP regions otherwise use every core even when
+    n_jobs=1.  (scikit-learn's threads are limited inside :func:`fit_boosted`.)"""
+    if backend != "xgboost" or n_jobs is None:
+        yield
+        return
+    import xgboost
+
+    with xgboost.config_context(nthread=int(n_jobs)):
+        yield
 
 
 def xgboost_device(device: str | None) -> tuple[str, str | None]:
@@ -487,8 +484,9 @@ def classifier_test(
     device: str = "auto",
     n_jobs: int | None = None,
     seed: int | np.random.Generator | None = None,
+    classifier: str = "auto",
 ) -> C2STResult:
-    """Classifier two-sample test with xgboost: held-out AUC, p-value and interval.
+    """Classifier two-sample test with boosted trees: held-out AUC, p-value and interval.
 
     A boosted-tree classifier learns to tell the candidate (label 1) from the reference
     (label 0).  Its AUC on a held-out test split is the effect size; the p-value is the
@@ -549,6 +547,11 @@ def classifier_test(
         oversubscribed cores spin-wait, which can make small fits 10x slower.
     seed : int, numpy.random.Generator or None
         Seed of the subsampling, the splits, the bootstrap and the model.
+    classifier : {"auto", "xgboost", "sklearn"}
+        The boosted trees (:mod:`hepgen.validation._classifiers`): xgboost, or
+        scikit-learn's HistGradientBoostingClassifier; "auto" takes xgboost where it is
+        installed and otherwise scikit-learn, with a note.  ``method`` and ``classifier``
+        of the result say which ran.
 
     Returns
     -------
@@ -567,8 +570,6 @@ def classifier_test(
     InputError
         Different feature counts, empty or non-finite input, bad weights, fewer than
         ``MIN_EVENTS_PER_CLASS`` events in a sample, or out-of-range settings.
-    ImportError
-        xgboost is not installed (``pip install 'hepgen[cpu]'``).
 
     References
     ----------
@@ -587,13 +588,6 @@ def classifier_test(
     >>> res.auc > 0.55, res.pvalue < 1e-6, next(iter(res.importances))
     (True, True, 'b')
     """
-    try:
-        import xgboost
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ImportError(
-            "classifier_test needs xgboost: pip install 'hepgen[cpu]' (or 'hepgen[cuda]')"
-        ) from exc
-
     x0 = as_matrix(reference, "reference")
     x1 = as_matrix(candidate, "candidate")
     if x0.shape[1] != x1.shape[1]:
@@ -653,20 +647,22 @@ def classifier_test(
             "split; use more events or fractions nearer 0.5 / 0.2"
         )
 
-    xgb_device, device_note = xgboost_device(device)
-    if device_note:
-        notes.append(device_note)
-    params: dict[str, Any] = {
-        "objective": "binary:logistic",
-        "eval_metric": "logloss",
-        "tree_method": "hist",
-        "device": xgb_device,
-        "eta": float(learning_rate),
+    backend, backend_note = resolve_classifier(classifier)
+    if backend_note:
+        notes.append(backend_note)
+    run_on = "cpu"
+    if backend == "xgboost":
+        run_on, device_note = xgboost_device(device)
+        if device_note:
+            notes.append(device_note)
+    booster: dict[str, Any] = {
+        "learning_rate": float(learning_rate),
         "max_depth": int(max_depth),
-        "verbosity": 0,
+        "n_estimators": int(n_estimators),
+        "early_stopping_rounds": int(early_stopping_rounds),
+        "device": run_on,
+        "n_jobs": None if n_jobs is None else int(n_jobs),
     }
-    if n_jobs is not None:
-        params["nthread"] = int(n_jobs)
 
     if weighted:
         if ci == "delong":
@@ -680,7 +676,7 @@ def classifier_test(
         )
         if (w0 is not None and (w0 < 0).any()) or (w1 is not None and (w1 < 0).any()):
             notes.append(
-                "negative weights were set to zero for training (xgboost requires "
+                "negative weights were set to zero for training (boosted trees need "
                 "non-negative weights); the held-out AUC uses the signed weights"
             )
         for n, name in ((n0, "reference"), (n1, "candidate")):
@@ -695,10 +691,7 @@ def classifier_test(
 
     rng = rng_from(seed)
     child_seeds = rng.integers(0, 2**63 - 1, size=int(n_repeats))
-    # xgboost's global thread count also governs DMatrix construction (labels, weights);
-    # without it those OpenMP regions use every core even when n_jobs=1.
-    threads = {} if n_jobs is None else {"nthread": int(n_jobs)}
-    with xgboost.config_context(**threads):
+    with _thread_context(backend, n_jobs):
         repeats = [
             _one_repeat(
                 x0,
@@ -710,9 +703,8 @@ def classifier_test(
                 max_events=int(max_events),
                 test_fraction=float(test_fraction),
                 validation_fraction=float(validation_fraction),
-                params=params,
-                n_estimators=int(n_estimators),
-                early_stopping_rounds=int(early_stopping_rounds),
+                backend=backend,
+                booster=booster,
                 ci=ci,
                 ci_level=float(ci_level),
             )
@@ -760,9 +752,13 @@ def classifier_test(
     pv_name = (
         "normal approximation, Kish effective sizes" if weighted else "one-sided Mann-Whitney U"
     )
+    trees = (
+        f"xgboost C2ST (hist, {run_on}"
+        if backend == "xgboost"
+        else "scikit-learn C2ST (HistGradientBoosting, cpu"
+    )
     method = (
-        f"xgboost C2ST (hist, {xgb_device}, early stopping on log-loss); "
-        f"p-value: {pv_name}; CI: {ci_name} {ci_level:.0%}"
+        f"{trees}, early stopping on log-loss); p-value: {pv_name}; CI: {ci_name} {ci_level:.0%}"
     )
     if k > 1:
         method += f"; {k} repeats, p = min(1, 2 median p_k)"
@@ -781,4 +777,5 @@ def classifier_test(
         best_iteration=first.best_iteration,
         method=method,
         notes=tuple(notes),
+        classifier="xgboost" if backend == "xgboost" else "sklearn-hgb",
     )

@@ -6,8 +6,8 @@ for the accepted types) and returns a :class:`ValidationResult` whose :meth:`to_
 the ``metrics.json`` contract of DESIGN.md:
 
 * per feature: KS, chi2 (Gagunashvili, weighted), Wasserstein-1 and separation power;
-* on all features together: the xgboost classifier two-sample test, MMD, FPD, KPD and
-  precision/recall/density/coverage;
+* on all features together: the boosted-tree classifier two-sample test (xgboost, or
+  scikit-learn without it), MMD, FPD, KPD and precision/recall/density/coverage;
 * optionally the per-feature tests again in bins of condition variables, because a fast
   simulation can match every marginal and still fail inside the bins;
 * a **baseline**: the same metrics between two disjoint halves of the reference, each

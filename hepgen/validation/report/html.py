@@ -116,6 +116,10 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
+#: ``c2st.classifier`` of metrics.json -> the name shown in the report.
+_CLASSIFIER_NAMES = {"xgboost": "xgboost", "sklearn-hgb": "scikit-learn HistGradientBoosting"}
+
+
 def _multivariate_rows(m: dict[str, Any]) -> list[str]:
     b = m.get("baseline") or {}
     rows = []
@@ -126,7 +130,7 @@ def _multivariate_rows(m: dict[str, Any]) -> list[str]:
         beffect = abs(bc["auc"] - 0.5) if bc.get("auc") is not None else None
         ci = c.get("auc_ci") or [None, None]
         rows.append(
-            "<tr><td class='name'>classifier test (xgboost) ROC AUC</td>"
+            f"<tr><td class='name'>classifier test ({_CLASSIFIER_NAMES.get(c.get('classifier'), 'xgboost')}) ROC AUC</td>"
             + _td(c.get("auc"), status(effect, beffect, c.get("pvalue")))
             + f"<td>[{_num(ci[0])}, {_num(ci[1])}]</td>"
             + _td(c.get("pvalue"))
