@@ -73,14 +73,18 @@ def provenance(files: Iterable[str | os.PathLike], seed: int, **extra: Any) -> d
     Parameters
     ----------
     files : iterable of path-like
-        Input ROOT files (hashed; the path, size and modification time are recorded too).
+        Input ROOT files (hashed; the path, size and modification time are recorded too);
+        URLs are recorded as ``{"url": ..., "sha256": None}``.
     seed : int
         The run's random seed.
     **extra
         More keys (e.g. the config file name).
     """
-    records = []
+    records: list[dict[str, Any]] = []
     for f in files:
+        if isinstance(f, str) and "://" in f:  # a remote input: not downloaded to be hashed
+            records.append({"url": f, "sha256": None})
+            continue
         p = Path(f)
         stat = p.stat()
         records.append(

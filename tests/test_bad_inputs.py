@@ -43,8 +43,8 @@ def ws(jets_file, tmp_path_factory) -> SimpleNamespace:
     (d / "trunc.root").write_bytes(data[: len(data) // 3])  # header fine, baskets cut off
     (d / "tiny.root").write_bytes(data[:1000])  # cut inside the header
     (d / "notroot.root").write_text("this is a text file, not ROOT\n")
-    with uproot.recreate(d / "rntuple.root") as f:
-        f.mkrntuple("Events", {"x": np.arange(5.0)})
+    with uproot.recreate(d / "rntuple.root") as f:  # RNTuples are read; a string field is not
+        f["Events"] = {"x": np.arange(5.0), "label": ["a", "b", "c", "d", "e"]}
     (d / "adir").mkdir()
     # Jet_eta written with its own counter and one entry short in event 120
     ev = read_events(jets, entry_stop=300)
@@ -165,8 +165,11 @@ CASES: dict[str, tuple[Case, str | None]] = {
         lambda w: (["inspect", f"{w.d}/tiny.root"], ["tiny.root", "not a readable ROOT file"]),
         None,
     ),
-    "inspect-rntuple": (
-        lambda w: (["inspect", f"{w.d}/rntuple.root"], ["rntuple.root", "'Events' is an RNTuple"]),
+    "inspect-rntuple-string-field": (
+        lambda w: (
+            ["inspect", f"{w.d}/rntuple.root", "--branches", "label"],
+            ["rntuple.root", "field 'label' has type 'std::string'"],
+        ),
         None,
     ),
     "inspect-tree-typo": (
@@ -681,7 +684,7 @@ CASES: dict[str, tuple[Case, str | None]] = {
     "validate-rntuple": (
         lambda w: (
             ["validate", f"{w.d}/rntuple.root", f"{w.d}/jets.root", "-o", f"{w.d}/out/v"],
-            ["rntuple.root", "RNTuple"],
+            ["rntuple.root", "jets.root"],
         ),
         None,
     ),

@@ -1,17 +1,36 @@
-"""Read TTree branches into awkward arrays, in bounded-memory chunks, with errors that name things.
+"""Read TTree branches and RNTuple fields into awkward arrays, in bounded-memory chunks.
 
-Every problem with an input is reported as :class:`hepgen.errors.InputError` naming the file,
-the tree and the branch, and saying what was expected: a missing file or glob that matches
-nothing, a file that is not ROOT, a truncated or corrupt file (caught wherever uproot reads,
-chunks included: the entry range is named), an RNTuple where a TTree is expected, a missing
-tree (the trees and other objects that exist are listed), a missing
-branch (close names are suggested), a branch that is not numeric, an empty tree, and NaN or
+Inputs are local paths, glob patterns, or URLs that go to uproot's own handlers
+(``root://`` through XRootD, ``http://`` / ``https://`` through uproot's HTTP source with byte
+range requests; ``file://`` URLs are local paths; see :mod:`hepgen.io.sources`). A tree is
+a TTree or an RNTuple: every function here takes either, and a list of files may mix them.
+RNTuple fields are read as TTree branches (:mod:`hepgen.io.rntuple`): numeric scalars and
+lists of numbers (``std::vector<float>``) by their names, CMS-style record collections
+(``Jet: std::vector<{pt, eta}>``) as ``nJet``, ``Jet_pt``, ``Jet_eta``; other field types
+are skipped when every branch is read and refused, naming the field and its type, when
+asked for by name.
+
+Every problem with an input is reported as :class:`hepgen.errors.InputError` naming the file
+(or URL), the tree and the branch, and saying what was expected: a missing file or glob that
+matches nothing, an unreachable URL, a file that is not ROOT, a truncated or corrupt file
+(caught wherever uproot reads, chunks included: the entry range is named), a missing tree (the
+trees and other objects that exist are listed), a missing branch (close names are suggested),
+a branch that is not numeric, a field type uproot cannot read, an empty tree, and NaN or
 infinite values (counted per branch; ``nonfinite="drop"`` drops the affected events with a
 warning instead).
 
 Events are returned as an :class:`awkward.Array` of records whose fields are the branch
 names, scalars (``run``) or jagged lists (``Jet_pt``); see :mod:`hepgen.io.collections` for
 turning collections into per-object rows.
+
+Notes
+-----
+NanoAOD counters (``nJet``) are ordinary integer branches of a TTree that give the length of
+the ``Jet_*`` arrays. An RNTuple needs none (each list field stores its own offsets), so an
+RNTuple may have them or not: hepgen never reads lengths from a counter, it only checks a
+counter that is present against the lists (:func:`hepgen.io.collections.flatten_collection`).
+:class:`hepgen.io.writer.RootWriter` keeps them as ordinary fields, so that a file read back
+gives the same fields in both formats; a record collection's counter is its size.
 """
 
 from __future__ import annotations
@@ -20,33 +39,48 @@ import contextlib
 import fnmatch
 import glob
 import logging
-import os
-import struct
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import awkward as ak
 import numpy as np
 import uproot
 
 from hepgen.errors import InputError, did_you_mean
+from hepgen.io.rntuple import RNTupleBranches, raise_unreadable_field, rntuple_branches
+from hepgen.io.sources import (
+    READ_ERRORS,
+    REMOTE_SCHEMES,
+    Files,
+    PathLike,
+    Source,
+    as_source,
+    is_url,
+    open_file,
+    resolve_files,
+    uproot_reason,
+)
 
 __all__ = [
     "ENTRY_START_ATTR",
+    "REMOTE_SCHEMES",
     "SOURCE_ATTR",
     "NonFinitePolicy",
+    "Source",
     "TreeInfo",
     "count_entries",
     "expand_names",
     "inspect_tree",
+    "is_rntuple",
+    "is_url",
     "iterate_events",
     "open_tree",
     "read_events",
     "resolve_files",
     "select_branches",
+    "tree_format",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,76 +93,9 @@ NonFinitePolicy = Literal["error", "drop", "keep"]
 SOURCE_ATTR = "@hepgen_source"
 ENTRY_START_ATTR = "@hepgen_entry_start"
 
-PathLike = str | os.PathLike
-Files = PathLike | Sequence[PathLike]
 
-
-def resolve_files(files: Files) -> list[Path]:
-    """Expand paths and glob patterns into an ordered list of existing files.
-
-    Parameters
-    ----------
-    files : path-like or sequence of path-like
-        Files or glob patterns (``"data/*.root"``); a pattern's matches are sorted.
-
-    Returns
-    -------
-    list of Path
-
-    Raises
-    ------
-    InputError
-        If a file does not exist, a pattern matches nothing, or no file is given.
-    """
-    if isinstance(files, str | os.PathLike):
-        files = [files]
-    out: list[Path] = []
-    for item in files:
-        text = os.fspath(item)
-        if glob.has_magic(text):
-            matches = sorted(glob.glob(text))
-            if not matches:
-                raise InputError(f"no file matches the pattern '{text}'")
-            out.extend(Path(m) for m in matches)
-        else:
-            path = Path(text)
-            if not path.exists():
-                raise InputError(f"file '{text}' does not exist")
-            if path.is_dir():
-                raise InputError(f"'{text}' is a directory, expected a ROOT file")
-            out.append(path)
-    if not out:
-        raise InputError("no input file given")
-    return out
-
-
-#: What uproot (and the decompressors under it) raise for a truncated, corrupt or non-ROOT
-#: file.  Only calls into uproot are wrapped, so programming errors elsewhere still show a
-#: traceback.  ``RuntimeError`` covers lz4/zstd decompression errors.
-_READ_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    EOFError,
-    ValueError,
-    KeyError,
-    IndexError,
-    TypeError,
-    RuntimeError,
-    struct.error,
-    zlib.error,
-    uproot.deserialization.DeserializationError,
-)
-
+_TTREE_CLASSES = ("TTree", "TNtuple", "TNtupleD")
 _RNTUPLE_CLASSES = ("ROOT::RNTuple", "ROOT::Experimental::RNTuple")
-
-
-def _one_line(text: object) -> str:
-    """``text`` with every run of whitespace (newlines included) collapsed to one space."""
-    return " ".join(str(text).split())
-
-
-def _uproot_reason(err: BaseException) -> str:
-    """uproot's message on one line, without the file path it appends (already named)."""
-    return _one_line(err).split(" for file path ")[0].split(" in file ")[0]
 
 
 @contextlib.contextmanager
@@ -138,71 +105,61 @@ def _reading(where: str) -> Iterator[None]:
         yield
     except InputError:
         raise
-    except _READ_ERRORS as err:
+    except READ_ERRORS as err:
         raise InputError(
             f"{where}: cannot be read, the file is truncated or corrupt "
-            f"({type(err).__name__}: {_uproot_reason(err)})"
+            f"({type(err).__name__}: {uproot_reason(err)})"
         ) from err
 
 
-def open_tree(path: PathLike, tree: str = "Events") -> uproot.TTree:
-    """Open one TTree of one file.
+def open_tree(path: PathLike, tree: str = "Events") -> Any:
+    """Open one TTree or RNTuple of one file.
 
     Parameters
     ----------
-    path : path-like
-        A ROOT file.
+    path : path-like or str
+        A ROOT file, or its URL (``root://``, ``http(s)://``, ``file://``).
     tree : str
-        The TTree's name (a path like ``"dir/Events"`` works too).
+        The TTree's or RNTuple's name (a path like ``"dir/Events"`` works too).
+
+    Returns
+    -------
+    uproot.TTree or uproot.models.RNTuple.Model_ROOT_3a3a_RNTuple
+        Use :func:`is_rntuple` to tell them apart; :func:`select_branches`,
+        :func:`inspect_tree` and :func:`iterate_events` take both.
 
     Raises
     ------
     InputError
-        If the file is missing or not a ROOT file, or holds no TTree of that name.
+        If the file is missing, unreachable or not a ROOT file, or holds no TTree or RNTuple
+        of that name.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"file '{path}' does not exist")
-    if path.is_dir():
-        raise InputError(f"'{path}' is a directory, expected a ROOT file")
-    try:
-        with open(path, "rb") as stream:
-            magic = stream.read(4)
-    except OSError as err:
-        raise InputError(f"file '{path}' cannot be opened: {_one_line(err)}") from None
-    if magic != b"root":
-        raise InputError(
-            f"file '{path}' is not a ROOT file (it does not start with the ROOT signature "
-            "'root'); expected a ROOT file with a TTree"
-        )
-    try:
-        handle = uproot.open(path)
-    except _READ_ERRORS as err:  # uproot raises several types for non-ROOT content
-        raise InputError(
-            f"file '{path}' is not a readable ROOT file, it may be truncated "
-            f"({type(err).__name__}: {_uproot_reason(err)})"
-        ) from None
-    with _reading(f"file '{path}'"):
+    source, handle = open_file(path)
+    with _reading(f"file '{source}'"):
         classes = {k.split(";")[0]: c for k, c in handle.classnames().items()}
-    trees = [k for k, c in classes.items() if c in ("TTree", "TNtuple", "TNtupleD")]
+    trees = [k for k, c in classes.items() if c in _TTREE_CLASSES + _RNTUPLE_CLASSES]
     if tree not in trees:
-        rntuples = [k for k, c in classes.items() if c in _RNTUPLE_CLASSES]
-        if tree in rntuples:
-            raise InputError(
-                f"file '{path}': '{tree}' is an RNTuple, which hepgen cannot read yet; "
-                "expected a TTree (write the events as a TTree)"
-            )
         found = ", ".join(repr(t) for t in trees) or "none"
         others = [f"'{k}' ({c})" for k, c in classes.items() if k not in trees]
         other_text = f"; other objects: {', '.join(others[:10])}" if others else ""
         if len(others) > 10:
             other_text += f" and {len(others) - 10} more"
         raise InputError(
-            f"file '{path}' has no tree '{tree}'{did_you_mean(tree, trees)}; trees in the file: "
-            f"{found}{other_text}"
+            f"file '{source}' has no tree '{tree}'{did_you_mean(tree, trees)}; trees and "
+            f"RNTuples in the file: {found}{other_text}"
         )
-    with _reading(f"file '{path}', tree '{tree}'"):
+    with _reading(f"file '{source}', tree '{tree}'"):
         return handle[tree]
+
+
+def is_rntuple(tree: Any) -> bool:
+    """True if ``tree`` (from :func:`open_tree`) is an RNTuple, false for a TTree."""
+    return getattr(tree, "classname", "") in _RNTUPLE_CLASSES
+
+
+def tree_format(path: PathLike, tree: str = "Events") -> Literal["ttree", "rntuple"]:
+    """``"rntuple"`` or ``"ttree"``: the format of ``tree`` in the file ``path``."""
+    return "rntuple" if is_rntuple(open_tree(path, tree)) else "ttree"
 
 
 def _numeric(branch: uproot.TBranch) -> bool:
@@ -215,14 +172,13 @@ def _numeric(branch: uproot.TBranch) -> bool:
     return isinstance(interp, uproot.AsDtype) and np.dtype(interp.to_dtype).kind in "biuf"
 
 
-def select_branches(
-    tree: uproot.TTree, branches: Sequence[str] | None, path: PathLike = ""
-) -> list[str]:
+def select_branches(tree: Any, branches: Sequence[str] | None, path: PathLike = "") -> list[str]:
     """Expand branch names and glob patterns against a tree and check that each is numeric.
 
     Parameters
     ----------
-    tree : uproot.TTree
+    tree : uproot.TTree or RNTuple
+        From :func:`open_tree`; an RNTuple's top-level fields are its branches.
     branches : sequence of str or None
         Names or patterns (``"Jet_*"``); ``None`` selects every numeric branch.
     path : path-like
@@ -237,19 +193,41 @@ def select_branches(
     ------
     InputError
         A name that does not exist (close names suggested), a pattern that matches nothing,
-        or a branch that is not numeric.
+        or a branch that is not numeric (an RNTuple field: its type named, and uproot's
+        reason where uproot cannot read the type).
     """
-    keys = [k for k in tree.keys(recursive=False)]
+    return _select(tree, branches, path, None)
+
+
+def _select(
+    tree: Any, branches: Sequence[str] | None, path: PathLike, fields: RNTupleBranches | None
+) -> list[str]:
+    """:func:`select_branches`, with the branches of an RNTuple if already mapped."""
     where = f"file '{path}', tree '{tree.name}'"
+    rntuple = is_rntuple(tree)
+    if rntuple:
+        if fields is None:
+            with _reading(where):
+                fields = rntuple_branches(tree)
+        keys = fields.names
+    else:
+        keys = [k for k in tree.keys(recursive=False)]
+
+    def numeric(name: str) -> bool:
+        return name in fields.branches if rntuple else _numeric(tree[name])
+
     if branches is None:
-        return [k for k in keys if _numeric(tree[k])]
+        return [k for k in keys if numeric(k)]
     selected = expand_names(branches, keys, where)
     for match in selected:
-        if not _numeric(tree[match]):
-            raise InputError(
-                f"{where}: branch '{match}' has type '{tree[match].typename}'; expected a "
-                "number or a list of numbers"
-            )
+        if numeric(match):
+            continue
+        if rntuple:
+            raise fields.refuse(where, match)
+        raise InputError(
+            f"{where}: branch '{match}' has type '{tree[match].typename}'; expected a "
+            "number or a list of numbers"
+        )
     order = {k: i for i, k in enumerate(keys)}
     return sorted(selected, key=order.__getitem__)
 
@@ -330,13 +308,17 @@ def _nonfinite(events: ak.Array, policy: NonFinitePolicy, where: str) -> tuple[a
 
 @dataclass(frozen=True)
 class TreeInfo:
-    """What a tree holds: entries and branch names, for summaries and checks."""
+    """What a tree holds: entries and branch names, for summaries and checks.
 
-    path: Path
+    ``path`` is a local path or a URL; ``format`` is ``"ttree"`` or ``"rntuple"``.
+    """
+
+    path: Source
     tree: str
     num_entries: int
     branches: tuple[str, ...]
     collections: dict[str, tuple[str, ...]]
+    format: str = "ttree"
 
 
 def inspect_tree(path: PathLike, tree: str = "Events") -> TreeInfo:
@@ -345,23 +327,34 @@ def inspect_tree(path: PathLike, tree: str = "Events") -> TreeInfo:
     Returns
     -------
     TreeInfo
-        ``collections`` maps a counter-sharing collection (``"Jet"``) to its branches.
+        ``collections`` maps a collection (``"Jet"``) to its branches: in a TTree the
+        branches sharing a counter (``nJet``), in an RNTuple the list fields sharing a
+        prefix (``Jet_pt``, ``Jet_eta``; each list field carries its own offsets).
     """
-    t = open_tree(path, tree)
-    branches = select_branches(t, None, path)
+    source = as_source(path) if isinstance(path, str) else Path(path)
+    t = open_tree(source, tree)
+    with _reading(f"file '{source}', tree '{tree}'"):
+        fields = rntuple_branches(t) if is_rntuple(t) else None
+    branches = _select(t, None, source, fields)
     collections: dict[str, list[str]] = {}
-    with _reading(f"file '{path}', tree '{tree}'"):
-        for name in branches:
-            count = t[name].count_branch
-            if count is not None:
-                key = count.name[1:] if count.name.startswith("n") else count.name
-                collections.setdefault(key, []).append(name)
+    with _reading(f"file '{source}', tree '{tree}'"):
+        if fields is not None:
+            for name in branches:
+                if fields.branches[name].shape == "list":
+                    collections.setdefault(name.split("_", 1)[0], []).append(name)
+        else:
+            for name in branches:
+                count = t[name].count_branch
+                if count is not None:
+                    key = count.name[1:] if count.name.startswith("n") else count.name
+                    collections.setdefault(key, []).append(name)
     return TreeInfo(
-        path=Path(path),
+        path=source,
         tree=tree,
         num_entries=int(t.num_entries),
         branches=tuple(branches),
         collections={k: tuple(v) for k, v in collections.items()},
+        format="rntuple" if is_rntuple(t) else "ttree",
     )
 
 
@@ -389,7 +382,7 @@ def iterate_events(
         Branch names or patterns; ``None`` reads every numeric branch. Every file must have
         every selected branch.
     tree : str
-        TTree name.
+        Name of the TTree or RNTuple (a list may mix both formats).
     step_size : int
         Events per chunk (peak memory grows with it, not with the file size).
     nonfinite : {"error", "drop", "keep"}
@@ -414,18 +407,30 @@ def iterate_events(
         t = open_tree(path, tree)
         if t.num_entries == 0 and not allow_empty:
             raise InputError(f"file '{path}', tree '{tree}' has no entries")
-        names = select_branches(t, branches, path)
-        stop = t.num_entries if remaining is None else min(t.num_entries, remaining)
         where = f"file '{path}', tree '{tree}'"
         with _reading(where):
-            chunks = t.iterate(names, step_size=step_size, entry_stop=stop, library="ak")
+            fields = rntuple_branches(t) if is_rntuple(t) else None
+        names = _select(t, branches, path, fields)
+        stop = t.num_entries if remaining is None else min(t.num_entries, remaining)
+        with _reading(where):
+            to_read = names if fields is None else fields.expressions(names)
+            chunks = t.iterate(to_read, step_size=step_size, entry_stop=stop, library="ak")
         start = 0
         while True:
             # only uproot's reading is wrapped: errors of the caller's code stay tracebacks
-            with _reading(f"{where}, entries {start}-{min(start + step_size, stop) - 1}"):
-                chunk = next(chunks, None)
+            end = min(start + step_size, stop)
+            span = f"{where}, entries {start}-{end - 1}"
+            with _reading(span):
+                try:
+                    chunk = next(chunks, None)
+                except (*READ_ERRORS, NotImplementedError, AssertionError):
+                    if fields is not None:  # name the field uproot cannot read, if it is one
+                        raise_unreadable_field(t, fields, names, start, end, span)
+                    raise
             if chunk is None:
                 break
+            if fields is not None:  # record fields (Jet.pt) as branches (Jet_pt, nJet)
+                chunk = fields.select(chunk, names)
             # where the events come from, for messages of later steps (transient attrs,
             # never written; see hepgen.io.collections.flatten_collection)
             chunk = ak.Array(

@@ -1,4 +1,4 @@
-"""Write events to ROOT TTrees in NanoAOD layout, atomically and without touching inputs.
+"""Write events to ROOT TTrees or RNTuples in NanoAOD layout, atomically, never onto inputs.
 
 Jagged fields that share a collection prefix (``Jet_pt``, ``Jet_eta``, ...) and the same
 per-event counts are written as one collection with a single counter branch (``nJet``), the
@@ -10,21 +10,35 @@ target are removed, with a warning, when the next writer opens. A path that is a
 of the job, an existing folder, or one in a folder that cannot be written is refused before
 anything is written.
 
+With ``fmt="rntuple"`` the events are written as an RNTuple instead (uproot's ``mkrntuple``,
+one cluster per chunk): every branch becomes a top-level field of the same name and dtype,
+scalars as numbers, jagged branches as lists of numbers (``Jet_pt: std::vector<float>``).
+
 Notes
 -----
-uproot always writes counter branches as ``int32``; NanoAOD stores them as ``uint32``. The
-values are identical and every reader we know of accepts both.
+Counters. uproot always writes the counter branches of a TTree (``nJet``) as ``int32``;
+NanoAOD stores them as ``uint32``. The values are identical and every reader we know of
+accepts both. An RNTuple needs no counter: each list field stores its own offsets. hepgen
+still writes the counter as an ordinary integer field, so that reading the file back gives the
+same branches in both formats: the input's counter as it was (dtype kept, values checked
+against the lists), or an ``int32`` one, as in a TTree, for a collection without one. A
+TTree read, written as an RNTuple and read back therefore gives every branch bit for bit,
+counters included; the reverse gives every branch bit for bit except the counters, which
+become ``int32``.
 
-Since uproot 5.7, assigning ``file[name] = arrays`` writes an RNTuple; this module always
-creates TTrees explicitly with ``mktree`` so that the output is readable by older ROOT.
+Since uproot 5.7, assigning ``file[name] = arrays`` writes an RNTuple; this module creates
+the format asked for explicitly (``mktree`` or ``mkrntuple``); TTree is the default, which
+older ROOT reads too.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 import awkward as ak
 import numpy as np
@@ -34,7 +48,48 @@ from hepgen.errors import InputError
 from hepgen.outputs import check_output_file, make_temp_file
 from hepgen.utils import default_file_mode
 
-__all__ = ["RootWriter", "collection_of", "group_collections", "write_events"]
+__all__ = [
+    "FORMATS",
+    "OutputFormat",
+    "RootWriter",
+    "check_format",
+    "check_local_output",
+    "collection_of",
+    "group_collections",
+    "rntuple_fields",
+    "write_events",
+]
+
+OutputFormat = Literal["ttree", "rntuple"]
+#: The formats :class:`RootWriter` writes.
+FORMATS: tuple[str, ...] = ("ttree", "rntuple")
+
+
+def check_format(fmt: object, what: str = "output format") -> OutputFormat:
+    """``fmt`` if it is ``"ttree"`` or ``"rntuple"`` (any case); else :class:`InputError`."""
+    text = fmt.lower() if isinstance(fmt, str) else fmt
+    if text not in FORMATS:
+        raise InputError(f"{what} {fmt!r} is not known; expected 'ttree' or 'rntuple'")
+    return text  # type: ignore[return-value]
+
+
+#: A URL, also after ``pathlib.Path`` has merged its ``//`` (``https:/host/f.root``); a
+#: one-letter scheme would be a Windows drive.
+_URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]+:/")
+
+
+def check_local_output(path: str | os.PathLike) -> Path:
+    """``path`` as a :class:`~pathlib.Path`; :class:`InputError` if it is a URL.
+
+    hepgen reads inputs from URLs but writes its outputs to local paths only.
+    """
+    text = os.fspath(path)
+    if _URL_LIKE.match(text):
+        raise InputError(
+            f"output '{text}' is a URL; hepgen writes its outputs to local paths only "
+            "(write locally, then copy the file)"
+        )
+    return Path(text)
 
 
 def collection_of(name: str) -> str:
@@ -60,6 +115,40 @@ def _check_writable(name: str, array: ak.Array) -> None:
         raise InputError(f"branch '{name}' has type {layout_type}, which hepgen does not write")
 
 
+def _columns_and_collections(
+    events: ak.Array | Mapping[str, ak.Array],
+) -> tuple[dict[str, ak.Array], dict[str, list[str]]]:
+    """The branches of ``events`` and their jagged collections (prefix -> branch names), after
+    checking that each branch is writable and each collection shares one counter."""
+    fields = list(events.fields) if isinstance(events, ak.Array) else list(events)
+    columns = {name: ak.Array(events[name]) for name in fields}
+    jagged: dict[str, list[str]] = {}
+    for name, array in columns.items():
+        _check_writable(name, array)
+        if _is_jagged(array):
+            jagged.setdefault(collection_of(name), []).append(name)
+    for prefix, names in jagged.items():
+        counts = [np.asarray(ak.num(columns[n], axis=1)) for n in names]
+        for other, c in zip(names[1:], counts[1:], strict=True):
+            if not np.array_equal(c, counts[0]):
+                event = int(np.flatnonzero(c != counts[0])[0])
+                raise InputError(
+                    f"collection '{prefix}': branches '{names[0]}' and '{other}' have different "
+                    f"numbers of entries in event {event} ({counts[0][event]} vs {c[event]}); "
+                    "all branches of a collection must share one counter"
+                )
+        counter = "n" + prefix
+        if counter in columns and not _is_jagged(columns[counter]):
+            stored = np.asarray(columns[counter])
+            if not np.array_equal(stored.astype(np.int64), counts[0]):
+                event = int(np.flatnonzero(stored.astype(np.int64) != counts[0])[0])
+                raise InputError(
+                    f"collection '{prefix}': counter '{counter}' says {stored[event]} in event "
+                    f"{event} but '{names[0]}' has {counts[0][event]} entries"
+                )
+    return columns, jagged
+
+
 def group_collections(events: ak.Array | Mapping[str, ak.Array]) -> dict[str, ak.Array]:
     """Arrange flat branch fields into what ``uproot.mktree`` writes as NanoAOD collections.
 
@@ -82,37 +171,13 @@ def group_collections(events: ak.Array | Mapping[str, ak.Array]) -> dict[str, ak
     InputError
         If the branches of one collection differ in their per-event counts.
     """
-    fields = list(events.fields) if isinstance(events, ak.Array) else list(events)
-    columns = {name: ak.Array(events[name]) for name in fields}
-    jagged: dict[str, list[str]] = {}
-    out: dict[str, ak.Array] = {}
-    for name, array in columns.items():
-        _check_writable(name, array)
-        if _is_jagged(array):
-            jagged.setdefault(collection_of(name), []).append(name)
+    columns, jagged = _columns_and_collections(events)
     regenerated = {"n" + prefix for prefix in jagged}
+    out: dict[str, ak.Array] = {}
     for name, array in columns.items():
         if not _is_jagged(array) and name not in regenerated:
             out[name] = array
     for prefix, names in jagged.items():
-        counts = [np.asarray(ak.num(columns[n], axis=1)) for n in names]
-        for other, c in zip(names[1:], counts[1:], strict=True):
-            if not np.array_equal(c, counts[0]):
-                event = int(np.flatnonzero(c != counts[0])[0])
-                raise InputError(
-                    f"collection '{prefix}': branches '{names[0]}' and '{other}' have different "
-                    f"numbers of entries in event {event} ({counts[0][event]} vs {c[event]}); "
-                    "all branches of a collection must share one counter"
-                )
-        counter = "n" + prefix
-        if counter in columns and not _is_jagged(columns[counter]):
-            stored = np.asarray(columns[counter])
-            if not np.array_equal(stored.astype(np.int64), counts[0]):
-                event = int(np.flatnonzero(stored.astype(np.int64) != counts[0])[0])
-                raise InputError(
-                    f"collection '{prefix}': counter '{counter}' says {stored[event]} in event "
-                    f"{event} but '{names[0]}' has {counts[0][event]} entries"
-                )
         if names == [prefix]:
             out[prefix] = columns[prefix]
         else:
@@ -120,21 +185,55 @@ def group_collections(events: ak.Array | Mapping[str, ak.Array]) -> dict[str, ak
     return out
 
 
+def rntuple_fields(events: ak.Array | Mapping[str, ak.Array]) -> dict[str, ak.Array]:
+    """The top-level fields of an RNTuple for ``events``: one per branch, same name and dtype.
+
+    Parameters
+    ----------
+    events : ak.Array or mapping of str to ak.Array
+        As for :func:`group_collections`.
+
+    Returns
+    -------
+    dict of str to ak.Array
+        Every branch in its order, jagged ones packed (list offsets from 0); a collection
+        without a counter gets an ``int32`` counter ``n{prefix}`` before its first branch,
+        an existing counter is kept as it is (see the module notes).
+
+    Raises
+    ------
+    InputError
+        If the branches of one collection differ in their per-event counts, or a counter
+        disagrees with them.
+    """
+    columns, jagged = _columns_and_collections(events)
+    first = {names[0]: prefix for prefix, names in jagged.items()}
+    out: dict[str, ak.Array] = {}
+    for name, array in columns.items():
+        prefix = first.get(name)
+        if prefix is not None and "n" + prefix not in columns:
+            out["n" + prefix] = ak.Array(np.asarray(ak.num(array, axis=1), dtype=np.int32))
+        out[name] = ak.to_packed(array) if _is_jagged(array) else array
+    return out
+
+
 class RootWriter:
-    """Write one TTree chunk by chunk into a ROOT file, atomically.
+    """Write one TTree or RNTuple chunk by chunk into a ROOT file, atomically.
 
     Parameters
     ----------
     path : str or Path
-        The output file. Written as a temporary file in the same folder and renamed onto
-        ``path`` when the ``with`` block ends without an error; on an error the temporary
-        file is removed and an existing ``path`` is left as it was.
+        The output file, a local path (a URL is refused). Written as a temporary file in the
+        same folder and renamed onto ``path`` when the ``with`` block ends without an error;
+        on an error the temporary file is removed and an existing ``path`` is left as it was.
     tree : str
-        Name of the TTree.
+        Name of the TTree or RNTuple.
     protect : iterable of path-like
         Input files of the job: writing onto one of them raises :class:`InputError`.
     title : str
-        The TTree title.
+        The TTree title (the RNTuple description).
+    fmt : {"ttree", "rntuple"}
+        The format of the output (see the module docstring).
 
     Examples
     --------
@@ -154,15 +253,19 @@ class RootWriter:
         tree: str = "Events",
         protect: Iterable[str | os.PathLike] = (),
         title: str = "",
+        fmt: OutputFormat = "ttree",
     ) -> None:
-        self.path = Path(path)
+        self.path = check_local_output(path)
         self.tree = tree
-        self.protect = [Path(p) for p in protect]
+        self.fmt = check_format(fmt)
+        # URLs of remote inputs cannot be the local output; only local paths are compared
+        self.protect = [Path(p) for p in protect if "://" not in os.fspath(p)]
         self.title = title
         self._file: uproot.WritableDirectory | None = None
         self._tree = None
         self._tmp: Path | None = None
         self._branches: list[str] | None = None
+        self._branches_in_order: list[str] | None = None
         self.n_written = 0
 
     def __enter__(self) -> RootWriter:
@@ -184,14 +287,25 @@ class RootWriter:
         """
         if self._file is None:
             raise RuntimeError("RootWriter.extend() called outside its 'with' block")
-        data = group_collections(events)
+        rntuple = self.fmt == "rntuple"
+        data = rntuple_fields(events) if rntuple else group_collections(events)
         if not data:
             raise InputError(f"nothing to write to '{self.path}': the events have no branches")
+        if rntuple:  # one record array, its fields in the first chunk's order
+            if self._branches_in_order is not None and sorted(data) == self._branches:
+                data = {k: data[k] for k in self._branches_in_order}
+            record = ak.zip(data, depth_limit=1)
         if self._tree is None:
             self._branches = sorted(data)
-            self._tree = self._file.mktree(
-                self.tree, {k: v.type for k, v in data.items()}, title=self.title
-            )
+            if rntuple:
+                self._branches_in_order = list(data)
+                self._tree = self._file.mkrntuple(
+                    self.tree, record.layout.form, description=self.title
+                )
+            else:
+                self._tree = self._file.mktree(
+                    self.tree, {k: v.type for k, v in data.items()}, title=self.title
+                )
         elif sorted(data) != self._branches:
             missing = sorted(set(self._branches) - set(data))
             extra = sorted(set(data) - set(self._branches))
@@ -201,7 +315,7 @@ class RootWriter:
             )
         n = len(next(iter(data.values())))
         if n:
-            self._tree.extend(data)
+            self._tree.extend(record if rntuple else data)
         self.n_written += n
 
     def __exit__(
@@ -231,14 +345,20 @@ def write_events(
     events: ak.Array | Mapping[str, ak.Array],
     tree: str = "Events",
     protect: Iterable[str | os.PathLike] = (),
+    fmt: OutputFormat = "ttree",
 ) -> Path:
     """Write events to a new ROOT file in one go (atomically); see :class:`RootWriter`.
+
+    Parameters
+    ----------
+    fmt : {"ttree", "rntuple"}
+        The format of the output.
 
     Returns
     -------
     Path
         The written file.
     """
-    with RootWriter(path, tree=tree, protect=protect) as writer:
+    with RootWriter(path, tree=tree, protect=protect, fmt=fmt) as writer:
         writer.extend(events)
     return Path(path)

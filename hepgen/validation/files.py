@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hepgen.errors import InputError
+from hepgen.io.sources import is_url
 from hepgen.validation.compare import PER_FEATURE_METRICS, ValidationResult, compare
 from hepgen.validation.inputs import load_branch_groups, load_config_pairs
 from hepgen.validation.report import REPORT_CONTENTS, ReportFiles, write_report
@@ -155,7 +156,9 @@ def validate_files(
         Bad settings or output folder (before any data is read), unreadable inputs, files
         that share no physics feature.
     """
-    reference, candidate, output = Path(reference), Path(candidate), Path(output)
+    # a URL stays a string (uproot reads it); a Path would merge the '//' of 'https://'
+    reference, candidate = (p if is_url(p) else Path(p) for p in (reference, candidate))
+    output = Path(output)
     if isinstance(max_plots, bool) or int(max_plots) != max_plots or max_plots < 0:
         raise InputError(f"max_plots (--max-plots) must be an integer >= 0, got {max_plots!r}")
     if max_events is not None and (
