@@ -18,11 +18,34 @@ Example
     features:
       - {name: GenJet_pt, role: condition, kind: positive}
       - {name: Jet_pt, role: target, kind: positive, relative_to: GenJet_pt}
+
+``data.layout`` says how the objects are stored (:mod:`hepgen.io.layouts`): ``collections``
+(the default above: NanoAOD-style jagged gen/reco collections paired by ``matching``), ``flat``
+(one object per row; features are branch names) or ``objects`` (several objects per row,
+``objects: [mu1, mu2]``; a feature ``P`` is read from ``mu1_P``, ``mu2_P``, or from a row-level
+branch ``P`` shared by the row's objects when no per-object branch exists).  ``flat`` and
+``objects`` take no ``gen``, ``reco`` or ``matching``; an optional boolean branch
+``reconstructed`` (per object in the ``objects`` layout: ``mu1_<name>``) says whether the
+object was reconstructed, and then the efficiency model is trained on it.
+
+.. code-block:: yaml
+
+    data:
+      files: [pid.root]
+      tree: DecayTree
+      layout: objects
+      objects: [mu1, mu2]
+      weights: sw                # per-row weight, negative sWeights allowed
+    features:
+      - {name: P, role: condition, kind: positive}
+      - {name: nTracks, role: condition, kind: integer, bounds: [0, 1000]}  # row-level
+      - {name: PIDK, role: target, sentinels: [-1000.0]}
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -41,6 +64,7 @@ from hepgen.errors import ConfigError, did_you_mean
 from hepgen.features import FeatureSchema, FeatureSpec
 
 __all__ = [
+    "LAYOUTS",
     "Config",
     "DataConfig",
     "EfficiencyConfig",
@@ -76,21 +100,43 @@ class MatchingConfig(_Strict):
     )
 
 
+#: The layouts of ``data.layout`` (:mod:`hepgen.io.layouts`).
+LAYOUTS = ("collections", "flat", "objects")
+_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
 class DataConfig(_Strict):
-    """Input files and the gen/reco collections."""
+    """Input files, their layout, and the gen/reco collections (``collections`` layout) or
+    the objects of a row (``flat`` / ``objects`` layouts)."""
 
     files: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, description="ROOT files or glob patterns"
     )
     tree: str = Field("Events", min_length=1)
-    gen: str = Field(min_length=1, description="Gen collection, e.g. GenJet")
-    reco: str = Field(min_length=1, description="Reco collection, e.g. Jet")
+    layout: Literal["collections", "flat", "objects"] = "collections"
+    objects: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None, description="objects layout: the objects' branch prefixes, e.g. [mu1, mu2]"
+    )
+    reconstructed: str | None = Field(
+        None,
+        min_length=1,
+        description="flat/objects: boolean branch (objects: per-object suffix) saying whether "
+        "the object was reconstructed",
+    )
+    gen: str | None = Field(None, min_length=1, description="Gen collection, e.g. GenJet")
+    reco: str | None = Field(None, min_length=1, description="Reco collection, e.g. Jet")
     matching: MatchingConfig = MatchingConfig()
     step_size: int = Field(100_000, gt=0, description="Events per chunk")
     max_events: int | None = Field(None, gt=0)
     nonfinite: Literal["error", "drop"] = "error"
     weights: str | None = Field(
-        None, min_length=1, description="Per-event weight branch, e.g. genWeight"
+        None, min_length=1, description="Per-event (per-row) weight branch, e.g. genWeight, sw"
+    )
+    negative_weights: Literal["regress", "keep"] = Field(
+        "regress",
+        description="with negative weights (sWeights): train on their cross-fitted regression "
+        "on the features (hepgen.sweights; a weighted likelihood with negative weights is "
+        "unbounded below) or keep them as they are",
     )
 
     @field_validator("files", mode="before")
@@ -98,11 +144,62 @@ class DataConfig(_Strict):
     def _one_file(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _layout(self) -> DataConfig:
+        layout = self.layout
+        if layout == "collections":
+            missing = [k for k in ("gen", "reco") if getattr(self, k) is None]
+            if missing:
+                raise NestedProblems("; ".join(f"missing required key 'data.{k}'" for k in missing))
+            for key in ("objects", "reconstructed"):
+                if getattr(self, key) is not None:
+                    raise NestedProblems(
+                        f"key 'data.{key}' is only used with data.layout 'flat' or 'objects', "
+                        f"not with layout 'collections'"
+                    )
+            return self
+        given = [k for k in ("gen", "reco") if getattr(self, k) is not None]
+        if "matching" in self.model_fields_set:
+            given.append("matching")
+        if given:
+            raise NestedProblems(
+                "; ".join(
+                    f"key 'data.{k}' is not used with data.layout '{layout}' (features are "
+                    f"{'branch names' if layout == 'flat' else 'per-object branch suffixes'}; "
+                    "only the 'collections' layout pairs gen and reco collections): remove it"
+                    for k in given
+                )
+            )
+        if layout == "objects":
+            if not self.objects:
+                raise NestedProblems(
+                    "missing required key 'data.objects': data.layout 'objects' needs the "
+                    "objects' branch prefixes, e.g. objects: [mu1, mu2]"
+                )
+            bad = [p for p in self.objects if not _PREFIX.match(p)]
+            if bad:
+                raise NestedProblems(
+                    f"key 'data.objects': {bad[0]!r} is not a branch-name prefix (letters, "
+                    "digits and underscores, not starting with a digit)"
+                )
+            twice = sorted({p for p in self.objects if self.objects.count(p) > 1})
+            if twice:
+                raise NestedProblems(f"key 'data.objects': {twice} given more than once")
+        elif self.objects is not None:
+            raise NestedProblems(
+                "key 'data.objects' is only used with data.layout 'objects', not with layout "
+                "'flat' (one object per row)"
+            )
+        return self
+
     @property
     def index_branch(self) -> str:
-        """The reco branch with the gen index (``Jet_genJetIdx`` for gen=GenJet, reco=Jet)."""
+        """The reco branch with the gen index (``Jet_genJetIdx`` for gen=GenJet, reco=Jet);
+        collections layout only."""
         if self.matching.index_branch:
             return self.matching.index_branch
+        if self.gen is None or self.reco is None:
+            raise ConfigError(f"data.layout '{self.layout}' has no gen/reco index branch")
         return f"{self.reco}_{self.gen[:1].lower()}{self.gen[1:]}Idx"
 
 
@@ -219,7 +316,11 @@ class ModelConfig(_Strict):
     flow: dict[str, Any] = Field(default_factory=dict)
     gan: dict[str, Any] = Field(default_factory=dict)
     efficiency: dict[str, Any] = Field(default_factory=dict)
-    fakes: bool = True
+    fakes: bool | None = Field(
+        None,
+        description="Model unmatched reco objects; default: the layout's (true for "
+        "collections, false for flat/objects, where true is refused)",
+    )
 
     @model_validator(mode="after")
     def _settings(self) -> ModelConfig:
@@ -300,21 +401,49 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _collections(self) -> Config:
+        data = self.data
         roles = {f.role for f in self.features}
+        layout = data.layout
         for role, what in (("target", "reco"), ("condition", "gen")):
             if role not in roles:
-                raise ValueError(
-                    f"key 'features': no feature has role '{role}'; at least one {role} (a "
-                    f"'{getattr(self.data, what)}_...' branch) is needed"
+                example = (
+                    f"a '{getattr(data, what)}_...' branch"
+                    if layout == "collections"
+                    else ("a branch" if layout == "flat" else "a per-object branch suffix")
                 )
-        for i, f in enumerate(self.features):
-            expected = self.data.gen if f.role == "condition" else self.data.reco
-            if not f.name.startswith(expected + "_"):
                 raise ValueError(
-                    f"features[{i}] '{f.name}' is a {f.role} and should belong to collection "
-                    f"'{expected}' ('{expected}_...')"
+                    f"key 'features': no feature has role '{role}'; at least one {role} "
+                    f"({example}) is needed"
+                )
+        if layout == "collections":
+            for i, f in enumerate(self.features):
+                expected = data.gen if f.role == "condition" else data.reco
+                if not f.name.startswith(f"{expected}_"):
+                    raise ValueError(
+                        f"features[{i}] '{f.name}' is a {f.role} and should belong to "
+                        f"collection '{expected}' ('{expected}_...')"
+                    )
+        elif self.model.fakes:
+            raise ValueError(
+                f"key 'model.fakes': true is not possible with data.layout '{layout}': a flat "
+                "table has no unmatched reco objects (remove it or set false)"
+            )
+        if data.reconstructed is not None:
+            clash = [f.name for f in self.features if f.name == data.reconstructed]
+            if clash:
+                raise ValueError(
+                    f"key 'data.reconstructed': '{clash[0]}' is also a feature; the "
+                    "reconstruction flag is modelled by the efficiency, not as a feature"
                 )
         return self
+
+    @property
+    def fakes(self) -> bool:
+        """Whether fakes are modelled: ``model.fakes``, or the layout's default (true for
+        ``collections``, false for ``flat`` / ``objects``)."""
+        if self.model.fakes is not None:
+            return self.model.fakes
+        return self.data.layout == "collections"
 
     @property
     def schema(self) -> FeatureSchema:
@@ -325,9 +454,12 @@ class Config(_Strict):
             raise ConfigError(f"{self.source or 'config'}: {err}") from None
 
     def input_files(self) -> list[str]:
-        """The data files, relative paths taken relative to the config file's folder."""
+        """The data files, relative paths taken relative to the config file's folder (URLs,
+        ``scheme://...``, as they are)."""
         base = Path(self.source).parent if self.source else Path.cwd()
-        return [f if os.path.isabs(f) else os.fspath(base / f) for f in self.data.files]
+        return [
+            f if os.path.isabs(f) or "://" in f else os.fspath(base / f) for f in self.data.files
+        ]
 
 
 def _location(loc: tuple[Any, ...]) -> str:

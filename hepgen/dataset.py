@@ -13,6 +13,15 @@ rows for each of them from the configured collections:
 Only the branches that the feature schema names (plus the matching branches and the weight
 branch) are read, chunk by chunk, so the peak memory is set by ``step_size`` and by the size
 of the kept numpy columns, not by the file size.
+
+The ``flat`` and ``objects`` layouts (``data.layout``, :mod:`hepgen.io.layouts`) fill the same
+:class:`PairedObjects`: a row plays the part of the event (its objects stacked, object ``j`` of
+row ``i`` at ``i * n_objects + j``, so that the split by event never separates the objects of
+one row; the row's weight is broadcast to its objects), every object is a "gen" object with its
+conditions, ``matched`` is the reconstruction flag (``data.reconstructed``; all true without
+one) and there are no fakes.  Non-finite values are looked for only where they matter: in the
+conditions and weights of every object and in the targets of reconstructed objects (the
+targets of an object that was not reconstructed may be NaN).
 """
 
 from __future__ import annotations
@@ -20,17 +29,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from hepgen.config import Config
 from hepgen.errors import InputError
 from hepgen.io.collections import flatten_collection
+from hepgen.io.layouts import ResolvedLayout, RowLayout
 from hepgen.io.matching import Matching, match_by_deltar, match_by_index
-from hepgen.io.reader import count_entries, iterate_events, resolve_files
+from hepgen.io.reader import (
+    ENTRY_START_ATTR,
+    SOURCE_ATTR,
+    count_entries,
+    inspect_tree,
+    iterate_events,
+    resolve_files,
+)
 from hepgen.progress import progress
 
-__all__ = ["PairedObjects", "load_pairs"]
+__all__ = ["PairedObjects", "config_branches", "load_pairs", "resolve_layout"]
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +153,33 @@ def _branches(config: Config) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def resolve_layout(config: Config, path: str, targets: bool = True) -> ResolvedLayout:
+    """The flat/objects layout of ``config`` matched to the branches of ``path``'s tree.
+
+    Raises
+    ------
+    InputError
+        A feature, flag or weight branch that the file lacks (see
+        :meth:`hepgen.io.layouts.RowLayout.resolve`).
+    """
+    tree = config.data.tree
+    info = inspect_tree(path, tree)
+    return RowLayout.from_config(config).resolve(
+        info.branches, f"file '{path}', tree '{tree}'", targets=targets
+    )
+
+
+def config_branches(config: Config, path: str | None = None) -> list[str]:
+    """The branches that training reads for ``config``: features, matching or flag branches
+    and the weight branch.  The flat/objects layouts resolve the features against the tree
+    of ``path`` (required there)."""
+    if config.data.layout == "collections":
+        return _branches(config)
+    if path is None:
+        raise ValueError(f"data.layout '{config.data.layout}': the branches depend on the file")
+    return resolve_layout(config, path).branches
+
+
 def load_pairs(
     config: Config, files: Sequence[str] | None = None, quiet: bool = False
 ) -> PairedObjects:
@@ -163,6 +208,8 @@ def load_pairs(
     paths = [str(p) for p in resolve_files(files if files is not None else config.input_files())]
     if not paths:
         raise InputError(f"{config.source or 'config'}: no input files (key 'data.files')")
+    if data.layout != "collections":
+        return _load_rows(config, paths, quiet)
     schema = config.schema
     cond_names = [f.name for f in schema.conditions]
     target_names = [f.name for f in schema.targets]
@@ -245,5 +292,126 @@ def load_pairs(
     if result.n_gen == 0:
         raise InputError(
             f"no '{data.gen}' objects in {n_events} events of {', '.join(paths)}: nothing to learn"
+        )
+    return result
+
+
+def _nonfinite_rows(
+    resolved: ResolvedLayout,
+    columns: dict[str, np.ndarray],
+    flags: np.ndarray,
+    weights: np.ndarray,
+    n_rows: int,
+) -> tuple[np.ndarray, list[str]]:
+    """Rows with a NaN/inf where it matters (conditions and weights of every object, targets
+    of reconstructed objects): the row mask (n_rows,) and ``'branch': count`` texts."""
+    k = resolved.layout.n_objects
+    bad_row = np.zeros(n_rows, dtype=bool)
+    report: dict[str, int] = {}
+    for name, values in columns.items():
+        if values.dtype.kind != "f":
+            continue
+        bad = ~np.isfinite(values)
+        if name in resolved.layout.targets:
+            bad &= flags
+        if not bad.any():
+            continue
+        per_object = bad.reshape(n_rows, k)
+        for j, branch in enumerate(resolved.sources[name]):
+            n = int(per_object[:, j].sum())
+            if n:
+                report[branch] = report.get(branch, 0) + n
+        bad_row |= per_object.any(axis=1)
+    w_bad = ~np.isfinite(weights)
+    if w_bad.any():
+        report[str(resolved.layout.weights)] = int(w_bad.sum())
+        bad_row |= w_bad
+    return bad_row, [f"'{b}': {n}" for b, n in report.items()]
+
+
+def _load_rows(config: Config, paths: list[str], quiet: bool) -> PairedObjects:
+    """:func:`load_pairs` for the flat and objects layouts (see the module docstring)."""
+    data = config.data
+    resolved = resolve_layout(config, paths[0])
+    layout = resolved.layout
+    names = list(layout.conditions) + list(layout.targets)
+    total = count_entries(paths, data.tree)
+    if data.max_events is not None:
+        total = min(total, data.max_events)
+    cond_parts: dict[str, list[np.ndarray]] = {k: [] for k in layout.conditions}
+    target_parts: dict[str, list[np.ndarray]] = {k: [] for k in layout.targets}
+    flag_parts: list[np.ndarray] = []
+    weight_parts: list[np.ndarray] = []
+    row_parts: list[np.ndarray] = []
+    n_rows_total = n_dropped = 0
+    with progress(total=total, desc="read", unit="rows", quiet=quiet) as bar:
+        for events in iterate_events(
+            paths,
+            resolved.branches,
+            data.tree,
+            step_size=data.step_size,
+            nonfinite="keep",
+            entry_stop=data.max_events,
+        ):
+            where = events.attrs.get(SOURCE_ATTR) or f"tree '{data.tree}'"
+            n = len(events)
+            columns = resolved.stack(events, names, where)
+            flags = resolved.stack_flags(events, where)
+            if flags is None:
+                flags = np.ones(n * layout.n_objects, dtype=bool)
+            w_row = resolved.row_weights(events, n, where)
+            bad_row, report = _nonfinite_rows(resolved, columns, flags, w_row, n)
+            rows = np.arange(n, dtype=np.int64)
+            if bad_row.any():
+                if data.nonfinite == "error":
+                    first = int(events.attrs.get(ENTRY_START_ATTR, (0, 0))[0])
+                    row = first + int(np.flatnonzero(bad_row)[0])
+                    raise InputError(
+                        f"{where}: non-finite values in {int(bad_row.sum())} rows, first at "
+                        f"entry {row} ({'; '.join(report)}); fix the input or drop those rows "
+                        "(nonfinite: drop)"
+                    )
+                n_dropped += int(bad_row.sum())
+                keep_obj = np.repeat(~bad_row, layout.n_objects)
+                columns = {k: v[keep_obj] for k, v in columns.items()}
+                flags = flags[keep_obj]
+                w_row = w_row[~bad_row]
+                rows = rows[~bad_row]
+            n_kept = len(rows)
+            for k in layout.conditions:
+                cond_parts[k].append(columns[k])
+            for k in layout.targets:
+                target_parts[k].append(columns[k][flags])
+            flag_parts.append(flags)
+            weight_parts.append(np.repeat(w_row, layout.n_objects))
+            row_parts.append(
+                np.repeat(np.arange(n_kept, dtype=np.int64) + n_rows_total, layout.n_objects)
+            )
+            n_rows_total += n_kept
+            bar.update(n)
+    if n_dropped:
+        log.warning("dropped %d rows with NaN or infinite values", n_dropped)
+
+    def cat(chunks: list[np.ndarray], dtype: Any = np.float64) -> np.ndarray:
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype)
+
+    result = PairedObjects(
+        gen={k: cat(v) for k, v in cond_parts.items()},
+        matched=cat(flag_parts, bool).astype(bool),
+        reco={k: cat(v) for k, v in target_parts.items()},
+        fakes={
+            k: np.zeros(0, dtype=v[0].dtype if v else np.float64) for k, v in target_parts.items()
+        },
+        gen_weights=cat(weight_parts),
+        fake_weights=np.zeros(0),
+        gen_event=cat(row_parts, np.int64).astype(np.int64),
+        fake_event=np.zeros(0, dtype=np.int64),
+        n_events=n_rows_total,
+        files=paths,
+    )
+    if result.n_gen == 0:
+        raise InputError(
+            f"no rows to learn from in {', '.join(paths)} (tree '{data.tree}')"
+            + (f": all {n_dropped} rows had non-finite values" if n_dropped else "")
         )
     return result

@@ -19,6 +19,17 @@ layout) and returns the reco collection in the same layout: per event, the recon
 objects in gen order, then the fakes; ``{reco}_{gen}Idx`` points to the gen object (-1 for
 fakes), as in NanoAOD.
 
+The ``flat`` and ``objects`` layouts (``data.layout``, :mod:`hepgen.io.layouts`) have no
+collections to pair: every object of a row is a "gen" object with its conditions, a row is the
+"event" of the split (the objects of one row stay together), and there are no fakes.  Without
+``data.reconstructed`` every object counts as reconstructed and **no efficiency model** is
+trained (:attr:`FastSim.efficiency_` is None, the efficiency is 1, the model card says so);
+with it, the efficiency model learns P(reconstructed | conditions) and the response trains on
+the reconstructed objects only.  On such layouts :meth:`FastSim.simulate` returns one record per
+input row with the target branches under their full names (``mu1_PIDK``, ...) and the
+reconstruction flags when configured; targets of objects drawn as not reconstructed hold
+:func:`hepgen.io.layouts.missing_value` (NaN for floats).
+
 Training uses a split by **event** (never objects of one event on both sides), and the model
 directory follows the contract of DESIGN.md: ``hepgen-model.json`` (format version, config,
 feature schema and fitted preprocessing, the conditions' validity domain, architecture,
@@ -50,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from hepgen.config import Config, parse_config
-from hepgen.errors import InputError
+from hepgen.errors import InputError, require
 from hepgen.features import FeatureSchema, FeatureSpec
 from hepgen.models.base import GenerativeModel, NoLikelihoodError
 from hepgen.models.efficiency import EfficiencyModel
@@ -176,6 +187,16 @@ def _check_seed(seed: Any) -> None:
         raise InputError(f"seed={seed!r}: expected an integer with 0 <= seed < 2**63")
 
 
+def _regressed(
+    columns: Mapping[str, np.ndarray], names: Sequence[str], weights: np.ndarray, seed: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """:func:`hepgen.sweights.regress_weights` of ``weights`` on the columns ``names``."""
+    from hepgen.sweights import regress_weights
+
+    x = np.column_stack([np.asarray(columns[k], dtype=np.float64) for k in names])
+    return regress_weights(x, weights, seed=seed)
+
+
 def _take(columns: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.asarray(v)[rows] for k, v in columns.items()}
 
@@ -246,12 +267,36 @@ class FastSim:
 
     # ------------------------------------------------------------------ properties
     @property
+    def layout(self) -> str:
+        """``data.layout``: ``collections``, ``flat`` or ``objects``."""
+        return self.config.data.layout
+
+    @property
     def gen(self) -> str:
-        return self.config.data.gen
+        """The gen collection (``GenJet``); for flat/objects layouts a description of the
+        objects (``"objects mu1, mu2"``, ``"flat rows"``), for messages."""
+        data = self.config.data
+        return data.gen if data.layout == "collections" else self.row_layout.label
 
     @property
     def reco(self) -> str:
-        return self.config.data.reco
+        """The reco collection (``Jet``); for flat/objects layouts as :attr:`gen`."""
+        data = self.config.data
+        return data.reco if data.layout == "collections" else self.row_layout.label
+
+    @property
+    def row_layout(self) -> Any:
+        """The :class:`hepgen.io.layouts.RowLayout` of a flat/objects layout."""
+        from hepgen.io.layouts import RowLayout
+
+        return RowLayout.from_config(self.config)
+
+    @property
+    def has_efficiency_model(self) -> bool:
+        """Whether an efficiency model is trained: always for collections, with
+        ``data.reconstructed`` for flat/objects layouts."""
+        data = self.config.data
+        return data.layout == "collections" or data.reconstructed is not None
 
     @property
     def condition_names(self) -> list[str]:
@@ -327,13 +372,17 @@ class FastSim:
             check_resumable(checkpoints, output)
         settings = self._training_settings()
         resolve_device(settings.device)  # an absent GPU is found before reading any data
+        if self.has_efficiency_model:  # a bare install has no xgboost: say so before reading
+            require("xgboost", "the efficiency model (P(reconstructed | gen))")
         if pairs is None:
             pairs = load_pairs(cfg, files=files, quiet=quiet)
         if pairs.n_matched < 2:
-            raise InputError(
-                f"only {pairs.n_matched} matched {self.gen}/{self.reco} pairs: "
-                "nothing to learn a response from"
+            what = (
+                f"matched {self.gen}/{self.reco} pairs"
+                if self.layout == "collections"
+                else f"reconstructed objects ({self.gen})"
             )
+            raise InputError(f"only {pairs.n_matched} {what}: nothing to learn a response from")
         weighted = cfg.data.weights is not None
         is_val = event_split(pairs.n_events, cfg.training.validation_fraction, seed)
         gen_val = is_val[pairs.gen_event]
@@ -354,6 +403,24 @@ class FastSim:
         train_cols, val_cols = _take(pair_cols, train_rows), _take(pair_cols, val_rows)
         w_train = pair_w[train_rows] if weighted else None
         w_val = pair_w[val_rows] if weighted else None
+        gen_train = np.flatnonzero(~gen_val)
+        w_gen = pairs.gen_weights[gen_train] if weighted else None
+        weight_notes: dict[str, Any] = {}
+        if weighted and cfg.data.negative_weights == "regress" and (pairs.gen_weights < 0).any():
+            # sWeights: a weighted likelihood with negative weights is unbounded below; train
+            # on E[w | features] instead (hepgen.sweights), per split, cross-fitted
+            names = self.condition_names + self.target_names
+            w_train, weight_notes["response_training"] = _regressed(
+                train_cols, names, w_train, seed
+            )
+            w_val, weight_notes["response_validation"] = _regressed(
+                val_cols, names, w_val, seed + 1
+            )
+            if self.has_efficiency_model:
+                gen_cols = {**_take(pairs.gen, gen_train), "reconstructed": matched[gen_train]}
+                w_gen, weight_notes["efficiency"] = _regressed(
+                    gen_cols, [*self.condition_names, "reconstructed"], w_gen, seed + 2
+                )
 
         self.preprocessor_ = Preprocessor(cfg.schema).fit(train_cols, weights=w_train)
         pre = self.preprocessor_
@@ -362,26 +429,27 @@ class FastSim:
             clear_checkpoints(checkpoints)
 
         # efficiency on every gen object of the training events
-        gen_train = np.flatnonzero(~gen_val)
-        eff_c = pre.transform_conditions(_take(pairs.gen, gen_train))
-        params = {"seed": seed, **cfg.model.efficiency}
-        self.efficiency_, _ = run_stage(
-            "efficiency",
-            checkpoints,
-            resume,
-            self._fingerprint(settings, gen_train.size),
-            fit=lambda _: (
-                EfficiencyModel(**params).fit(
-                    eff_c,
-                    matched[gen_train],
-                    pairs.gen_weights[gen_train] if weighted else None,
-                    feature_names=pre.condition_columns,
+        self.efficiency_: EfficiencyModel | None = None
+        if self.has_efficiency_model:
+            eff_c = pre.transform_conditions(_take(pairs.gen, gen_train))
+            params = {"seed": seed, **cfg.model.efficiency}
+            self.efficiency_, _ = run_stage(
+                "efficiency",
+                checkpoints,
+                resume,
+                self._fingerprint(settings, gen_train.size),
+                fit=lambda _: (
+                    EfficiencyModel(**params).fit(
+                        eff_c,
+                        matched[gen_train],
+                        w_gen,
+                        feature_names=pre.condition_columns,
+                    ),
+                    None,
                 ),
-                None,
-            ),
-            save=lambda model, folder, stem: model.save(folder, name=stem),
-            load=lambda folder, stem: EfficiencyModel.load(folder, name=stem),
-        )
+                save=lambda model, folder, stem: model.save(folder, name=stem),
+                load=lambda folder, stem: EfficiencyModel.load(folder, name=stem),
+            )
 
         # response
         x = pre.transform_targets(train_cols, rng=np.random.default_rng([seed, 3]))
@@ -394,7 +462,7 @@ class FastSim:
         budget = settings.time_limit
         start = time.perf_counter()
         response_settings = settings
-        if budget is not None and cfg.model.fakes and pairs.n_fakes >= MIN_FAKES:
+        if budget is not None and cfg.fakes and pairs.n_fakes >= MIN_FAKES:
             response_settings = dataclasses.replace(settings, time_limit=RESPONSE_SHARE * budget)
 
         def fit_response(resume_loop: bool) -> tuple[GenerativeModel, Any]:
@@ -422,14 +490,26 @@ class FastSim:
             fake_settings = dataclasses.replace(settings, time_limit=left)
         self.fakes_ = self._fit_fakes(pairs, is_val, fake_settings, checkpoints, resume, quiet)
         self.notes_: list[str] = []
-        if self.fakes_ is None and cfg.model.fakes:
+        if self.efficiency_ is None:
+            self.notes_.append(
+                f"no efficiency model: data.layout '{self.layout}' without "
+                "data.reconstructed, every object counts as reconstructed (efficiency 1)"
+            )
+        if self.fakes_ is None and cfg.fakes:
             self.notes_.append(
                 f"fewer than {MIN_FAKES} fakes in the training events: "
                 "no fake model, generated events have no unmatched reco objects"
             )
         self.provenance_ = provenance(pairs.files, seed, config=cfg.source)
+        if weight_notes:
+            self.notes_.append(
+                "negative event weights (data.weights: "
+                f"{cfg.data.weights}) replaced by their regression on the features for "
+                "training (data.negative_weights: regress)"
+            )
         self.summary_ = {
             **pairs.summary(),
+            **({"weights": weight_notes} if weight_notes else {}),
             "n_train_pairs": int(train_rows.size),
             "n_validation_pairs": int(val_rows.size),
         }
@@ -447,7 +527,7 @@ class FastSim:
         quiet: bool,
     ) -> _Fakes | None:
         cfg = self.config
-        if not cfg.model.fakes:
+        if not cfg.fakes:
             return None
         fake_train = ~is_val[pairs.fake_event]
         if int(fake_train.sum()) < MIN_FAKES:
@@ -592,9 +672,13 @@ class FastSim:
         return self.response_.log_prob(z, c) + jac
 
     def efficiency(self, conditions: Mapping[str, np.ndarray]) -> np.ndarray:
-        """P(reconstructed | gen features), shape (n,)."""
+        """P(reconstructed | gen features), shape (n,); ones without an efficiency model
+        (flat/objects layouts without ``data.reconstructed``)."""
         self._check_fitted()
-        return self.efficiency_.predict(self.preprocessor_.transform_conditions(conditions))
+        c = self.preprocessor_.transform_conditions(conditions)
+        if self.efficiency_ is None:
+            return np.ones(c.shape[0])
+        return self.efficiency_.predict(c)
 
     def simulate(
         self,
@@ -630,7 +714,10 @@ class FastSim:
             ``{reco}_{gen}Idx`` (index of the gen object in its event, -1 for fakes); with
             ``oversample > 1`` also the event fields ``hepgen_weight`` (1/K, float32) and
             ``hepgen_draw`` (0 ... K-1, int32).  Multiply ``hepgen_weight`` into any event
-            weight of the input.
+            weight of the input.  For the flat/objects layouts: one record per input row with
+            every target branch (``mu1_PIDK``, ...; :func:`hepgen.io.layouts.missing_value`
+            where the object was drawn as not reconstructed) and, with
+            ``data.reconstructed``, the flag branches (bool).
         pandas.DataFrame or dict of np.ndarray (for flat tables: a DataFrame for a DataFrame)
             One row per input row and draw: the condition columns, every target (sampled for
             every row: the response if the object is reconstructed), ``efficiency``
@@ -647,7 +734,10 @@ class FastSim:
             raise ValueError(f"oversample must be a positive integer, got {oversample!r}")
         k = int(oversample)
         if type(events).__module__.startswith("awkward"):
-            out = self._simulate_events(repeat_events(events, k), seed, domain_counts)
+            if self.layout != "collections":
+                out = self._simulate_rows(repeat_events(events, k), seed, domain_counts)
+            else:
+                out = self._simulate_events(repeat_events(events, k), seed, domain_counts)
             return with_draw_fields(out, k)
         return self._simulate_table(events, seed, domain_counts, k)
 
@@ -695,6 +785,46 @@ class FastSim:
 
             return pd.DataFrame(out)
         return out
+
+    def _simulate_rows(
+        self, events: Any, seed: int | None, domain_counts: dict[str, int] | None
+    ) -> Any:
+        """:meth:`simulate` for awkward rows of the flat/objects layouts (no per-row loop)."""
+        import awkward as ak
+
+        from hepgen.io.layouts import missing_value
+
+        resolved = self.row_layout.resolve(events.fields, "the events", targets=False)
+        n_rows = len(events)
+        conds = resolved.stack(events, self.condition_names, "the events")
+        n = n_rows * resolved.layout.n_objects
+        self._check_domain(conds, domain_counts)
+        seeds = np.random.SeedSequence(seed).spawn(2)
+        keep = np.ones(n, dtype=bool)
+        if self.efficiency_ is not None and n:
+            keep = self.efficiency(conds) > np.random.default_rng(seeds[0]).random(n)
+        dtypes = self.preprocessor_.dtypes
+        columns: dict[str, np.ndarray] = {}
+        if keep.all():
+            columns = self.sample(conds, seed=int(seeds[1].generate_state(1)[0])) if n else {}
+        elif keep.any():
+            kept = self.sample(
+                {k: v[keep] for k, v in conds.items()}, seed=int(seeds[1].generate_state(1)[0])
+            )
+            for t, values in kept.items():
+                full = np.full(n, missing_value(values.dtype), dtype=values.dtype)
+                full[keep] = values
+                columns[t] = full
+        for t in self.target_names:
+            if t not in columns:
+                dtype = np.dtype(dtypes.get(t, np.float64))
+                columns[t] = np.full(n, missing_value(dtype), dtype=dtype)
+        columns = {t: columns[t] for t in self.target_names}
+        out = resolved.unstack(columns, n_rows)
+        layout = resolved.layout
+        if layout.reconstructed is not None:
+            out.update(resolved.unstack({layout.reconstructed: keep}, n_rows))
+        return ak.zip(out, depth_limit=1) if out else ak.Array([{}] * n_rows)
 
     def _simulate_events(
         self, events: Any, seed: int | None, domain_counts: dict[str, int] | None
@@ -760,7 +890,12 @@ class FastSim:
             "format_version": MODEL_FORMAT_VERSION,
             "kind": cfg.model.kind,
             "config": {
-                "data": cfg.data.model_dump(mode="json"),
+                "data": cfg.data.model_dump(
+                    mode="json",
+                    exclude={"gen", "reco", "matching"}
+                    if cfg.data.layout != "collections"
+                    else {"objects", "reconstructed"},
+                ),
                 "features": [f.model_dump(mode="json", exclude_none=True) for f in cfg.features],
                 "model": cfg.model.model_dump(mode="json"),
                 "training": cfg.training.model_dump(mode="json"),
@@ -769,7 +904,7 @@ class FastSim:
             "preprocessing": self.preprocessor_.to_dict(),
             "domain": self.preprocessor_.domain,
             "architecture": self.response_.describe(),
-            "efficiency": self.efficiency_.describe(),
+            "efficiency": self.efficiency_.describe() if self.efficiency_ is not None else None,
             "fakes": fakes,
             "training": getattr(self, "training_", None).to_dict()
             if getattr(self, "training_", None) is not None
@@ -785,7 +920,8 @@ class FastSim:
         directory.mkdir(parents=True, exist_ok=True)
         kind = self.config.model.kind
         self.response_.save(directory, name=kind)
-        self.efficiency_.save(directory, name="efficiency")
+        if self.efficiency_ is not None:
+            self.efficiency_.save(directory, name="efficiency")
         if self.fakes_ is not None:
             self.fakes_.model.save(directory, name=f"fakes_{kind}")
         write_json(directory / MODEL_FILE, self.card())
@@ -833,7 +969,11 @@ class FastSim:
         kind = config.model.kind
         model = model_class(kind)
         sim.response_ = model.load(directory, device=device, name=kind)
-        sim.efficiency_ = EfficiencyModel.load(directory, name="efficiency")
+        sim.efficiency_ = (
+            EfficiencyModel.load(directory, name="efficiency")
+            if card.get("efficiency") is not None or sim.has_efficiency_model
+            else None
+        )
         sim.fakes_ = None
         if fakes:
             sim.fakes_ = _Fakes(

@@ -1,8 +1,21 @@
 """``hepgen generate``: run a trained fast simulation over a ROOT file, chunk by chunk.
 
-Every input branch is kept except the reco collection being simulated: its old jagged
-branches and its counter are replaced by the generated ones (the modelled targets and
-``{reco}_{gen}Idx``, in NanoAOD layout).  Inputs larger than memory are processed in chunks
+Every input branch is written, nothing silently dropped:
+
+* **collections** layout: the reco collection being simulated is replaced by the generated
+  one (the modelled targets and ``{reco}_{gen}Idx``, in NanoAOD layout, with its counter).
+  The original reco collection is kept beside it under the prefix ``FullSim``: every one of
+  its jagged branches, also those the model does not produce (``Jet_area``, ``Jet_jetId``,
+  ...), becomes ``FullSimJet_*`` with its own counter ``nFullSimJet``, so that full and fast
+  simulation can be compared from one file.
+* **flat / objects** layouts (:mod:`hepgen.io.layouts`): the target branches (``mu1_PIDK``,
+  ...) and, with ``data.reconstructed``, the reconstruction flags are replaced in place by the
+  generated ones; the originals are kept as ``FullSim_<branch>`` (``FullSim_mu1_PIDK``).
+  Row order and every other branch are kept as read.
+
+``keep_full_sim=False`` (``hepgen generate --drop-full-sim``) drops the originals instead;
+the log names what was kept or dropped (a warning when dropped).  Inputs larger than memory
+are processed in chunks
 of ``step_size`` events; chunk ``i`` is seeded by ``SeedSequence([seed, i])``, so the
 output is reproducible for a seed and a step size.  Branches pass through with their NaN/inf
 values untouched (real files have all-NaN branches); only the conditions must be finite.
@@ -28,13 +41,72 @@ import numpy as np
 from hepgen.errors import InputError
 from hepgen.fastsim import FastSim, repeat_events, with_draw_fields
 from hepgen.io.collections import replace_collection
+from hepgen.io.layouts import row_column
 from hepgen.io.reader import count_entries, inspect_tree, iterate_events, resolve_files
-from hepgen.io.writer import RootWriter
+from hepgen.io.writer import RootWriter, check_format
 from hepgen.progress import progress
 
-__all__ = ["generate_file"]
+__all__ = ["FULL_SIM_PREFIX", "full_sim_name", "generate_file"]
 
 log = logging.getLogger(__name__)
+
+#: Prefix of the kept full-simulation branches (``FullSimJet_pt``, ``FullSim_mu1_PIDK``).
+FULL_SIM_PREFIX = "FullSim"
+
+
+def full_sim_name(branch: str, layout: str) -> str:
+    """The name under which a replaced input branch is kept: ``Jet_pt -> FullSimJet_pt``
+    (collections: the prefix joins the collection name, so the kept branches form the
+    collection ``FullSimJet`` with the counter ``nFullSimJet``), ``mu1_PIDK ->
+    FullSim_mu1_PIDK`` (flat/objects)."""
+    if layout == "collections":
+        return FULL_SIM_PREFIX + branch
+    return f"{FULL_SIM_PREFIX}_{branch}"
+
+
+def _listing(names: list[str], n: int = 8) -> str:
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(names[:n]) + more
+
+
+def _assemble(
+    sim: FastSim, events: ak.Array, generated: ak.Array, keep_full_sim: bool, where: str
+) -> tuple[ak.Array, list[str]]:
+    """The output records of one chunk and the input branches that were replaced.
+
+    Collections: the reco collection replaced (its originals renamed ``FullSim{reco}_*``);
+    flat/objects: the generated branches replace the input's in place (originals renamed
+    ``FullSim_*``), new ones appended.  Every other field is passed through untouched.
+    """
+    layout = sim.layout
+    fields = list(events.fields)
+    if layout == "collections":
+        prefix = f"{sim.reco}_"
+        replaced = [f for f in fields if f.startswith(prefix) and events[f].ndim > 1]
+        counter = f"n{sim.reco}"
+        out_events = replace_collection(
+            events, sim.reco, {f: generated[f] for f in generated.fields}
+        )
+        columns = {f: out_events[f] for f in out_events.fields}
+        dropped_counter = [counter] if counter in fields else []
+    else:
+        replaced = [f for f in generated.fields if f in fields]
+        columns = {f: generated[f] if f in replaced else events[f] for f in fields}
+        for f in generated.fields:
+            if f not in columns:
+                columns[f] = generated[f]
+        dropped_counter = []
+    if keep_full_sim and replaced:
+        for f in replaced:
+            name = full_sim_name(f, layout)
+            if name in columns or name in fields:
+                raise InputError(
+                    f"{where}: the input already has a branch '{name}', the name under which "
+                    f"the full-simulation branch '{f}' is kept; drop the kept copies "
+                    "(--drop-full-sim / keep_full_sim=False) or rename it"
+                )
+            columns[name] = events[f]
+    return ak.zip(columns, depth_limit=1), replaced + dropped_counter
 
 
 def _chunks(paths: list[Any], tree: str, step_size: int) -> Any:
@@ -58,8 +130,11 @@ def generate_file(
     device: str = "cpu",
     quiet: bool = False,
     oversample: int = 1,
+    keep_full_sim: bool = True,
+    output_format: str | None = None,
 ) -> dict[str, Any]:
-    """Generate the reco collection for every event of ``inputs`` and write ``output``.
+    """Generate the reco collection (or the target branches) for every event (row) of
+    ``inputs`` and write ``output`` (see the module docstring for what is kept).
 
     Parameters
     ----------
@@ -81,12 +156,19 @@ def generate_file(
         Silence the progress bar.
     oversample : int
         K >= 1 draws per input event (see the module docstring).
+    keep_full_sim : bool
+        Keep the replaced input branches under the ``FullSim`` prefix (default) or drop them
+        (logged as a warning naming them).
+    output_format : {"ttree", "rntuple"} or None
+        Format of the output tree; ``None`` writes the format of the first input file.
 
     Returns
     -------
     dict
-        Counts and timing: events, gen objects, generated reco objects (matched, fakes),
-        conditions outside the training domain, seconds, objects per second.
+        Counts and timing: events (rows), gen objects, generated reco objects (matched,
+        fakes), conditions outside the training domain, seconds, objects per second, and
+        ``full_sim``: ``{"kept": {input branch: kept name}, "dropped": [input branches]}``
+        (the replaced branches; the counter ``nJet`` is kept as ``nFullSimJet``).
     """
     if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 1:
         raise InputError(f"oversample must be a positive integer, got {oversample!r}")
@@ -95,8 +177,14 @@ def generate_file(
     sim = model if isinstance(model, FastSim) else FastSim.load(model, device=device)
     tree = tree or sim.config.data.tree
     paths = resolve_files(inputs)
+    rows = sim.layout != "collections"
+    fmt = check_format(output_format) if output_format is not None else None
     for path in paths:
         info = inspect_tree(path, tree)
+        fmt = fmt or check_format(info.format)  # the first input's format by default
+        if rows:  # names what was looked for (per object and per row)
+            sim.row_layout.resolve(info.branches, f"file '{path}', tree '{tree}'", targets=False)
+            continue
         missing = [b for b in sim.condition_names if b not in info.branches]
         if missing:
             raise InputError(
@@ -107,33 +195,44 @@ def generate_file(
     counts = {"events": 0, "gen_objects": 0, "reco_objects": 0, "fakes": 0}
     start = time.perf_counter()
     outside: dict[str, int] = {}
-    idx_name = sim.config.data.index_branch
+    replaced: list[str] = []
     with (
-        RootWriter(output, tree=tree, protect=paths) as writer,
+        RootWriter(output, tree=tree, protect=paths, fmt=fmt or "ttree") as writer,
         progress(total=total, desc="generate", unit="event", quiet=quiet) as bar,
     ):
         for i, (path, first, events) in enumerate(_chunks(paths, tree, step_size)):
             chunk_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
             n_events = len(events)
-            n_gen = int(ak.sum(ak.num(events[sim.condition_names[0]], axis=1)))
+            where = f"file '{path}', tree '{tree}', entries {first}-{first + n_events - 1}"
+            if rows:
+                n_gen = n_events * sim.row_layout.n_objects
+            else:
+                n_gen = int(ak.sum(ak.num(events[sim.condition_names[0]], axis=1)))
             events = repeat_events(events, oversample)
             try:
                 reco = sim.simulate(events, seed=chunk_seed, domain_counts=outside)
             except InputError as err:  # e.g. NaN in a condition: say where
-                raise InputError(
-                    f"file '{path}', tree '{tree}', entries {first}-{first + n_events - 1}: {err}"
-                ) from None
-            branches = {f: reco[f] for f in reco.fields}
-            writer.extend(
-                with_draw_fields(replace_collection(events, sim.reco, branches), oversample)
-            )
-            idx = ak.to_numpy(ak.flatten(reco[idx_name]))
+                raise InputError(f"{where}: {err}") from None
+            out, chunk_replaced = _assemble(sim, events, reco, keep_full_sim, where)
+            if i == 0:
+                replaced = chunk_replaced
+            writer.extend(with_draw_fields(out, oversample))
             counts["events"] += n_events
             counts["gen_objects"] += n_gen
-            counts["reco_objects"] += int(idx.size)
-            counts["fakes"] += int(np.sum(idx < 0))
+            if rows:
+                flags = sim.row_layout.flag_branches
+                counts["reco_objects"] += (
+                    sum(int(np.count_nonzero(row_column(reco, f))) for f in flags)
+                    if flags
+                    else n_gen * oversample
+                )
+            else:
+                idx = ak.to_numpy(ak.flatten(reco[sim.config.data.index_branch]))
+                counts["reco_objects"] += int(idx.size)
+                counts["fakes"] += int(np.sum(idx < 0))
             bar.update(len(events))
     seconds = time.perf_counter() - start
+    full_sim = _report_full_sim(sim, replaced, keep_full_sim)
     bad = {k: v for k, v in outside.items() if v}
     if bad:
         log.warning(
@@ -151,8 +250,44 @@ def generate_file(
         "gen_objects_per_second": counts["gen_objects"] * oversample / seconds
         if seconds > 0
         else None,
+        "full_sim": full_sim,
+        "layout": sim.layout,
+        "output_format": fmt or "ttree",
         "output": os.fspath(Path(output)),
     }
+
+
+def _report_full_sim(sim: FastSim, replaced: list[str], keep: bool) -> dict[str, Any]:
+    """Log (and return) what became of the replaced input branches."""
+    layout = sim.layout
+    counter = f"n{sim.reco}" if layout == "collections" else None
+    if keep:
+        renamed = [f for f in replaced if f != counter]
+        kept = {f: full_sim_name(f, layout) for f in renamed}
+        if kept and counter in replaced:
+            # the writer gives the kept collection its own counter, equal to the old one
+            kept[counter] = f"n{FULL_SIM_PREFIX}{sim.reco}"
+        if kept:
+            target = (
+                f"{FULL_SIM_PREFIX}{sim.reco}_* (counter n{FULL_SIM_PREFIX}{sim.reco})"
+                if layout == "collections"
+                else f"{FULL_SIM_PREFIX}_*"
+            )
+            log.info(
+                "kept %d replaced full-simulation branch(es) as %s: %s",
+                len(kept),
+                target,
+                _listing(list(kept)),
+            )
+        return {"kept": kept, "dropped": [f for f in replaced if f not in kept]}
+    if replaced:
+        log.warning(
+            "dropped %d full-simulation branch(es) replaced by the generated ones "
+            "(--drop-full-sim): %s",
+            len(replaced),
+            _listing(replaced),
+        )
+    return {"kept": {}, "dropped": list(replaced)}
 
 
 def _check_fastsim_directory(directory: str | os.PathLike) -> None:

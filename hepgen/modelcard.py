@@ -67,10 +67,21 @@ def format_card(card: dict[str, Any]) -> str:
     cfg = card.get("config", {})
     data = cfg.get("data", {})
     features = cfg.get("features", [])
+    layout = data.get("layout", "collections")
+    if layout == "collections":
+        what = (
+            f"{data.get('gen')} -> {data.get('reco')}, tree '{data.get('tree')}', matching "
+            f"{data.get('matching', {}).get('method')}"
+        )
+    else:
+        objects = f" {', '.join(data.get('objects') or [])}" if layout == "objects" else ""
+        flag = data.get("reconstructed")
+        what = f"layout {layout}{objects}, tree '{data.get('tree')}', " + (
+            f"reconstruction flag '{flag}'" if flag else "no reconstruction flag"
+        )
     lines = [
         f"hepgen model card (format {card.get('format')} v{card.get('format_version')})",
-        f"  kind: {card.get('kind')}  |  {data.get('gen')} -> {data.get('reco')}, tree "
-        f"'{data.get('tree')}', matching {data.get('matching', {}).get('method')}",
+        f"  kind: {card.get('kind')}  |  {what}",
     ]
     cond = [f["name"] for f in features if f.get("role") == "condition"]
     targ = [

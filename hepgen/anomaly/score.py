@@ -15,6 +15,10 @@ density taken in the physical units of the modelled columns:
     given its gen partner's; **NaN for unmatched reco objects** (fakes, pile-up), which have
     no gen partner to condition on.  A GAN fast simulation has no likelihood:
     :class:`~hepgen.models.base.NoLikelihoodError`.
+**Fast simulation of a flat / objects layout** (``data.layout``, :mod:`hepgen.io.layouts`)
+    ``-log p(targets | conditions)`` per object, one scalar branch per object:
+    ``{prefix}_{branch}`` (``mu1_anomaly_score``, ``mu2_anomaly_score``) or ``{branch}`` for a
+    flat table; NaN for objects whose reconstruction flag (``data.reconstructed``) is false.
 
 Scores are written as ``float64`` (rankings and thresholds of large samples need no ties
 from rounding).  Every numeric input branch is kept, values untouched (NaN/inf pass through,
@@ -45,8 +49,8 @@ import numpy as np
 from hepgen.anomaly.density import DensityModel, nonfinite_problems, read_model_card
 from hepgen.errors import InputError
 from hepgen.fastsim import FastSim
-from hepgen.io.reader import count_entries, inspect_tree, resolve_files
-from hepgen.io.writer import RootWriter
+from hepgen.io.reader import count_entries, inspect_tree, resolve_files, tree_format
+from hepgen.io.writer import RootWriter, check_format
 from hepgen.models.base import NoLikelihoodError
 from hepgen.models.gan import GANModel
 from hepgen.progress import progress
@@ -125,6 +129,7 @@ def score_file(
     step_size: int = 100_000,
     device: str = "cpu",
     quiet: bool = False,
+    output_format: str | None = None,
 ) -> dict[str, Any]:
     """Write ``output``: every event of ``inputs`` with its anomaly score (module docstring).
 
@@ -147,6 +152,8 @@ def score_file(
         Where the flow runs.
     quiet : bool
         Silence the progress bar.
+    output_format : {"ttree", "rntuple"} or None
+        Format of the output tree; ``None`` writes the format of the first input file.
 
     Returns
     -------
@@ -184,20 +191,26 @@ def score_file(
                 "no tractable likelihood to score with; train it with model.kind: flow, or "
                 "score with a density model"
             )
-        scorer: _Scorer = _FastSimScorer(model, branch)
+        scorer: _Scorer = (
+            _FastSimScorer(model, branch)
+            if model.layout == "collections"
+            else _RowScorer(model, branch)
+        )
         tree = tree or model.config.data.tree
     else:
         scorer = _DensityScorer(model, branch)
         tree = tree or "Events"
+    fmt = check_format(output_format) if output_format is not None else None
     paths = resolve_files(inputs)
     for path in paths:
         scorer.check_file(path, tree)
+    fmt = fmt or check_format(tree_format(paths[0], tree))  # the first input's by default
     total = count_entries(paths, tree)
     counts = {"n_events": 0, "n_rows": 0, "n_scored": 0, "n_unmatched": 0, "n_nonfinite": 0}
     outside: dict[str, int] = {}
     start = time.perf_counter()
     with (
-        RootWriter(output, tree=tree, protect=paths) as writer,
+        RootWriter(output, tree=tree, protect=paths, fmt=fmt) as writer,
         progress(total=total, desc="score", unit="event", quiet=quiet) as bar,
     ):
         for path, first, events in _chunks(paths, tree, int(step_size)):
@@ -227,6 +240,7 @@ def score_file(
         "outside_domain": bad,
         "seconds": seconds,
         "rows_per_second": counts["n_rows"] / seconds if seconds > 0 else None,
+        "output_format": fmt,
         "output": os.fspath(Path(output)),
     }
 
@@ -351,4 +365,59 @@ class _FastSimScorer(_Scorer):
             "n_scored": int(reco_rows.size),
             "n_unmatched": len(reco) - int(reco_rows.size),
             "n_nonfinite": int(reco_rows.size) - int(np.count_nonzero(np.isfinite(scored))),
+        }
+
+
+class _RowScorer(_Scorer):
+    """Per-object scores of a fast simulation of the flat/objects layouts."""
+
+    kind = "fastsim"
+
+    def __init__(self, sim: FastSim, branch: str) -> None:
+        self.sim = sim
+        self.layout = sim.row_layout
+        self.suffix = branch
+        self.branches = list(self.layout.per_object(branch))
+        self.branch = ", ".join(self.branches)
+
+    def check_file(self, path: Path, tree: str) -> None:
+        where = f"file '{path}', tree '{tree}'"
+        info = inspect_tree(path, tree)
+        self.layout.resolve(info.branches, where)
+        clash = [b for b in self.branches if b in info.branches]
+        if clash:
+            raise InputError(
+                f"{where} already has the branch(es) {clash}; choose another score branch "
+                "name (--branch)"
+            )
+
+    def score(
+        self, events: ak.Array, where: str, outside: dict[str, int]
+    ) -> tuple[ak.Array, dict[str, int]]:
+        sim = self.sim
+        resolved = self.layout.resolve(events.fields, where)
+        n_rows = len(events)
+        names = sim.condition_names + sim.target_names
+        columns = resolved.stack(events, names, where)
+        flags = resolved.stack_flags(events, where)
+        n = n_rows * self.layout.n_objects
+        rows = np.arange(n) if flags is None else np.flatnonzero(flags)
+        conds = {k: columns[k][rows] for k in sim.condition_names}
+        targets = {k: columns[k][rows] for k in sim.target_names}
+        _check_finite({**conds, **targets}, where, "reconstructed objects")
+        score = np.full(n, np.nan)
+        if rows.size:
+            for k, v in sim.preprocessor_.out_of_domain(conds).items():
+                if v:
+                    outside[k] = outside.get(k, 0) + v
+            score[rows] = -sim.log_prob(targets, conds)
+        out = events
+        for name, values in resolved.unstack({self.suffix: score}, n_rows).items():
+            out = ak.with_field(out, values, name)
+        scored = score[rows]
+        return out, {
+            "n_rows": n,
+            "n_scored": int(rows.size),
+            "n_unmatched": n - int(rows.size),
+            "n_nonfinite": int(rows.size) - int(np.count_nonzero(np.isfinite(scored))),
         }

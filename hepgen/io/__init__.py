@@ -18,6 +18,7 @@ from hepgen.io.collections import (
     replace_collection,
     unflatten_collection,
 )
+from hepgen.io.layouts import ResolvedLayout, RowLayout, missing_value
 from hepgen.io.matching import Matching, delta_phi, delta_r, match_by_deltar, match_by_index
 from hepgen.io.reader import (
     TreeInfo,
@@ -34,7 +35,9 @@ from hepgen.io.writer import RootWriter, group_collections, write_events
 __all__ = [
     "FlatCollection",
     "Matching",
+    "ResolvedLayout",
     "RootWriter",
+    "RowLayout",
     "TreeInfo",
     "collection_fields",
     "count_entries",
@@ -46,6 +49,7 @@ __all__ = [
     "iterate_events",
     "match_by_deltar",
     "match_by_index",
+    "missing_value",
     "open_tree",
     "read_events",
     "replace_collection",

@@ -283,13 +283,13 @@ def load_branch_groups(
         # The counter of a collection (nJet) is an event-level feature (the multiplicity).
         by_group.setdefault(group, []).append(n)
     to_read = [*chosen, *([weights] if weights else [])]
-    ref_events = _read_file(Path(reference), tree, to_read, max_events)
+    ref_events = _read_file(reference, tree, to_read, max_events)
     skipped: dict[str, dict[str, Any]] = {}
-    cand_events = _read_file(Path(candidate), tree, to_read, max_events)
+    cand_events = _read_file(candidate, tree, to_read, max_events)
     groups = []
     for name, branches in by_group.items():
-        ref_t = _table(ref_events, Path(reference), tree, branches, weights, "reference", name)
-        cand_t = _table(cand_events, Path(candidate), tree, branches, weights, "candidate", name)
+        ref_t = _table(ref_events, reference, tree, branches, weights, "reference", name)
+        cand_t = _table(cand_events, candidate, tree, branches, weights, "candidate", name)
         if not features:
             # Branch-wide mode: a branch without a single finite value (all NaN, or an empty
             # collection) cannot be compared; skip it with a note instead of stopping, and
@@ -368,10 +368,18 @@ def load_config_pairs(
 ) -> tuple[SampleGroup, dict[str, Any]]:
     """Read the matched gen/reco pairs of a config from both files.
 
+    Every layout of ``data.layout`` works: for ``flat`` / ``objects`` the rows are the
+    (reconstructed) objects, stacked as for training (:mod:`hepgen.io.layouts`).  The
+    config's ``data.weights`` (per event or row, negative sWeights allowed) become the rows'
+    weights in both tables, and so reach every weighted test of :func:`compare`.
+
     Non-finite values: events holding any are dropped whatever the config's
     ``data.nonfinite`` (validation has its own policy, ``allow_nonfinite``); the values are
     counted per branch first (one extra read of the config's branches) and returned in
-    ``group.skipped_nonfinite`` so that the comparison can fail on them.
+    ``group.skipped_nonfinite`` so that the comparison can fail on them.  In the flat/objects
+    layouts only the values that the comparison reads count: conditions and weights of every
+    object, targets of reconstructed objects (a target left NaN for an object generated as not
+    reconstructed is not a failure).
 
     Returns
     -------
@@ -383,22 +391,26 @@ def load_config_pairs(
     """
     from scipy import stats
 
-    from hepgen.dataset import _branches, load_pairs
+    from hepgen.dataset import config_branches, load_pairs, resolve_layout
 
     update: dict[str, Any] = {"nonfinite": "drop"}
     if max_events is not None:
         update["max_events"] = max_events
     config = config.model_copy(update={"data": config.data.model_copy(update=update)})
     nonfinite: dict[str, dict[str, Any]] = {}
+    rows = config.data.layout != "collections"
     for path, label in ((reference, "reference"), (candidate, "candidate")):
         events = read_events(
             str(path),
-            _branches(config),
+            config_branches(config, str(path)),
             tree=config.data.tree,
             nonfinite="keep",
             entry_stop=config.data.max_events,
         )
         counts = nonfinite.setdefault(label, {})
+        if rows:
+            counts.update(_row_nonfinite(resolve_layout(config, str(path)), events))
+            continue
         for name in events.fields:
             col = events[name]
             values = ak.to_numpy(ak.flatten(col, axis=None)).astype(np.float64)
@@ -440,10 +452,37 @@ def load_config_pairs(
     objects["reference_summary"] = summaries[0]
     objects["candidate_summary"] = summaries[1]
     group = SampleGroup(
-        name=config.data.reco,
+        name=config.data.reco if not rows else config.data.layout,
         reference=tables[0],
         candidate=tables[1],
         primary=True,
         skipped_nonfinite=nonfinite,
     )
     return group, objects
+
+
+def _row_nonfinite(resolved: Any, events: Any) -> dict[str, dict[str, int]]:
+    """Non-finite counts per branch of a flat/objects layout, counting only what the
+    comparison reads: conditions and weights of every object, targets of reconstructed
+    objects (:func:`load_config_pairs`)."""
+    layout = resolved.layout
+    n_rows = len(events)
+    names = list(layout.conditions) + list(layout.targets)
+    columns = resolved.stack(events, names)
+    flags = resolved.stack_flags(events)
+    k = layout.n_objects
+    out: dict[str, dict[str, int]] = {}
+    for name in names:
+        values = np.asarray(columns[name], dtype=np.float64).reshape(n_rows, k)
+        for j, branch in enumerate(resolved.sources[name]):
+            column = values[:, j]
+            if name in layout.targets and flags is not None:
+                column = column[flags.reshape(n_rows, k)[:, j]]
+            entry = count_nonfinite([branch], column[:, None])[branch]
+            if branch in out:  # a row-level branch shared by the objects: count it once
+                continue
+            out[branch] = entry
+    if layout.weights:
+        w = np.asarray(events[layout.weights], dtype=np.float64)
+        out.update(count_nonfinite([layout.weights], w[:, None]))
+    return out
