@@ -32,9 +32,19 @@ from typing import Any, NoReturn
 from hepgen._version import __version__
 from hepgen.errors import HepgenError, InputError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "configure_process", "main"]
 
 log = logging.getLogger("hepgen")
+
+
+def _output_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output-format",
+        choices=["ttree", "rntuple"],
+        default=None,
+        help="write OUT.root's tree as a TTree or an RNTuple (default: the format of the "
+        "first input file)",
+    )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -83,12 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate",
         help="run the built-in reference detector simulation",
         description="Run the built-in reference ('full') detector simulation and write a "
-        "NanoAOD-style ROOT file (see data/README.md for the physics model).",
+        "NanoAOD-style ROOT file, or with --process pid an LHCb-style PID ntuple (see "
+        "data/README.md for the physics models).",
     )
     p.add_argument("-n", "--events", type=int, required=True, help="number of events")
     p.add_argument("-o", "--output", type=Path, required=True, help="output ROOT file")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--process", choices=["jets", "dijet"], default="jets")
+    p.add_argument(
+        "--process",
+        choices=["jets", "dijet", "pid"],
+        default="jets",
+        help="jets: NanoAOD-like gen/reco jets (tree Events); dijet: LHC-Olympics-like dijet "
+        "features (tree Events); pid: LHCb-like PID calibration ntuple, two muon tracks per "
+        "row with sWeights (tree DecayTree; ~40000 candidates make a realistic sample)",
+    )
     p.add_argument("--chunk-size", type=int, default=100_000, help="events per chunk")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.root")
     p.add_argument(
@@ -166,10 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "generate",
         help="run a trained fast simulation over a ROOT file",
-        description="Generate the reco collection for every event of INPUT (chunked; inputs "
-        "larger than memory are fine) and write OUT.root with every other input branch kept. "
-        "Warns with counts when conditions fall outside the training domain; never "
-        "overwrites its input.",
+        description="Generate the reco collection (collections layout) or the target "
+        "branches (flat/objects layouts) for every event or row of INPUT (chunked; inputs "
+        "larger than memory are fine) and write OUT.root with every other input branch kept "
+        "and the replaced full-simulation branches kept as FullSimJet_* (collections) or "
+        "FullSim_* (flat/objects). Warns with counts when conditions fall outside the "
+        "training domain; never overwrites its input.",
     )
     p.add_argument("model", type=Path, help="model directory (hepgen train)")
     p.add_argument("input", nargs="+", help="input ROOT files or glob patterns")
@@ -186,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="K draws per input event: each event written K times in a row with "
         "the branches hepgen_weight (1/K) and hepgen_draw (0..K-1)",
     )
+    p.add_argument(
+        "--drop-full-sim",
+        action="store_true",
+        help="do not keep the replaced full-simulation branches (FullSimJet_*, FullSim_*); "
+        "the log names what was dropped",
+    )
+    _output_format(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.root")
     _common(p)
 
@@ -212,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--step-size", type=int, default=100_000, help="events per chunk")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _output_format(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.root")
     _common(p)
 
@@ -269,8 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sample holds NaN/inf values (unless --allow-nonfinite) or, with --fail-on-different, "
         "when the verdict is DIFFERENT; the report is written either way.",
     )
-    p.add_argument("reference", type=Path, help="reference ROOT file (e.g. full simulation)")
-    p.add_argument("candidate", type=Path, help="candidate ROOT file (e.g. hepgen generate)")
+    p.add_argument("reference", help="reference ROOT file (e.g. full simulation)")
+    p.add_argument("candidate", help="candidate ROOT file (e.g. hepgen generate)")
     p.add_argument("-o", "--output", type=Path, required=True, help="report directory")
     p.add_argument(
         "--config",
@@ -504,12 +532,14 @@ def _check_model_directory(path: Path) -> None:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from hepgen.generate import generate_file
+    from hepgen.io.writer import check_local_output
     from hepgen.outputs import check_output_file
 
     _check_model_directory(args.model)
     _check_seed_and_device(args)
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
+    check_local_output(args.output)
     check_output_file(args.output, inputs=args.input, overwrite=args.overwrite)
     stats = generate_file(
         args.model,
@@ -521,26 +551,48 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         device=args.device,
         quiet=args.quiet,
         oversample=args.oversample,
+        output_format=args.output_format,
+        keep_full_sim=not args.drop_full_sim,
     )
     draws = f" x {args.oversample} draws" if args.oversample > 1 else ""
-    _print(
-        args,
-        f"generated {stats['reco_objects']} reco objects ({stats['fakes']} fakes) for "
-        f"{stats['gen_objects']} gen objects in {stats['events']} events{draws} in "
-        f"{stats['seconds']:.1f} s ({stats['gen_objects_per_second']:.0f} gen objects/s)",
-    )
+    if stats.get("layout", "collections") == "collections":
+        _print(
+            args,
+            f"generated {stats['reco_objects']} reco objects ({stats['fakes']} fakes) for "
+            f"{stats['gen_objects']} gen objects in {stats['events']} events{draws} in "
+            f"{stats['seconds']:.1f} s ({stats['gen_objects_per_second']:.0f} gen objects/s)",
+        )
+    else:
+        _print(
+            args,
+            f"generated the targets of {stats['gen_objects']} objects "
+            f"({stats['reco_objects']} reconstructed) in {stats['events']} rows{draws} in "
+            f"{stats['seconds']:.1f} s ({stats['gen_objects_per_second']:.0f} objects/s)",
+        )
+    kept, dropped = stats["full_sim"]["kept"], stats["full_sim"]["dropped"]
+    if kept:
+        names = list(kept.values())
+        more = f" and {len(names) - 6} more" if len(names) > 6 else ""
+        _print(args, f"full simulation kept as {len(names)} branches: {', '.join(names[:6])}{more}")
+    if dropped and args.drop_full_sim:
+        more = f" and {len(dropped) - 6} more" if len(dropped) > 6 else ""
+        _print(
+            args, f"dropped {len(dropped)} full-simulation branches: {', '.join(dropped[:6])}{more}"
+        )
     _print(args, f"output: {stats['output']}")
     return 0
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
     from hepgen.anomaly.score import score_file
+    from hepgen.io.writer import check_local_output
     from hepgen.outputs import check_output_file
 
     _check_model_directory(args.model)
     _check_seed_and_device(args)
     if args.step_size < 1:
         raise InputError(f"--step-size must be positive, got {args.step_size}")
+    check_local_output(args.output)
     check_output_file(args.output, inputs=args.input, overwrite=args.overwrite)
     stats = score_file(
         args.model,
@@ -551,6 +603,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         step_size=args.step_size,
         device=args.device,
         quiet=args.quiet,
+        output_format=args.output_format,
     )
     if stats["kind"] == "density":
         what = f"{stats['n_scored']} events"
@@ -742,8 +795,33 @@ COMMANDS = {
 }
 
 
+def configure_process(environ: dict[str, str] | None = None) -> None:
+    """Process-level settings of the ``hepgen`` command, made before torch or xgboost load.
+
+    OpenMP: unless the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``, idle OpenMP
+    threads sleep at once (``OMP_WAIT_POLICY=PASSIVE``) instead of spinning.  torch, MKL and
+    xgboost each run a libgomp pool; a spinning pool takes the cores that the other pools and
+    the other jobs of a shared machine need, and a training step (tens of parallel kernels)
+    then waits at every barrier for a descheduled thread.  On a busy 2-core machine the
+    autoregressive PID flow (batch 512) trained at 34 rows/s with a bounded spin
+    (``GOMP_SPINCOUNT=30000``) and at 3.7k rows/s with ``PASSIVE``
+    (``benchmarks/bench_train_speed.py``).  The runtimes read the variables when they start,
+    so this only takes effect before torch is imported; the library itself never changes
+    the environment (Python users on shared machines set the variable themselves).
+
+    Parameters
+    ----------
+    environ : dict or None
+        The environment to update (default ``os.environ``).
+    """
+    env = os.environ if environ is None else environ
+    if "OMP_WAIT_POLICY" not in env and "GOMP_SPINCOUNT" not in env:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``hepgen`` command; returns the exit code."""
+    configure_process()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

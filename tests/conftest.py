@@ -6,6 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from hepgen.cli import configure_process
+
+# The test process runs torch's and xgboost's OpenMP pools side by side on a shared machine:
+# the wait policy of the hepgen command, set before torch loads.
+configure_process()
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 NANOAOD = SHARED_DATA / "nanoAOD_2015_CMS_Open_Data_ttbar.root"

@@ -142,7 +142,8 @@ def test_model_and_training_sections(tmp_path):
     assert settings.max_epochs == 7 and settings.learning_rate == pytest.approx(3e-4)
     assert config.training.validation_fraction == 0.25 and config.training.selection == "loss"
     defaults = load_config(write(tmp_path, GOOD, "plain.yaml"))
-    assert defaults.model.kind == "flow" and defaults.training.settings().max_epochs == 100
+    # left out: chosen from the number of training rows when training starts
+    assert defaults.model.kind == "flow" and defaults.training.settings().max_epochs is None
 
 
 @pytest.mark.parametrize(

@@ -116,3 +116,34 @@ def test_weights_reweight_the_target():
     s = model.sample(np.zeros((20_000, 1), np.float32), seed=1)[:, 0]
     assert s.mean() == pytest.approx(1.0, abs=0.08)
     assert s.std() == pytest.approx(1.0, abs=0.08)
+
+
+def test_metric_period_follows_its_estimated_cost():
+    # Sampling an autoregressive flow makes one pass per target: with 4 targets and as many
+    # validation as training rows, one KS evaluation costs 1000 * 0.35 * 4 / 1000 = 1.4
+    # epochs, so the metric runs every 10th epoch (the most) and at the last one.
+    rng = np.random.default_rng(3)
+    c = rng.normal(size=(2000, 2)).astype(np.float32)
+    x = (c @ rng.normal(size=(2, 4)) + 0.5 * rng.normal(size=(2000, 4))).astype(np.float32)
+    tiny = FlowSettings(kind="autoregressive", n_transforms=2, hidden_features=16, n_bins=4)
+    result = FlowModel(tiny, seed=0, device="cpu").fit(
+        x[:1000],
+        c[:1000],
+        validation={"x": x[1000:], "c": c[1000:]},
+        training=TrainingSettings(max_epochs=3, device="cpu"),
+        quiet=True,
+    )
+    assert result.settings["metric_every"] == 10 and result.settings["batch_size"] == 256
+    assert result.chosen_from_data_size == ["batch_size", "patience", "metric_every"]
+    assert [h["metric"] is not None for h in result.history] == [False, False, True]
+    assert result.selection == "metric" and result.selected_epoch == 3
+    # a coupling flow samples in one pass: 1000 * 0.35 / 1000 = 0.35 epochs -> every 4th
+    coupling = FlowSettings(n_transforms=2, hidden_features=16, n_bins=4)
+    again = FlowModel(coupling, seed=0, device="cpu").fit(
+        x[:1000],
+        c[:1000],
+        validation={"x": x[1000:], "c": c[1000:]},
+        training=TrainingSettings(max_epochs=1, device="cpu"),
+        quiet=True,
+    )
+    assert again.settings["metric_every"] == 4 and again.history[0]["metric"] is not None

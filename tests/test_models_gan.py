@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from scipy import stats
 
 import hepgen.models.gan as gan_module
+import hepgen.training
 from hepgen.errors import ConfigError, InputError
 from hepgen.models import GANModel as ExportedGANModel
 from hepgen.models.base import NoLikelihoodError
@@ -449,6 +450,7 @@ def small_fit(tmp: Path, resume: bool = False, epochs: int = 4, **settings) -> G
 
 @pytest.mark.parametrize("loss", ["wgan-gp", "cramer"])
 def test_resume_after_a_crash_is_bit_identical(tmp_path: Path, monkeypatch, loss):
+    monkeypatch.setattr(hepgen.training, "CHECKPOINT_SECONDS", 0.0)  # after every epoch
     straight = small_fit(tmp_path / "a", loss=loss)
     calls = {"n": 0}
     step = GANObjective.step

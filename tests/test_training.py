@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -316,7 +317,10 @@ def resume_settings(**kwargs) -> TrainingSettings:
 WEIGHTED = {**TRAIN, "w": np.random.default_rng(10).uniform(0.5, 1.5, 12_000)}
 
 
-def test_resume_after_a_crash_is_bit_identical(tmp_path: Path) -> None:
+def test_resume_after_a_crash_is_bit_identical(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(
+        hepgen.training, "CHECKPOINT_SECONDS", 0.0
+    )  # a checkpoint after every epoch
     straight = dropout_model()
     result_a = train(
         straight, gaussian_nll, WEIGHTED, VALID, resume_settings(), tmp_path / "a",
@@ -726,7 +730,8 @@ def test_objective_validation_loss_uses_the_same_draws_every_epoch() -> None:
     assert shifted.history[0]["val_loss"] != pytest.approx(losses[0], abs=1e-4)  # other draws
 
 
-def test_objective_resume_after_a_crash_is_bit_identical(tmp_path: Path) -> None:
+def test_objective_resume_after_a_crash_is_bit_identical(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(hepgen.training, "CHECKPOINT_SECONDS", 0.0)  # after every epoch
     s = resume_settings()  # 24 batches per epoch; "width" every 5 batches straddles epochs
     straight = TwoHeads()
     train(straight, None, WEIGHTED, VALID, s, tmp_path / "a", objective=Alternating(5),
@@ -803,3 +808,124 @@ def test_metric_mapping_goes_to_the_history_and_argument_errors() -> None:
 
     with pytest.raises(ValueError, match="optimizer name 'Mean'"):
         train(TwoHeads(), None, TRAIN, None, settings(), objective=BadName())
+
+
+# --------------------------------------------------------------------------------------------
+# Size-based defaults, the metric's period, the checkpoint interval
+# --------------------------------------------------------------------------------------------
+
+
+def test_size_based_defaults_follow_the_documented_rule() -> None:
+    small, chosen = TrainingSettings().resolve(22_400)  # the PID ntuple's training muons
+    assert (small.batch_size, small.max_epochs, small.patience, small.metric_every) == (
+        512, 182, 19, 1,
+    )  # fmt: skip
+    assert chosen == ["batch_size", "max_epochs", "patience", "metric_every"]
+    large, _ = TrainingSettings().resolve(240_000)  # the 300k-jet task
+    assert (large.batch_size, large.max_epochs, large.patience) == (4096, 136, 14)
+    tiny, _ = TrainingSettings().resolve(2_000)
+    assert (tiny.batch_size, tiny.max_epochs, tiny.patience) == (256, 500, 50)
+    assert TrainingSettings().resolve(100_000)[0].batch_size == 2048
+    # the metric's period keeps its estimated cost near a tenth of the training time
+    assert TrainingSettings().resolve(22_400, metric_cost=0.79)[0].metric_every == 8
+    assert TrainingSettings().resolve(22_400, metric_cost=0.05)[0].metric_every == 1
+    assert TrainingSettings().resolve(22_400, metric_cost=50.0)[0].metric_every == 10
+
+
+def test_explicit_settings_win_over_size_based_defaults() -> None:
+    explicit = TrainingSettings(batch_size=1000, max_epochs=7, patience=3, metric_every=2)
+    for n in (500, 22_400, 3_000_000):
+        resolved, chosen = explicit.resolve(n, metric_cost=5.0)
+        assert resolved == explicit and chosen == []
+    partial, chosen = TrainingSettings(batch_size=1000).resolve(240_000)
+    assert partial.batch_size == 1000 and partial.max_epochs == 34  # 8000 / 240 steps
+    assert chosen == ["max_epochs", "patience", "metric_every"]
+
+
+def test_training_result_records_the_resolved_settings(tmp_path: Path) -> None:
+    s = TrainingSettings(max_epochs=2, learning_rate=0.02, device="cpu")  # batch size left out
+    model = linear_model()
+    result = train(model, gaussian_nll, TRAIN, VALID, s, tmp_path, quiet=True)
+    assert result.n_train == 12_000
+    assert result.settings["batch_size"] == 256  # 12000 / 50 = 240 -> 256
+    assert result.settings["max_epochs"] == 2 and result.settings["patience"] == 10
+    assert result.chosen_from_data_size == ["batch_size", "patience", "metric_every"]
+    card = result.to_dict()
+    assert card["settings"]["batch_size"] == 256 and "batch_size" in card["chosen_from_data_size"]
+    assert TrainingResult(**json.loads(json.dumps(card))) == result  # the model card round trip
+    # the checkpoint holds the resolved settings, so a resume compares like with like
+    assert json.loads((tmp_path / "last.json").read_text())["settings"]["batch_size"] == 256
+    again = train(linear_model(), gaussian_nll, TRAIN, VALID, s, tmp_path, resume=True, quiet=True)
+    assert again.stopped == "max_epochs" and len(again.history) == 2
+
+
+def test_metric_runs_at_its_period_and_at_the_last_epoch() -> None:
+    calls: list[int] = []
+
+    def metric(module):
+        calls.append(1)
+        return float(len(calls))
+
+    s = settings(max_epochs=5, metric_every=3)
+    result = train(linear_model(), gaussian_nll, TRAIN, VALID, s, metric_fn=metric, quiet=True)
+    assert [h["metric"] is not None for h in result.history] == [False, False, True, False, True]
+    assert result.selection == "metric" and result.selected_epoch == 3
+    # early stopping ends the run on an epoch off the period: the metric runs there too
+    stop = settings(max_epochs=50, metric_every=7, patience=2, min_delta=1e9)  # stops at 3
+    stopped = train(linear_model(), gaussian_nll, TRAIN, VALID, stop, metric_fn=metric, quiet=True)
+    assert stopped.stopped == "early_stopping"
+    assert [h["metric"] is not None for h in stopped.history] == [False, False, True]
+
+
+def test_checkpoints_after_the_first_epoch_then_by_the_clock(tmp_path: Path) -> None:
+    # A fast run writes its checkpoint after epoch 1 and after the last epoch only (the
+    # interval is 30 s); a crash in epoch 3 leaves epoch 1's checkpoint, which resumes exactly.
+    calls = {"n": 0}
+
+    def crashing_nll(module, batch):
+        if module.training:
+            calls["n"] += 1
+            if calls["n"] > 2 * 47:  # 47 batches per epoch: crash inside epoch 3
+                raise RuntimeError("simulated crash")
+        return gaussian_nll(module, batch)
+
+    s = settings(max_epochs=4, schedule="constant")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(linear_model(), crashing_nll, TRAIN, VALID, s, tmp_path / "b", quiet=True)
+    assert json.loads((tmp_path / "b" / "last.json").read_text())["epoch"] == 1
+    resumed = linear_model(seed=5)
+    train(resumed, gaussian_nll, TRAIN, VALID, s, tmp_path / "b", resume=True, quiet=True)
+    straight = linear_model()
+    train(straight, gaussian_nll, TRAIN, VALID, s, tmp_path / "a", quiet=True)
+    assert states_equal(straight.state_dict(), resumed.state_dict())
+    assert json.loads((tmp_path / "a" / "last.json").read_text())["epoch"] == 4
+
+
+# --------------------------------------------------------------------------------------------
+# Process settings: the command's, never the library's
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_command_sets_a_passive_openmp_wait_unless_the_user_chose() -> None:
+    from hepgen.cli import configure_process
+
+    env: dict[str, str] = {}
+    configure_process(env)
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    for user in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "10000"}):
+        chosen = dict(user)
+        configure_process(chosen)
+        assert chosen == user
+
+
+def test_importing_and_training_leave_the_environment_alone() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import os; before = dict(os.environ); import hepgen, hepgen.training, "
+        "hepgen.models.flow_model; assert dict(os.environ) == before, "
+        "set(os.environ) ^ set(before)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
