@@ -14,7 +14,7 @@ import hepgen.sim._common
 import hepgen.sim.dijet
 import hepgen.sim.jets
 from hepgen.errors import InputError
-from hepgen.sim import PROCESSES, DijetSimulation, JetSimulation, simulate_to_file
+from hepgen.sim import PROCESSES, DijetSimulation, JetSimulation, PidSimulation, simulate_to_file
 from hepgen.sim._common import crystal_ball
 
 
@@ -493,7 +493,7 @@ def test_simulate_refuses_outputs_larger_than_the_free_disk(tmp_path) -> None:
 
 
 def test_processes_and_params() -> None:
-    assert PROCESSES == {"jets": JetSimulation, "dijet": DijetSimulation}
+    assert PROCESSES == {"jets": JetSimulation, "dijet": DijetSimulation, "pid": PidSimulation}
     sim = JetSimulation(pt_min=30.0)
     assert sim.get_params()["pt_min"] == 30.0
     assert repr(sim) == "JetSimulation(pt_min=30.0)"

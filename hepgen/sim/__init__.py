@@ -1,6 +1,6 @@
 """Built-in reference detector simulations: the "slow full simulation" that hepgen learns from.
 
-Two processes are available, each a class whose constructor only stores physics settings
+Three processes are available, each a class whose constructor only stores physics settings
 (scikit-learn style) and whose ``generate(n_events, seed)`` returns an awkward Array with
 one record per event, the fields being ROOT branch names:
 
@@ -14,9 +14,16 @@ one record per event, the fields being ROOT branch names:
     LHC-Olympics-2020-like high-level features of dijet events (``mjj``, ``mj1``, ``mj2``,
     ``tau21_j1``, ``tau21_j2``, ``label``) with QCD background from the dijet function and an
     optional ``X -> Y Z`` resonance. TeV units. See :mod:`hepgen.sim.dijet`.
+``pid`` (:class:`PidSimulation`)
+    An LHCb-like PID calibration ntuple (TTree ``DecayTree``): one row per
+    ``J/psi -> mu mu`` candidate with two tracks ``mu1_*``, ``mu2_*`` (``P``, ``PT``, ``ETA``,
+    five PID responses with -1000 sentinels, exact zeros and a 1e-4 grid), the event
+    multiplicity ``nTracks``, the mass ``Jpsi_M``, signal plus background and the sWeights
+    ``sw`` of an sPlot fit of the whole file. MeV units. See :mod:`hepgen.sim.pid` and
+    :mod:`hepgen.sim.splot`.
 
 :func:`simulate_to_file` writes either process to a ROOT file in chunks (this is what
-``hepgen simulate -n N -o OUT.root --seed S --process jets|dijet`` runs). The branch lists,
+``hepgen simulate -n N -o OUT.root --seed S --process jets|dijet|pid`` runs). The branch lists,
 units and dtypes are documented in ``data/README.md``.
 
 Example
@@ -42,12 +49,14 @@ from hepgen.progress import progress
 from hepgen.sim._common import Simulation, check_n_events
 from hepgen.sim.dijet import DijetSimulation
 from hepgen.sim.jets import EVENTS_PER_LUMI, JetSimulation
+from hepgen.sim.pid import PidSimulation
 
 __all__ = [
     "BYTES_PER_EVENT",
     "PROCESSES",
     "DijetSimulation",
     "JetSimulation",
+    "PidSimulation",
     "chunk_seeds",
     "estimated_file_size",
     "iter_chunk_seeds",
@@ -56,11 +65,15 @@ __all__ = [
 ]
 
 #: Process name (``--process``) -> simulation class.
-PROCESSES: dict[str, type[Simulation]] = {"jets": JetSimulation, "dijet": DijetSimulation}
+PROCESSES: dict[str, type[Simulation]] = {
+    "jets": JetSimulation,
+    "dijet": DijetSimulation,
+    "pid": PidSimulation,
+}
 
 #: Lower bounds of the compressed size of one event written by :func:`simulate_to_file`
-#: (bytes; measured with the default settings at 1e5 events: jets 143, dijet 19.4).
-BYTES_PER_EVENT: dict[str, float] = {"jets": 100.0, "dijet": 15.0}
+#: (bytes; measured with the default settings at 1e5 events: jets 143, dijet 19.4, pid 106).
+BYTES_PER_EVENT: dict[str, float] = {"jets": 100.0, "dijet": 15.0, "pid": 80.0}
 
 
 def make_simulation(process: str = "jets", **options: Any) -> Simulation:
@@ -174,11 +187,16 @@ def simulate_to_file(
 
     Events are generated in chunks of ``chunk_size``; chunk ``i`` is
     ``PROCESSES[process](**options).generate(size_i, seed=SeedSequence(seed).spawn(n)[i])``
-    (see :func:`chunk_seeds`), with ``event`` (and, for ``jets``, ``luminosityBlock``)
-    renumbered to count through the whole file from 1. The output therefore depends only on
-    ``seed``, ``n_events``, ``chunk_size`` and the options. The file is written atomically
-    (temporary file, renamed on success) as a TTree ``Events`` in NanoAOD layout: jagged
-    branches of one collection share a counter branch (``nJet``, ``nGenJet``).
+    (see :func:`chunk_seeds`), with ``event`` (and, for ``jets``, ``luminosityBlock``;
+    ``eventNumber`` and ``runNumber`` for ``pid``) renumbered to count through the whole file
+    from 1. The output therefore depends only on ``seed``, ``n_events``, ``chunk_size`` and the
+    options. The file is written atomically (temporary file, renamed on success) as a TTree
+    ``Events`` in NanoAOD layout: jagged branches of one collection share a counter branch
+    (``nJet``, ``nGenJet``); ``pid`` writes a flat TTree ``DecayTree`` (the class attribute
+    ``tree_name``). A process with a ``file_options(chunks)`` method (``pid``: the sPlot fit
+    of the masses of the whole file, so that the sWeights do not depend on the chunking) is
+    asked for keyword arguments of every chunk's ``generate`` before the first chunk is
+    written.
 
     Parameters
     ----------
@@ -187,7 +205,7 @@ def simulate_to_file(
         replaced (``hepgen simulate`` refuses that without ``--overwrite``); temporary files
         that a killed run left for it are removed (see :mod:`hepgen.outputs`).
     process : str
-        ``"jets"`` or ``"dijet"`` (a key of :data:`PROCESSES`).
+        ``"jets"``, ``"dijet"`` or ``"pid"`` (a key of :data:`PROCESSES`).
     n_events : int
         Number of events to write (>= 0; 0 writes an empty tree).
     seed : int
@@ -241,14 +259,23 @@ def simulate_to_file(
         if n_events
         else iter([(0, np.random.SeedSequence(seed))])
     )
+    file_options = getattr(sim, "file_options", None)
+    generate_options: dict[str, Any] = (
+        file_options(iter_chunk_seeds(int(seed), n_events, int(chunk_size)))
+        if file_options is not None and n_events
+        else {}
+    )
+    renumber = getattr(sim, "renumber", None)
     first = 1
     with (
-        RootWriter(path, tree="Events") as writer,
+        RootWriter(path, tree=getattr(sim, "tree_name", "Events")) as writer,
         progress(total=n_events, desc="simulate", unit="events", quiet=quiet) as bar,
     ):
         for size, child in chunks:
-            events = sim.generate(size, seed=child)
-            if first != 1:
+            events = sim.generate(size, seed=child, **generate_options)
+            if first != 1 and renumber is not None:
+                events = renumber(events, first)
+            elif first != 1:
                 event = np.arange(first, first + size, dtype=np.uint64)
                 events["event"] = event
                 if "luminosityBlock" in events.fields:
