@@ -426,6 +426,7 @@ def test_interrupted_scan_resumes_to_the_same_result(tmp_path: Path, monkeypatch
         if len(calls) == 5:
             raise _Interrupt
 
+    monkeypatch.setattr(hepgen.training, "CHECKPOINT_SECONDS", 0.0)  # after every epoch
     monkeypatch.setattr(hepgen.training._Run, "save", crashing_save)
     with pytest.raises(_Interrupt):
         run_scan(cols, settings, quiet=True, work_dir=work)
