@@ -45,7 +45,7 @@ from hepgen.cli import main
 from hepgen.fastsim import FastSim
 from hepgen.generate import generate_file
 from hepgen.resources import config_path
-from hepgen.sim.pid import OBJECTS, PID_RESPONSES, SENTINEL
+from hepgen.sim.pid import OBJECTS, PID_RESPONSES, SENTINEL, write_signal_only
 
 __all__ = ["run"]
 
@@ -108,15 +108,6 @@ def _small_config(folder: Path, name: str, weights: bool) -> Path:
     return path
 
 
-def _signal_rows(source: Path, out: Path) -> Path:
-    arrays = uproot.open(source)["DecayTree"].arrays(library="np")
-    keep = arrays["is_signal"] == 1
-    with uproot.recreate(out) as f:
-        f.mktree("DecayTree", {k: v.dtype for k, v in arrays.items()})
-        f["DecayTree"].extend({k: v[keep] for k, v in arrays.items()})
-    return out
-
-
 def _response_summary(arrays: dict[str, np.ndarray]) -> dict[str, float]:
     pid_mu, prob = _tracks(arrays, "PIDmu"), _tracks(arrays, "ProbNNmu")
     return {
@@ -133,7 +124,10 @@ def sweights_check(folder: Path) -> dict[str, Any]:
     held = folder / "sw_heldout.root"
     args = ["simulate", "--process", "pid", "-n", "3000", "-o", str(held), "--seed", "2"]
     assert main([*args, "--quiet"]) == 0
-    signal, held = _signal_rows(full, folder / "sw_sig.root"), _signal_rows(held, folder / "h.root")
+    signal, held = (
+        write_signal_only(full, folder / "sw_sig.root"),
+        write_signal_only(held, folder / "h.root"),
+    )
     weighted = _small_config(folder, "sw_weighted.yaml", weights=True)
     plain = _small_config(folder, "sw_plain.yaml", weights=False)
     out: dict[str, Any] = {}

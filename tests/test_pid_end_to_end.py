@@ -11,11 +11,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import uproot
 
 from hepgen.cli import main
 from hepgen.resources import config_path
-from hepgen.sim.pid import OBJECTS, PID_RESPONSES, SENTINEL
+from hepgen.sim.pid import OBJECTS, PID_RESPONSES, SENTINEL, write_signal_only
 
 SMALL_FLOW = {
     "n_transforms: 6": "n_transforms: 4",
@@ -114,16 +115,6 @@ def test_pid_config_end_to_end(tmp_path: Path) -> None:
     assert 0.4 < metrics["c2st"]["auc"] < 0.75
 
 
-def _signal_only(source: Path, out: Path) -> Path:
-    """The truth-signal rows of ``source``, written with uproot (a flat TTree)."""
-    arrays = uproot.open(source)["DecayTree"].arrays(library="np")
-    keep = arrays["is_signal"] == 1
-    with uproot.recreate(out) as f:
-        f.mktree("DecayTree", {k: v.dtype for k, v in arrays.items()})
-        f["DecayTree"].extend({k: v[keep] for k, v in arrays.items()})
-    return out
-
-
 def _summary(arrays: dict) -> np.ndarray:
     """Mean PIDmu (computed), mean ProbNNmu and the fraction with ProbNNmu > 0.5."""
     pid_mu, prob = both(arrays, "PIDmu"), both(arrays, "ProbNNmu")
@@ -132,13 +123,16 @@ def _summary(arrays: dict) -> np.ndarray:
     )
 
 
+@pytest.mark.slow  # three trainings: ~40 s on an idle 2-core machine (make test-slow)
 def test_sweights_recover_the_signal_response(tmp_path: Path) -> None:
     """(a) full sample with sw, (b) truth signal only, (c) full sample unweighted: the same
     flow, epochs and seed, generated on the same held-out conditions. (a) ~ (b); (c) is off
     (the background's pions and kaons pull the muon response down)."""
     full = simulate(tmp_path / "train.root", 8000, seed=1)
-    signal = _signal_only(full, tmp_path / "signal.root")
-    heldout = _signal_only(simulate(tmp_path / "heldout.root", 3000, seed=2), tmp_path / "h.root")
+    signal = write_signal_only(full, tmp_path / "signal.root")
+    heldout = write_signal_only(
+        simulate(tmp_path / "heldout.root", 3000, seed=2), tmp_path / "h.root"
+    )
     weighted, plain = tmp_path / "weighted.yaml", tmp_path / "plain.yaml"
     weighted.write_text(pid_config_text(max_epochs=8, batch_size=256))
     plain.write_text(pid_config_text(max_epochs=8, batch_size=256, weights=False))

@@ -85,7 +85,9 @@ through the file. The TTree is ``DecayTree``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import awkward as ak
@@ -101,6 +103,7 @@ __all__ = [
     "PID_RESPONSES",
     "SENTINEL",
     "PidSimulation",
+    "write_signal_only",
 ]
 
 #: Prefixes of the two tracks of a candidate (mu1: positive, mu2: negative).
@@ -422,3 +425,31 @@ class PidSimulation(Simulation):
         # a rounded DLL is never exactly 0 by accident (the zeros mean "no information")
         out["PIDe"][~no_calo & (out["PIDe"] == 0.0)] = 1e-4
         return out
+
+
+def write_signal_only(
+    source: str | os.PathLike, output: str | os.PathLike, tree: str = "DecayTree"
+) -> Path:
+    """Write the truth-signal candidates (``is_signal == 1``) of a ``pid`` file, every branch
+    kept: the "signal-only truth" that a training with sWeights is compared with.
+
+    Parameters
+    ----------
+    source : path
+        A file written by ``hepgen simulate --process pid``.
+    output : path
+        The new file (written atomically; must not be ``source``).
+    tree : str
+        The tree name.
+
+    Returns
+    -------
+    Path
+        ``output``.
+    """
+    from hepgen.io.reader import read_events
+    from hepgen.io.writer import write_events
+
+    events = read_events(source, None, tree=tree, nonfinite="keep")
+    keep = np.asarray(events["is_signal"]) == 1
+    return write_events(output, events[keep], tree=tree, protect=[source])
