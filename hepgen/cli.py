@@ -530,17 +530,24 @@ def _check_model_directory(path: Path) -> None:
         )
 
 
-def _cmd_generate(args: argparse.Namespace) -> int:
-    from hepgen.generate import generate_file
+def _check_model_job(args: argparse.Namespace, step_option: str, step: int) -> None:
+    """The checks of ``generate`` and ``score`` before any work: the model directory, seed and
+    device, the chunk size, and a local output that may be written (not an input)."""
     from hepgen.io.writer import check_local_output
     from hepgen.outputs import check_output_file
 
     _check_model_directory(args.model)
     _check_seed_and_device(args)
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be positive, got {args.batch_size}")
+    if step < 1:
+        raise InputError(f"{step_option} must be positive, got {step}")
     check_local_output(args.output)
     check_output_file(args.output, inputs=args.input, overwrite=args.overwrite)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from hepgen.generate import generate_file
+
+    _check_model_job(args, "--batch-size", args.batch_size)
     stats = generate_file(
         args.model,
         args.input,
@@ -585,15 +592,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     from hepgen.anomaly.score import score_file
-    from hepgen.io.writer import check_local_output
-    from hepgen.outputs import check_output_file
 
-    _check_model_directory(args.model)
-    _check_seed_and_device(args)
-    if args.step_size < 1:
-        raise InputError(f"--step-size must be positive, got {args.step_size}")
-    check_local_output(args.output)
-    check_output_file(args.output, inputs=args.input, overwrite=args.overwrite)
+    _check_model_job(args, "--step-size", args.step_size)
     stats = score_file(
         args.model,
         args.input,
