@@ -33,7 +33,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py --output benchmarks/results
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check hepgen tests benchmarks notebooks
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) demo_out benchmarks/results
