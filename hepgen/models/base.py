@@ -191,6 +191,9 @@ class GenerativeModel(abc.ABC):
     """
 
     kind: ClassVar[str] = ""
+    #: Whether :meth:`log_prob` gives a density (flows) or raises :class:`NoLikelihoodError`
+    #: (GANs); callers that need a likelihood ask this, never the class.
+    has_likelihood: ClassVar[bool] = False
 
     def __init__(self, settings: Any = None, seed: int = 0, device: str = "auto") -> None:
         self.settings = settings

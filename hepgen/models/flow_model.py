@@ -102,6 +102,7 @@ class FlowModel(GenerativeModel):
     """
 
     kind = "flow"
+    has_likelihood = True
 
     # ------------------------------------------------------------------ fitting
     def fit(
