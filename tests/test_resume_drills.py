@@ -407,7 +407,8 @@ def _comparable(result) -> dict:
 
 
 def test_interrupted_scan_resumes_to_the_same_result(tmp_path: Path, monkeypatch) -> None:
-    import hepgen.training
+    import hepgen.training.loop
+    import hepgen.training.run
     from hepgen.anomaly.scan import run_scan
 
     cols, settings = _scan_inputs()
@@ -417,7 +418,7 @@ def test_interrupted_scan_resumes_to_the_same_result(tmp_path: Path, monkeypatch
     # crash in window 2's background flow, right after its epoch-2 checkpoint (saves 1-3:
     # window 1's flow; 4, 5: window 2's)
     work = tmp_path / "work"
-    save = hepgen.training._Run.save
+    save = hepgen.training.run._Run.save
     calls = []
 
     def crashing_save(self, *args, **kwargs):
@@ -426,11 +427,11 @@ def test_interrupted_scan_resumes_to_the_same_result(tmp_path: Path, monkeypatch
         if len(calls) == 5:
             raise _Interrupt
 
-    monkeypatch.setattr(hepgen.training, "CHECKPOINT_SECONDS", 0.0)  # after every epoch
-    monkeypatch.setattr(hepgen.training._Run, "save", crashing_save)
+    monkeypatch.setattr(hepgen.training.loop, "CHECKPOINT_SECONDS", 0.0)  # after every epoch
+    monkeypatch.setattr(hepgen.training.run._Run, "save", crashing_save)
     with pytest.raises(_Interrupt):
         run_scan(cols, settings, quiet=True, work_dir=work)
-    monkeypatch.setattr(hepgen.training._Run, "save", save)
+    monkeypatch.setattr(hepgen.training.run._Run, "save", save)
     assert calls == [1, 2, 3, 1, 2]
     assert (work / "window-000.json").is_file() and not (work / "window-000").exists()
     assert not (work / "window-001.json").exists()
@@ -442,7 +443,7 @@ def test_interrupted_scan_resumes_to_the_same_result(tmp_path: Path, monkeypatch
         save(self, *args, **kwargs)
         resumed_epochs.append(self.state.epoch)
 
-    monkeypatch.setattr(hepgen.training._Run, "save", counting_save)
+    monkeypatch.setattr(hepgen.training.run._Run, "save", counting_save)
     resumed = run_scan(cols, settings, quiet=True, work_dir=work, resume=True)
     assert resumed_epochs == [3]  # window 1 loaded; window 2's flow continued at epoch 3
     assert _comparable(resumed) == _comparable(reference)
