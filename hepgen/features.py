@@ -9,8 +9,9 @@ from raw columns to the standardised matrices the models see lives in
 
 Kinds and their default preprocessing pipelines
 -----------------------------------------------
-``transforms`` on a spec replaces the kind's default chain (the ``relative_to`` step, when
-given, is still put first).
+:func:`default_transforms` gives a spec's chain as transform settings.  ``transforms`` on a
+spec replaces the kind's default chain (the ``relative_to`` step, when given, is still put
+first); each step is a :mod:`hepgen.transforms` type, validated when the spec is built.
 
 =============  ============================================================================
 kind           default pipeline
@@ -40,8 +41,8 @@ the sentinel exactly.  Sentinels may lie outside a bounded feature's bounds (``-
 in [0, 1]) or inside them (an exact 0).  Not allowed for categorical features (list the value
 as a category instead).  See :class:`hepgen.preprocessing.SentinelFlag`.
 
-Example
--------
+Examples
+--------
 >>> from hepgen.features import FeatureSchema, FeatureSpec
 >>> schema = FeatureSchema([
 ...     FeatureSpec("GenJet_pt", "condition", "positive"),
@@ -79,6 +80,7 @@ __all__ = [
     "FeatureSpec",
     "Kind",
     "Role",
+    "default_transforms",
 ]
 
 Role = Literal["condition", "target"]
@@ -152,7 +154,7 @@ class FeatureSpec:
     transforms : tuple of dict or None
         An explicit pipeline replacing the kind's default, e.g.
         ``({"type": "log"}, {"type": "quantile_gaussian", "n_quantiles": 500})``; each dict is
-        a transform's ``type`` and settings (see :mod:`hepgen.preprocessing`).  The
+        a transform's ``type`` and settings (see :mod:`hepgen.transforms`).  The
         ``relative_to`` step is still prepended.  ``logit``, ``dequantize``, ``onehot`` and
         ``index`` take their bounds/categories from the spec when the dict omits them.
     sentinels : tuple of float or None
@@ -170,8 +172,8 @@ class FeatureSpec:
     -----
     The spec is immutable and hashable; lists given for the tuple fields are converted.
 
-    Example
-    -------
+    Examples
+    --------
     >>> spec = FeatureSpec("Jet_eta", "target", relative_to="GenJet_eta")
     >>> spec.to_dict()
     {'name': 'Jet_eta', 'role': 'target', 'kind': 'continuous', 'relative_to': 'GenJet_eta'}
@@ -284,8 +286,9 @@ class FeatureSpec:
             raise ConfigError(
                 f"{where}: key 'transforms' must be a list of transform settings, got {tfs!r}"
             )
-        # Imported here: preprocessing imports this module.
-        from hepgen.preprocessing import Transform, _complete_config
+        # Imported when needed: the transforms (a lower layer) import scipy, which a schema
+        # without explicit steps does not need.
+        from hepgen.transforms import Transform
 
         normalised = []
         for i, cfg in enumerate(tfs):
@@ -420,6 +423,74 @@ class FeatureSpec:
         return hash(json.dumps(self.to_dict(), sort_keys=True))
 
 
+def default_transforms(spec: FeatureSpec) -> list[dict[str, Any]]:
+    """The pipeline of a feature as a list of transform settings, before fitting.
+
+    The kind's default chain (see the module docstring) or ``spec.transforms``, with the
+    ``relative_to`` step first and bounds/categories filled in from the spec.
+
+    Parameters
+    ----------
+    spec : FeatureSpec
+        The feature.
+
+    Returns
+    -------
+    list of dict
+        ``[{"type": ..., **settings}, ...]``.
+
+    Examples
+    --------
+    >>> default_transforms(FeatureSpec("Jet_pt", "target", "positive", relative_to="GenJet_pt"))
+    [{'type': 'ratio', 'to': 'GenJet_pt'}, {'type': 'log'}, {'type': 'standardize'}]
+    """
+    lo, hi = spec.bounds if spec.bounds is not None else (None, None)
+    cats = list(spec.categories) if spec.categories is not None else None
+    steps: list[dict[str, Any]] = []
+    if spec.relative_to is not None:
+        if spec.kind == "positive":
+            steps.append({"type": "ratio", "to": spec.relative_to})
+        else:
+            steps.append({"type": "difference", "to": spec.relative_to, "periodic": spec.periodic})
+    if spec.transforms is not None:
+        return steps + [_complete_config(cfg, spec) for cfg in spec.transforms]
+    noise = spec.role == "target"
+    if spec.kind == "continuous":
+        steps.append({"type": "standardize"})
+    elif spec.kind == "positive":
+        steps += [{"type": "log"}, {"type": "standardize"}]
+    elif spec.kind == "bounded":
+        steps += [{"type": "logit", "low": lo, "high": hi}, {"type": "standardize"}]
+    elif spec.kind == "integer":
+        deq: dict[str, Any] = {"type": "dequantize", "noise": noise}
+        if spec.bounds is not None:
+            deq.update(low=lo, high=hi)
+        steps += [deq, {"type": "standardize"}]
+    elif spec.role == "condition":  # categorical
+        steps.append({"type": "onehot", "categories": cats})
+    else:
+        steps += [
+            {"type": "index", "categories": cats},
+            {"type": "dequantize", "noise": True},
+            {"type": "standardize"},
+        ]
+    return steps
+
+
+def _complete_config(cfg: Mapping[str, Any], spec: FeatureSpec) -> dict[str, Any]:
+    """An explicit step's settings with the bounds / categories it omits taken from the spec."""
+    cfg = dict(cfg)
+    kind = cfg.get("type")
+    if spec.bounds is not None and (
+        kind == "logit" or (kind == "dequantize" and spec.kind == "integer")
+    ):
+        cfg.setdefault("low", spec.bounds[0])
+        cfg.setdefault("high", spec.bounds[1])
+    elif kind in ("onehot", "index") and spec.categories is not None:
+        cfg.setdefault("categories", list(spec.categories))
+    return cfg
+
+
 class FeatureSchema:
     """An ordered, validated list of :class:`FeatureSpec`: the conditions and the targets.
 
@@ -444,8 +515,8 @@ class FeatureSchema:
     names : list of str
         All feature names, in order.
 
-    Example
-    -------
+    Examples
+    --------
     >>> schema = FeatureSchema([
     ...     FeatureSpec("GenJet_eta", "condition"),
     ...     FeatureSpec("Jet_eta", "target", relative_to="GenJet_eta"),

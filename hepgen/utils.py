@@ -1,4 +1,10 @@
-"""Small shared helpers: atomic file writes and JSON that never contains NaN."""
+"""Small shared helpers: atomic file writes and JSON that never contains NaN.
+
+Every file hepgen writes goes through :func:`atomic_path` or :func:`atomic_directory`, so that
+a reader (or a run killed half-way) sees either the old content or the complete new one, with
+the permissions a plain ``open()`` would give.  The helpers never change the caller's process
+state: the umask is read, never set.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,9 @@ from typing import Any
 
 import numpy as np
 
+# Re-exported for the modules that import it from here; its home is hepgen.stats.
+from hepgen.stats import check_weights as check_weights
+
 __all__ = [
     "atomic_directory",
     "atomic_path",
@@ -23,54 +32,62 @@ __all__ = [
 ]
 
 
-def check_weights(weights: Any, n: int, name: str = "sample") -> np.ndarray | None:
-    """Per-event weights as float64, checked: ``None`` stays ``None``; otherwise shape
-    ``(n,)``, finite, with a positive sum (negative entries such as sWeights are allowed).
-
-    Raises
-    ------
-    InputError
-        The shape, the count of NaN/inf, or the sum, prefixed by ``name``.
-    """
-    from hepgen.errors import InputError
-
-    if weights is None:
-        return None
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (n,):
-        raise InputError(f"{name}: weights have shape {w.shape}, expected ({n},), one per event")
-    bad = n - int(np.count_nonzero(np.isfinite(w)))
-    if bad:
-        raise InputError(f"{name}: {bad} of {n} weights are NaN or inf")
-    total = float(w.sum())
-    if not total > 0:
-        raise InputError(f"{name}: weights sum to {total:g}; the sum must be positive")
-    return w
-
-
 def default_file_mode() -> int:
     """The permissions a plain ``open(path, "w")`` would give: 0o666 less the umask.
 
     ``tempfile.mkstemp`` creates files readable by the owner only (0o600); outputs renamed
-    from temporary files get these permissions instead, so shared outputs stay readable.
+    from temporary files get these permissions instead, so shared outputs stay readable.  The
+    umask is read without changing it (see :func:`_umask`).
+
+    Returns
+    -------
+    int
+        A mode such as ``0o644`` (umask 022).
+
+    Examples
+    --------
+    >>> default_file_mode() & 0o600  # the owner can always read and write
+    384
     """
     return 0o666 & ~_umask()
 
 
+#: Where Linux (>= 4.7) reports a process's umask.
+_PROC_STATUS = "/proc/self/status"
+
+
 def _umask() -> int:
-    """The process's umask, read without changing it where the kernel says it (Linux >= 4.7:
-    ``/proc/self/status``); elsewhere set and restored at once (``os.umask`` has no getter,
-    and briefly changing it is a race for the caller's other threads)."""
+    """The process's umask, read without ever changing it.
+
+    ``os.umask`` has no getter: setting it and setting it back would change the caller's
+    process state for a moment, a race for the caller's other threads (their files created
+    in between get the wrong permissions).  Linux reports it in ``/proc/self/status``;
+    elsewhere a probe file is created with mode 0o777 in the temporary folder, and the bits
+    the kernel removed are the umask.
+    """
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
+        with open(_PROC_STATUS, encoding="ascii") as status:
             for line in status:
                 if line.startswith("Umask:"):
                     return int(line.split()[1], 8)
     except (OSError, ValueError):
         pass
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return umask
+    return _probe_umask()
+
+
+def _probe_umask() -> int:
+    """The umask as the kernel applies it to a new file (mode 0o777) in the temporary folder."""
+    import secrets
+    import tempfile
+
+    path = os.path.join(tempfile.gettempdir(), f".hepgen-umask-{secrets.token_hex(8)}")
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o777)
+    try:
+        mode = os.fstat(fd).st_mode & 0o777
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return 0o777 & ~mode
 
 
 def to_jsonable(value: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,34 @@ def test_atomic_writes_follow_the_umask_without_changing_it(tmp_path: Path, umas
         assert os.umask(umask) == umask
     finally:
         os.umask(previous)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_umask_without_proc_is_probed_not_set(tmp_path: Path, monkeypatch, umask: int):
+    # Where /proc/self/status is missing (not Linux), the umask comes from a probe file;
+    # os.umask, which would change the process's state, is never called.
+    import hepgen.utils as utils
+
+    previous = os.umask(umask)
+    try:
+        monkeypatch.setattr(utils, "_PROC_STATUS", os.fspath(tmp_path / "no-such-status"))
+
+        def forbidden(mask: int) -> int:
+            raise AssertionError("os.umask was called")
+
+        monkeypatch.setattr(os, "umask", forbidden)
+        assert default_file_mode() == 0o666 & ~umask
+        path = atomic_write_text(tmp_path / "out.txt", "x")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+        monkeypatch.undo()
+        assert os.umask(umask) == umask
+        assert not [p for p in os.listdir(tempfile.gettempdir()) if p.startswith(".hepgen-umask-")]
+    finally:
+        os.umask(previous)
+
+
+def test_check_weights_lives_in_stats_and_is_reexported():
+    import hepgen.stats
+    import hepgen.utils
+
+    assert hepgen.utils.check_weights is hepgen.stats.check_weights

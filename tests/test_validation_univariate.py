@@ -3,15 +3,12 @@ calibration under the null, power against typical generator distortions, bad inp
 
 from __future__ import annotations
 
-import doctest
 import json
-import warnings
 
 import numpy as np
 import pytest
 from scipy import stats
 
-import hepgen.validation.univariate as univariate
 from hepgen.errors import InputError
 from hepgen.validation.univariate import (
     Chi2Result,
@@ -84,14 +81,6 @@ CALIBRATION_CASES = [
 # ---------------------------------------------------------------------------------------------
 # correctness
 # ---------------------------------------------------------------------------------------------
-
-
-def test_docstring_examples_run():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        result = doctest.testmod(univariate, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted >= 10
-    assert result.failed == 0
 
 
 def test_ks_unit_weights_equal_scipy():

@@ -44,15 +44,10 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from scipy import stats
 
+import hepgen.stats
 from hepgen.errors import InputError
-from hepgen.preprocessing import weighted_quantile as _midpoint_weighted_quantile
-from hepgen.validation._checks import (
-    MetricResult,
-    as_sample,
-    check_weights,
-    effective_n,
-    rng_from,
-)
+from hepgen.stats import check_weights, effective_sample_size
+from hepgen.validation._checks import MetricResult, as_sample, rng_from
 
 __all__ = [
     "Chi2Result",
@@ -318,13 +313,29 @@ def ks_test(
     if int(n_permutations) < 1:
         raise InputError(f"{name}: n_permutations must be >= 1, got {n_permutations}")
     pair = _pair(reference, candidate, reference_weights, candidate_weights, name)
-    n1, n2 = pair.x1.size, pair.x2.size
-    ne1, ne2 = effective_n(pair.w1, n1), effective_n(pair.w2, n2)
     if pair.weighted and method == "exact":
         raise InputError(f"{name}: there is no exact KS p-value for weighted samples; use 'auto'")
+    n_eff = (
+        effective_sample_size(pair.w1, pair.x1.size),
+        effective_sample_size(pair.w2, pair.x2.size),
+    )
+    resample, note = _ks_ties(pair, method)
+    if resample:
+        return _ks_resampled(pair, int(n_permutations), rng_from(seed), n_eff, note)
+    if not pair.weighted:
+        return _ks_scipy(pair, method, n_eff, note)
+    u, f1, f2 = _ecdfs(pair)
+    diff = f1 - f2
+    k = int(np.argmax(np.abs(diff)))
+    d = float(abs(diff[k]))
+    pvalue = _kolmogorov_sf(d, n_eff[0] * n_eff[1] / (n_eff[0] + n_eff[1]))
+    return KSResult(d, pvalue, *n_eff, "weighted-asymp", float(u[k]), 0, note)
 
+
+def _ks_ties(pair: _Pair, method: str) -> tuple[bool, str]:
+    """Whether the KS p-value is resampled, and the note on ties (see :func:`ks_test`)."""
     n_distinct = np.unique(np.concatenate([pair.x1, pair.x2])).size
-    n_total = n1 + n2
+    n_total = pair.x1.size + pair.x2.size
     tied = n_distinct < n_total and (n_distinct < 1000 or n_distinct < 0.5 * n_total)
     affordable = n_distinct <= _MAX_DISTINCT_FOR_RESAMPLING
     resample = method == "resample" or (method == "auto" and tied and affordable)
@@ -337,52 +348,53 @@ def ks_test(
             if not affordable
             else "analytic p-value requested, conservative"
         )
+    return resample, note
 
-    if resample:
-        u, f1, f2 = _ecdfs(pair)
-        diff = f1 - f2
-        k = int(np.argmax(np.abs(diff)))
-        d = float(abs(diff[k]))
-        rng = rng_from(seed)
-        n_perm = int(n_permutations)
-        if pair.weighted:
-            null = _multiplier_draws(pair, u, f1, f2, n_perm, rng)
-            kind = "multiplier"
-        else:
-            null = _permutation_draws(pair, u, n_perm, rng)
-            kind = "permutation"
-        # tolerance: the same D reached through different rounding must count as ">="
-        exceed = int(np.count_nonzero(null >= d - 1e-12))
-        pvalue = (1.0 + exceed) / (1.0 + n_perm)
-        return KSResult(d, pvalue, ne1, ne2, kind, float(u[k]), n_perm, note)
 
-    if not pair.weighted:
-        if method in ("exact", "asymp"):
-            mode = method
-        else:
-            mode = "exact" if max(n1, n2) <= 10_000 else "asymp"  # scipy's own "auto" rule
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", RuntimeWarning)
-            res = stats.ks_2samp(pair.x1, pair.x2, method=mode)
-        if any("Switching to" in str(c.message) for c in caught):
-            mode = "asymp"  # scipy could not do the exact computation
-        return KSResult(
-            float(res.statistic),
-            float(res.pvalue),
-            ne1,
-            ne2,
-            mode,
-            float(res.statistic_location),
-            0,
-            note,
-        )
-
+def _ks_resampled(
+    pair: _Pair,
+    n_perm: int,
+    rng: np.random.Generator,
+    n_eff: tuple[float, float],
+    note: str,
+) -> KSResult:
+    """KS distance with a permutation (unweighted) or multiplier (weighted) p-value."""
     u, f1, f2 = _ecdfs(pair)
     diff = f1 - f2
     k = int(np.argmax(np.abs(diff)))
     d = float(abs(diff[k]))
-    pvalue = _kolmogorov_sf(d, ne1 * ne2 / (ne1 + ne2))
-    return KSResult(d, pvalue, ne1, ne2, "weighted-asymp", float(u[k]), 0, note)
+    if pair.weighted:
+        null = _multiplier_draws(pair, u, f1, f2, n_perm, rng)
+        kind = "multiplier"
+    else:
+        null = _permutation_draws(pair, u, n_perm, rng)
+        kind = "permutation"
+    # tolerance: the same D reached through different rounding must count as ">="
+    exceed = int(np.count_nonzero(null >= d - 1e-12))
+    pvalue = (1.0 + exceed) / (1.0 + n_perm)
+    return KSResult(d, pvalue, *n_eff, kind, float(u[k]), n_perm, note)
+
+
+def _ks_scipy(pair: _Pair, method: str, n_eff: tuple[float, float], note: str) -> KSResult:
+    """Unweighted KS test by :func:`scipy.stats.ks_2samp` (exact or asymptotic p-value)."""
+    if method in ("exact", "asymp"):
+        mode = method
+    else:
+        mode = "exact" if max(pair.x1.size, pair.x2.size) <= 10_000 else "asymp"  # scipy's rule
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        res = stats.ks_2samp(pair.x1, pair.x2, method=mode)
+    if any("Switching to" in str(c.message) for c in caught):
+        mode = "asymp"  # scipy could not do the exact computation
+    return KSResult(
+        float(res.statistic),
+        float(res.pvalue),
+        *n_eff,
+        mode,
+        float(res.statistic_location),
+        0,
+        note,
+    )
 
 
 def _kolmogorov_sf(d: float, n_e: float) -> float:
@@ -463,7 +475,10 @@ class _Histograms:
 
 
 def _default_n_bins(pair: _Pair) -> int:
-    n_eff = min(effective_n(pair.w1, pair.x1.size), effective_n(pair.w2, pair.x2.size))
+    n_eff = min(
+        effective_sample_size(pair.w1, pair.x1.size),
+        effective_sample_size(pair.w2, pair.x2.size),
+    )
     return int(min(50, max(5, round(n_eff / 25))))
 
 
@@ -480,7 +495,7 @@ def _inner_edges(pair: _Pair, bins: Any, integer: bool, name: str) -> np.ndarray
         # Quantiles of the reference sample, its minimum and maximum included: every reference
         # event lies inside [e_0, e_K], the under- and overflow bins hold only candidate events
         # outside the reference range.
-        edges = weighted_quantile(pair.x1, np.linspace(0.0, 1.0, n_bins + 1), pair.w1)
+        edges = hepgen.stats.weighted_quantile(pair.x1, np.linspace(0.0, 1.0, n_bins + 1), pair.w1)
         if integer:
             # half-integer edges never split an integer; duplicates collapse below
             edges = np.concatenate([[math.ceil(edges[0]) - 0.5], np.floor(edges[1:]) + 0.5])
@@ -846,10 +861,10 @@ def weighted_quantile(
     Unweighted this equals ``numpy.quantile(values, quantiles, method="hazen")``.  Weighted,
     the sorted value ``x_i`` sits at cumulative probability ``(C_{i-1} + C_i) / 2`` (``C`` the
     normalised cumulative weight) and quantiles interpolate linearly; below the first / above
-    the last position the minimum / maximum is returned.  Delegates to
-    :func:`hepgen.preprocessing.weighted_quantile` (one implementation for the package) after
-    the validation checks; numpy's own weighted quantiles offer only ``inverted_cdf`` and
-    reject negative weights.
+    the last position the minimum / maximum is returned.  The validation metrics' spelling of
+    :func:`hepgen.stats.weighted_quantile` (one implementation for the package), with their
+    checks: finite values and quantiles in [0, 1].  numpy's own weighted quantiles offer only
+    ``inverted_cdf`` and reject negative weights.
 
     Parameters
     ----------
@@ -880,4 +895,4 @@ def weighted_quantile(
     q = np.asarray(quantiles, dtype=np.float64)
     if not np.all((q >= 0) & (q <= 1)):
         raise InputError("weighted_quantile: quantiles must lie in [0, 1]")
-    return np.asarray(_midpoint_weighted_quantile(x, q, w))
+    return np.asarray(hepgen.stats.weighted_quantile(x, q, w))
