@@ -2,13 +2,13 @@
 
 Quality, not only shapes: the density integrates to one, forward and inverse agree, a short
 real training reaches the true conditional entropy of a Gaussian toy within 0.05 nats and
-samples with the true means and covariances; plus determinism, files, and the nflows pitfalls
-of ANCHORS.md (NaiveLinear, float64, tails, the spline discriminant of nflows issue 87).
+samples with the true means and covariances; plus determinism, files (the corrupt-file cases
+are in test_models_files.py), and the nflows pitfalls (NaiveLinear, float64, tails, the
+spline discriminant of nflows issue 87).
 """
 
 from __future__ import annotations
 
-import doctest
 import json
 import math
 from pathlib import Path
@@ -20,7 +20,7 @@ from nflows.transforms.splines.rational_quadratic import (
     unconstrained_rational_quadratic_spline as nflows_spline,
 )
 
-from hepgen.errors import ConfigError, InputError
+from hepgen.errors import ConfigError
 from hepgen.models import flow as flow_module
 from hepgen.models.flow import (
     ConditionalFlow,
@@ -553,75 +553,3 @@ def test_save_load_round_trip(tmp_path: Path, kind):
     with safe_open(paths[0], framework="pt") as handle:  # plain safetensors, no pickle
         assert handle.metadata() == {"format": "hepgen-flow", "format_version": "1"}
         assert set(handle.keys()) == set(flow.state_dict())
-
-
-@pytest.fixture
-def saved(tmp_path: Path) -> Path:
-    save_flow(small_flow(), tmp_path)
-    return tmp_path
-
-
-def test_load_missing_files(saved: Path, tmp_path: Path):
-    with pytest.raises(InputError, match="flow metadata not found"):
-        load_flow(tmp_path / "nowhere")
-    (saved / "flow.safetensors").unlink()
-    with pytest.raises(InputError, match=r"flow weights not found: .*flow\.safetensors"):
-        load_flow(saved)
-
-
-def test_load_truncated_weights(saved: Path):
-    weights = saved / "flow.safetensors"
-    weights.write_bytes(weights.read_bytes()[:1000])
-    with pytest.raises(InputError, match=r"flow\.safetensors do not match the checksum"):
-        load_flow(saved)
-    # without the recorded checksum the safetensors parser itself catches it
-    meta = json.loads((saved / "flow.json").read_text())
-    del meta["weights_sha256"]
-    (saved / "flow.json").write_text(json.dumps(meta))
-    with pytest.raises(InputError, match=r"cannot read flow weights .*flow\.safetensors: corrupt"):
-        load_flow(saved)
-
-
-def test_load_other_format_version_and_bad_json(saved: Path):
-    meta_path = saved / "flow.json"
-    meta = json.loads(meta_path.read_text())
-    meta_path.write_text(json.dumps({**meta, "format_version": 2}))
-    with pytest.raises(InputError, match=r"format_version 2.*reads format_version 1"):
-        load_flow(saved)
-    meta_path.write_text(json.dumps({**meta, "format": "something-else"}))
-    with pytest.raises(InputError, match="not a hepgen flow file"):
-        load_flow(saved)
-    meta_path.write_text(json.dumps({**meta, "settings": {**meta["settings"], "n_layers": 3}}))
-    with pytest.raises(InputError, match=r"flow\.json.*'n_layers'"):
-        load_flow(saved)
-    meta_path.write_text(meta_path.read_text()[:40])
-    with pytest.raises(InputError, match="not valid JSON"):
-        load_flow(saved)
-
-
-def test_load_shape_mismatch_names_the_tensor(saved: Path):
-    meta_path = saved / "flow.json"
-    meta = json.loads(meta_path.read_text())
-    meta["settings"]["hidden_features"] = 32  # the weights were written with 16
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(InputError, match=r"tensor 'flow\._transform\..*' has shape"):
-        load_flow(saved)
-    meta["settings"]["hidden_features"] = 16
-    meta["settings"]["n_transforms"] = 4
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(InputError, match="missing tensor"):
-        load_flow(saved)
-
-
-def test_save_is_atomic_and_rejects_bad_names(tmp_path: Path):
-    flow = small_flow()
-    save_flow(flow, tmp_path)
-    save_flow(flow, tmp_path)  # overwrite in place, no temporary files left behind
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["flow.json", "flow.safetensors"]
-    with pytest.raises(ValueError, match="plain file stem"):
-        save_flow(flow, tmp_path, name="../x")
-
-
-def test_doctests():
-    result = doctest.testmod(flow_module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted >= 3 and result.failed == 0

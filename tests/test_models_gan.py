@@ -9,7 +9,6 @@ guard; seeded sampling; files.
 
 from __future__ import annotations
 
-import doctest
 import json
 import math
 from pathlib import Path
@@ -20,8 +19,7 @@ import torch
 from safetensors.torch import load_file
 from scipy import stats
 
-import hepgen.models.gan as gan_module
-import hepgen.training
+import hepgen.training.loop
 from hepgen.errors import ConfigError, InputError
 from hepgen.models import GANModel as ExportedGANModel
 from hepgen.models.base import NoLikelihoodError
@@ -34,8 +32,6 @@ from hepgen.models.gan import (
     energy_score,
     gradient_penalty,
     knn_recall_coverage,
-    load_gan,
-    save_gan,
 )
 from hepgen.training import StepContext, TrainingError
 
@@ -450,7 +446,7 @@ def small_fit(tmp: Path, resume: bool = False, epochs: int = 4, **settings) -> G
 
 @pytest.mark.parametrize("loss", ["wgan-gp", "cramer"])
 def test_resume_after_a_crash_is_bit_identical(tmp_path: Path, monkeypatch, loss):
-    monkeypatch.setattr(hepgen.training, "CHECKPOINT_SECONDS", 0.0)  # after every epoch
+    monkeypatch.setattr(hepgen.training.loop, "CHECKPOINT_SECONDS", 0.0)  # after every epoch
     straight = small_fit(tmp_path / "a", loss=loss)
     calls = {"n": 0}
     step = GANObjective.step
@@ -571,82 +567,3 @@ def test_save_load_round_trip(cramer, tmp_path: Path):
     with safe_open(str(files[0]), framework="pt") as handle:  # plain safetensors, no pickle
         assert handle.metadata() == {"format": "hepgen-gan", "format_version": "1"}
         assert set(handle.keys()) == set(model.gan_.state_dict())
-
-
-@pytest.fixture
-def saved(tmp_path: Path) -> Path:
-    save_gan(ConditionalGAN(2, 3, SMALL, seed=1), tmp_path)
-    return tmp_path
-
-
-def test_load_missing_files(saved: Path, tmp_path: Path):
-    with pytest.raises(InputError, match="gan metadata not found"):
-        load_gan(tmp_path / "nowhere")
-    (saved / "gan.safetensors").unlink()
-    with pytest.raises(InputError, match=r"gan weights not found: .*gan\.safetensors"):
-        load_gan(saved)
-
-
-def test_load_truncated_weights(saved: Path):
-    weights = saved / "gan.safetensors"
-    weights.write_bytes(weights.read_bytes()[:1000])
-    with pytest.raises(InputError, match=r"gan\.safetensors do not match the checksum"):
-        load_gan(saved)
-    meta = json.loads((saved / "gan.json").read_text())
-    del meta["weights_sha256"]
-    (saved / "gan.json").write_text(json.dumps(meta))
-    with pytest.raises(InputError, match=r"cannot read gan weights .*gan\.safetensors: corrupt"):
-        load_gan(saved)
-
-
-def test_load_other_format_version_and_bad_json(saved: Path):
-    meta_path = saved / "gan.json"
-    meta = json.loads(meta_path.read_text())
-    meta_path.write_text(json.dumps({**meta, "format_version": 2}))
-    with pytest.raises(InputError, match=r"format_version 2.*reads format_version 1"):
-        load_gan(saved)
-    meta_path.write_text(json.dumps({**meta, "format": "hepgen-flow"}))
-    with pytest.raises(InputError, match="not a hepgen gan file"):
-        load_gan(saved)
-    meta_path.write_text(json.dumps({**meta, "settings": {**meta["settings"], "n_layer": 3}}))
-    with pytest.raises(InputError, match=r"gan\.json.*'n_layer'"):
-        load_gan(saved)
-    meta_path.write_text(json.dumps({**meta, "n_features": 0}))
-    with pytest.raises(InputError, match="'n_features' must be a positive integer"):
-        load_gan(saved)
-    meta_path.write_text(meta_path.read_text()[:40])
-    with pytest.raises(InputError, match="not valid JSON"):
-        load_gan(saved)
-
-
-def test_load_shape_mismatch_names_the_tensor(saved: Path):
-    meta_path = saved / "gan.json"
-    meta = json.loads(meta_path.read_text())
-    meta["settings"]["hidden_features"] = 64  # the weights were written with 32
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(InputError, match=r"tensor 'generator\.mlp\.inp\.weight' has shape"):
-        load_gan(saved)
-    meta["settings"]["hidden_features"] = 32
-    meta["settings"]["ema"] = None  # the file has the EMA generator
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(InputError, match=r"unexpected tensor\(s\) generator_ema\."):
-        load_gan(saved)
-    meta["settings"]["ema"] = 0.999
-    meta["settings"]["n_blocks"] = 2
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(InputError, match=r"missing tensor\(s\) generator\.mlp\.blocks\.1"):
-        load_gan(saved)
-
-
-def test_save_is_atomic_and_rejects_bad_names(tmp_path: Path):
-    gan = ConditionalGAN(2, 2, SMALL)
-    save_gan(gan, tmp_path)
-    save_gan(gan, tmp_path)  # overwrite in place, no temporary files left behind
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["gan.json", "gan.safetensors"]
-    with pytest.raises(ValueError, match="plain file stem"):
-        save_gan(gan, tmp_path, name="../x")
-
-
-def test_doctests():
-    result = doctest.testmod(gan_module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted >= 10 and result.failed == 0

@@ -1,43 +1,39 @@
-"""The model protocol: what every generator of hepgen answers, flows and GANs alike.
+"""The model protocol that every generator of hepgen answers, and its torch implementation.
 
-The command line, the training loop, :class:`~hepgen.fastsim.FastSim` and the validation never
-ask which kind of model they hold; they call (DESIGN.md, "The model protocol"):
-
-``fit(targets, conditions, weights=None, validation=None, ...)``
-    Learn p(targets | conditions) from model-space matrices (float32, the output of
-    :class:`~hepgen.preprocessing.Preprocessor`).
-``sample(conditions, seed=None, batch_size=...)``
-    One draw per row of ``conditions``; oversampling repeats rows.
-``log_prob(targets, conditions)``
-    Log-density in model space (flows); models without a likelihood raise
-    :class:`NoLikelihoodError`.
-``save(directory, name)`` / ``load(directory, device, name)``
-    JSON metadata + safetensors weights; loading never executes code.
-``describe()``
-    The architecture summary that model cards show.
-
-Everything here works on numpy arrays in model space; physical units, ROOT files and feature
-names live in the layers above.
+The command line, :class:`~hepgen.fastsim.FastSim` and the validation never ask which kind of
+model they hold: they call ``fit``, ``sample``, ``log_prob`` (flows; models without a
+likelihood raise :class:`NoLikelihoodError`, and :attr:`GenerativeModel.has_likelihood` says
+which beforehand), ``save``/``load`` (JSON metadata + safetensors weights, no code executed)
+and ``describe`` (the architecture summary that model cards show).  :class:`TorchModel` is that
+protocol for one torch module trained by :func:`hepgen.training.train`: a kind of model
+supplies only its network, objective, checkpoint metric and file functions.  Everything here
+works on model-space float32 matrices (the output of
+:class:`~hepgen.preprocessing.Preprocessor`); physical units and ROOT files live above.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from hepgen.devices import resolve_device
 from hepgen.errors import HepgenError, InputError
+from hepgen.models.selection import check_selection, selection_metric
 
 __all__ = [
     "GenerativeModel",
     "NoLikelihoodError",
+    "TorchModel",
     "check_model_inputs",
     "sample_module",
     "training_arrays",
 ]
+
+_M = TypeVar("_M", bound="TorchModel")
 
 
 class NoLikelihoodError(HepgenError, TypeError):
@@ -188,6 +184,15 @@ class GenerativeModel(abc.ABC):
 
     Subclasses set :attr:`kind` (the ``model.kind`` of the config and of ``hepgen-model.json``)
     and implement the abstract methods.  Constructors only store settings (scikit-learn style).
+
+    Parameters
+    ----------
+    settings : Any
+        The kind's architecture settings (``None``: its defaults).
+    seed : int
+        Seed of the initialisation (and default seed of the training loop).
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+        Where the model runs (:mod:`hepgen.devices`); kept as requested, resolved on use.
     """
 
     kind: ClassVar[str] = ""
@@ -213,7 +218,7 @@ class GenerativeModel(abc.ABC):
 
     @abc.abstractmethod
     def sample(
-        self, conditions: np.ndarray, seed: int | None = None, batch_size: int = 8192
+        self, conditions: np.ndarray, seed: int | None = None, batch_size: int | None = None
     ) -> np.ndarray:
         """One draw per row of ``conditions`` (n, C) -> targets (n, D), float32."""
 
@@ -229,11 +234,237 @@ class GenerativeModel(abc.ABC):
         """Architecture summary for model cards: ``settings`` (a dict), ``n_parameters``, sizes."""
 
     @abc.abstractmethod
-    def save(self, directory: str | Path, name: str = "") -> list[Path]:
+    def save(self, directory: str | Path, name: str | None = None) -> list[Path]:
         """Write ``{name}.safetensors`` (weights) and ``{name}.json`` (metadata) into
         ``directory``; ``name`` defaults to the model's kind."""
 
     @classmethod
     @abc.abstractmethod
-    def load(cls, directory: str | Path, device: str = "cpu", name: str = "") -> GenerativeModel:
+    def load(
+        cls, directory: str | Path, device: str = "cpu", name: str | None = None
+    ) -> GenerativeModel:
         """Read a model written by :meth:`save` under ``name`` (no code is executed)."""
+
+
+class TorchModel(GenerativeModel):
+    """The model protocol around one torch module: fit, sample, describe, save and load.
+
+    A kind of model subclasses this and supplies what differs between kinds: the network
+    (:meth:`_build`), the training objective (:meth:`_objective`), the default settings
+    (:meth:`_default_settings`, :meth:`_default_training`), optionally the checkpoint metric
+    (:meth:`_metric_fn`, :meth:`_metric_cost`), and the weights files (:meth:`_write`,
+    :meth:`_read`).  The module must have ``sample(c, generator=...)``, ``describe()``,
+    ``n_features``, ``n_conditions``, ``settings`` and ``seed``.
+
+    ``fit`` trains with the shared loop of :mod:`hepgen.training` and keeps the checkpoint
+    chosen by ``selection`` (:mod:`hepgen.models.selection`); ``sample`` draws batch by batch
+    with a seeded ``torch.Generator`` (reproducible, independent of the global RNG); ``load``
+    restores the settings and the seed that were saved, and keeps the device as requested.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The trained or loaded network (after :meth:`fit` or :meth:`load`).
+    n_features_, n_conditions_ : int
+        Widths D of the targets and C of the conditions.
+    training_ : TrainingResult
+        The training history (after :meth:`fit`).
+    """
+
+    #: Rows per network pass in :meth:`sample` (and in the checkpoint metric's draws).
+    default_batch_size: ClassVar[int] = 8192
+
+    # ------------------------------------------------------------------ what a kind supplies
+    @classmethod
+    @abc.abstractmethod
+    def _default_settings(cls) -> Any:
+        """The architecture settings used when the constructor got ``settings=None``."""
+
+    @abc.abstractmethod
+    def _build(self, n_features: int, n_conditions: int, settings: Any) -> Any:
+        """A new, seeded torch module for these widths (it checks the settings' type)."""
+
+    @abc.abstractmethod
+    def _objective(self, settings: Any) -> Any:
+        """The :class:`~hepgen.training.Objective` that trains the module."""
+
+    def _default_training(self, settings: Any) -> Any:
+        """Loop settings when ``fit`` got none: the defaults with this model's seed, device."""
+        from hepgen.training import TrainingSettings
+
+        return TrainingSettings(seed=self.seed, device=self.device)
+
+    def _metric_fn(
+        self, val: Mapping[str, np.ndarray], selection: str, seed: int
+    ) -> Callable[[Any], float | Mapping[str, float | None] | None]:
+        """The checkpoint metric of a module: ``selection`` on one draw per validation row."""
+        batch_size = self.default_batch_size
+
+        def metric(module: Any) -> float | None:
+            return selection_metric(
+                selection,
+                lambda cc, s: sample_module(module, cc, s, batch_size),
+                val["x"],
+                val["c"],
+                seed=seed,
+            )
+
+        return metric
+
+    def _metric_cost(
+        self, selection: str, n_validation: int, n_train: int, settings: Any
+    ) -> float | None:
+        """One evaluation of the metric in training epochs (``None``: not estimated)."""
+        return None
+
+    @staticmethod
+    @abc.abstractmethod
+    def _write(module: Any, directory: str | Path, name: str) -> list[Path]:
+        """Write the module's weights and metadata files; returns them."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def _read(directory: str | Path, name: str, device: str) -> Any:
+        """Rebuild a module written by :meth:`_write`, in evaluation mode on ``device``."""
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        targets: np.ndarray,
+        conditions: np.ndarray,
+        weights: np.ndarray | None = None,
+        validation: Mapping[str, np.ndarray] | None = None,
+        *,
+        training: Any = None,
+        selection: str = "ks",
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
+        quiet: bool = False,
+    ) -> Any:
+        """Train the module; returns the :class:`~hepgen.training.TrainingResult`.
+
+        Parameters
+        ----------
+        targets, conditions : np.ndarray
+            Model-space matrices (n, D) and (n, C).
+        weights : np.ndarray or None
+            Event weights (n,), negative allowed (mean > 0).
+        validation : mapping or None
+            ``{"x": (m, D), "c": (m, C)}`` and optionally ``"w"``: validation loss, early
+            stopping and the checkpoint choice.
+        training : TrainingSettings or None
+            Loop settings (default: the kind's defaults with this model's seed and device).
+        selection : {"ks", "c2st", "loss"}
+            How the final checkpoint is chosen (:mod:`hepgen.models.selection`): a metric of
+            one draw per validation condition (recorded in each epoch's history as
+            ``metric``), or the validation loss.  The metrics need validation data.
+        checkpoint_dir : path or None
+            Where the loop checkpoints each epoch (``resume`` continues from there).
+        resume : bool
+            Continue an interrupted run from ``checkpoint_dir``.
+        quiet : bool
+            Silence the progress bar.
+
+        Raises
+        ------
+        InputError
+            Bad matrices (shape, width, NaN) or an unknown ``selection``.
+        TypeError
+            Settings of another kind's class.
+        """
+        from hepgen.training import train
+
+        data, val = training_arrays(targets, conditions, weights, validation, f"{self.kind} fit")
+        x, c = data["x"], data["c"]
+        check_selection(selection)
+        settings = self.settings if self.settings is not None else self._default_settings()
+        module = self._build(x.shape[1], c.shape[1], settings)
+        if training is None:
+            training = self._default_training(settings)
+        self.module_ = module
+        self.n_features_, self.n_conditions_ = x.shape[1], c.shape[1]
+        metric = cost = None
+        if val is not None and selection != "loss":
+            metric = self._metric_fn(val, selection, training.seed)
+            cost = self._metric_cost(selection, val["x"].shape[0], x.shape[0], settings)
+        self.training_ = train(
+            module,
+            None,
+            data,
+            val,
+            training,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            metric_fn=metric,
+            quiet=quiet,
+            objective=self._objective(settings),
+            metric_cost=cost,
+        )
+        return self.training_
+
+    # ------------------------------------------------------------------ inference
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "module_"):
+            raise RuntimeError(f"{type(self).__name__}: call fit() or load() first")
+
+    def sample(
+        self,
+        conditions: np.ndarray,
+        seed: int | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """One draw per row of ``conditions`` (n, C): targets (n, D), float32, model space.
+
+        A seeded :class:`torch.Generator` on the module's device draws the noise batch after
+        batch: the same seed and batch size give the same samples; ``batch_size`` defaults
+        to :attr:`default_batch_size`.
+        """
+        self._check_fitted()
+        c, _ = check_model_inputs(
+            conditions, n_conditions=self.n_conditions_, where=f"{self.kind} sample"
+        )
+        batch = self.default_batch_size if batch_size is None else batch_size
+        return sample_module(self.module_, c, seed, batch)
+
+    # ------------------------------------------------------------------ persistence
+    def describe(self) -> dict[str, Any]:
+        """Architecture summary for model cards: sizes, settings (a dict), number of
+        parameters (the module's ``describe()``)."""
+        self._check_fitted()
+        return self.module_.describe()
+
+    def save(self, directory: str | Path, name: str | None = None) -> list[Path]:
+        """Write ``{name}.safetensors`` and ``{name}.json`` into ``directory`` (created when
+        missing); ``name`` defaults to the kind.  Returns ``[weights, metadata]``."""
+        self._check_fitted()
+        return self._write(self.module_, directory, self.kind if name is None else name)
+
+    @classmethod
+    def load(
+        cls: type[_M], directory: str | Path, device: str = "cpu", name: str | None = None
+    ) -> _M:
+        """Read a model written by :meth:`save` (safetensors + JSON; no code executed).
+
+        Parameters
+        ----------
+        directory : path
+        device : {"auto", "cpu", "cuda", "cuda:N"}
+            Where the module runs; kept as :attr:`device` as requested.
+        name : str or None
+            File stem given to :meth:`save` (default: the kind).
+
+        Returns
+        -------
+        TorchModel
+            With the saved settings and seed.
+
+        Raises
+        ------
+        InputError
+            A missing, corrupt or mismatched file (the file named), or an absent GPU.
+        """
+        module = cls._read(directory, cls.kind if name is None else name, resolve_device(device))
+        model = cls(settings=module.settings, seed=module.seed, device=device)
+        model.module_ = module
+        model.n_features_, model.n_conditions_ = module.n_features, module.n_conditions
+        return model

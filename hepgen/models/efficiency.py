@@ -3,47 +3,9 @@
 A fast simulation first decides whether a generator-level object leaves a reconstructed
 object, then samples that object's features from the conditional generator.  The first step is
 a classifier of ``P(reconstructed | gen features)``; :class:`EfficiencyModel` is that
-classifier, a gradient-boosted decision-tree ensemble (xgboost).
-
-Design choices
---------------
-* **Objective.** ``binary:logistic``: boosting on the log-loss fits the conditional log-odds
-  (Friedman, Hastie & Tibshirani 2000), so the predicted probabilities are calibrated by
-  construction, unlike classifiers tuned for accuracy or AUC (Niculescu-Mizil & Caruana 2005).
-  Trees need no preprocessing: the conditions may be raw physical columns or the standardised
-  model matrices.  ``tree_method="hist"`` (256 quantile bins per feature).
-* **Early stopping.** A seeded validation split (``validation_fraction``, stratified by the
-  label) is held out; boosting stops when its (weighted) log-loss has not improved for
-  ``early_stopping_rounds`` rounds, and the ensemble is cut back to the best round.  The
-  validation objects are not refitted afterwards.
-* **Weights.** Event weights enter the log-loss, its gradient and hessian as per-object
-  factors.  They are rescaled to mean 1 first, so that the model does not depend on their
-  overall scale (``min_child_weight`` is a hessian sum and would otherwise mean something
-  different for cross-section weights of 1e-6).  xgboost refuses negative weights, so
-  **negative weights are set to zero with a warning** that states how many there were and what
-  share of the absolute weight they carried.  Why clip rather than raise: for negative
-  generator (NLO) weights the efficiency, a property of the detector given the gen features,
-  does not depend on the weight's sign, so dropping them only costs statistics; for sWeights
-  (background subtraction) clipping biases the efficiency towards the background's, which the
-  warning's weight share quantifies.  Objects with zero weight are left out of the fit.
-* **Degenerate samples.** When every object (with positive weight) is reconstructed, or none
-  is, there is nothing to classify: the model becomes a *constant* that predicts that fraction
-  (exactly 1 or 0) with no xgboost involved, and is saved and loaded the same way.  The same
-  happens, with a warning, when the rarer class has a single object, which cannot be split into
-  a training and a validation part.  Fewer than :data:`MIN_OBJECTS` objects raise
-  :class:`~hepgen.errors.InputError`.
-* **Files.** :meth:`EfficiencyModel.save` writes the booster in xgboost's own JSON format (what
-  ``Booster.save_model("name.json")`` writes; no pickle) and ``name.meta.json`` with the
-  settings, the feature names, the training summary, ``format_version`` and the SHA-256 of the
-  booster file, both atomically (a temporary file in the same folder, then a rename).  The
-  hash lets :meth:`EfficiencyModel.load` detect a booster and metadata from different saves.
-  Loading parses JSON only and never executes code.
-* **Device.** ``device="auto"`` trains on the GPU when torch sees one *and* the installed
-  xgboost is a CUDA build, else on the CPU; ``"cuda"`` demands both.  A loaded model predicts
-  on the device that "auto" resolves to on the loading machine.
-* **Determinism.** On the CPU, a fit is a deterministic function of the data, the settings and
-  ``seed`` (the seed fixes the validation split and xgboost's own seed); :meth:`sample` draws
-  from the numpy Generator it is given.
+classifier, a gradient-boosted decision-tree ensemble (xgboost), as in LHCb's Lamarr.  Its
+input checks are in :mod:`hepgen.models.efficiency_inputs`, its file format in
+:mod:`hepgen.models.efficiency_files`.
 
 References
 ----------
@@ -61,7 +23,6 @@ References
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import time
@@ -72,38 +33,41 @@ from typing import Any
 
 import numpy as np
 
+from hepgen.devices import DEVICE_NAMES, check_device, xgboost_device
 from hepgen.errors import ConfigError, InputError, require
+from hepgen.models.efficiency_files import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    SETTINGS,
+    check_name,
+    read_booster,
+    read_meta,
+)
+from hepgen.models.efficiency_inputs import (
+    check_conditions,
+    check_feature_names,
+    check_labels,
+    nonnegative_weights,
+    stratified_split,
+)
 from hepgen.utils import atomic_write_bytes, to_jsonable, write_json
 
 __all__ = ["FORMAT_VERSION", "MIN_OBJECTS", "EfficiencyModel"]
 
-#: Version of the ``name.meta.json`` layout written by :meth:`EfficiencyModel.save`.
-FORMAT_VERSION = 1
-
 #: Fewest objects (with positive weight) that :meth:`EfficiencyModel.fit` accepts.
 MIN_OBJECTS = 20
 
-_FORMAT_NAME = "hepgen-efficiency"
-_SETTINGS = (
-    "n_estimators",
-    "learning_rate",
-    "max_depth",
-    "min_child_weight",
-    "early_stopping_rounds",
-    "validation_fraction",
-    "device",
-    "n_jobs",
-    "seed",
-)
+#: What xgboost is needed for, in messages.
+_PURPOSE = "the efficiency model (P(reconstructed | gen))"
 
 
 class EfficiencyModel:
     """Classifier of the reconstruction probability ``P(reconstructed | conditions)``.
 
     Gradient-boosted trees (xgboost, ``binary:logistic``, ``tree_method="hist"``) with early
-    stopping on the log-loss of a seeded validation split; see the module docstring for the
-    design (weights, degenerate samples, file format).  The constructor only stores settings;
-    they are checked by :meth:`fit` (:class:`~hepgen.errors.ConfigError` names the bad one).
+    stopping on the log-loss of a seeded validation split (design in the notes below).  The
+    constructor only stores settings; they are checked by :meth:`fit`
+    (:class:`~hepgen.errors.ConfigError` names the bad one).
 
     Parameters
     ----------
@@ -184,7 +148,7 @@ class EfficiencyModel:
         self.seed = seed
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in _SETTINGS)
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in SETTINGS)
         return f"EfficiencyModel({args})"
 
     # ----------------------------------------------------------------------------------------
@@ -193,7 +157,7 @@ class EfficiencyModel:
 
     def get_params(self) -> dict[str, Any]:
         """The constructor settings as a dict (JSON-serialisable)."""
-        return {k: getattr(self, k) for k in _SETTINGS}
+        return {k: getattr(self, k) for k in SETTINGS}
 
     def _check_settings(self) -> None:
         def bad(name: str, expected: str) -> ConfigError:
@@ -227,7 +191,34 @@ class EfficiencyModel:
             raise bad("n_jobs", "None or an integer >= 1")
         if not (is_int(self.seed) and self.seed >= 0):
             raise bad("seed", "an integer >= 0")
-        _xgboost_device(self.device)
+        self._xgboost_device()
+
+    # ----------------------------------------------------------------------------------------
+    # fit / predict / sample
+    # ----------------------------------------------------------------------------------------
+
+    def _xgboost_device(self) -> str:
+        """xgboost's device for the ``device`` setting (see the notes).
+
+        Raises
+        ------
+        ConfigError
+            A malformed name; ``"cuda"`` without a GPU or without a CUDA build of xgboost.
+        MissingDependencyError
+            xgboost is not installed (and the device is not ``"cpu"``).
+        """
+        setting = f"EfficiencyModel(device={self.device!r})"
+        try:
+            check_device(self.device)
+        except ConfigError:
+            raise ConfigError(f"{setting}: expected {DEVICE_NAMES}") from None
+        if self.device == "cpu":
+            return "cpu"
+        require("xgboost", _PURPOSE)
+        try:
+            return xgboost_device(self.device, _PURPOSE)[0]
+        except InputError as err:
+            raise ConfigError(f"{setting}: {err}") from None
 
     # ----------------------------------------------------------------------------------------
     # fit / predict / sample
@@ -252,8 +243,8 @@ class EfficiencyModel:
             Whether each object was reconstructed: bool, or integers/floats equal to 0 or 1.
         weights : array of shape (n,), optional
             Event weights.  Rescaled to mean 1; negative weights are set to zero with a
-            :class:`UserWarning` (xgboost refuses them; see the module docstring); zero-weight
-            objects are left out.
+            :class:`UserWarning` (xgboost refuses them; see the notes of the class);
+            zero-weight objects are left out.
         feature_names : sequence of str, optional
             One unique name per column; ``["f0", "f1", ...]`` when omitted.
 
@@ -272,17 +263,40 @@ class EfficiencyModel:
             xgboost.
         """
         self._check_settings()
-        x = _check_conditions(conditions, "fit")
+        x, y, w, summary = self._training_data(conditions, reconstructed, weights, feature_names)
+        self.booster_ = None
+        self.constant_ = None
+        self._predict_device = "cpu"
+        n_pass = summary["n_reconstructed"]
+        n_fail = summary["n_used"] - n_pass
+        if min(n_pass, n_fail) < 2:
+            self.constant_ = _constant_efficiency(n_pass, n_fail, summary["efficiency"])
+        else:
+            summary.update(self._train_booster(x, y, w if weights is not None else None))
+        self.summary_ = summary
+        return self
+
+    def _training_data(
+        self,
+        conditions: Any,
+        reconstructed: Any,
+        weights: Any,
+        feature_names: Sequence[str] | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Checked objects with a positive weight: conditions (m, C) float32, labels (m,)
+        bool, weights (m,) of mean 1, and the summary of a constant model.  Sets
+        ``feature_names_`` and ``n_features_``."""
+        x = check_conditions(conditions, "fit")
         n, n_cols = x.shape
         if n < MIN_OBJECTS:
             raise InputError(
                 f"efficiency fit: {n} objects, at least {MIN_OBJECTS} are needed to train and "
                 "validate a classifier"
             )
-        y = _check_labels(reconstructed, n)
-        names = _check_feature_names(feature_names, n_cols)
-        w, n_clipped = _check_weights(weights, n)
-
+        y = check_labels(reconstructed, n)
+        names = check_feature_names(feature_names, n_cols)
+        # warn at the caller of fit: nonnegative_weights <- here <- fit <- caller
+        w, n_clipped = nonnegative_weights(weights, n, stacklevel=3)
         keep = w > 0
         n_used = int(keep.sum())
         if n_used < MIN_OBJECTS:
@@ -293,25 +307,18 @@ class EfficiencyModel:
         if not keep.all():
             x, y, w = x[keep], y[keep], w[keep]
         w = w * (n_used / float(w.sum()))  # mean 1: the fit does not depend on the scale
-        efficiency = float(np.sum(w[y]) / n_used)
-        n_pass = int(y.sum())
-        n_fail = n_used - n_pass
-
         self.feature_names_ = names
         self.n_features_ = n_cols
-        self.booster_ = None
-        self.constant_ = None
-        self._predict_device = "cpu"
         summary: dict[str, Any] = {
             "kind": "constant",
             "n_objects": n,
             "n_used": n_used,
-            "n_reconstructed": n_pass,
+            "n_reconstructed": int(y.sum()),
             "n_train": n_used,
             "n_validation": 0,
             "weighted": weights is not None,
             "n_negative_weights_clipped": n_clipped,
-            "efficiency": efficiency,
+            "efficiency": float(np.sum(w[y]) / n_used),
             "best_iteration": None,
             "n_trees": None,
             "validation_logloss": None,
@@ -319,27 +326,16 @@ class EfficiencyModel:
             "fit_seconds": 0.0,
             "importance": {},
         }
+        return x, y, w, summary
 
-        if min(n_pass, n_fail) < 2:
-            if min(n_pass, n_fail) == 1:
-                which = "reconstructed" if n_pass == 1 else "not reconstructed"
-                warnings.warn(
-                    f"efficiency fit: only 1 of {n_used} objects is {which}; too few to train "
-                    f"and validate a classifier, using a constant efficiency {efficiency:.6g}",
-                    UserWarning,
-                    stacklevel=2,
-                )
-            # All (or all but one) objects in one class: predict the observed fraction.
-            self.constant_ = 1.0 if n_fail == 0 else 0.0 if n_pass == 0 else efficiency
-            self.summary_ = summary
-            return self
-
-        xgb: Any = require("xgboost", "the efficiency model (P(reconstructed | gen))")
-
+    def _train_booster(self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> dict[str, Any]:
+        """Boost on a stratified split with early stopping; sets ``booster_`` and returns the
+        summary entries of an xgboost model.  ``w`` is None for an unweighted fit."""
+        xgb: Any = require("xgboost", _PURPOSE)
         start = time.perf_counter()
-        device = _xgboost_device(self.device)
+        device = self._xgboost_device()
         rng = np.random.default_rng(self.seed)
-        idx_fit, idx_val = _stratified_split(y, float(self.validation_fraction), rng)
+        idx_fit, idx_val = stratified_split(y, float(self.validation_fraction), rng)
         params: dict[str, Any] = {
             "objective": "binary:logistic",
             "eval_metric": "logloss",
@@ -354,28 +350,22 @@ class EfficiencyModel:
         nthread = None if self.n_jobs is None else int(self.n_jobs)
         if nthread is not None:
             params["nthread"] = nthread
-        weighted = weights is not None
         yf = y.astype(np.float32)
+
+        def matrix(rows: np.ndarray, ref: Any = None) -> Any:
+            weight = None if w is None else w[rows]
+            return xgb.QuantileDMatrix(
+                x[rows], label=yf[rows], weight=weight, ref=ref, nthread=nthread
+            )
+
         # xgboost's global thread count also governs the OpenMP regions of DMatrix building.
         with xgb.config_context(**({} if nthread is None else {"nthread": nthread})):
-            dfit = xgb.QuantileDMatrix(
-                x[idx_fit],
-                label=yf[idx_fit],
-                weight=w[idx_fit] if weighted else None,
-                nthread=nthread,
-            )
-            dval = xgb.QuantileDMatrix(
-                x[idx_val],
-                label=yf[idx_val],
-                weight=w[idx_val] if weighted else None,
-                ref=dfit,
-                nthread=nthread,
-            )
+            dfit = matrix(idx_fit)
             booster = xgb.train(
                 params,
                 dfit,
                 num_boost_round=int(self.n_estimators),
-                evals=[(dval, "validation")],
+                evals=[(matrix(idx_val, ref=dfit), "validation")],
                 verbose_eval=False,
                 callbacks=[
                     xgb.callback.EarlyStopping(
@@ -393,23 +383,21 @@ class EfficiencyModel:
                 f"n_estimators={self.n_estimators}; the classifier may be under-trained "
                 "(raise n_estimators or learning_rate)",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         self.booster_ = booster
         self._predict_device = device
-        summary.update(
-            kind="xgboost",
-            n_train=int(idx_fit.size),
-            n_validation=int(idx_val.size),
-            best_iteration=best,
-            n_trees=int(booster.num_boosted_rounds()),
-            validation_logloss=float(booster.best_score),
-            device=device,
-            fit_seconds=time.perf_counter() - start,
-            importance=_importance(booster, names),
-        )
-        self.summary_ = summary
-        return self
+        return {
+            "kind": "xgboost",
+            "n_train": int(idx_fit.size),
+            "n_validation": int(idx_val.size),
+            "best_iteration": best,
+            "n_trees": int(booster.num_boosted_rounds()),
+            "validation_logloss": float(booster.best_score),
+            "device": device,
+            "fit_seconds": time.perf_counter() - start,
+            "importance": _importance(booster, self.feature_names_),
+        }
 
     def predict(self, conditions: np.ndarray) -> np.ndarray:
         """Reconstruction probability of each object.
@@ -430,7 +418,7 @@ class EfficiencyModel:
             Wrong number of columns (naming the expected features) or non-finite values.
         """
         self._check_fitted()
-        x = _check_conditions(conditions, "predict", self.feature_names_)
+        x = check_conditions(conditions, "predict", self.feature_names_)
         if self.constant_ is not None:
             return np.full(x.shape[0], self.constant_, dtype=np.float64)
         if x.shape[0] == 0:
@@ -496,7 +484,7 @@ class EfficiencyModel:
             ``[booster, metadata]``, or ``[metadata]`` for a constant model.
         """
         self._check_fitted()
-        _check_name(name)
+        check_name(name)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
@@ -512,7 +500,7 @@ class EfficiencyModel:
         from hepgen._version import __version__
 
         meta = {
-            "format": _FORMAT_NAME,
+            "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "kind": "constant" if self.constant_ is not None else "xgboost",
             "constant": self.constant_,
@@ -550,15 +538,15 @@ class EfficiencyModel:
             ``format_version``, missing or mistyped keys, or a booster file that does not
             match its metadata.
         """
-        _check_name(name)
+        check_name(name)
         directory = Path(directory)
         meta_path = directory / f"{name}.meta.json"
-        meta = _read_meta(meta_path)
+        meta = read_meta(meta_path)
         where = str(meta_path)
         settings = meta["settings"]
-        model = cls(**{k: settings[k] for k in _SETTINGS})
+        model = cls(**{k: settings[k] for k in SETTINGS})
         saved_device = settings["device"]
-        if _device_name_ok(saved_device):
+        if _is_device_name(saved_device):
             # A GPU-trained model must still load (and predict) on a machine without a GPU.
             model.device = "cpu"
         try:
@@ -576,35 +564,8 @@ class EfficiencyModel:
             model.constant_ = float(meta["constant"])
             return model
 
-        xgb: Any = require("xgboost", f"the efficiency model of '{directory}'")
-
-        booster_path = directory / str(meta["booster_file"])
-        try:
-            raw = booster_path.read_bytes()
-        except FileNotFoundError:
-            raise InputError(
-                f"{booster_path}: efficiency booster file not found (named in {meta_path.name})"
-            ) from None
-        except OSError as err:
-            raise InputError(f"{booster_path}: cannot read the efficiency booster: {err}") from None
-        if hashlib.sha256(raw).hexdigest() != meta["booster_sha256"]:
-            raise InputError(
-                f"{booster_path}: the booster file does not match its metadata "
-                f"({meta_path.name} records another SHA-256): the file was changed, truncated "
-                "or comes from another save"
-            )
-        booster = xgb.Booster()
-        try:
-            booster.load_model(bytearray(raw))
-        except xgb.core.XGBoostError as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            raise InputError(f"{booster_path}: not a valid xgboost model: {first}") from None
-        if booster.num_features() != model.n_features_:
-            raise InputError(
-                f"{booster_path}: the booster takes {booster.num_features()} features, the "
-                f"metadata lists {model.n_features_}"
-            )
-        device = _xgboost_device("auto")
+        booster = read_booster(directory, meta_path, meta)
+        device = xgboost_device("auto", _PURPOSE)[0]
         params: dict[str, Any] = {"device": device}
         if model.n_jobs is not None:
             params["nthread"] = int(model.n_jobs)
@@ -649,170 +610,26 @@ class EfficiencyModel:
             raise RuntimeError("this EfficiencyModel is not fitted: call fit() or load() first")
 
 
-# --------------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _xgboost_device(device: Any) -> str:
-    """xgboost's device for the ``device`` setting (see :class:`EfficiencyModel`)."""
-    if not _device_name_ok(device):
-        raise ConfigError(
-            f"EfficiencyModel(device={device!r}): expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
-        )
-    if device == "cpu":
-        return "cpu"
-    import torch
-
-    xgb: Any = require("xgboost", "the efficiency model (P(reconstructed | gen))")
-    gpu = torch.cuda.is_available()
-    cuda_build = str(xgb.build_info().get("USE_CUDA", False)).lower() in ("true", "1", "on")
-    if device == "auto":
-        return "cuda" if gpu and cuda_build else "cpu"
-    if not gpu:
-        raise ConfigError(
-            f"EfficiencyModel(device={device!r}): torch sees no CUDA device; use 'auto' or 'cpu'"
-        )
-    if not cuda_build:
-        raise ConfigError(
-            f"EfficiencyModel(device={device!r}): the installed xgboost is a CPU-only build; "
-            "install the CUDA build (pip install 'hepgen[cuda]') or use 'auto' or 'cpu'"
-        )
-    return device
-
-
-def _device_name_ok(device: Any) -> bool:
-    return isinstance(device, str) and (
-        device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
-    )
-
-
-def _check_conditions(
-    conditions: Any, where: str, feature_names: Sequence[str] | None = None
-) -> np.ndarray:
-    """``conditions`` as a C-contiguous float32 (n, C) matrix; InputError when unusable."""
-    try:
-        a = np.asarray(conditions)
-    except (TypeError, ValueError) as err:
-        raise InputError(f"efficiency {where}: conditions are not an array: {err}") from None
-    if a.dtype.kind not in "biuf":
-        raise InputError(
-            f"efficiency {where}: conditions have dtype {a.dtype}, expected real numbers"
-        )
-    if a.ndim != 2:
-        raise InputError(
-            f"efficiency {where}: conditions have shape {a.shape}, expected (n_objects, "
-            "n_features); reshape a single feature with x[:, None]"
-        )
-    if feature_names is not None and a.shape[1] != len(feature_names):
-        raise InputError(
-            f"efficiency {where}: conditions have {a.shape[1]} columns, the model was trained "
-            f"on {len(feature_names)} ({', '.join(feature_names)})"
-        )
-    with np.errstate(over="ignore", invalid="ignore"):  # reported below
-        x = np.ascontiguousarray(a, dtype=np.float32)
-    bad = ~np.isfinite(x)
-    if bad.any():
-        cols = np.flatnonzero(bad.any(axis=0))
-        col = int(cols[0])
-        label = f"column {col}" if feature_names is None else f"'{feature_names[col]}'"
-        row = int(np.flatnonzero(bad[:, col])[0])
-        raise InputError(
-            f"efficiency {where}: {int(bad.any(axis=1).sum())} objects have NaN or infinite "
-            f"conditions (after conversion to float32), first in {label} at row {row}"
-        )
-    return x
-
-
-def _check_labels(reconstructed: Any, n: int) -> np.ndarray:
-    """``reconstructed`` as a bool (n,) array; 0/1 numbers are accepted."""
-    r = np.asarray(reconstructed)
-    if r.shape != (n,):
-        raise InputError(
-            f"efficiency fit: reconstructed has shape {r.shape}, expected ({n},), one flag per "
-            "object"
-        )
-    if r.dtype == np.bool_:
-        return r
-    if r.dtype.kind not in "iuf":
-        raise InputError(f"efficiency fit: reconstructed has dtype {r.dtype}, expected bool")
-    bad = ~((r == 0) | (r == 1))
-    if bad.any():
-        raise InputError(
-            f"efficiency fit: reconstructed must be bool or 0/1; {int(bad.sum())} values are "
-            f"neither (first at row {int(np.flatnonzero(bad)[0])})"
-        )
-    return r == 1
-
-
-def _check_weights(weights: Any, n: int) -> tuple[np.ndarray, int]:
-    """Float64 (n,) weights with negatives set to zero (warned), and how many were negative."""
-    if weights is None:
-        return np.ones(n), 0
-    w = np.asarray(weights)
-    if w.dtype.kind not in "biuf":
-        raise InputError(f"efficiency fit: weights have dtype {w.dtype}, expected real numbers")
-    w = w.astype(np.float64)
-    if w.shape != (n,):
-        raise InputError(
-            f"efficiency fit: weights have shape {w.shape}, expected ({n},), one per object"
-        )
-    finite = np.isfinite(w)
-    if not finite.all():
-        raise InputError(
-            f"efficiency fit: {int((~finite).sum())} weights are NaN or infinite (first at row "
-            f"{int(np.flatnonzero(~finite)[0])})"
-        )
-    negative = w < 0
-    n_negative = int(negative.sum())
-    if n_negative:
-        share = float(-w[negative].sum() / np.abs(w).sum())
+def _constant_efficiency(n_pass: int, n_fail: int, efficiency: float) -> float:
+    """The probability a degenerate sample predicts: 1 or 0 when one class is empty, the
+    observed (weighted) fraction, with a warning, when the rarer class has one object."""
+    if min(n_pass, n_fail) == 1:
+        which = "reconstructed" if n_pass == 1 else "not reconstructed"
         warnings.warn(
-            f"efficiency fit: {n_negative} of {n} weights are negative ({share:.1%} of the "
-            "absolute weight); xgboost needs non-negative weights, so they are set to zero.  "
-            "Harmless for negative generator weights; for sWeights it biases the efficiency "
-            "towards that of the subtracted component",
+            f"efficiency fit: only 1 of {n_pass + n_fail} objects is {which}; too few to train "
+            f"and validate a classifier, using a constant efficiency {efficiency:.6g}",
             UserWarning,
             stacklevel=3,
         )
-        w = np.where(negative, 0.0, w)
-    if not w.sum() > 0:
-        raise InputError("efficiency fit: no object has a positive weight")
-    return w, n_negative
+    return 1.0 if n_fail == 0 else 0.0 if n_pass == 0 else efficiency
 
 
-def _check_feature_names(feature_names: Sequence[str] | None, n_cols: int) -> list[str]:
-    if feature_names is None:
-        return [f"f{j}" for j in range(n_cols)]
-    if isinstance(feature_names, str):
-        raise InputError("efficiency fit: feature_names must be a sequence of names, not a string")
-    names = list(feature_names)
-    if len(names) != n_cols or not all(isinstance(s, str) and s for s in names):
-        raise InputError(
-            f"efficiency fit: feature_names must be {n_cols} non-empty strings, one per "
-            f"column, got {names!r}"
-        )
-    if len(set(names)) != len(names):
-        dup = sorted({s for s in names if names.count(s) > 1})
-        raise InputError(f"efficiency fit: duplicated feature names {dup}")
-    return names
-
-
-def _stratified_split(
-    y: np.ndarray, fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted (training, validation) indices; each class split in the given proportion.
-
-    Every class has at least 2 members; each part gets at least one of each class.
-    """
-    fit_parts, val_parts = [], []
-    for cls in (False, True):
-        idx = np.flatnonzero(y == cls)
-        n_val = min(max(round(fraction * idx.size), 1), idx.size - 1)
-        perm = rng.permutation(idx)
-        val_parts.append(perm[:n_val])
-        fit_parts.append(perm[n_val:])
-    return np.sort(np.concatenate(fit_parts)), np.sort(np.concatenate(val_parts))
+def _is_device_name(device: Any) -> bool:
+    try:
+        check_device(device)
+    except ConfigError:
+        return False
+    return True
 
 
 def _importance(booster: Any, names: list[str]) -> dict[str, float]:
@@ -824,88 +641,3 @@ def _importance(booster: Any, names: list[str]) -> dict[str, float]:
         values = values / total
     order = np.argsort(-values, kind="stable")
     return {names[j]: float(values[j]) for j in order}
-
-
-def _check_name(name: Any) -> None:
-    ok = (
-        isinstance(name, str)
-        and name
-        and name not in (".", "..")
-        and all(ch.isalnum() or ch in "-_." for ch in name)
-    )
-    if not ok:
-        raise InputError(
-            f"efficiency model name {name!r}: use letters, digits, '-', '_' and '.' only (a "
-            "file stem, not a path)"
-        )
-
-
-def _read_meta(path: Path) -> dict[str, Any]:
-    """Parse and check ``name.meta.json``; every problem is an InputError naming the file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(
-            f"{path}: efficiency model metadata not found (is {path.parent} a model directory "
-            "written by EfficiencyModel.save?)"
-        ) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot read the efficiency model metadata: {err}") from None
-    try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError(
-            f"{path}: corrupt JSON at line {err.lineno}, column {err.colno}: {err.msg}"
-        ) from None
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT_NAME:
-        raise InputError(f'{path}: not an efficiency model file (no "format": "{_FORMAT_NAME}")')
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        newer = isinstance(version, int) and version > FORMAT_VERSION
-        raise InputError(
-            f"{path}: format_version {version!r}, this hepgen reads version {FORMAT_VERSION}"
-            + ("; the model was written by a newer hepgen, upgrade hepgen" if newer else "")
-        )
-
-    def require(key: str, ok: bool, expected: str) -> None:
-        if not ok:
-            raise InputError(f"{path}: key {key!r} is missing or invalid, expected {expected}")
-
-    kind = meta.get("kind")
-    require("kind", kind in ("xgboost", "constant"), "'xgboost' or 'constant'")
-    n_features = meta.get("n_features")
-    require("n_features", isinstance(n_features, int) and n_features >= 1, "an integer >= 1")
-    names = meta.get("feature_names")
-    require(
-        "feature_names",
-        isinstance(names, list)
-        and len(names) == n_features
-        and all(isinstance(s, str) for s in names),
-        f"a list of {n_features} strings",
-    )
-    settings = meta.get("settings")
-    require(
-        "settings",
-        isinstance(settings, dict) and all(k in settings for k in _SETTINGS),
-        "a dict with " + ", ".join(_SETTINGS),
-    )
-    require("summary", isinstance(meta.get("summary"), dict), "a dict")
-    if kind == "constant":
-        c = meta.get("constant")
-        require(
-            "constant",
-            isinstance(c, int | float) and not isinstance(c, bool) and 0.0 <= c <= 1.0,
-            "a probability in [0, 1]",
-        )
-    else:
-        booster_file = meta.get("booster_file")
-        require(
-            "booster_file",
-            isinstance(booster_file, str)
-            and booster_file not in ("", ".", "..")
-            and Path(booster_file).name == booster_file
-            and "\\" not in booster_file,
-            "a file name in the same folder",
-        )
-        require("booster_sha256", isinstance(meta.get("booster_sha256"), str), "a hex digest")
-    return meta

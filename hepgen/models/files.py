@@ -1,12 +1,12 @@
 """Weights files of the torch models: ``NAME.safetensors`` + ``NAME.json``, no pickle.
 
-Flows (:mod:`hepgen.models.flow`) and GANs (:mod:`hepgen.models.gan`) store a module the same
-way: the state dict in a safetensors file written atomically with a canonical header
-(:func:`hepgen.training.save_safetensors`: identical weights give identical bytes), then a JSON file with the
-format, its version, the module's description (sizes, settings), its seed, the SHA-256 of the
-weights and library versions.  The JSON is written last, so a crash between the two leaves a
-checksum mismatch that loading reports.  Loading rebuilds the module from the JSON and checks
-every tensor's name and shape before it loads them; nothing is executed.
+Flows (:mod:`hepgen.models.flow`) and GANs (:mod:`hepgen.models.gan_nets`) store a module the
+same way: the state dict in a safetensors file written atomically with a canonical header
+(:func:`hepgen.training.save_safetensors`: identical weights give identical bytes), then a
+JSON file with the format, its version, the module's description (sizes, settings), its seed,
+the SHA-256 of the weights and library versions.  The JSON is written last, so a crash between
+the two leaves a checksum mismatch that loading reports.  Loading rebuilds the module from the
+JSON and checks every tensor's name and shape before it loads them; nothing is executed.
 """
 
 from __future__ import annotations

@@ -22,71 +22,8 @@ distribution is a standard normal.  An optional embedding MLP (``embedding_featu
 maps the context to ``embedding_features`` numbers, trained jointly, before it reaches the
 conditioners (``nflows.flows.Flow``'s ``embedding_net``).
 
-nflows 0.14 on current torch, and what this module does about it (../shared/ANCHORS.md)
--------------------------------------------------------------------------------------------
-* ``NaiveLinear`` calls the removed ``torch.solve``: never used (``"lu"`` mixing is
-  ``LULinear``).  ``LULinear.inverse`` calls the deprecated ``torch.triangular_solve``; the
-  subclass :class:`_LULinear` inverts with ``torch.linalg.solve_triangular`` instead (same
-  parameters, same state dict).
-* Sampling in ``float64`` fails inside nflows (``float32`` noise meets ``float64`` weights):
-  the module is built and kept in ``float32``, and every input (targets, contexts, noise) is
-  cast to ``float32`` on the module's device.
-* RQ splines with ``tails=None`` live on [0, 1]: the splines here always use linear tails on
-  [-tail_bound, tail_bound] (default 4, for standardised data); outside that interval a
-  transform is the identity, so a 10-sigma event has a finite density and round-trips.
-* The spline inverse solves a quadratic per element; nflows asserts that its discriminant
-  ``b^2 - 4ac`` is non-negative, which fails in ``float32`` when ``b^2`` and ``4ac`` nearly
-  cancel (small knot derivatives, inputs near a knot; nflows issue 87): a whole sampling run
-  dies on one event.  The spline is therefore evaluated by :func:`rational_quadratic_spline`,
-  our implementation of the same function (identical parametrisation, so a state dict loads
-  into plain nflows transforms and back), used through the subclasses :class:`_RQCoupling` and
-  :class:`_RQAutoregressive` of the nflows transforms.  Its inverse clamps the discriminant
-  at 0 and the bin coordinate to [0, 1], and takes each root in the form without
-  cancellation for the sign of ``b`` (nflows uses one form for both; on extreme splines this
-  cut the float32 error of ``forward(inverse(y)) - y`` from 4e-3 to 2e-5).  Why clamp rather
-  than re-draw the offending rows:
-  for an input inside its bin the exact discriminant is non-negative (it equals
-  ``(h d_k)^2`` and ``(h d_{k+1})^2`` at the two knots), so a negative value is pure rounding
-  of order ``eps * b^2``; clamping changes the root by a rounding-sized amount, whereas
-  re-drawing would reject exactly the events near knots with small derivatives, i.e. bias the
-  sampled distribution, and would make the number of random draws data dependent.
-* Beyond the tail bound a coordinate passes through its own spline unchanged, but it is also
-  an input of the conditioners of the other coordinates, whose ReLU networks extrapolate
-  linearly: at 10 sigma they put out extreme spline parameters (bins of near-zero slope), and
-  the inverse loses all float32 precision there (round-trip errors of order 1 were measured on
-  untrained autoregressive flows).  The conditioners therefore see their inputs clamped to
-  [-tail_bound, tail_bound] (:class:`_ClampedResidualNet`, :meth:`_RQAutoregressive._params`;
-  elementwise, so the coupling and autoregressive structures are kept): an outlier gets the
-  spline parameters of the boundary.  Inside [-tail_bound, tail_bound]^D the flow is, for the
-  same weights, the plain nflows function.
-
-Initialisation: identity.  The last layer of every conditioner is zeroed and its derivative
-biases are set so that each spline starts as the identity (equal bins, unit knot derivatives);
-with the identity-initialised LU layers a new flow is exactly N(0, 1) for every context: the
-natural start for standardised data.  nflows' own initialisation puts interior knot
-derivatives near softplus(0) = 0.69, and the default-size autoregressive flow (6 transforms)
-then starts with log-determinants down to -16 on N(0, 1) inputs, whose float32 inverse is off
-by up to 1e-2; after identity initialisation the round trip is exact to 2e-6.  Gradients reach
-the zeroed layer at once, so training starts normally.
-* nflows selects the in-interval elements with boolean-mask indexing (data-dependent shapes:
-  a host sync on GPUs, graph breaks under ``torch.compile``).  :func:`rational_quadratic_spline`
-  evaluates every element (out-of-interval ones on clamped inputs, so no NaN reaches the
-  gradient) and selects with ``torch.where``.
-
-Sampling draws the base noise itself, from the ``torch.Generator`` it is given, instead of
-``nflows.flows.Flow.sample`` (which uses the global RNG and draws ``num_samples`` per context):
-one draw per row of the context, reproducible for a seeded generator.
-
-Batching is the caller's job: :meth:`ConditionalFlow.log_prob` and
-:meth:`ConditionalFlow.sample` are tensor-level methods.  ``sample`` never builds an autograd
-graph; ``log_prob`` does when gradients are enabled (training) and works under
-``torch.inference_mode()``.
-
-Files (:func:`save_flow` / :func:`load_flow`): ``NAME.safetensors`` holds the state dict;
-``NAME.json`` holds :meth:`ConditionalFlow.describe` plus ``format``, ``format_version`` (1),
-the seed, the SHA-256 of the weights file and the torch/nflows versions.  Both are written
-atomically (temporary file in the same folder, then ``os.replace``); loading never executes
-code.
+The pitfalls of nflows 0.14 on current torch, and what this module does about each, are in
+the notes of :class:`ConditionalFlow`; the file format in :func:`save_flow`.
 
 References
 ----------
@@ -551,6 +488,66 @@ class ConditionalFlow(nn.Module):
     module's device.  As for any torch module, call ``.eval()`` before evaluation when
     ``dropout > 0``.  ``forward(x, c)`` is :meth:`log_prob`.
 
+    nflows 0.14 on current torch, and what this module does about it:
+
+    * ``NaiveLinear`` calls the removed ``torch.solve``: never used (``"lu"`` mixing is
+      ``LULinear``).  ``LULinear.inverse`` calls the deprecated ``torch.triangular_solve``; the
+      subclass :class:`_LULinear` inverts with ``torch.linalg.solve_triangular`` instead (same
+      parameters, same state dict).
+    * Sampling in ``float64`` fails inside nflows (``float32`` noise meets ``float64`` weights):
+      the module is built and kept in ``float32``, and every input (targets, contexts, noise) is
+      cast to ``float32`` on the module's device.
+    * RQ splines with ``tails=None`` live on [0, 1]: the splines here always use linear tails on
+      [-tail_bound, tail_bound] (default 4, for standardised data); outside that interval a
+      transform is the identity, so a 10-sigma event has a finite density and round-trips.
+    * The spline inverse solves a quadratic per element; nflows asserts that its discriminant
+      ``b^2 - 4ac`` is non-negative, which fails in ``float32`` when ``b^2`` and ``4ac`` nearly
+      cancel (small knot derivatives, inputs near a knot; nflows issue 87): a whole sampling run
+      dies on one event.  The spline is therefore evaluated by
+      :func:`rational_quadratic_spline`, our implementation of the same function (identical
+      parametrisation, so a state dict loads into plain nflows transforms and back), used
+      through the subclasses :class:`_RQCoupling` and :class:`_RQAutoregressive` of the nflows
+      transforms.  Its inverse clamps the discriminant at 0 and the bin coordinate to [0, 1],
+      and takes each root in the form without cancellation for the sign of ``b`` (nflows uses
+      one form for both; on extreme splines this cut the float32 error of
+      ``forward(inverse(y)) - y`` from 4e-3 to 2e-5).  Why clamp rather than re-draw the
+      offending rows: for an input inside its bin the exact discriminant is non-negative (it
+      equals ``(h d_k)^2`` and ``(h d_{k+1})^2`` at the two knots), so a negative value is pure
+      rounding of order ``eps * b^2``; clamping changes the root by a rounding-sized amount,
+      whereas re-drawing would reject exactly the events near knots with small derivatives, i.e.
+      bias the sampled distribution, and would make the number of random draws data dependent.
+    * Beyond the tail bound a coordinate passes through its own spline unchanged, but it is also
+      an input of the conditioners of the other coordinates, whose ReLU networks extrapolate
+      linearly: at 10 sigma they put out extreme spline parameters (bins of near-zero slope),
+      and the inverse loses all float32 precision there (round-trip errors of order 1 were
+      measured on untrained autoregressive flows).  The conditioners therefore see their inputs
+      clamped to [-tail_bound, tail_bound] (:class:`_ClampedResidualNet`,
+      :meth:`_RQAutoregressive._params`; elementwise, so the coupling and autoregressive
+      structures are kept): an outlier gets the spline parameters of the boundary.  Inside
+      [-tail_bound, tail_bound]^D the flow is, for the same weights, the plain nflows function.
+    * nflows selects the in-interval elements with boolean-mask indexing (data-dependent shapes:
+      a host sync on GPUs, graph breaks under ``torch.compile``).
+      :func:`rational_quadratic_spline` evaluates every element (out-of-interval ones on clamped
+      inputs, so no NaN reaches the gradient) and selects with ``torch.where``.
+
+    Initialisation: identity.  The last layer of every conditioner is zeroed and its derivative
+    biases are set so that each spline starts as the identity (equal bins, unit knot
+    derivatives); with the identity-initialised LU layers a new flow is exactly N(0, 1) for
+    every context: the natural start for standardised data.  nflows' own initialisation puts
+    interior knot derivatives near softplus(0) = 0.69, and the default-size autoregressive flow
+    (6 transforms) then starts with log-determinants down to -16 on N(0, 1) inputs, whose
+    float32 inverse is off by up to 1e-2; after identity initialisation the round trip is exact
+    to 2e-6.  Gradients reach the zeroed layer at once, so training starts normally.
+
+    Sampling draws the base noise itself, from the ``torch.Generator`` it is given, instead of
+    ``nflows.flows.Flow.sample`` (which uses the global RNG and draws ``num_samples`` per
+    context): one draw per row of the context, reproducible for a seeded generator.
+
+    Batching is the caller's job: :meth:`ConditionalFlow.log_prob` and
+    :meth:`ConditionalFlow.sample` are tensor-level methods.  ``sample`` never builds an
+    autograd graph; ``log_prob`` does when gradients are enabled (training) and works under
+    ``torch.inference_mode()``.
+
     References
     ----------
     C. Durkan, A. Bekasov, I. Murray, G. Papamakarios, "Neural Spline Flows", NeurIPS 2019,
@@ -839,6 +836,14 @@ def save_flow(flow: ConditionalFlow, directory: str | Path, name: str = "flow") 
     list of Path
         ``[weights, metadata]``.  The JSON is written last and records the SHA-256 of the
         weights, so a crash between the two leaves a detectable mismatch.
+
+    Notes
+    -----
+    ``NAME.safetensors`` holds the state dict;
+    ``NAME.json`` holds :meth:`ConditionalFlow.describe` plus ``format``, ``format_version`` (1),
+    the seed, the SHA-256 of the weights file and the torch/nflows versions.  Both are written
+    atomically (temporary file in the same folder, then ``os.replace``); loading never executes
+    code.
     """
     import nflows
 
