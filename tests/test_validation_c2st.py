@@ -18,11 +18,10 @@ pytest.importorskip("xgboost")
 from sklearn.metrics import roc_auc_score
 
 from hepgen.errors import InputError
+from hepgen.validation._auc import RankedScores, bootstrap_ci
 from hepgen.validation.c2st import (
     MIN_EVENTS_PER_CLASS,
     C2STResult,
-    _bootstrap_ci,
-    _RankedScores,
     classifier_test,
     delong_auc,
 )
@@ -80,7 +79,7 @@ def test_weighted_auc_helper_matches_sklearn_and_signed_bruteforce():
     rng = np.random.default_rng(4)
     scores = rng.integers(0, 30, 400).astype(float)
     labels = rng.integers(0, 2, 400)
-    ranked = _RankedScores(scores, labels)
+    ranked = RankedScores(scores, labels)
     w = rng.uniform(0.1, 3.0, 400)
     assert ranked.auc(w) == pytest.approx(roc_auc_score(labels, scores, sample_weight=w), 1e-12)
     signed = rng.normal(1.0, 1.0, 400)  # sWeights: some negative; sklearn refuses these
@@ -116,7 +115,7 @@ def test_bootstrap_interval_covers_known_auc(weighted):
     for _ in range(100):
         scores = np.r_[rng.normal(size=300) + 0.5, rng.normal(size=300)]
         w = rng.uniform(0.2, 1.8, 600) if weighted else np.ones(600)
-        lo, hi = _bootstrap_ci(_RankedScores(scores, labels), w, labels, 0.68, rng)
+        lo, hi = bootstrap_ci(RankedScores(scores, labels), w, labels, 0.68, rng)
         hits += lo <= true_auc <= hi
     assert 0.55 <= hits / 100 <= 0.80
 

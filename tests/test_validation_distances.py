@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import json
 
 import numpy as np
@@ -267,11 +265,3 @@ def test_prdc_bad_input_names_the_sample() -> None:
         prdc(x, x, None, -np.ones(100))
     with pytest.raises(InputError, match="k=0"):
         prdc(x, x, k=0)
-
-
-def test_docstring_examples_run() -> None:
-    # by module path: the package namespace binds the name ``prdc`` to the function
-    for name in ("hepgen.validation.distances", "hepgen.validation.fidelity"):
-        module = importlib.import_module(name)
-        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-        assert result.failed == 0 and result.attempted > 0, module.__name__

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 
 import numpy as np
 import pytest
 
-import hepgen.validation.mmd
 from hepgen.errors import InputError
 from hepgen.validation.mmd import MMDResult, mmd2_unbiased, mmd_test
 
@@ -275,8 +273,3 @@ def test_bad_input_names_the_sample() -> None:
         mmd2_unbiased(x, x, bandwidths=[0.0])
     with pytest.raises(InputError, match="n_permutations"):
         mmd_test(x, x, n_permutations=0)
-
-
-def test_docstring_examples_run() -> None:
-    result = doctest.testmod(hepgen.validation.mmd, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0 and result.attempted > 0

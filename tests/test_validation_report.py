@@ -267,3 +267,40 @@ def test_validate_empty_file_is_a_clear_error(jets_file, tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "empty.root', tree 'Events' has no entries" in err
+
+
+def test_plots_leave_the_callers_matplotlib_state_alone(tmp_path):
+    """Drawing the report's figures changes neither the global rcParams nor pyplot's figures."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from hepgen.validation.report.plots import (
+        plot_conditional,
+        plot_correlation_difference,
+        plot_edges,
+        plot_feature,
+        plot_roc,
+    )
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=500), rng.normal(0.1, 1.0, size=400)
+    with matplotlib.rc_context({"font.size": 7.0, "axes.grid": True}):
+        before = dict(matplotlib.rcParams)
+        figures = plt.get_fignums()
+        edges, log_x = plot_edges(x, y)
+        plot_feature(tmp_path / "f.png", "x", x, y, edges, annotation="KS 0.1", log_x=log_x)
+        plot_correlation_difference(tmp_path / "c.png", ["a", "b"], np.array([[0, 0.1], [0.1, 0]]))
+        plot_roc(tmp_path / "r.png", [("cand", [0, 0.5, 1], [0, 0.7, 1], 0.6)])
+        entry = {
+            "bins": [
+                {"lo": 0.0, "hi": 1.0, "features": {"x": {"ks": {"statistic": 0.1}}}},
+                {"lo": 1.0, "hi": 2.0, "features": {"x": {"ks": {"statistic": 0.2}}}},
+            ]
+        }
+        plot_conditional(tmp_path / "k.png", "v", entry)
+        after = dict(matplotlib.rcParams)
+        assert plt.get_fignums() == figures
+    changed = {k for k in before if before[k] != after[k]}
+    assert not changed, changed
+    assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in "fcrk")

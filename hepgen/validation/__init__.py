@@ -10,7 +10,8 @@ Layers, each usable on its own with plain numpy arrays and optional per-event we
 * :mod:`~hepgen.validation.distances`: FPD and KPD (JetNet definitions);
 * :mod:`~hepgen.validation.fidelity`: precision, recall, density and coverage (PRDC);
 * :mod:`~hepgen.validation.compare`: all of them at once, with a reference-vs-reference
-  baseline and conditional bins (:func:`compare`);
+  baseline and conditional bins (:func:`compare`), into a
+  :class:`~hepgen.validation.result.ValidationResult`;
 * :mod:`~hepgen.validation.verdict`: non-finite counts, settings checks and the headline
   verdict (PASS / DIFFERENT / INCONCLUSIVE against the baseline);
 * :mod:`~hepgen.validation.report`: ``report.html`` + ``metrics.json`` + plots, written as a

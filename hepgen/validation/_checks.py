@@ -24,7 +24,6 @@ __all__ = [
     "check_weights",
     "effective_n",
     "finite_or_none",
-    "resolve_device",
     "rng_from",
 ]
 
@@ -103,19 +102,6 @@ def rng_from(seed: int | np.random.Generator | None) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     return np.random.default_rng(seed)
-
-
-def resolve_device(device: str | None = "auto") -> str:
-    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; other names are checked."""
-    import torch
-
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise InputError(f"device {device!r}: expected 'auto', 'cpu' or 'cuda'")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} requested but torch sees no CUDA device")
-    return str(device)
 
 
 def finite_or_none(value: float) -> float | None:

@@ -1,34 +1,34 @@
 """Classifier two-sample test (C2ST): can a boosted-tree classifier tell the samples apart?
 
-A gradient-boosted decision-tree classifier (xgboost, ``tree_method="hist"``; where xgboost
-is not installed, scikit-learn's histogram gradient boosting: :mod:`._classifiers`) is trained to
-separate the *reference* sample (label 0) from the *candidate* sample (label 1).  Its ROC AUC
-on a held-out test split that neither training nor early stopping has seen is the effect size:
-0.5 when the samples cannot be told apart, 1 when they are disjoint.  Because the classifier
-is fixed before it sees the test split, the held-out scores of the two classes are
-exchangeable under the null hypothesis, so the one-sided Mann-Whitney U test on them is an
-exact-level test of "the candidate distribution equals the reference distribution"; under
-that null the held-out AUC is approximately ``N(1/2, (n0 + n1 + 1) / (12 n0 n1))``.
+A gradient-boosted decision-tree classifier (xgboost ``hist``, or scikit-learn's histogram
+gradient boosting where xgboost is not installed: :mod:`._classifiers`) learns to separate the
+*reference* sample (label 0) from the *candidate* (label 1).  Its ROC AUC on a held-out test
+split that neither training nor early stopping has seen is the effect size: 0.5 when the
+samples cannot be told apart, 1 when they are disjoint.  The classifier is fixed before it sees
+the test split, so under the null the held-out scores of the two classes are exchangeable and
+the one-sided Mann-Whitney U test on them has exact level; the held-out AUC is then about
+``N(1/2, (n0 + n1 + 1) / (12 n0 n1))``.
 
-Estimator
----------
-1. Balance the classes: subsample the larger sample (seeded) to the size of the smaller; with
-   weights, keep all events and rescale each class's training weights to the same total.
-   ``max_events`` caps the events per class (uniform subsample) to bound the time.
-2. Stratified split: test (``test_fraction``), and a validation split carved out of the
-   training part (``validation_fraction``) for early stopping on the log-loss (never on the
-   AUC, which would leak a choice tuned to the metric into the model).
-3. AUC of the held-out classifier margins (:func:`sklearn.metrics.roc_auc_score`); p-value
-   from :func:`scipy.stats.mannwhitneyu` (alternative "greater": candidate scores higher);
-   confidence interval from DeLong's variance (fast midrank algorithm of Sun & Xu) or a
-   stratified bootstrap of the test split.
-4. ``n_repeats`` > 1 repeats everything with independent seeds and combines the p-values with
-   twice their median, which is valid under arbitrary dependence between the repeats.
+Estimator, step by step:
 
-The classifier sees only the columns it is given: for a conditional generator the
-*conditions must be included as columns* of both samples, otherwise a generator that ignores
-its conditions can pass (hepgen DESIGN.md, "Statistics that libraries get wrong or lack").
-Never include events that the generator was trained on in the reference sample.
+1. *Inputs* are checked before any work.
+2. *Sampling*: the classes are balanced by a seeded subsample of the larger sample; with
+   weights, both samples are kept whole and each class's training weights are rescaled to the
+   same total.  ``max_events`` caps the events per class.
+3. *Splitting*: a stratified test split (``test_fraction``) and, out of the training part, a
+   validation split (``validation_fraction``) for early stopping on the log-loss, never on
+   the AUC, which would leak a choice tuned to the metric into the model.
+4. *Fitting* and the *test statistic*: AUC of the held-out margins, p-value from
+   :func:`scipy.stats.mannwhitneyu` (candidate scores higher), interval from DeLong's
+   variance or a stratified bootstrap (:mod:`._auc`).  Steps 2-4 are one repeat
+   (:mod:`._c2st_repeat`).
+5. *Repeats*: ``n_repeats`` > 1 repeats steps 2-4 with independent seeds; the p-values
+   combine as twice their median, valid under any dependence.
+
+The classifier sees only the columns it is given: for a conditional generator the conditions
+must be columns of both samples, otherwise a generator that ignores its conditions can pass
+(``hepgen validate --config`` adds them, see the README).  Never put events that the generator
+was trained on into the reference sample.
 
 References
 ----------
@@ -36,12 +36,8 @@ References
   arXiv:1610.06545.
 - J. H. Friedman, "On multivariate goodness-of-fit and two-sample testing", PHYSTAT 2003,
   SLAC-PUB-10325.
-- E. R. DeLong, D. M. DeLong and D. L. Clarke-Pearson, "Comparing the areas under two or more
-  correlated receiver operating characteristic curves: a nonparametric approach",
-  Biometrics 44 (1988) 837.
-- X. Sun and W. Xu, "Fast implementation of DeLong's algorithm for comparing the areas under
-  correlated receiver operating characteristic curves", IEEE Signal Process. Lett. 21 (2014)
-  1389.
+- E. R. DeLong, D. M. DeLong and D. L. Clarke-Pearson, Biometrics 44 (1988) 837; X. Sun and
+  W. Xu, IEEE Signal Process. Lett. 21 (2014) 1389 (the AUC's variance, :mod:`._auc`).
 - L. Rueschendorf, "Random variables with maximum sums", Adv. Appl. Probab. 14 (1982) 623;
   V. Vovk and R. Wang, "Combining p-values via averaging", Biometrika 107 (2020) 791.
 - C. Krause et al., "CaloChallenge 2022: a community challenge for fast calorimeter
@@ -59,16 +55,17 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from scipy import stats
 
+from hepgen.devices import xgboost_device  # also still importable from here (old callers)
 from hepgen.errors import InputError
+from hepgen.validation._auc import delong_auc
+from hepgen.validation._c2st_repeat import Plan, Repeat, Samples, one_repeat
 from hepgen.validation._checks import (
     MetricResult,
     as_matrix,
     check_weights,
-    effective_n,
-    resolve_device,
     rng_from,
 )
-from hepgen.validation._classifiers import fit_boosted, resolve_classifier
+from hepgen.validation._classifiers import resolve_classifier
 
 __all__ = [
     "MIN_EVENTS_PER_CLASS",
@@ -79,10 +76,6 @@ __all__ = [
 
 #: Fewest events per sample that :func:`classifier_test` accepts.
 MIN_EVENTS_PER_CLASS = 20
-#: Bootstrap resamples of the test split for ``ci="bootstrap"``.
-N_BOOTSTRAP = 200
-#: The reported ROC curve is thinned to at most this many points.
-MAX_ROC_POINTS = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,326 +135,6 @@ class C2STResult(MetricResult):
     method: str
     notes: tuple[str, ...]
     classifier: str = "xgboost"
-
-
-# --------------------------------------------------------------------------------------------
-# AUC statistics
-# --------------------------------------------------------------------------------------------
-
-
-def delong_auc(positive: Any, negative: Any) -> tuple[float, float]:
-    """ROC AUC of two score samples and its DeLong variance (fast midrank algorithm).
-
-    The AUC is ``P(positive > negative) + P(positive == negative) / 2``, the Mann-Whitney
-    ``U / (m n)``.  Its variance is DeLong's estimate from the structural components
-    ``V10_i`` (the fraction of negatives below positive ``i``) and ``V01_j`` (the fraction of
-    positives above negative ``j``): ``var(V10) / m + var(V01) / n``.  The components come
-    from midranks, in ``O((m + n) log(m + n))`` (Sun & Xu 2014).  Hand-written because
-    scikit-learn and scipy offer no AUC variance.
-
-    Parameters
-    ----------
-    positive : array_like, shape (m,)
-        Scores of the positive class (here: the candidate), ``m >= 2``.
-    negative : array_like, shape (n,)
-        Scores of the negative class (here: the reference), ``n >= 2``.
-
-    Returns
-    -------
-    auc : float
-        The empirical AUC (ties count one half).
-    variance : float
-        DeLong's variance estimate of the AUC (0 when all scores are equal).
-
-    References
-    ----------
-    E. R. DeLong, D. M. DeLong, D. L. Clarke-Pearson, Biometrics 44 (1988) 837;
-    X. Sun, W. Xu, IEEE Signal Process. Lett. 21 (2014) 1389.
-
-    Examples
-    --------
-    >>> auc, var = delong_auc([0.9, 0.8, 0.4], [0.1, 0.5, 0.3])
-    >>> round(auc, 4), round(var, 4)
-    (0.8889, 0.0247)
-    """
-    pos = np.asarray(positive, dtype=np.float64).ravel()
-    neg = np.asarray(negative, dtype=np.float64).ravel()
-    m, n = pos.size, neg.size
-    if m < 2 or n < 2:
-        raise InputError(f"delong_auc: needs at least 2 scores per class, got {m} and {n}")
-    if not (np.isfinite(pos).all() and np.isfinite(neg).all()):
-        raise InputError("delong_auc: scores must be finite")
-    # Midranks (average ranks of ties) in the pooled sample and within each class.
-    tz = stats.rankdata(np.concatenate([pos, neg]))
-    tx = stats.rankdata(pos)
-    ty = stats.rankdata(neg)
-    auc = (tz[:m].sum() - m * (m + 1) / 2.0) / (m * n)
-    v10 = (tz[:m] - tx) / n
-    v01 = 1.0 - (tz[m:] - ty) / m
-    variance = np.var(v10, ddof=1) / m + np.var(v01, ddof=1) / n
-    return float(auc), float(variance)
-
-
-class _RankedScores:
-    """Held-out scores sorted once, so that the weighted AUC of any weight vector is O(n).
-
-    Hand-written because scikit-learn's ``roc_auc_score`` rejects negative weights (sWeights
-    make the ROC curve non-monotonic) and re-sorts on every call, which makes a 200-resample
-    bootstrap of a 1e6-event test split slow.  A bootstrap resample is the same set of events
-    with multinomial counts as extra weights, so it reuses the sort.
-    """
-
-    def __init__(self, scores: np.ndarray, labels: np.ndarray) -> None:
-        uniq, group = np.unique(scores, return_inverse=True)
-        self.group = group.ravel()
-        self.n_groups = uniq.size
-        self.labels = labels.astype(bool)
-
-    def auc(self, weights: np.ndarray) -> float:
-        """Weighted AUC: sum over positive i, negative j of w_i w_j [s_i > s_j] (ties 1/2)."""
-        wpos = np.bincount(
-            self.group, weights=np.where(self.labels, weights, 0.0), minlength=self.n_groups
-        )
-        wneg = np.bincount(
-            self.group, weights=np.where(self.labels, 0.0, weights), minlength=self.n_groups
-        )
-        below = np.cumsum(wneg) - wneg
-        total = wpos.sum() * wneg.sum()
-        if total == 0:
-            return math.nan
-        return float(np.sum(wpos * (below + 0.5 * wneg)) / total)
-
-
-def _bootstrap_ci(
-    ranked: _RankedScores,
-    weights: np.ndarray,
-    labels: np.ndarray,
-    level: float,
-    rng: np.random.Generator,
-) -> tuple[float, float]:
-    """Percentile interval of the AUC over stratified bootstrap resamples of the test split."""
-    idx_pos = np.flatnonzero(labels == 1)
-    idx_neg = np.flatnonzero(labels == 0)
-    n = labels.size
-    aucs = np.empty(N_BOOTSTRAP)
-    for b in range(N_BOOTSTRAP):
-        counts = np.bincount(idx_pos[rng.integers(0, idx_pos.size, idx_pos.size)], minlength=n)
-        counts += np.bincount(idx_neg[rng.integers(0, idx_neg.size, idx_neg.size)], minlength=n)
-        aucs[b] = ranked.auc(weights * counts)
-    aucs = aucs[np.isfinite(aucs)]
-    if aucs.size == 0:
-        return math.nan, math.nan
-    tail = 50.0 * (1.0 - level)
-    lo, hi = np.percentile(aucs, [tail, 100.0 - tail])
-    return float(lo), float(hi)
-
-
-def _thin_curve(fpr: np.ndarray, tpr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Keep at most MAX_ROC_POINTS points, evenly spaced in arc length, endpoints included."""
-    if fpr.size <= MAX_ROC_POINTS:
-        return fpr, tpr
-    arc = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(fpr), np.diff(tpr)))])
-    targets = np.linspace(0.0, arc[-1], MAX_ROC_POINTS)
-    keep = np.unique(np.clip(np.searchsorted(arc, targets), 0, fpr.size - 1))
-    keep[0], keep[-1] = 0, fpr.size - 1
-    keep = np.unique(keep)
-    return fpr[keep], tpr[keep]
-
-
-# --------------------------------------------------------------------------------------------
-# The test
-# --------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class _Repeat:
-    auc: float
-    pvalue: float
-    ci: tuple[float, float]
-    gains: np.ndarray
-    fpr: np.ndarray
-    tpr: np.ndarray
-    best_iteration: int
-    n_train: int
-    n_test: int
-
-
-def _select(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of a seeded uniform subsample of ``m`` of ``n`` events (all when m >= n)."""
-    if m >= n:
-        return np.arange(n)
-    return np.sort(rng.choice(n, size=m, replace=False))
-
-
-def _balanced_training_weights(w: np.ndarray | None, y: np.ndarray, name: str) -> np.ndarray:
-    """Non-negative training weights with each class summing to half the number of events.
-
-    xgboost requires non-negative weights, so negative weights (sWeights) are set to zero for
-    training only; the held-out AUC keeps the signed weights.
-    """
-    w = np.ones(y.size) if w is None else np.clip(w, 0.0, None)
-    out = np.empty(y.size)
-    for cls, sample in ((0, "reference"), (1, "candidate")):
-        sel = y == cls
-        total = w[sel].sum()
-        if not total > 0:
-            raise InputError(
-                f"{sample}: the {name} split has no positive weight after setting negative "
-                "weights to zero for training; use more events or fewer negative weights"
-            )
-        out[sel] = w[sel] * (y.size / 2.0) / total
-    return out
-
-
-def _one_repeat(
-    x0: np.ndarray,
-    x1: np.ndarray,
-    w0: np.ndarray | None,
-    w1: np.ndarray | None,
-    rng: np.random.Generator,
-    *,
-    weighted: bool,
-    max_events: int,
-    test_fraction: float,
-    validation_fraction: float,
-    backend: str,
-    booster: dict[str, Any],
-    ci: str,
-    ci_level: float,
-) -> _Repeat:
-    from sklearn.metrics import roc_auc_score, roc_curve
-    from sklearn.model_selection import train_test_split
-
-    n0, n1 = x0.shape[0], x1.shape[0]
-    if weighted:
-        m0, m1 = min(n0, max_events), min(n1, max_events)
-    else:
-        m0 = m1 = min(n0, n1, max_events)
-    i0, i1 = _select(n0, m0, rng), _select(n1, m1, rng)
-    x = np.concatenate([x0[i0], x1[i1]])
-    y = np.concatenate([np.zeros(m0, dtype=np.int8), np.ones(m1, dtype=np.int8)])
-    w = None
-    if weighted:
-        w = np.concatenate(
-            [
-                w0[i0] if w0 is not None else np.ones(m0),
-                w1[i1] if w1 is not None else np.ones(m1),
-            ]
-        )
-
-    idx = np.arange(y.size)
-    split_seed = int(rng.integers(2**31 - 1))
-    idx_train, idx_test = train_test_split(
-        idx, test_size=test_fraction, stratify=y, random_state=split_seed
-    )
-    idx_fit, idx_val = train_test_split(
-        idx_train, test_size=validation_fraction, stratify=y[idx_train], random_state=split_seed
-    )
-
-    def split(sel: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        wt = _balanced_training_weights(None if w is None else w[sel], y[sel], name)
-        return x[sel], y[sel], wt
-
-    fitted = fit_boosted(
-        backend,  # type: ignore[arg-type]
-        split(idx_fit, "training"),
-        split(idx_val, "validation"),
-        x[idx_test],
-        seed=int(rng.integers(2**31 - 1)),
-        **booster,
-    )
-    scores, best = fitted.scores, fitted.best_iteration
-    y_test = y[idx_test]
-    w_test = None if w is None else w[idx_test]
-    s1, s0 = scores[y_test == 1], scores[y_test == 0]
-
-    constant = bool(np.ptp(scores) == 0)
-    ranked = None
-    if w_test is None:
-        auc = float(roc_auc_score(y_test, scores))
-        if constant:
-            pvalue = 1.0
-        else:
-            pvalue = float(stats.mannwhitneyu(s1, s0, alternative="greater").pvalue)
-    else:
-        for cls, sample in ((0, "reference"), (1, "candidate")):
-            if not w_test[y_test == cls].sum() > 0:
-                raise InputError(
-                    f"{sample}: the held-out weights sum to a non-positive number; use more "
-                    "events (negative weights need large samples)"
-                )
-        ranked = _RankedScores(scores, y_test)
-        if (w_test >= 0).all():
-            auc = float(roc_auc_score(y_test, scores, sample_weight=w_test))
-        else:
-            auc = ranked.auc(w_test)
-        # Under the null (scores exchangeable and independent of the weights) the weighted
-        # AUC has mean 1/2 and variance (n0 + n1 + 1) / (12 n0 n1) exactly, with n0, n1 the
-        # Kish effective sizes; the normal shape is an approximation.  Ties make it
-        # conservative.  scipy's mannwhitneyu takes no weights.
-        n0e = effective_n(w_test[y_test == 0], int((y_test == 0).sum()))
-        n1e = effective_n(w_test[y_test == 1], int((y_test == 1).sum()))
-        if constant or not (n0e > 0 and n1e > 0) or not math.isfinite(auc):
-            pvalue = 1.0
-        else:
-            sd = math.sqrt((n0e + n1e + 1.0) / (12.0 * n0e * n1e))
-            pvalue = float(stats.norm.sf((auc - 0.5) / sd))
-
-    if ci == "delong" and w_test is None:
-        _, var = delong_auc(s1, s0)
-        half = stats.norm.ppf(0.5 + ci_level / 2.0) * math.sqrt(max(var, 0.0))
-        interval = (auc - half, auc + half)
-    else:
-        ranked = ranked if ranked is not None else _RankedScores(scores, y_test)
-        base = np.ones(y_test.size) if w_test is None else w_test
-        interval = _bootstrap_ci(ranked, base, y_test, ci_level, rng)
-    interval = (min(max(interval[0], 0.0), 1.0), min(max(interval[1], 0.0), 1.0))
-
-    fpr, tpr, _ = roc_curve(y_test, scores, sample_weight=w_test)
-    fpr, tpr = _thin_curve(fpr, tpr)
-
-    return _Repeat(
-        auc=auc,
-        pvalue=pvalue,
-        ci=interval,
-        gains=fitted.gains,
-        fpr=fpr,
-        tpr=tpr,
-        best_iteration=best,
-        n_train=int(idx_train.size),
-        n_test=int(idx_test.size),
-    )
-
-
-@contextlib.contextmanager
-def _thread_context(backend: str, n_jobs: int | None) -> Iterator[None]:
-    """xgboost's global thread count for the whole test: it also governs DMatrix
-    construction (labels, weights), whose OpenMP regions otherwise use every core even when
-    n_jobs=1.  (scikit-learn's threads are limited inside :func:`fit_boosted`.)"""
-    if backend != "xgboost" or n_jobs is None:
-        yield
-        return
-    import xgboost
-
-    with xgboost.config_context(nthread=int(n_jobs)):
-        yield
-
-
-def xgboost_device(device: str | None) -> tuple[str, str | None]:
-    """xgboost's device name for ``device``, and a note when "auto" fell back to the CPU."""
-    import xgboost as xgb
-
-    resolved = resolve_device(device)
-    if not resolved.startswith("cuda"):
-        return "cpu", None
-    if str(xgb.build_info().get("USE_CUDA", False)).lower() in ("true", "1", "on"):
-        return resolved, None
-    if device in (None, "auto"):
-        return "cpu", "a GPU is present but the installed xgboost is a CPU-only build; ran on CPU"
-    raise InputError(
-        f"device {device!r}: the installed xgboost is a CPU-only build; install the CUDA build "
-        "(pip install 'hepgen[cuda]') or use device='cpu'"
-    )
 
 
 def classifier_test(
@@ -540,7 +213,8 @@ def classifier_test(
     ci_level : float
         Confidence level of ``auc_ci`` (0.68: one standard error).
     device : str
-        "auto" (GPU when present and xgboost is a CUDA build), "cpu" or "cuda".
+        "auto" (GPU when present and xgboost is a CUDA build), "cpu", "cuda" or "cuda:N"
+        (:func:`hepgen.devices.xgboost_device`).
     n_jobs : int, optional
         xgboost threads (boosting and data matrices); None uses xgboost's default (all
         cores).  On a shared machine give the cores you may use: OpenMP threads on
@@ -569,7 +243,10 @@ def classifier_test(
     ------
     InputError
         Different feature counts, empty or non-finite input, bad weights, fewer than
-        ``MIN_EVENTS_PER_CLASS`` events in a sample, or out-of-range settings.
+        ``MIN_EVENTS_PER_CLASS`` events in a sample, out-of-range settings, or a requested
+        GPU that is absent.
+    ConfigError
+        A malformed device name.
 
     References
     ----------
@@ -588,6 +265,61 @@ def classifier_test(
     >>> res.auc > 0.55, res.pvalue < 1e-6, next(iter(res.importances))
     (True, True, 'b')
     """
+    samples = _check_samples(
+        reference, candidate, reference_weights, candidate_weights, feature_names
+    )
+    _check_settings(
+        test_fraction=test_fraction,
+        validation_fraction=validation_fraction,
+        ci_level=ci_level,
+        ci=ci,
+        n_repeats=n_repeats,
+        n_estimators=n_estimators,
+        early_stopping_rounds=early_stopping_rounds,
+        max_depth=max_depth,
+        max_events=max_events,
+        learning_rate=learning_rate,
+    )
+    _check_split_sizes(samples, max_events, test_fraction, validation_fraction)
+    backend, booster, notes = _booster(
+        classifier,
+        device,
+        learning_rate=learning_rate,
+        max_depth=max_depth,
+        n_estimators=n_estimators,
+        early_stopping_rounds=early_stopping_rounds,
+        n_jobs=n_jobs,
+    )
+    plan = Plan(
+        weighted=samples.weighted,
+        max_events=int(max_events),
+        test_fraction=float(test_fraction),
+        validation_fraction=float(validation_fraction),
+        backend=backend,
+        booster=booster,
+        ci=ci,
+        ci_level=float(ci_level),
+    )
+    notes += _sampling_notes(samples, max_events, ci)
+    child_seeds = rng_from(seed).integers(0, 2**63 - 1, size=int(n_repeats))
+    with _thread_context(backend, n_jobs):
+        repeats = [one_repeat(samples, plan, np.random.default_rng(int(s))) for s in child_seeds]
+    return _result(repeats, samples, plan, notes, n_estimators)
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Inputs
+# --------------------------------------------------------------------------------------------
+
+
+def _check_samples(
+    reference: Any,
+    candidate: Any,
+    reference_weights: Any,
+    candidate_weights: Any,
+    feature_names: Sequence[str] | None,
+) -> Samples:
+    """The two samples as float arrays of the same width, with checked weights and names."""
     x0 = as_matrix(reference, "reference")
     x1 = as_matrix(candidate, "candidate")
     if x0.shape[1] != x1.shape[1]:
@@ -610,6 +342,23 @@ def classifier_test(
         names = [str(f) for f in feature_names]
         if len(names) != d:
             raise InputError(f"feature_names: {len(names)} names for {d} feature columns")
+    return Samples(x0=x0, x1=x1, w0=w0, w1=w1, names=names)
+
+
+def _check_settings(
+    *,
+    test_fraction: float,
+    validation_fraction: float,
+    ci_level: float,
+    ci: str,
+    n_repeats: int,
+    n_estimators: int,
+    early_stopping_rounds: int,
+    max_depth: int,
+    max_events: int,
+    learning_rate: float,
+) -> None:
+    """Refuse out-of-range settings of :func:`classifier_test` before any work."""
     for value, name in (
         (test_fraction, "test_fraction"),
         (validation_fraction, "validation_fraction"),
@@ -634,10 +383,12 @@ def classifier_test(
     if not learning_rate > 0:
         raise InputError(f"learning_rate={learning_rate!r}: expected a positive number")
 
-    weighted = w0 is not None or w1 is not None
-    notes: list[str] = []
-    # Smallest split that the stratified splits must leave for each class.
-    m_small = min(n0, n1, max_events)
+
+def _check_split_sizes(
+    samples: Samples, max_events: int, test_fraction: float, validation_fraction: float
+) -> None:
+    """Refuse fractions that leave the smallest class too few events for one of the splits."""
+    m_small = min(samples.x0.shape[0], samples.x1.shape[0], max_events)
     n_test_small = math.floor(m_small * test_fraction)
     n_val_small = math.floor((m_small - math.ceil(m_small * test_fraction)) * validation_fraction)
     if n_test_small < 2 or n_val_small < 1 or m_small - n_test_small - n_val_small < 2:
@@ -647,12 +398,57 @@ def classifier_test(
             "split; use more events or fractions nearer 0.5 / 0.2"
         )
 
+
+def _sampling_notes(samples: Samples, max_events: int, ci: str) -> list[str]:
+    """What the reader should know about how the samples are weighted and subsampled."""
+    n0, n1 = samples.x0.shape[0], samples.x1.shape[0]
+    notes: list[str] = []
+    if not samples.weighted:
+        m = min(n0, n1, max_events)
+        for n, name in ((n0, "reference"), (n1, "candidate")):
+            if n > m:
+                why = "max_events" if m == max_events else "balance the classes"
+                notes.append(f"{name}: {n} events, subsampled to {m} ({why})")
+        return notes
+    if ci == "delong":
+        notes.append(
+            "weighted samples: DeLong's variance assumes unit weights; the interval "
+            "is a bootstrap of the test split instead"
+        )
+    notes.append(
+        "weighted samples: p-value from a normal approximation of the weighted AUC "
+        "with Kish effective sizes (approximate)"
+    )
+    if any(w is not None and (w < 0).any() for w in (samples.w0, samples.w1)):
+        notes.append(
+            "negative weights were set to zero for training (boosted trees need "
+            "non-negative weights); the held-out AUC uses the signed weights"
+        )
+    for n, name in ((n0, "reference"), (n1, "candidate")):
+        if n > max_events:
+            notes.append(f"{name}: {n} events, subsampled to max_events={max_events}")
+    return notes
+
+
+def _booster(
+    classifier: str,
+    device: str,
+    *,
+    learning_rate: float,
+    max_depth: int,
+    n_estimators: int,
+    early_stopping_rounds: int,
+    n_jobs: int | None,
+) -> tuple[str, dict[str, Any], list[str]]:
+    """The boosted trees that run (``"xgboost"`` or ``"sklearn"``), their settings for
+    :func:`fit_boosted` (device included) and notes on fallbacks."""
+    notes: list[str] = []
     backend, backend_note = resolve_classifier(classifier)
     if backend_note:
         notes.append(backend_note)
     run_on = "cpu"
     if backend == "xgboost":
-        run_on, device_note = xgboost_device(device)
+        run_on, device_note = xgboost_device(device, "the classifier test with xgboost")
         if device_note:
             notes.append(device_note)
     booster: dict[str, Any] = {
@@ -663,58 +459,34 @@ def classifier_test(
         "device": run_on,
         "n_jobs": None if n_jobs is None else int(n_jobs),
     }
+    return backend, booster, notes
 
-    if weighted:
-        if ci == "delong":
-            notes.append(
-                "weighted samples: DeLong's variance assumes unit weights; the interval "
-                "is a bootstrap of the test split instead"
-            )
-        notes.append(
-            "weighted samples: p-value from a normal approximation of the weighted AUC "
-            "with Kish effective sizes (approximate)"
-        )
-        if (w0 is not None and (w0 < 0).any()) or (w1 is not None and (w1 < 0).any()):
-            notes.append(
-                "negative weights were set to zero for training (boosted trees need "
-                "non-negative weights); the held-out AUC uses the signed weights"
-            )
-        for n, name in ((n0, "reference"), (n1, "candidate")):
-            if n > max_events:
-                notes.append(f"{name}: {n} events, subsampled to max_events={max_events}")
-    else:
-        m = min(n0, n1, max_events)
-        for n, name in ((n0, "reference"), (n1, "candidate")):
-            if n > m:
-                why = "max_events" if m == max_events else "balance the classes"
-                notes.append(f"{name}: {n} events, subsampled to {m} ({why})")
 
-    rng = rng_from(seed)
-    child_seeds = rng.integers(0, 2**63 - 1, size=int(n_repeats))
-    with _thread_context(backend, n_jobs):
-        repeats = [
-            _one_repeat(
-                x0,
-                x1,
-                w0,
-                w1,
-                np.random.default_rng(int(s)),
-                weighted=weighted,
-                max_events=int(max_events),
-                test_fraction=float(test_fraction),
-                validation_fraction=float(validation_fraction),
-                backend=backend,
-                booster=booster,
-                ci=ci,
-                ci_level=float(ci_level),
-            )
-            for s in child_seeds
-        ]
+@contextlib.contextmanager
+def _thread_context(backend: str, n_jobs: int | None) -> Iterator[None]:
+    """xgboost's global thread count for the whole test: it also governs DMatrix
+    construction (labels, weights), whose OpenMP regions otherwise use every core even when
+    n_jobs=1.  (scikit-learn's threads are limited inside :func:`fit_boosted`.)"""
+    if backend != "xgboost" or n_jobs is None:
+        yield
+        return
+    import xgboost
 
+    with xgboost.config_context(nthread=int(n_jobs)):
+        yield
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Repeats combined, the result
+# --------------------------------------------------------------------------------------------
+
+
+def _combine(repeats: Sequence[Repeat]) -> dict[str, Any]:
+    """The combined ``auc``, ``auc_ci``, ``pvalue`` and ``auc_std`` and the per-repeat
+    ``aucs`` and ``pvalues`` of the repeats (fields of :class:`C2STResult`)."""
     aucs = np.array([r.auc for r in repeats])
     pvalues = np.array([r.pvalue for r in repeats])
-    k = len(repeats)
-    if k == 1:
+    if len(repeats) == 1:
         pvalue = float(pvalues[0])
         auc_std = math.nan
     else:
@@ -722,17 +494,28 @@ def classifier_test(
         # (Rueschendorf 1982; Vovk & Wang 2020); numpy's median is >= the lower median.
         pvalue = float(min(1.0, 2.0 * np.median(pvalues)))
         auc_std = float(np.std(aucs, ddof=1))
-    auc = float(np.mean(aucs))
-    auc_ci = (
-        float(np.mean([r.ci[0] for r in repeats])),
-        float(np.mean([r.ci[1] for r in repeats])),
-    )
+    return {
+        "auc": float(np.mean(aucs)),
+        "auc_ci": (
+            float(np.mean([r.ci[0] for r in repeats])),
+            float(np.mean([r.ci[1] for r in repeats])),
+        ),
+        "pvalue": pvalue,
+        "auc_std": auc_std,
+        "aucs": tuple(float(a) for a in aucs),
+        "pvalues": tuple(float(p) for p in pvalues),
+    }
 
-    gains = np.mean([r.gains for r in repeats], axis=0)
-    order = sorted(range(d), key=lambda j: -gains[j])
-    importances = {names[j]: float(gains[j]) for j in order}
 
-    first = repeats[0]
+def _outcome_notes(
+    combined: dict[str, Any],
+    gains: np.ndarray,
+    first: Repeat,
+    n_estimators: int,
+    ci_level: float,
+) -> list[str]:
+    """Notes on the fit (early stopping, no split) and on an AUC far below 0.5."""
+    notes: list[str] = []
     if first.best_iteration >= n_estimators - 1:
         notes.append(
             f"early stopping did not trigger within n_estimators={n_estimators}; "
@@ -740,42 +523,61 @@ def classifier_test(
         )
     if not gains.sum() > 0:
         notes.append("the classifier made no split: it found nothing to separate the samples")
-    se = (auc_ci[1] - auc_ci[0]) / (2.0 * stats.norm.ppf(0.5 + ci_level / 2.0))
-    if se > 0 and auc < 0.5 - 2.0 * se:
+    low, high = combined["auc_ci"]
+    se = (high - low) / (2.0 * stats.norm.ppf(0.5 + ci_level / 2.0))
+    if se > 0 and combined["auc"] < 0.5 - 2.0 * se:
         notes.append(
             "held-out AUC is below 0.5 by more than two standard errors: not "
             "evidence of a difference (the test is one-sided), but check for duplicated "
             "events or an ordering artefact"
         )
+    return notes
 
-    ci_name = "bootstrap" if (weighted or ci == "bootstrap") else "DeLong"
+
+def _method(plan: Plan, n_repeats: int) -> str:
+    """One line naming the classifier, the p-value and the interval methods."""
+    ci_name = "bootstrap" if (plan.weighted or plan.ci == "bootstrap") else "DeLong"
     pv_name = (
-        "normal approximation, Kish effective sizes" if weighted else "one-sided Mann-Whitney U"
+        "normal approximation, Kish effective sizes"
+        if plan.weighted
+        else "one-sided Mann-Whitney U"
     )
     trees = (
-        f"xgboost C2ST (hist, {run_on}"
-        if backend == "xgboost"
+        f"xgboost C2ST (hist, {plan.booster['device']}"
+        if plan.backend == "xgboost"
         else "scikit-learn C2ST (HistGradientBoosting, cpu"
     )
     method = (
-        f"{trees}, early stopping on log-loss); p-value: {pv_name}; CI: {ci_name} {ci_level:.0%}"
+        f"{trees}, early stopping on log-loss); p-value: {pv_name}; "
+        f"CI: {ci_name} {plan.ci_level:.0%}"
     )
-    if k > 1:
-        method += f"; {k} repeats, p = min(1, 2 median p_k)"
+    if n_repeats > 1:
+        method += f"; {n_repeats} repeats, p = min(1, 2 median p_k)"
+    return method
+
+
+def _result(
+    repeats: Sequence[Repeat],
+    samples: Samples,
+    plan: Plan,
+    notes: list[str],
+    n_estimators: int,
+) -> C2STResult:
+    """Assemble the :class:`C2STResult` of the repeats."""
+    combined = _combine(repeats)
+    gains = np.mean([r.gains for r in repeats], axis=0)
+    order = sorted(range(len(samples.names)), key=lambda j: -gains[j])
+    first = repeats[0]
+    notes = notes + _outcome_notes(combined, gains, first, n_estimators, plan.ci_level)
     return C2STResult(
-        auc=auc,
-        auc_ci=auc_ci,
-        pvalue=pvalue,
+        **combined,
         n_train=first.n_train,
         n_test=first.n_test,
-        aucs=tuple(float(a) for a in aucs),
-        pvalues=tuple(float(p) for p in pvalues),
-        auc_std=auc_std,
-        importances=importances,
+        importances={samples.names[j]: float(gains[j]) for j in order},
         fpr=first.fpr,
         tpr=first.tpr,
         best_iteration=first.best_iteration,
-        method=method,
+        method=_method(plan, len(repeats)),
         notes=tuple(notes),
-        classifier="xgboost" if backend == "xgboost" else "sklearn-hgb",
+        classifier="xgboost" if plan.backend == "xgboost" else "sklearn-hgb",
     )

@@ -2,8 +2,8 @@
 
 :func:`compare` is the one entry point that ``hepgen validate`` and analysis code use.  It
 takes two samples of the same named features (see :func:`~hepgen.validation.samples.as_table`
-for the accepted types) and returns a :class:`ValidationResult` whose :meth:`to_dict` follows
-the ``metrics.json`` contract of DESIGN.md:
+for the accepted types) and returns a :class:`ValidationResult` whose :meth:`to_dict` is the
+content of ``metrics.json`` (its keys are listed in the README, ``hepgen validate``):
 
 * per feature: KS, chi2 (Gagunashvili, weighted), Wasserstein-1 and separation power;
 * on all features together: the boosted-tree classifier two-sample test (xgboost, or
@@ -29,15 +29,22 @@ tests against the baseline; see :mod:`hepgen.validation.verdict`.
 
 References
 ----------
-DESIGN.md, "Statistics that libraries get wrong or lack"; ANCHORS.md, "Evaluation metrics".
+- N. D. Gagunashvili, "Chi-square tests for comparing weighted histograms", Nucl. Instrum.
+  Meth. A 614 (2010) 287, arXiv:0905.4221 (the weighted chi2).
+- D. Lopez-Paz and M. Oquab, "Revisiting classifier two-sample tests", ICLR 2017,
+  arXiv:1610.06545 (the classifier test).
+- A. Gretton et al., "A Kernel Two-Sample Test", JMLR 13 (2012) 723 (MMD).
+- R. Kansal et al., "Evaluating generative models in high energy physics", Phys. Rev. D 107
+  (2023) 076017, arXiv:2211.10295 (FPD, KPD).
+- M. F. Naeem et al., "Reliable Fidelity and Diversity Metrics for Generative Models",
+  ICML 2020, arXiv:2002.09797 (PRDC).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import itertools
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -48,14 +55,13 @@ from hepgen.errors import InputError, did_you_mean
 from hepgen.progress import progress
 from hepgen.utils import to_jsonable
 from hepgen.validation._checks import check_weights, effective_n
+from hepgen.validation.result import MULTIVARIATE_METRICS, PER_FEATURE_METRICS, ValidationResult
 from hepgen.validation.samples import Table, as_table, check_same_features
 from hepgen.validation.verdict import (
     DEFAULT_ALPHA,
     check_settings,
     count_nonfinite,
-    decide_verdict,
     merge_nonfinite,
-    nonfinite_failure,
 )
 
 __all__ = [
@@ -68,138 +74,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PER_FEATURE_METRICS = ("ks", "chi2", "w1", "separation_power")
-MULTIVARIATE_METRICS = ("c2st", "mmd", "fpd", "kpd", "prdc")
 #: Smallest number of rows in a condition bin (per sample) for which the tests are run.
 MIN_BIN_EVENTS = 20
-
-
-@dataclasses.dataclass
-class ValidationResult:
-    """Everything :func:`compare` measured; :meth:`to_dict` is the ``metrics.json`` content.
-
-    Attributes
-    ----------
-    n_reference, n_candidate : int
-        Rows of each sample (a row with NaN counts; each test uses the finite values it
-        needs, see ``notes``).
-    weighted : bool
-        Whether either sample carried weights.
-    features : dict
-        ``{name: {"ks": {...}, "chi2": {...}, "w1": float, "separation_power": float, ...}}``.
-    c2st, mmd, fpd, kpd, prdc : metric results or None
-        Multivariate results (``None`` when not run; the reason is in ``notes``).
-    conditional : dict or None
-        Per-feature tests in bins of condition variables.
-    baseline : ValidationResult or None
-        The same metrics between two halves of the reference.
-    timings : dict of str to float
-        Seconds spent per metric.
-    notes : list of str
-        Everything the reader should know: dropped rows, skipped metrics, nulls explained.
-    metrics : list of str
-        The metrics asked for.
-    nonfinite : dict
-        ``{"allowed": bool, "features": {name: {"reference": {"nan", "posinf", "neginf", "n"},
-        "candidate": {...}}}, "total": {"reference": int, "candidate": int}}``: only features
-        with a non-finite value are listed.
-    alpha : float
-        Significance level of the verdict.
-    """
-
-    n_reference: int
-    n_candidate: int
-    weighted: bool
-    feature_names: list[str]
-    n_eff_reference: float
-    n_eff_candidate: float
-    features: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    c2st: Any = None
-    mmd: Any = None
-    fpd: Any = None
-    kpd: Any = None
-    prdc: Any = None
-    conditional: dict[str, Any] | None = None
-    baseline: ValidationResult | None = None
-    timings: dict[str, float] = dataclasses.field(default_factory=dict)
-    notes: list[str] = dataclasses.field(default_factory=list)
-    metrics: list[str] = dataclasses.field(default_factory=list)
-    nonfinite: dict[str, Any] = dataclasses.field(default_factory=dict)
-    alpha: float = DEFAULT_ALPHA
-
-    @property
-    def failure(self) -> str | None:
-        """One-line reason why the comparison must not pass (non-finite values that were not
-        allowed), or None."""
-        return nonfinite_failure(self.nonfinite, "allow_nonfinite=True (--allow-nonfinite)")
-
-    def verdict(self) -> dict[str, Any]:
-        """``{"verdict": "PASS" | "DIFFERENT" | "INCONCLUSIVE", "reasons": [...], "alpha"}``
-        (:func:`hepgen.validation.verdict.decide_verdict`)."""
-        return decide_verdict(self, self.alpha)
-
-    def to_dict(self, arrays: bool = False) -> dict[str, Any]:
-        """Plain-JSON content of ``metrics.json`` (no NaN; curves only when ``arrays``)."""
-
-        def res(value: Any) -> Any:
-            if value is None:
-                return None
-            return value.to_dict(arrays=arrays) if hasattr(value, "to_dict") else value
-
-        out: dict[str, Any] = {
-            "n_reference": self.n_reference,
-            "n_candidate": self.n_candidate,
-            "weighted": self.weighted,
-            "n_eff_reference": self.n_eff_reference,
-            "n_eff_candidate": self.n_eff_candidate,
-            "feature_names": list(self.feature_names),
-            "features": {
-                name: {k: res(v) for k, v in metrics.items()}
-                for name, metrics in self.features.items()
-            },
-        }
-        for key in MULTIVARIATE_METRICS:
-            out[key] = res(getattr(self, key))
-        if self.conditional is not None:
-            out["conditional"] = self.conditional
-        out["summary"] = self.summary()
-        if self.baseline is not None:
-            out["baseline"] = self.baseline.to_dict(arrays=False)
-        out["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
-        out["notes"] = list(self.notes)
-        if self.nonfinite:  # the baseline (two halves of the reference) has neither key
-            out["nonfinite"] = self.nonfinite
-            verdict = self.verdict()
-            failure = self.failure
-            if failure:
-                verdict["failure"] = failure
-            out["verdict"] = verdict
-        return to_jsonable(out)
-
-    def summary(self) -> dict[str, Any]:
-        """Headline numbers: worst KS feature, per-feature p-value counts, AUC, MMD."""
-        ks = {
-            name: m["ks"].statistic for name, m in self.features.items() if m.get("ks") is not None
-        }
-        pvalues = [
-            m[t].pvalue
-            for m in self.features.values()
-            for t in ("ks", "chi2")
-            if m.get(t) is not None and m[t].pvalue is not None and math.isfinite(m[t].pvalue)
-        ]
-        worst = max(ks, key=ks.get) if ks else None
-        return {
-            "max_ks": ks[worst] if worst is not None else None,
-            "max_ks_feature": worst,
-            "mean_ks": float(np.mean(list(ks.values()))) if ks else None,
-            "n_pvalues": len(pvalues),
-            # Under the null 5 % of the per-feature p-values fall below 0.05; many features
-            # make a few small p-values expected (look-elsewhere), so the count is reported.
-            "n_pvalues_below_0.05": int(sum(p < 0.05 for p in pvalues)),
-            "min_pvalue_bonferroni": min(1.0, min(pvalues) * len(pvalues)) if pvalues else None,
-            "c2st_auc": self.c2st.auc if self.c2st is not None else None,
-            "mmd": self.mmd.value if self.mmd is not None else None,
-        }
 
 
 def parse_condition_bins(specs: Sequence[str]) -> dict[str, Any]:
@@ -620,7 +496,7 @@ def compare(
     >>> res.features["a"]["ks"].pvalue > 0.001
     True
     """
-    from hepgen.validation._checks import resolve_device
+    from hepgen.devices import resolve_device
 
     metrics = check_settings(
         list(metrics) if metrics is not None else [*PER_FEATURE_METRICS, *MULTIVARIATE_METRICS],
@@ -628,7 +504,37 @@ def compare(
         PER_FEATURE_METRICS + MULTIVARIATE_METRICS,
         alpha,
     )
-    device = resolve_device(device)
+    resolve_device(device)  # a malformed name or an absent GPU, before any work
+    ref, cand, nonfinite, pre_notes = _prepare(
+        reference, candidate, reference_weights, candidate_weights, feature_names, allow_nonfinite
+    )
+    seeds = _seeds(seed, 12)
+    run = functools.partial(
+        _run, metrics=metrics, options=options or {}, device=device, quiet=quiet
+    )
+    result = run(ref, cand, condition_bins=condition_bins, seeds=seeds[:6])
+    result.notes[:0] = pre_notes
+    result.metrics, result.nonfinite, result.alpha = list(metrics), nonfinite, alpha
+    if baseline:
+        _add_baseline(result, ref, cand, run, seeds[6:12])
+    return result
+
+
+def _prepare(
+    reference: Any,
+    candidate: Any,
+    reference_weights: Any,
+    candidate_weights: Any,
+    feature_names: Sequence[str] | None,
+    allow_nonfinite: bool,
+) -> tuple[Table, Table, dict[str, Any], list[str]]:
+    """The two samples as tables of the same features, their non-finite counts and notes.
+
+    Raises
+    ------
+    InputError
+        Features that differ, a feature NaN everywhere, bad weights, an empty sample.
+    """
     ref = as_table(reference, feature_names, reference_weights, label="reference")
     # A plain array carries no names: its columns are the reference's features, in order.
     plain = isinstance(candidate, np.ndarray | list)
@@ -641,46 +547,33 @@ def compare(
         count_nonfinite(ref.names, ref.values),
         count_nonfinite(cand.names, cand.values),
     )
-    pre_notes: list[str] = []
+    notes: list[str] = []
     for table in (ref, cand):
-        _check_nonfinite(table, pre_notes)
+        _check_nonfinite(table, notes)
     for table in (ref, cand):
         if table.n == 0:
             raise InputError(f"{table.label}: no events to compare")
         check_weights(table.weights, table.n, table.label)
-    seeds = _seeds(seed, 12)
-    result = _run(
-        ref,
-        cand,
-        metrics=metrics,
-        options=options or {},
-        condition_bins=condition_bins,
-        seeds=seeds[:6],
-        device=device,
-        quiet=quiet,
+    return ref, cand, nonfinite, notes
+
+
+def _add_baseline(
+    result: ValidationResult,
+    ref: Table,
+    cand: Table,
+    run: Callable[..., ValidationResult],
+    seeds: list[int],
+) -> None:
+    """Run the metrics between two disjoint halves of the reference into ``result.baseline``."""
+    a, b = _split_reference(ref, cand.n, np.random.default_rng(seeds[0]))
+    a.label, b.label = "reference half A", "reference half B"
+    if min(a.n, b.n) < 2:
+        result.notes.append("baseline not computed: fewer than 4 reference rows")
+        return
+    t0 = time.perf_counter()
+    result.baseline = run(a, b, condition_bins=None, seeds=seeds)
+    result.timings["baseline"] = time.perf_counter() - t0
+    result.notes.append(
+        f"baseline: reference half A ({a.n} rows) vs half B ({b.n} rows), disjoint, "
+        f"each at most the candidate's size ({cand.n})"
     )
-    result.notes[:0] = pre_notes
-    result.metrics, result.nonfinite, result.alpha = list(metrics), nonfinite, alpha
-    if baseline:
-        a, b = _split_reference(ref, cand.n, np.random.default_rng(seeds[6]))
-        a.label, b.label = "reference half A", "reference half B"
-        if min(a.n, b.n) < 2:
-            result.notes.append("baseline not computed: fewer than 4 reference rows")
-        else:
-            t0 = time.perf_counter()
-            result.baseline = _run(
-                a,
-                b,
-                metrics=metrics,
-                options=options or {},
-                condition_bins=None,
-                seeds=seeds[6:12],
-                device=device,
-                quiet=quiet,
-            )
-            result.timings["baseline"] = time.perf_counter() - t0
-            result.notes.append(
-                f"baseline: reference half A ({a.n} rows) vs half B ({b.n} rows), disjoint, "
-                f"each at most the candidate's size ({cand.n})"
-            )
-    return result

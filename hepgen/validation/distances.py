@@ -36,12 +36,12 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
+from hepgen.devices import torch_device
 from hepgen.errors import InputError
 from hepgen.validation._checks import (
     MetricResult,
     as_matrix,
     check_weights,
-    resolve_device,
     rng_from,
 )
 from hepgen.validation.mmd import _Kernel, _pooled_mmd2, _torch_dtype
@@ -430,7 +430,7 @@ def kernel_physics_distance(
             "values from different batch sizes are not comparable"
         )
     rng = rng_from(seed)
-    dev = resolve_device(device)
+    dev = torch_device(device)
     tdt = _torch_dtype("float32")
     kern = _Kernel("polynomial")
     labels = torch.zeros((2 * size, 1), dtype=tdt, device=dev)

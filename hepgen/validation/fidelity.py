@@ -32,12 +32,12 @@ from typing import Any
 
 import numpy as np
 
+from hepgen.devices import torch_device
 from hepgen.errors import InputError
 from hepgen.validation._checks import (
     MetricResult,
     as_matrix,
     check_weights,
-    resolve_device,
     rng_from,
 )
 from hepgen.validation.mmd import _torch_dtype
@@ -169,8 +169,6 @@ def prdc(
     >>> 0.9 < res.density < 1.1, 0.9 < res.coverage < 1.0
     (True, True)
     """
-    import torch
-
     x = as_matrix(reference, "reference")
     y = as_matrix(candidate, "candidate", n_features=x.shape[1])
     w = check_weights(reference_weights, x.shape[0], "reference")
@@ -180,7 +178,49 @@ def prdc(
     k = int(k)
     if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
         raise InputError(f"chunk_size={chunk_size!r}: expected an integer >= 1")
-    rng = rng_from(seed)
+    x, y, note = _event_samples(x, y, w, v, k, max_events, rng_from(seed))
+    if standardize:
+        mean, std = x.mean(axis=0), x.std(axis=0)
+        std[std == 0] = 1.0
+        x, y = (x - mean) / std, (y - mean) / std
+    precision, recall, density, coverage = _ball_fractions(x, y, k, int(chunk_size), device)
+    n, m = x.shape[0], y.shape[0]
+    return PRDCResult(
+        precision=precision,
+        recall=recall,
+        density=density,
+        coverage=coverage,
+        k=k,
+        n_reference=int(n),
+        n_candidate=int(m),
+        note=note,
+    )
+
+
+def _event_samples(
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray | None,
+    v: np.ndarray | None,
+    k: int,
+    max_events: int | None,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The unweighted, subsampled events of both samples and a note on what was kept.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray, shape (n, d) and (m, d)
+        Reference and candidate.
+    w, v : numpy.ndarray or None, shape (n,) and (m,)
+        Their weights (see :func:`_unweight`).
+    k : int
+        Nearest-neighbour order: each sample must keep more than ``k`` events.
+    max_events : int or None
+        Most events kept per sample (uniform subsample).
+    rng : numpy.random.Generator
+        Source of the unweighting and the subsample, in that order.
+    """
     x, note_x = _unweight(x, w, rng, "reference")
     y, note_y = _unweight(y, v, rng, "candidate")
     if max_events is not None:
@@ -196,14 +236,29 @@ def prdc(
                 f"{name}: {arr.shape[0]} events (after unweighting); PRDC with k={k} needs "
                 f"more than {k}"
             )
-    if standardize:
-        mean, std = x.mean(axis=0), x.std(axis=0)
-        std[std == 0] = 1.0
-        x, y = (x - mean) / std, (y - mean) / std
+    return x, y, "; ".join(s for s in (note_x, note_y) if s)
 
-    dev = resolve_device(device)
+
+def _ball_fractions(
+    x: np.ndarray, y: np.ndarray, k: int, tile: int, device: str
+) -> tuple[float, float, float, float]:
+    """Precision, recall, density and coverage from the k-NN balls of both samples.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray, shape (n, d) and (m, d)
+        Reference ("real") and candidate ("fake") events.
+    k : int
+        Nearest-neighbour order.
+    tile : int
+        Distances are computed in ``tile x tile`` blocks (memory bound).
+    device : str
+        Torch device name (:func:`hepgen.devices.torch_device`).
+    """
+    import torch
+
+    dev = torch_device(device)
     tdt = _torch_dtype("float32")
-    tile = int(chunk_size)
     with torch.inference_mode():
         xt = torch.as_tensor(x, dtype=tdt, device=dev)
         yt = torch.as_tensor(y, dtype=tdt, device=dev)
@@ -227,14 +282,4 @@ def prdc(
         density = float(inside_count.double().sum()) / (k * m)
         recall = float(recalled.double().mean())
         coverage = float(covered.double().mean())
-    note = "; ".join(s for s in (note_x, note_y) if s)
-    return PRDCResult(
-        precision=precision,
-        recall=recall,
-        density=density,
-        coverage=coverage,
-        k=k,
-        n_reference=int(n),
-        n_candidate=int(m),
-        note=note,
-    )
+    return precision, recall, density, coverage

@@ -20,10 +20,15 @@ from typing import Any
 
 from hepgen.errors import InputError
 from hepgen.io.sources import is_url
-from hepgen.validation.compare import PER_FEATURE_METRICS, ValidationResult, compare
-from hepgen.validation.inputs import load_branch_groups, load_config_pairs
+from hepgen.validation.compare import (
+    MULTIVARIATE_METRICS,
+    PER_FEATURE_METRICS,
+    ValidationResult,
+    compare,
+)
+from hepgen.validation.inputs import SampleGroup, load_branch_groups, load_config_pairs
 from hepgen.validation.report import REPORT_CONTENTS, ReportFiles, write_report
-from hepgen.validation.verdict import DEFAULT_ALPHA, merge_nonfinite
+from hepgen.validation.verdict import DEFAULT_ALPHA, check_settings, merge_nonfinite
 
 __all__ = ["check_report_dir", "default_condition_bins", "validate_files"]
 
@@ -159,47 +164,83 @@ def validate_files(
     # a URL stays a string (uproot reads it); a Path would merge the '//' of 'https://'
     reference, candidate = (p if is_url(p) else Path(p) for p in (reference, candidate))
     output = Path(output)
-    if isinstance(max_plots, bool) or int(max_plots) != max_plots or max_plots < 0:
-        raise InputError(f"max_plots (--max-plots) must be an integer >= 0, got {max_plots!r}")
-    if max_events is not None and (
-        isinstance(max_events, bool) or int(max_events) != max_events or max_events < 1
-    ):
-        raise InputError(f"max_events (--max-events) must be an integer >= 1, got {max_events!r}")
-    # metrics, options and alpha are checked by compare(); check them before reading too
-    from hepgen.validation.compare import MULTIVARIATE_METRICS
-    from hepgen.validation.verdict import check_settings
-
-    check_settings(
-        metrics if metrics is not None else PER_FEATURE_METRICS,
-        options,
-        PER_FEATURE_METRICS + MULTIVARIATE_METRICS,
-        alpha,
-    )
+    _check_options(max_plots, max_events, metrics, options, alpha)
     sources = [reference, candidate]
     if config is not None and getattr(config, "source", None):
         sources.append(Path(config.source))
     check_report_dir(output, sources)
-    extra: dict[str, Any] = {}
     t_read = time.perf_counter()
-    if config is not None:
-        if features:
-            raise InputError(
-                "--features and --config exclude each other: the config's "
-                "conditions and targets are the features"
-            )
-        if weights:
-            config = config.model_copy(
-                update={"data": config.data.model_copy(update={"weights": weights})}
-            )
-        group, objects = load_config_pairs(
-            config, reference, candidate, max_events=max_events, quiet=quiet
-        )
-        groups = [group]
-        extra["objects"] = objects
-        if condition_bins is None:
-            condition_bins = default_condition_bins(config)
-        tree = config.data.tree
-    else:
+    groups, extra, config, condition_bins, tree = _read(
+        reference,
+        candidate,
+        config=config,
+        features=features,
+        weights=weights,
+        tree=tree,
+        max_events=max_events,
+        condition_bins=condition_bins,
+        quiet=quiet,
+    )
+    t_read = time.perf_counter() - t_read
+    _check_condition_bins(groups[0], condition_bins)
+    result = _compare_groups(
+        groups,
+        metrics=metrics,
+        condition_bins=condition_bins,
+        baseline=baseline,
+        options=options,
+        device=device,
+        seed=seed,
+        quiet=quiet,
+        allow_nonfinite=allow_nonfinite,
+        alpha=alpha,
+    )
+    result.timings = {"read": t_read, **result.timings}
+    primary = groups[0]
+    if primary.excluded:
+        extra["excluded"] = dict(primary.excluded)
+    inputs = _report_inputs(reference, candidate, tree, result, config, weights, primary)
+    files = write_report(
+        output,
+        result,
+        [(g.reference, g.candidate) for g in groups],
+        extra=extra,
+        inputs=inputs,
+        max_plots=max_plots,
+        quiet=quiet,
+    )
+    return result, files
+
+
+def _read(
+    reference: str | Path,
+    candidate: str | Path,
+    *,
+    config: Any,
+    features: Sequence[str] | None,
+    weights: str | None,
+    tree: str,
+    max_events: int | None,
+    condition_bins: Mapping[str, Any] | None,
+    quiet: bool,
+) -> tuple[list[SampleGroup], dict[str, Any], Any, Mapping[str, Any] | None, str]:
+    """Read the compared features of both files, by config or by branch.
+
+    Returns
+    -------
+    groups : list of SampleGroup
+        The primary group first.
+    extra : dict
+        More keys of ``metrics.json`` (``objects``: efficiency and fake fraction, config mode).
+    config : Config or None
+        The config, with ``data.weights`` replaced by ``weights`` when given.
+    condition_bins : mapping or None
+        As given, or the config's conditions (config mode).
+    tree : str
+        The tree read.
+    """
+    extra: dict[str, Any] = {}
+    if config is None:
         groups = load_branch_groups(
             reference,
             candidate,
@@ -208,15 +249,99 @@ def validate_files(
             weights=weights,
             max_events=max_events,
         )
-    t_read = time.perf_counter() - t_read
+        return groups, extra, config, condition_bins, tree
+    if features:
+        raise InputError(
+            "--features and --config exclude each other: the config's "
+            "conditions and targets are the features"
+        )
+    if weights:
+        config = config.model_copy(
+            update={"data": config.data.model_copy(update={"weights": weights})}
+        )
+    group, extra["objects"] = load_config_pairs(
+        config, reference, candidate, max_events=max_events, quiet=quiet
+    )
+    if condition_bins is None:
+        condition_bins = default_condition_bins(config)
+    return [group], extra, config, condition_bins, config.data.tree
+
+
+def _report_inputs(
+    reference: str | Path,
+    candidate: str | Path,
+    tree: str,
+    result: ValidationResult,
+    config: Any,
+    weights: str | None,
+    primary: SampleGroup,
+) -> dict[str, str]:
+    """What the top of the report page lists: files, tree, what was compared, weights."""
+    inputs = {
+        "reference": str(reference),
+        "candidate": str(candidate),
+        "tree": tree,
+        "compared": f"{len(result.features)} features"
+        + (f" (matched pairs of config '{config.source}')" if config is not None else ""),
+    }
+    weight_branch = weights or (config.data.weights if config is not None else None)
+    if weight_branch:
+        inputs["weights"] = weight_branch
+    if primary.excluded:
+        inputs["not compared (bookkeeping)"] = ", ".join(primary.excluded)
+    return inputs
+
+
+def _check_options(
+    max_plots: Any,
+    max_events: Any,
+    metrics: Sequence[str] | None,
+    options: Mapping[str, Mapping[str, Any]] | None,
+    alpha: float,
+) -> None:
+    """Refuse bad settings before any data is read (``compare`` checks them again)."""
+    if isinstance(max_plots, bool) or int(max_plots) != max_plots or max_plots < 0:
+        raise InputError(f"max_plots (--max-plots) must be an integer >= 0, got {max_plots!r}")
+    if max_events is not None and (
+        isinstance(max_events, bool) or int(max_events) != max_events or max_events < 1
+    ):
+        raise InputError(f"max_events (--max-events) must be an integer >= 1, got {max_events!r}")
+    check_settings(
+        metrics if metrics is not None else PER_FEATURE_METRICS,
+        options,
+        PER_FEATURE_METRICS + MULTIVARIATE_METRICS,
+        alpha,
+    )
+
+
+def _check_condition_bins(primary: SampleGroup, condition_bins: Mapping[str, Any] | None) -> None:
+    """Every condition-bins variable must be a feature of the primary group."""
+    if not condition_bins:
+        return
+    missing = [v for v in condition_bins if v not in primary.reference.names]
+    if missing:
+        raise InputError(
+            f"condition-bins variable(s) {missing} are not features of the '{primary.name}' "
+            f"group that the multivariate tests use (its features: {primary.reference.names})"
+        )
+
+
+def _compare_groups(
+    groups: Sequence[SampleGroup],
+    *,
+    metrics: Sequence[str] | None,
+    condition_bins: Mapping[str, Any] | None,
+    baseline: bool,
+    options: Mapping[str, Mapping[str, Any]] | None,
+    device: str,
+    seed: int | None,
+    quiet: bool,
+    allow_nonfinite: bool,
+    alpha: float,
+) -> ValidationResult:
+    """Compare the primary group on every metric and the other groups on the per-feature
+    metrics, merged into one result with the primary group's notes and skipped branches."""
     primary = groups[0]
-    if condition_bins:
-        missing = [v for v in condition_bins if v not in primary.reference.names]
-        if missing:
-            raise InputError(
-                f"condition-bins variable(s) {missing} are not features of the '{primary.name}' "
-                f"group that the multivariate tests use (its features: {primary.reference.names})"
-            )
     result = compare(
         primary.reference,
         primary.candidate,
@@ -231,7 +356,6 @@ def validate_files(
         alpha=alpha,
     )
     result.notes[:0] = primary.notes
-    result.timings = {"read": t_read, **result.timings}
     per_feature = [m for m in (metrics or PER_FEATURE_METRICS) if m in PER_FEATURE_METRICS]
     for group in groups[1:]:
         if not per_feature:
@@ -257,26 +381,4 @@ def validate_files(
     merge_nonfinite(
         result.nonfinite, skipped.get("reference") or {}, skipped.get("candidate") or {}
     )
-    if primary.excluded:
-        extra["excluded"] = dict(primary.excluded)
-    inputs = {
-        "reference": str(reference),
-        "candidate": str(candidate),
-        "tree": tree,
-        "compared": f"{len(result.features)} features"
-        + (f" (matched pairs of config '{config.source}')" if config is not None else ""),
-    }
-    if weights or (config is not None and config.data.weights):
-        inputs["weights"] = weights or config.data.weights
-    if primary.excluded:
-        inputs["not compared (bookkeeping)"] = ", ".join(primary.excluded)
-    files = write_report(
-        output,
-        result,
-        [(g.reference, g.candidate) for g in groups],
-        extra=extra,
-        inputs=inputs,
-        max_plots=max_plots,
-        quiet=quiet,
-    )
-    return result, files
+    return result

@@ -41,7 +41,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from hepgen.errors import InputError
+from hepgen.errors import InputError, did_you_mean
 from hepgen.io.reader import expand_names, inspect_tree, read_events
 from hepgen.validation.samples import Table
 from hepgen.validation.verdict import count_nonfinite
@@ -208,69 +208,119 @@ def load_branch_groups(
     cand_info = inspect_tree(candidate, tree)
     ref_names, cand_names = list(ref_info.branches), list(cand_info.branches)
     notes: list[str] = []
-    excluded: dict[str, str] = {}
     if features:
-        chosen = expand_names(
-            features,
-            ref_names,
-            f"reference file '{reference}', tree '{tree}'",
-            what="numeric branch",
+        chosen, excluded = _named_branches(
+            features, ref_names, cand_names, reference, candidate, tree, weights
         )
-        literal = set(features)
-        for n in chosen:
-            rule = None if n in literal else bookkeeping_rule(n)
-            if rule is not None and n != weights:
-                excluded[n] = rule
-        chosen = [n for n in chosen if n not in excluded]
-        if not chosen:
-            raise InputError(
-                f"--features {list(features)} match only bookkeeping branches "
-                f"({_listing(list(excluded))}); name them literally to compare them"
-            )
-        missing = [n for n in chosen if n not in cand_names]
-        if missing:
-            raise InputError(
-                f"candidate file '{candidate}', tree '{tree}' lacks feature branch(es) {missing} "
-                f"that the reference has"
-            )
     else:
-        common = [n for n in ref_names if n in cand_names]
-        excluded = {n: r for n in common if n != weights and (r := bookkeeping_rule(n))}
-        chosen = [n for n in common if n not in excluded]
-        physics_ref = [n for n in ref_names if n != weights and bookkeeping_rule(n) is None]
-        physics_cand = [n for n in cand_names if n != weights and bookkeeping_rule(n) is None]
-        only_ref = [n for n in physics_ref if n not in cand_names]
-        only_cand = [n for n in physics_cand if n not in ref_names]
-        if only_ref:
-            notes.append(
-                f"{len(only_ref)} branch(es) only in the reference, not compared: "
-                f"{only_ref[:10]}{' ...' if len(only_ref) > 10 else ''}"
-            )
-        if only_cand:
-            notes.append(
-                f"{len(only_cand)} branch(es) only in the candidate, not compared: "
-                f"{only_cand[:10]}{' ...' if len(only_cand) > 10 else ''}"
-            )
-        if not [n for n in chosen if n != weights]:
-            shared = (
-                f" (they share only bookkeeping: {_listing(list(excluded))})" if excluded else ""
-            )
-            raise InputError(
-                f"the files share no physics feature to compare{shared}: reference "
-                f"'{reference}' (tree '{tree}') has [{_listing(physics_ref)}], candidate "
-                f"'{candidate}' has [{_listing(physics_cand)}]; name branches with --features "
-                "to compare them anyway"
-            )
+        chosen, excluded = _common_branches(
+            ref_names, cand_names, reference, candidate, tree, weights, notes
+        )
     if weights:
         for path, names in ((reference, ref_names), (candidate, cand_names)):
             if weights not in names:
-                from hepgen.errors import did_you_mean
-
                 raise InputError(
                     f"file '{path}', tree '{tree}': no weight branch '{weights}'"
                     + did_you_mean(weights, names)
                 )
         chosen = [n for n in chosen if n != weights]
+    by_group = _by_group(chosen, ref_info, cand_info)
+    to_read = [*chosen, *([weights] if weights else [])]
+    ref_events = _read_file(reference, tree, to_read, max_events)
+    cand_events = _read_file(candidate, tree, to_read, max_events)
+    skipped: dict[str, dict[str, Any]] = {}
+    groups = []
+    for name, branches in by_group.items():
+        ref_t = _table(ref_events, reference, tree, branches, weights, "reference", name)
+        cand_t = _table(cand_events, candidate, tree, branches, weights, "candidate", name)
+        if not features:
+            keep = _finite_branches(branches, ref_t, cand_t, notes, skipped)
+            if not keep:
+                continue
+            ref_t, cand_t = ref_t.select_columns(keep), cand_t.select_columns(keep)
+        groups.append(SampleGroup(name=name, reference=ref_t, candidate=cand_t))
+    if not groups:
+        raise InputError(f"no branch of '{reference}' and '{candidate}' has finite values")
+    return _primary_first(groups, notes, excluded, skipped)
+
+
+def _named_branches(
+    features: Sequence[str],
+    ref_names: list[str],
+    cand_names: list[str],
+    reference: str | Path,
+    candidate: str | Path,
+    tree: str,
+    weights: str | None,
+) -> tuple[list[str], dict[str, str]]:
+    """The branches that ``features`` names (literally or by pattern), less the bookkeeping
+    ones matched only by a pattern: ``(chosen, {excluded branch: rule})``."""
+    chosen = expand_names(
+        features,
+        ref_names,
+        f"reference file '{reference}', tree '{tree}'",
+        what="numeric branch",
+    )
+    literal = set(features)
+    excluded: dict[str, str] = {}
+    for n in chosen:
+        rule = None if n in literal else bookkeeping_rule(n)
+        if rule is not None and n != weights:
+            excluded[n] = rule
+    chosen = [n for n in chosen if n not in excluded]
+    if not chosen:
+        raise InputError(
+            f"--features {list(features)} match only bookkeeping branches "
+            f"({_listing(list(excluded))}); name them literally to compare them"
+        )
+    missing = [n for n in chosen if n not in cand_names]
+    if missing:
+        raise InputError(
+            f"candidate file '{candidate}', tree '{tree}' lacks feature branch(es) {missing} "
+            f"that the reference has"
+        )
+    return chosen, excluded
+
+
+def _common_branches(
+    ref_names: list[str],
+    cand_names: list[str],
+    reference: str | Path,
+    candidate: str | Path,
+    tree: str,
+    weights: str | None,
+    notes: list[str],
+) -> tuple[list[str], dict[str, str]]:
+    """Every branch in both files that is not bookkeeping: ``(chosen, {excluded: rule})``;
+    ``notes`` gets the physics branches that only one file has."""
+    common = [n for n in ref_names if n in cand_names]
+    excluded = {n: r for n in common if n != weights and (r := bookkeeping_rule(n))}
+    chosen = [n for n in common if n not in excluded]
+    physics_ref = [n for n in ref_names if n != weights and bookkeeping_rule(n) is None]
+    physics_cand = [n for n in cand_names if n != weights and bookkeeping_rule(n) is None]
+    only_ref = [n for n in physics_ref if n not in cand_names]
+    only_cand = [n for n in physics_cand if n not in ref_names]
+    for only, where in ((only_ref, "reference"), (only_cand, "candidate")):
+        if only:
+            notes.append(
+                f"{len(only)} branch(es) only in the {where}, not compared: "
+                f"{only[:10]}{' ...' if len(only) > 10 else ''}"
+            )
+    if not [n for n in chosen if n != weights]:
+        shared = f" (they share only bookkeeping: {_listing(list(excluded))})" if excluded else ""
+        raise InputError(
+            f"the files share no physics feature to compare{shared}: reference "
+            f"'{reference}' (tree '{tree}') has [{_listing(physics_ref)}], candidate "
+            f"'{candidate}' has [{_listing(physics_cand)}]; name branches with --features "
+            "to compare them anyway"
+        )
+    return chosen, excluded
+
+
+def _by_group(chosen: list[str], ref_info: Any, cand_info: Any) -> dict[str, list[str]]:
+    """``{group: branches}``, in the order of ``chosen``; a branch must belong to the same
+    group in both files.  The counter of a collection (``nJet``) is an event-level feature
+    (the multiplicity)."""
     ref_groups, cand_groups = _groups(ref_info), _groups(cand_info)
     by_group: dict[str, list[str]] = {}
     for n in chosen:
@@ -279,45 +329,49 @@ def load_branch_groups(
                 f"branch '{n}' belongs to '{ref_groups[n]}' in the reference but to "
                 f"'{cand_groups[n]}' in the candidate (different counters)"
             )
-        group = ref_groups[n]
-        # The counter of a collection (nJet) is an event-level feature (the multiplicity).
-        by_group.setdefault(group, []).append(n)
-    to_read = [*chosen, *([weights] if weights else [])]
-    ref_events = _read_file(reference, tree, to_read, max_events)
-    skipped: dict[str, dict[str, Any]] = {}
-    cand_events = _read_file(candidate, tree, to_read, max_events)
-    groups = []
-    for name, branches in by_group.items():
-        ref_t = _table(ref_events, reference, tree, branches, weights, "reference", name)
-        cand_t = _table(cand_events, candidate, tree, branches, weights, "candidate", name)
-        if not features:
-            # Branch-wide mode: a branch without a single finite value (all NaN, or an empty
-            # collection) cannot be compared; skip it with a note instead of stopping, and
-            # keep its non-finite counts (a candidate that is NaN everywhere must not pass).
-            keep = []
-            for j, b in enumerate(branches):
-                empty = [t.label for t in (ref_t, cand_t) if not np.isfinite(t.values[:, j]).any()]
-                if empty:
-                    notes.append(
-                        f"branch '{b}' skipped: no finite value in the {' and '.join(empty)}"
-                    )
-                    for t in (ref_t, cand_t):
-                        skipped.setdefault(t.label, {}).update(
-                            count_nonfinite([b], t.values[:, j : j + 1])
-                        )
-                else:
-                    keep.append(b)
-            if not keep:
-                continue
-            ref_t, cand_t = ref_t.select_columns(keep), cand_t.select_columns(keep)
-        groups.append(SampleGroup(name=name, reference=ref_t, candidate=cand_t))
-    if not groups:
-        raise InputError(f"no branch of '{reference}' and '{candidate}' has finite values")
+        by_group.setdefault(ref_groups[n], []).append(n)
+    return by_group
+
+
+def _finite_branches(
+    branches: list[str],
+    ref_t: Table,
+    cand_t: Table,
+    notes: list[str],
+    skipped: dict[str, dict[str, Any]],
+) -> list[str]:
+    """The branches with a finite value in both tables (branch-wide mode).
+
+    A branch without a single finite value (all NaN, or an empty collection) cannot be
+    compared: it is skipped with a note instead of stopping, and its non-finite counts go to
+    ``skipped`` (a candidate that is NaN everywhere must not pass).
+    """
+    keep = []
+    for j, b in enumerate(branches):
+        empty = [t.label for t in (ref_t, cand_t) if not np.isfinite(t.values[:, j]).any()]
+        if empty:
+            notes.append(f"branch '{b}' skipped: no finite value in the {' and '.join(empty)}")
+            for t in (ref_t, cand_t):
+                skipped.setdefault(t.label, {}).update(count_nonfinite([b], t.values[:, j : j + 1]))
+        else:
+            keep.append(b)
+    return keep
+
+
+def _primary_first(
+    groups: list[SampleGroup],
+    notes: list[str],
+    excluded: dict[str, str],
+    skipped: dict[str, dict[str, Any]],
+) -> list[SampleGroup]:
+    """The groups with the primary one (most features) first, holding the notes, the
+    excluded bookkeeping branches and the skipped branches' counts."""
     groups.sort(key=lambda g: -len(g.reference.names))
-    groups[0].primary = True
-    groups[0].notes = notes
-    groups[0].excluded = excluded
-    groups[0].skipped_nonfinite = skipped
+    primary = groups[0]
+    primary.primary = True
+    primary.notes = notes
+    primary.excluded = excluded
+    primary.skipped_nonfinite = skipped
     if excluded:
         notes.append(
             f"{len(excluded)} bookkeeping branch(es) not compared (name them in --features to "
@@ -325,9 +379,9 @@ def load_branch_groups(
         )
     if len(groups) > 1:
         others = ", ".join(f"'{g.name}' ({len(g.reference.names)})" for g in groups[1:])
-        groups[0].notes.append(
-            f"multivariate tests use the '{groups[0].name}' group "
-            f"({len(groups[0].reference.names)} features); per-feature tests only for {others}"
+        notes.append(
+            f"multivariate tests use the '{primary.name}' group "
+            f"({len(primary.reference.names)} features); per-feature tests only for {others}"
         )
     return groups
 

@@ -52,12 +52,12 @@ import numpy as np
 from scipy import stats
 from scipy.spatial.distance import pdist
 
+from hepgen.devices import resolve_device
 from hepgen.errors import InputError
 from hepgen.validation._checks import (
     MetricResult,
     as_matrix,
     check_weights,
-    resolve_device,
     rng_from,
 )
 

@@ -1,8 +1,8 @@
 """Write a validation report directory: ``report.html``, ``metrics.json`` and ``plots/*.png``.
 
-The directory layout is a contract (DESIGN.md): ``report.html`` is self-contained (the plots
-are embedded, it opens offline), ``metrics.json`` holds the keys of
-:meth:`~hepgen.validation.compare.ValidationResult.to_dict`, and the plot images sit in
+The directory layout is a contract (see the README): ``report.html`` is self-contained (the
+plots are embedded, it opens offline), ``metrics.json`` holds the keys of
+:meth:`~hepgen.validation.result.ValidationResult.to_dict`, and the plot images sit in
 ``plots/`` for reuse in notes and slides.  The whole folder is written atomically: it is
 built as a hidden sibling and swapped in when complete (:func:`hepgen.utils.atomic_directory`),
 so a reader, or a run killed half-way, sees the old report or the new one, never old plots
@@ -21,7 +21,6 @@ import numpy as np
 
 from hepgen.progress import progress
 from hepgen.utils import atomic_directory, atomic_write_text, write_json
-from hepgen.validation.compare import ValidationResult
 from hepgen.validation.report.html import render_html
 from hepgen.validation.report.plots import (
     plot_conditional,
@@ -31,6 +30,7 @@ from hepgen.validation.report.plots import (
     plot_roc,
     weighted_correlation,
 )
+from hepgen.validation.result import ValidationResult
 from hepgen.validation.samples import Table
 
 __all__ = ["REPORT_CONTENTS", "ReportFiles", "write_report"]
@@ -153,6 +153,7 @@ def _write(
     title: str,
     quiet: bool,
 ) -> ReportFiles:
+    """Write the report into ``directory`` (the hidden folder that is swapped in later)."""
     plot_dir = directory / "plots"
     metrics = result.to_dict()
     if extra:
@@ -164,72 +165,28 @@ def _write(
             f"histograms drawn for the first {len(drawn)} of {len(names)} features "
             "(max_plots); all features are in the tables"
         )
-    lookup = {}
-    for ref, cand in tables:
-        for j, n in enumerate(ref.names):
-            lookup.setdefault(n, (ref, cand, j))
     plots: dict[str, Any] = {"features": {}, "conditional": {}}
-    n_extra = 2 + len((metrics.get("conditional") or {}).get("variables", {}))
-    with progress(total=len(drawn) + n_extra, desc="plots", unit="plot", quiet=quiet) as bar:
+    conditional = (metrics.get("conditional") or {}).get("variables") or {}
+    with progress(
+        total=len(drawn) + 2 + len(conditional), desc="plots", unit="plot", quiet=quiet
+    ) as bar:
+        lookup: dict[str, tuple[Table, Table, int]] = {}
+        for ref, cand in tables:
+            for j, n in enumerate(ref.names):
+                lookup.setdefault(n, (ref, cand, j))
         for name in drawn:
             if name in lookup:
-                ref, cand, j = lookup[name]
-                x, y = ref.values[:, j], cand.values[:, j]
-                finite_x, finite_y = np.isfinite(x), np.isfinite(y)
-                wx = None if ref.weights is None else ref.weights[finite_x]
-                wy = None if cand.weights is None else cand.weights[finite_y]
-                x, y = x[finite_x], y[finite_y]
-                if x.size and y.size:
-                    integer = True if (ref.integer[j] and cand.integer[j]) else None
-                    edges, log_x = plot_edges(x, y, integer=integer)
-                    plots["features"][name] = plot_feature(
-                        plot_dir / f"feature_{_safe(name)}.png",
-                        name,
-                        x,
-                        y,
-                        edges,
-                        wx,
-                        wy,
-                        annotation=_annotation(result.features[name]),
-                        log_x=log_x,
-                    )
+                path = _feature_plot(plot_dir, name, *lookup[name], result.features[name])
+                if path is not None:
+                    plots["features"][name] = path
             bar.update(1)
         if result.c2st is not None and getattr(result.c2st, "fpr", None) is not None:
-            curves = [("candidate vs reference", result.c2st.fpr, result.c2st.tpr, result.c2st.auc)]
-            base = result.baseline.c2st if result.baseline is not None else None
-            if base is not None and getattr(base, "fpr", None) is not None:
-                curves.append(("reference vs reference", base.fpr, base.tpr, base.auc))
-            plots["roc"] = plot_roc(plot_dir / "roc.png", curves)
+            plots["roc"] = _roc_plot(plot_dir, result)
         bar.update(1)
         if tables and len(tables[0][0].names) >= 2:
-            ref, cand = tables[0]
-            fx = np.isfinite(ref.values).all(axis=1)
-            fy = np.isfinite(cand.values).all(axis=1)
-            wx = None if ref.weights is None else ref.weights[fx]
-            wy = None if cand.weights is None else cand.weights[fy]
-            diff = weighted_correlation(cand.values[fy], wy) - weighted_correlation(
-                ref.values[fx], wx
-            )
-            shown = np.arange(len(ref.names))
-            if len(shown) > MAX_CORRELATION_FEATURES:
-                # a readable matrix: the features whose correlations changed most
-                shown = np.sort(np.argsort(-np.abs(diff).max(axis=0))[:MAX_CORRELATION_FEATURES])
-                metrics["notes"].append(
-                    f"correlation plot: the {MAX_CORRELATION_FEATURES} of {len(ref.names)} "
-                    "features whose correlations changed most"
-                )
-            plots["correlation"] = plot_correlation_difference(
-                plot_dir / "correlation_difference.png",
-                [ref.names[i] for i in shown],
-                diff[np.ix_(shown, shown)],
-            )
-            metrics["correlation_difference"] = {
-                "features": list(ref.names),
-                "max_abs": float(np.abs(diff).max()),
-                "matrix": diff.round(6).tolist(),
-            }
+            plots["correlation"] = _correlation_plot(plot_dir, *tables[0], metrics)
         bar.update(1)
-        for var, entry in ((metrics.get("conditional") or {}).get("variables") or {}).items():
+        for var, entry in conditional.items():
             plots["conditional"][var] = plot_conditional(
                 plot_dir / f"conditional_{_safe(var)}.png", var, entry
             )
@@ -238,3 +195,68 @@ def _write(
     html_path = directory / "report.html"
     atomic_write_text(html_path, render_html(metrics, plots, title=title, inputs=inputs))
     return ReportFiles(directory=directory, html=html_path, metrics=Path(metrics_path), plots=plots)
+
+
+def _feature_plot(
+    plot_dir: Path, name: str, ref: Table, cand: Table, j: int, tests: dict[str, Any]
+) -> Path | None:
+    """The histogram of column ``j`` of both tables (finite values), or None when a sample
+    has no finite value."""
+    x, y = ref.values[:, j], cand.values[:, j]
+    finite_x, finite_y = np.isfinite(x), np.isfinite(y)
+    wx = None if ref.weights is None else ref.weights[finite_x]
+    wy = None if cand.weights is None else cand.weights[finite_y]
+    x, y = x[finite_x], y[finite_y]
+    if not (x.size and y.size):
+        return None
+    integer = True if (ref.integer[j] and cand.integer[j]) else None
+    edges, log_x = plot_edges(x, y, integer=integer)
+    return plot_feature(
+        plot_dir / f"feature_{_safe(name)}.png",
+        name,
+        x,
+        y,
+        edges,
+        wx,
+        wy,
+        annotation=_annotation(tests),
+        log_x=log_x,
+    )
+
+
+def _roc_plot(plot_dir: Path, result: ValidationResult) -> Path:
+    """ROC curves of the classifier test, with the reference-vs-reference baseline's."""
+    curves = [("candidate vs reference", result.c2st.fpr, result.c2st.tpr, result.c2st.auc)]
+    base = result.baseline.c2st if result.baseline is not None else None
+    if base is not None and getattr(base, "fpr", None) is not None:
+        curves.append(("reference vs reference", base.fpr, base.tpr, base.auc))
+    return plot_roc(plot_dir / "roc.png", curves)
+
+
+def _correlation_plot(plot_dir: Path, ref: Table, cand: Table, metrics: dict[str, Any]) -> Path:
+    """The correlation-difference matrix (rows finite in every feature); the full matrix goes
+    to ``metrics["correlation_difference"]``, the plot shows at most
+    :data:`MAX_CORRELATION_FEATURES` features (those whose correlations changed most)."""
+    fx = np.isfinite(ref.values).all(axis=1)
+    fy = np.isfinite(cand.values).all(axis=1)
+    wx = None if ref.weights is None else ref.weights[fx]
+    wy = None if cand.weights is None else cand.weights[fy]
+    diff = weighted_correlation(cand.values[fy], wy) - weighted_correlation(ref.values[fx], wx)
+    shown = np.arange(len(ref.names))
+    if len(shown) > MAX_CORRELATION_FEATURES:
+        shown = np.sort(np.argsort(-np.abs(diff).max(axis=0))[:MAX_CORRELATION_FEATURES])
+        metrics["notes"].append(
+            f"correlation plot: the {MAX_CORRELATION_FEATURES} of {len(ref.names)} "
+            "features whose correlations changed most"
+        )
+    path = plot_correlation_difference(
+        plot_dir / "correlation_difference.png",
+        [ref.names[i] for i in shown],
+        diff[np.ix_(shown, shown)],
+    )
+    metrics["correlation_difference"] = {
+        "features": list(ref.names),
+        "max_abs": float(np.abs(diff).max()),
+        "matrix": diff.round(6).tolist(),
+    }
+    return path

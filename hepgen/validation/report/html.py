@@ -327,6 +327,41 @@ def render_html(
         Shown in the header: files, tree, command line.
     """
     m = metrics
+    out = _header_html(m, title, inputs)
+    out += _summary_html(m)
+    out += _multivariate_html(m)
+    out += _objects_html(m)
+    out += _figures_html(plots)
+    out += _importances_html(m)
+    out.append(
+        "<h2>Per-feature tests</h2><table><tr><th class='name'>feature</th>"
+        "<th>non-finite ref / cand</th><th>KS</th>"
+        "<th>KS p</th><th>KS base</th><th>&chi;&sup2;/ndf</th><th>ndf</th><th>&chi;&sup2; p</th>"
+        "<th>&chi;&sup2;/ndf base</th><th>W1</th><th>W1 base</th><th>sep. power</th>"
+        "<th>sep. base</th></tr>" + "".join(_feature_rows(m)) + "</table>"
+    )
+    if m.get("conditional"):
+        out.append(_conditional_html(m["conditional"], plots.get("conditional") or {}))
+    out += _distributions_html(plots)
+    out += _notes_and_timings_html(m)
+    if m.get("verdict"):
+        out.append(_verdict_line(m))
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+#: The colour legend under the header.
+_LEGEND = (
+    "<p class='legend small'>Colours against the reference-vs-reference baseline: "
+    "<span class='ok' style='background:#d9f2d9'>compatible (p &ge; 0.01, or distance "
+    "&le; 2&times; baseline)</span><span style='background:#fcebc2'>significant but within "
+    "2&times; the baseline effect (or 2-5&times; baseline)</span>"
+    "<span style='background:#f7c6c6'>different</span></p>"
+)
+
+
+def _header_html(m: dict[str, Any], title: str, inputs: dict[str, Any] | None) -> list[str]:
+    """Head, title, version stamp, verdict, non-finite counts, inputs, sample sizes, legend."""
     out = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
         f"</title><style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
@@ -353,15 +388,14 @@ def render_html(
         f"{_td(m.get('n_eff_candidate'), fmt='.6g')}</tr>"
         f"<tr><td class='name'>weighted</td><td colspan=2>{m['weighted']}</td></tr></table>"
     )
-    out.append(
-        "<p class='legend small'>Colours against the reference-vs-reference baseline: "
-        "<span class='ok' style='background:#d9f2d9'>compatible (p &ge; 0.01, or distance "
-        "&le; 2&times; baseline)</span><span style='background:#fcebc2'>significant but within "
-        "2&times; the baseline effect (or 2-5&times; baseline)</span>"
-        "<span style='background:#f7c6c6'>different</span></p>"
-    )
+    out.append(_LEGEND)
+    return out
+
+
+def _summary_html(m: dict[str, Any]) -> list[str]:
+    """The headline numbers: classifier AUC, largest KS, per-feature p-values."""
     s = m.get("summary") or {}
-    out.append(
+    return [
         "<h2>Summary</h2><ul>"
         f"<li>classifier AUC: <b>{_num(s.get('c2st_auc'))}</b> (baseline "
         f"{_num(_get(m, 'baseline', 'summary', 'c2st_auc'))}; 0.5 = indistinguishable)</li>"
@@ -371,71 +405,94 @@ def render_html(
         f"<li>per-feature p-values below 0.05: {s.get('n_pvalues_below_0.05')} of "
         f"{s.get('n_pvalues')} (about 5 % expected by chance); smallest p-value after Bonferroni: "
         f"{_num(s.get('min_pvalue_bonferroni'))}</li></ul>"
-    )
+    ]
+
+
+def _multivariate_html(m: dict[str, Any]) -> list[str]:
+    """The table of multivariate tests (none when none ran)."""
     rows = _multivariate_rows(m)
-    if rows:
-        out.append(
-            "<h2>Multivariate tests</h2><table><tr><th class='name'>metric</th>"
-            "<th>value</th><th>interval / error</th><th>p-value</th><th>baseline</th>"
-            "<th class='name'>details</th></tr>" + "".join(rows) + "</table>"
-        )
+    if not rows:
+        return []
+    return [
+        "<h2>Multivariate tests</h2><table><tr><th class='name'>metric</th>"
+        "<th>value</th><th>interval / error</th><th>p-value</th><th>baseline</th>"
+        "<th class='name'>details</th></tr>" + "".join(rows) + "</table>"
+    ]
+
+
+def _objects_html(m: dict[str, Any]) -> list[str]:
+    """Efficiency and fake fraction of both files (config mode)."""
     objects = m.get("objects")
-    if objects:
+    if not objects:
+        return []
+    out = [
+        "<h2>Objects</h2><table><tr><th class='name'>quantity</th><th>reference</th>"
+        "<th>candidate</th><th>p-value (two-proportion z)</th></tr>"
+    ]
+    for key in ("efficiency", "fake_fraction"):
+        e = objects.get(key) or {}
+        p = e.get("pvalue")
+        cls = NONE if p is None else (OK if p >= 0.01 else BAD)
         out.append(
-            "<h2>Objects</h2><table><tr><th class='name'>quantity</th><th>reference</th>"
-            "<th>candidate</th><th>p-value (two-proportion z)</th></tr>"
+            f"<tr><td class='name'>{key}</td>{_td(e.get('reference'))}"
+            f"{_td(e.get('candidate'), cls)}{_td(p)}</tr>"
         )
-        for key in ("efficiency", "fake_fraction"):
-            e = objects.get(key) or {}
-            p = e.get("pvalue")
-            cls = NONE if p is None else (OK if p >= 0.01 else BAD)
-            out.append(
-                f"<tr><td class='name'>{key}</td>{_td(e.get('reference'))}"
-                f"{_td(e.get('candidate'), cls)}{_td(p)}</tr>"
-            )
-        out.append("</table>")
-    if plots.get("roc") or plots.get("correlation"):
-        out.append("<div class='grid'>")
-        if plots.get("roc"):
-            out.append(
-                f"<figure><img src='{_img(plots['roc'])}'><figcaption>classifier ROC "
-                "(held-out events)</figcaption></figure>"
-            )
-        if plots.get("correlation"):
-            out.append(
-                f"<figure><img src='{_img(plots['correlation'])}'><figcaption>"
-                "correlation difference</figcaption></figure>"
-            )
-        out.append("</div>")
+    out.append("</table>")
+    return out
+
+
+def _figures_html(plots: dict[str, Any]) -> list[str]:
+    """The ROC curve and the correlation difference, side by side."""
+    if not (plots.get("roc") or plots.get("correlation")):
+        return []
+    out = ["<div class='grid'>"]
+    if plots.get("roc"):
+        out.append(
+            f"<figure><img src='{_img(plots['roc'])}'><figcaption>classifier ROC "
+            "(held-out events)</figcaption></figure>"
+        )
+    if plots.get("correlation"):
+        out.append(
+            f"<figure><img src='{_img(plots['correlation'])}'><figcaption>"
+            "correlation difference</figcaption></figure>"
+        )
+    out.append("</div>")
+    return out
+
+
+def _importances_html(m: dict[str, Any]) -> list[str]:
+    """The classifier's feature importances (what gives the candidate away)."""
     c2st = m.get("c2st") or {}
-    if c2st.get("importances"):
-        out.append(
-            "<h3>What gives the candidate away (classifier feature importance, gain)</h3>"
-            "<table><tr><th class='name'>feature</th><th>share of gain</th></tr>"
-            + "".join(
-                f"<tr><td class='name'>{html.escape(k)}</td>{_td(v, fmt='.3f')}</tr>"
-                for k, v in c2st["importances"].items()
-            )
-            + "</table>"
+    if not c2st.get("importances"):
+        return []
+    return [
+        "<h3>What gives the candidate away (classifier feature importance, gain)</h3>"
+        "<table><tr><th class='name'>feature</th><th>share of gain</th></tr>"
+        + "".join(
+            f"<tr><td class='name'>{html.escape(k)}</td>{_td(v, fmt='.3f')}</tr>"
+            for k, v in c2st["importances"].items()
         )
-    out.append(
-        "<h2>Per-feature tests</h2><table><tr><th class='name'>feature</th>"
-        "<th>non-finite ref / cand</th><th>KS</th>"
-        "<th>KS p</th><th>KS base</th><th>&chi;&sup2;/ndf</th><th>ndf</th><th>&chi;&sup2; p</th>"
-        "<th>&chi;&sup2;/ndf base</th><th>W1</th><th>W1 base</th><th>sep. power</th>"
-        "<th>sep. base</th></tr>" + "".join(_feature_rows(m)) + "</table>"
-    )
-    if m.get("conditional"):
-        out.append(_conditional_html(m["conditional"], plots.get("conditional") or {}))
+        + "</table>"
+    ]
+
+
+def _distributions_html(plots: dict[str, Any]) -> list[str]:
+    """The grid of per-feature histograms."""
     feats = plots.get("features") or {}
-    if feats:
-        out.append("<h2>Distributions</h2><div class='grid'>")
-        for name, path in feats.items():
-            out.append(
-                f"<figure><img src='{_img(path)}'><figcaption>{html.escape(name)}"
-                "</figcaption></figure>"
-            )
-        out.append("</div>")
+    if not feats:
+        return []
+    out = ["<h2>Distributions</h2><div class='grid'>"]
+    for name, path in feats.items():
+        out.append(
+            f"<figure><img src='{_img(path)}'><figcaption>{html.escape(name)}</figcaption></figure>"
+        )
+    out.append("</div>")
+    return out
+
+
+def _notes_and_timings_html(m: dict[str, Any]) -> list[str]:
+    """The notes and the seconds spent per step."""
+    out = []
     notes = m.get("notes") or []
     if notes:
         out.append(
@@ -453,7 +510,4 @@ def render_html(
             )
             + "</table>"
         )
-    if m.get("verdict"):
-        out.append(_verdict_line(m))
-    out.append("</body></html>")
-    return "\n".join(out)
+    return out

@@ -1,21 +1,26 @@
 """Report figures: per-feature histograms with ratio panels, correlation differences, ROC curves.
 
 Histograms are filled with :mod:`hist` (weighted storage, so the error bars are sqrt(sum w^2))
-and drawn with :mod:`mplhep` in the experiment-neutral ROOT style.  Every figure is written
+and drawn with :mod:`mplhep` in the experiment-neutral ROOT style.  Every figure is drawn on a
+detached :class:`~matplotlib.figure.Figure` inside a style context, so that neither pyplot's
+figure list nor the caller's global style (nor a notebook's backend) changes, and written
 atomically (temporary file + rename) as PNG; the functions return the path written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import hist
-import matplotlib.pyplot as plt
+import matplotlib
+import matplotlib.style
 import matplotlib.ticker
 import mplhep
 import numpy as np
+from matplotlib.figure import Figure
 
 from hepgen.utils import atomic_path
 
@@ -32,27 +37,36 @@ REFERENCE_STYLE = {"color": "black", "label": "reference"}
 CANDIDATE_STYLE = {"color": "tab:red", "label": "candidate"}
 
 
-def _save(fig: plt.Figure, path: Path, dpi: int = 90) -> Path:
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-    finally:
-        plt.close(fig)
+#: Report-sized fonts on top of mplhep's ROOT style.
+REPORT_FONTS = {
+    "font.size": 12,
+    "axes.labelsize": 14,
+    "xtick.labelsize": 11,
+    "ytick.labelsize": 11,
+    "legend.fontsize": 11,
+}
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _styled(plot: _F) -> _F:
+    """Run ``plot`` in mplhep's experiment-neutral ROOT style at report-sized fonts; the
+    global ``matplotlib.rcParams`` are restored when it returns (or raises)."""
+
+    @functools.wraps(plot)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with matplotlib.style.context(mplhep.style.ROOT), matplotlib.rc_context(REPORT_FONTS):
+            return plot(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _save(fig: Figure, path: Path, dpi: int = 90) -> Path:
+    """Write ``fig`` as PNG to ``path`` atomically (inside the style context: some style
+    settings apply when the figure is drawn)."""
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
     return Path(path)
-
-
-def _style() -> None:
-    """mplhep's experiment-neutral ROOT style at report-sized fonts."""
-    plt.style.use(mplhep.style.ROOT)
-    plt.rcParams.update(
-        {
-            "font.size": 12,
-            "axes.labelsize": 14,
-            "xtick.labelsize": 11,
-            "ytick.labelsize": 11,
-            "legend.fontsize": 11,
-        }
-    )
 
 
 def plot_edges(
@@ -90,6 +104,7 @@ def _filled(values: np.ndarray, weights: np.ndarray | None, edges: np.ndarray) -
     return h
 
 
+@_styled
 def plot_feature(
     path: Path,
     name: str,
@@ -121,10 +136,8 @@ def plot_feature(
         Logarithmic x axis (for logarithmic bins, see :func:`plot_edges`).
     """
     edges = np.asarray(edges, dtype=np.float64)
-    _style()
-    fig, (ax, rax) = plt.subplots(
-        2, 1, figsize=(6, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05}
-    )
+    fig = Figure(figsize=(6, 5.2))
+    ax, rax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05})
     h_ref = _filled(reference, reference_weights, edges)
     h_cand = _filled(candidate, candidate_weights, edges)
     width = np.diff(edges)
@@ -199,15 +212,16 @@ def weighted_correlation(values: np.ndarray, weights: np.ndarray | None = None) 
     return corr
 
 
+@_styled
 def plot_correlation_difference(path: Path, names: Sequence[str], diff: np.ndarray) -> Path:
     """Heat map of a correlation difference ``diff`` (d, d), corr(candidate) - corr(reference).
 
     Use :func:`weighted_correlation` on both samples to compute it.
     """
     d = len(names)
-    _style()
     size = min(14.0, max(4.5, 0.45 * d + 2))
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig = Figure(figsize=(size + 1, size))
+    ax = fig.subplots()
     vmax = max(0.05, float(np.abs(diff).max()))
     im = ax.imshow(diff, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
     ax.set_xticks(range(d), labels=list(names), rotation=60, ha="right", fontsize=9)
@@ -220,10 +234,11 @@ def plot_correlation_difference(path: Path, names: Sequence[str], diff: np.ndarr
     return _save(fig, path)
 
 
+@_styled
 def plot_roc(path: Path, curves: Sequence[tuple[str, Any, Any, float]]) -> Path:
     """ROC curves of the classifier test: ``curves`` = [(label, fpr, tpr, auc), ...]."""
-    _style()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
     for (label, fpr, tpr, auc), color in zip(
         curves, ["tab:red", "tab:gray", "tab:blue"], strict=False
     ):
@@ -235,10 +250,11 @@ def plot_roc(path: Path, curves: Sequence[tuple[str, Any, Any, float]]) -> Path:
     return _save(fig, path)
 
 
+@_styled
 def plot_conditional(path: Path, variable: str, entry: dict[str, Any]) -> Path:
     """KS statistic of every feature in each bin of ``variable`` (from ``compare``'s JSON)."""
-    _style()
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig = Figure(figsize=(6.5, 4.5))
+    ax = fig.subplots()
     bins = entry["bins"]
     centres = np.arange(len(bins))
     names: list[str] = []
