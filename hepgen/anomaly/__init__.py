@@ -5,8 +5,11 @@ classifier-based (CATHODE) scores, and sliding-window resonance scans.
   per-event columns (the background and data models);
 * :mod:`~hepgen.anomaly.score`: ``hepgen score``, per-event or per-object -log p branches;
 * :mod:`~hepgen.anomaly.stats`: sideband fits of the dijet function, local significance,
-  thresholds at fixed background efficiency, ROC and SIC;
-* :mod:`~hepgen.anomaly.scan`: the sliding-window scan (:func:`run_scan`);
+  thresholds at fixed background efficiency, ROC and SIC (one module per idea);
+* :mod:`~hepgen.anomaly.scan`: the sliding-window scan (:func:`run_scan`): windows,
+  settings, background templates, scores, estimates and results, one module each;
+* :mod:`~hepgen.anomaly.scan_cache`: a scan's working folder (finished windows kept,
+  interrupted flows resumable);
 * :mod:`~hepgen.anomaly.config`: scan config files and ``hepgen scan``;
 * :mod:`~hepgen.anomaly.report`: ``scan.json`` and ``report.html``.
 """
