@@ -135,7 +135,7 @@ def test_settings_round_trip_and_defaults():
 
 
 def test_settings_unknown_keys_are_named():
-    with pytest.raises(ConfigError, match=r"unknown gan setting\(s\) 'n_critics'.*"
+    with pytest.raises(ConfigError, match=r"unknown gan setting 'n_critics'.*"
                        r"did you mean 'n_critic'"):  # fmt: skip
         GANSettings.from_dict({"n_critics": 3})
     with pytest.raises(ConfigError, match="must be a mapping"):
@@ -150,7 +150,7 @@ def test_settings_unknown_keys_are_named():
      ("layer_norm", "yes"), ("conditional_scale", 1)],
 )  # fmt: skip
 def test_settings_bad_values_name_the_field(key, value):
-    with pytest.raises(ConfigError, match=f"gan setting '{key}'"):
+    with pytest.raises(ConfigError, match=f"gan setting '{key}"):
         GANSettings.from_dict({key: value})
 
 

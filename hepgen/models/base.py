@@ -159,7 +159,7 @@ def sample_module(
     """
     import torch
 
-    from hepgen.models.settings import module_device
+    from hepgen.models.modules import module_device
 
     device = module_device(module)
     generator = torch.Generator(device=device)

@@ -37,12 +37,9 @@ Estimation", ICML 2015, arXiv:1502.03509.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -59,16 +56,9 @@ from nflows.transforms import (
 from nflows.transforms.base import Transform
 from torch import Tensor, nn
 
-from hepgen.errors import ConfigError
 from hepgen.models.files import load_module, save_module
-from hepgen.models.settings import (
-    check_choice,
-    check_float,
-    check_int,
-    check_module_args,
-    module_device,
-    settings_from_dict,
-)
+from hepgen.models.modules import check_module_args, module_device
+from hepgen.settings.models import FlowSettings
 
 __all__ = [
     "FLOW_FORMAT",
@@ -91,99 +81,6 @@ MIXINGS = ("lu", "permutation", "none")
 MIN_BIN_WIDTH = 1e-3
 MIN_BIN_HEIGHT = 1e-3
 MIN_DERIVATIVE = 1e-3
-
-
-# --------------------------------------------------------------------------------------------
-# settings
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FlowSettings:
-    """Architecture of a :class:`ConditionalFlow`; JSON-serialisable, validated on creation.
-
-    Parameters
-    ----------
-    kind : {"coupling", "autoregressive"}
-        RQ spline coupling flow (one pass to sample) or masked autoregressive RQ spline flow
-        (D passes to sample).
-    n_transforms : int
-        Number of spline transforms (>= 1).
-    hidden_features : int
-        Width of the conditioner networks (and of the embedding net's hidden layer).
-    n_blocks : int
-        Residual blocks per conditioner (>= 1).
-    n_bins : int
-        Spline bins per dimension (1 to 999).
-    tail_bound : float
-        The splines act on [-tail_bound, tail_bound] (model-space units, i.e. standard
-        deviations of the standardised data); outside it each transform is the identity.
-    mixing : {"lu", "permutation", "none"}
-        Layer between two spline transforms (see the module docstring).
-    embedding_features : int
-        Output width of the context embedding MLP; 0 gives the raw context to every
-        conditioner.
-    dropout : float
-        Dropout probability inside the conditioners, in [0, 1).
-
-    Raises
-    ------
-    ConfigError
-        A value of the wrong type or out of range (the message names the field).
-
-    References
-    ----------
-    C. Durkan et al., "Neural Spline Flows", NeurIPS 2019, arXiv:1906.04032.
-
-    Examples
-    --------
-    >>> s = FlowSettings(kind="autoregressive", n_bins=8)
-    >>> FlowSettings.from_dict(s.to_dict()) == s
-    True
-    """
-
-    kind: Literal["coupling", "autoregressive"] = "coupling"
-    n_transforms: int = 6
-    hidden_features: int = 128
-    n_blocks: int = 2
-    n_bins: int = 16
-    tail_bound: float = 4.0
-    mixing: Literal["lu", "permutation", "none"] = "lu"
-    embedding_features: int = 0
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_choice("flow", "kind", self.kind, KINDS)
-        check_choice("flow", "mixing", self.mixing, MIXINGS)
-        check_int("flow", "n_transforms", self.n_transforms, 1)
-        check_int("flow", "hidden_features", self.hidden_features, 1)
-        check_int("flow", "n_blocks", self.n_blocks, 1)
-        check_int("flow", "n_bins", self.n_bins, 1, 999)
-        check_int("flow", "embedding_features", self.embedding_features, 0)
-        tail_bound = check_float("flow", "tail_bound", self.tail_bound)
-        if not tail_bound > 0:
-            raise ConfigError(f"flow setting 'tail_bound' must be > 0, got {tail_bound}")
-        dropout = check_float("flow", "dropout", self.dropout)
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"flow setting 'dropout' must be in [0, 1), got {dropout}")
-        object.__setattr__(self, "tail_bound", tail_bound)
-        object.__setattr__(self, "dropout", dropout)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as a plain dict (JSON types only)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> FlowSettings:
-        """Build settings from a dict such as :meth:`to_dict` writes; missing keys get defaults.
-
-        Raises
-        ------
-        ConfigError
-            ``d`` is not a mapping, has unknown keys (all named, with suggestions), or a value
-            is invalid.
-        """
-        return settings_from_dict(cls, d, "flow")
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,25 +18,15 @@ arXiv:1705.10743.
 from __future__ import annotations
 
 import copy
-import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from hepgen.errors import ConfigError
 from hepgen.models.files import load_module, save_module
-from hepgen.models.settings import (
-    check_choice,
-    check_float,
-    check_int,
-    check_module_args,
-    module_device,
-    settings_from_dict,
-)
+from hepgen.models.modules import check_module_args, module_device
+from hepgen.settings.models import DEFAULT_N_CRITIC, GANSettings
 
 __all__ = [
     "DEFAULT_N_CRITIC",
@@ -53,156 +43,9 @@ GAN_FORMAT = "hepgen-gan"
 GAN_FORMAT_VERSION = 1
 LOSSES = ("cramer", "wgan-gp")
 #: Critic updates per generator update when ``n_critic`` is not given, per loss.
-DEFAULT_N_CRITIC = {"wgan-gp": 5, "cramer": 1}
 _LEAKY_SLOPE = 0.2
 #: Soft bound of the generator's conditional log-scale (``conditional_scale``).
 _MAX_LOG_SCALE = 5.0
-
-
-# --------------------------------------------------------------------------------------------
-# settings
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GANSettings:
-    """Architecture and adversarial recipe of a :class:`ConditionalGAN`; validated, JSON-ready.
-
-    Parameters
-    ----------
-    loss : {"cramer", "wgan-gp"}
-        Cramer (energy-distance) GAN or Wasserstein GAN with gradient penalty
-        (:class:`~hepgen.models.gan_objective.GANObjective` says why ``"cramer"`` is the
-        default).
-    latent_dim : int
-        Gaussian noise numbers per event fed to the generator.
-    hidden_features : int
-        Width of the generator's residual MLP.
-    n_blocks : int
-        Residual blocks of the generator (two linear layers each; >= 0).
-    critic_hidden_features : int
-        Width of the critic's residual MLP.
-    critic_blocks : int
-        Residual blocks of the critic (>= 0).
-    critic_output_dim : int
-        Size k of the Cramer critic's output h(x, c) in R^k; the WGAN-GP critic outputs 1.
-    n_critic : int or None
-        Critic updates per generator update; ``None``: 5 for WGAN-GP, 1 for Cramer.
-    gp_lambda : float
-        Weight of the gradient penalty (>= 0).
-    adam_betas : tuple of two floats
-        Adam's (beta1, beta2) for both networks, each in [0, 1).
-    ema : float or None
-        Decay of the exponential moving average of the generator weights used for sampling,
-        in (0, 1); ``None`` samples with the trained generator itself.
-    dropout : float
-        Dropout probability inside the critic's blocks, in [0, 1).
-    layer_norm : bool
-        Layer normalisation at the entry of each critic block (per event, so compatible with
-        the gradient penalty; never batch normalisation).
-    conditional_scale : bool
-        The generator's output is ``a(c) + exp(s(c)) * MLP(z, c)`` with a small network of
-        the conditions for the per-feature location a and log-scale s (started at 0 and 1),
-        instead of ``MLP(z, c)``: a detector response is mostly noise whose width depends on
-        the conditions (resolution falling with pt), a product that a ReLU network of
-        ``(z, c)`` only approximates piecewise.
-
-    Raises
-    ------
-    ConfigError
-        A value of the wrong type or out of range (the message names the field).
-
-    References
-    ----------
-    I. Gulrajani et al., arXiv:1704.00028; M. G. Bellemare et al., arXiv:1705.10743.
-
-    Examples
-    --------
-    >>> s = GANSettings(loss="wgan-gp", latent_dim=8)
-    >>> s.n_critic, s.adam_betas
-    (5, (0.0, 0.9))
-    >>> GANSettings.from_dict(s.to_dict()) == s
-    True
-    """
-
-    loss: Literal["cramer", "wgan-gp"] = "cramer"
-    latent_dim: int = 16
-    hidden_features: int = 128
-    n_blocks: int = 2
-    critic_hidden_features: int = 128
-    critic_blocks: int = 2
-    critic_output_dim: int = 32
-    n_critic: int | None = None
-    gp_lambda: float = 10.0
-    adam_betas: tuple[float, float] = (0.0, 0.9)
-    ema: float | None = 0.999
-    dropout: float = 0.0
-    layer_norm: bool = False
-    conditional_scale: bool = True
-
-    def __post_init__(self) -> None:
-        check_choice("gan", "loss", self.loss, LOSSES)
-        check_int("gan", "latent_dim", self.latent_dim, 1)
-        check_int("gan", "hidden_features", self.hidden_features, 1)
-        check_int("gan", "n_blocks", self.n_blocks, 0)
-        check_int("gan", "critic_hidden_features", self.critic_hidden_features, 1)
-        check_int("gan", "critic_blocks", self.critic_blocks, 0)
-        check_int("gan", "critic_output_dim", self.critic_output_dim, 1)
-        if self.n_critic is None:
-            object.__setattr__(self, "n_critic", DEFAULT_N_CRITIC[self.loss])
-        check_int("gan", "n_critic", self.n_critic, 1)
-        gp = check_float("gan", "gp_lambda", self.gp_lambda)
-        if gp < 0:
-            raise ConfigError(f"gan setting 'gp_lambda' must be >= 0, got {gp}")
-        object.__setattr__(self, "gp_lambda", gp)
-        betas = self.adam_betas
-        if isinstance(betas, str) or not isinstance(betas, tuple | list) or len(betas) != 2:
-            raise ConfigError(f"gan setting 'adam_betas' must be two numbers, got {betas!r}")
-        betas = tuple(check_float("gan", "adam_betas", b) for b in betas)
-        if not all(0.0 <= b < 1.0 for b in betas):
-            raise ConfigError(f"gan setting 'adam_betas' must lie in [0, 1), got {betas}")
-        object.__setattr__(self, "adam_betas", betas)
-        if self.ema is not None:
-            ema = check_float("gan", "ema", self.ema)
-            if not 0.0 < ema < 1.0:
-                raise ConfigError(f"gan setting 'ema' must be in (0, 1) or null, got {ema}")
-            object.__setattr__(self, "ema", ema)
-        dropout = check_float("gan", "dropout", self.dropout)
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"gan setting 'dropout' must be in [0, 1), got {dropout}")
-        object.__setattr__(self, "dropout", dropout)
-        if not isinstance(self.conditional_scale, bool):
-            raise ConfigError(
-                f"gan setting 'conditional_scale' must be true or false, got "
-                f"{self.conditional_scale!r}"
-            )
-        if not isinstance(self.layer_norm, bool):
-            raise ConfigError(
-                f"gan setting 'layer_norm' must be true or false, got {self.layer_norm!r}"
-            )
-
-    @property
-    def critic_outputs(self) -> int:
-        """Outputs of the critic network: ``critic_output_dim`` (Cramer) or 1 (WGAN-GP)."""
-        return self.critic_output_dim if self.loss == "cramer" else 1
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as a plain dict (JSON types only; ``adam_betas`` as a list)."""
-        d = dataclasses.asdict(self)
-        d["adam_betas"] = list(self.adam_betas)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> GANSettings:
-        """Build settings from a dict such as :meth:`to_dict` writes; missing keys get defaults.
-
-        Raises
-        ------
-        ConfigError
-            ``d`` is not a mapping, has unknown keys (all named, with suggestions), or a value
-            is invalid.
-        """
-        return settings_from_dict(cls, d, "gan")
 
 
 # --------------------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ class Settings(Strict):
         """
         if not isinstance(values, Mapping):
             raise ConfigError(
-                f"{cls.family} settings: expected a mapping, got {type(values).__name__}"
+                f"{cls.family} settings must be a mapping, got {type(values).__name__}"
             )
         bad = [k for k in values if not isinstance(k, str)]
         if bad:
