@@ -37,7 +37,7 @@ from hepgen.config import Config
 from hepgen.errors import InputError
 from hepgen.io.collections import flatten_collection
 from hepgen.io.layouts import ResolvedLayout, RowLayout
-from hepgen.io.matching import Matching, match_by_deltar, match_by_index
+from hepgen.io.matching import Matching, match_collections, matching_branches
 from hepgen.io.reader import (
     ENTRY_START_ATTR,
     SOURCE_ATTR,
@@ -125,29 +125,12 @@ class PairedObjects:
         }
 
 
-def _match(config: Config, events, gen, reco) -> Matching:
-    data = config.data
-    if data.matching.method == "index":
-        branch = data.index_branch
-        return match_by_index(events[branch], gen.counts, branch=branch)
-    g, r = data.gen, data.reco
-    return match_by_deltar(
-        events[f"{g}_eta"],
-        events[f"{g}_phi"],
-        events[f"{r}_eta"],
-        events[f"{r}_phi"],
-        max_dr=data.matching.max_dr,
-    )
-
-
 def _branches(config: Config) -> list[str]:
     data = config.data
     schema = config.schema
     names = [f.name for f in schema]
-    if data.matching.method == "index":
-        names.append(data.index_branch)
-    else:
-        names += [f"{c}_{v}" for c in (data.gen, data.reco) for v in ("eta", "phi")]
+    gen_match, reco_match = matching_branches(data)
+    names += gen_match + reco_match
     if data.weights:
         names.append(data.weights)
     return list(dict.fromkeys(names))
@@ -210,35 +193,92 @@ def load_pairs(
         raise InputError(f"{config.source or 'config'}: no input files (key 'data.files')")
     if data.layout != "collections":
         return _load_rows(config, paths, quiet)
+    return _load_collections(config, paths, quiet)
+
+
+def _cat(chunks: list[np.ndarray], dtype: Any = np.float64) -> np.ndarray:
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype)
+
+
+def _total(config: Config, paths: list[str]) -> int:
+    """Events to read (for the progress bar)."""
+    total = count_entries(paths, config.data.tree)
+    if config.data.max_events is not None:
+        total = min(total, config.data.max_events)
+    return total
+
+
+class _PairParts:
+    """The columns of :class:`PairedObjects`, gathered chunk by chunk."""
+
+    def __init__(self, cond_names: list[str], target_names: list[str]) -> None:
+        self.parts: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("matched", "gen_w", "fake_w", "gen_event", "fake_event")
+        }
+        self.gen: dict[str, list[np.ndarray]] = {k: [] for k in cond_names}
+        self.reco: dict[str, list[np.ndarray]] = {k: [] for k in target_names}
+        self.fakes: dict[str, list[np.ndarray]] = {k: [] for k in target_names}
+        self.n_events = self.n_out = self.n_dup = 0
+
+    def add(self, gen: Any, reco: Any, m: Matching, w_event: np.ndarray) -> None:
+        """One chunk: its flattened collections, their matching and the event weights."""
+        self.n_out += m.n_out_of_range
+        self.n_dup += m.n_duplicates
+        gen_rows = np.flatnonzero(m.gen_matched)
+        fake_rows = np.flatnonzero(~m.reco_matched)
+        for k, parts in self.gen.items():
+            parts.append(gen[k])
+        for k in self.reco:
+            self.reco[k].append(reco[k][m.gen_to_reco[gen_rows]])
+            self.fakes[k].append(reco[k][fake_rows])
+        parts = self.parts
+        parts["matched"].append(m.gen_matched)
+        parts["gen_w"].append(w_event[gen.event_index])
+        parts["fake_w"].append(w_event[reco.event_index[fake_rows]])
+        parts["gen_event"].append(gen.event_index + self.n_events)
+        parts["fake_event"].append(reco.event_index[fake_rows] + self.n_events)
+        self.n_events += len(w_event)
+
+    def result(self, paths: list[str]) -> PairedObjects:
+        parts = self.parts
+        return PairedObjects(
+            gen={k: _cat(v) for k, v in self.gen.items()},
+            matched=_cat(parts["matched"]).astype(bool),
+            reco={k: _cat(v) for k, v in self.reco.items()},
+            fakes={k: _cat(v) for k, v in self.fakes.items()},
+            gen_weights=_cat(parts["gen_w"]),
+            fake_weights=_cat(parts["fake_w"]),
+            gen_event=_cat(parts["gen_event"]).astype(np.int64),
+            fake_event=_cat(parts["fake_event"]).astype(np.int64),
+            n_events=self.n_events,
+            n_out_of_range=self.n_out,
+            n_duplicates=self.n_dup,
+            files=paths,
+        )
+
+
+def _event_weights(events: Any, branch: str | None) -> np.ndarray:
+    """The weight of every event of a chunk (ones without a weight branch)."""
+    if not branch:
+        return np.ones(len(events))
+    w_event = np.asarray(events[branch], dtype=np.float64)
+    if w_event.ndim != 1:
+        raise InputError(f"weight branch '{branch}' must hold one number per event")
+    return w_event
+
+
+def _load_collections(config: Config, paths: list[str], quiet: bool) -> PairedObjects:
+    """:func:`load_pairs` for the collections layout: match reco to gen chunk by chunk."""
+    data = config.data
     schema = config.schema
     cond_names = [f.name for f in schema.conditions]
     target_names = [f.name for f in schema.targets]
-    branches = _branches(config)
-    reco_fields = list(
-        dict.fromkeys(
-            target_names
-            + (
-                [data.index_branch]
-                if data.matching.method == "index"
-                else [f"{data.reco}_eta", f"{data.reco}_phi"]
-            )
-        )
-    )
-    total = count_entries(paths, data.tree)
-    if data.max_events is not None:
-        total = min(total, data.max_events)
-
-    parts: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("matched", "gen_w", "fake_w", "gen_event", "fake_event")
-    }
-    gen_cols: dict[str, list[np.ndarray]] = {k: [] for k in cond_names}
-    reco_cols: dict[str, list[np.ndarray]] = {k: [] for k in target_names}
-    fake_cols: dict[str, list[np.ndarray]] = {k: [] for k in target_names}
-    n_events = n_out = n_dup = 0
-    with progress(total=total, desc="read", unit="events", quiet=quiet) as bar:
+    reco_fields = list(dict.fromkeys(target_names + matching_branches(data)[1]))
+    parts = _PairParts(cond_names, target_names)
+    with progress(total=_total(config, paths), desc="read", unit="events", quiet=quiet) as bar:
         for events in iterate_events(
             paths,
-            branches,
+            _branches(config),
             data.tree,
             step_size=data.step_size,
             nonfinite=data.nonfinite,
@@ -246,52 +286,14 @@ def load_pairs(
         ):
             gen = flatten_collection(events, data.gen, cond_names)
             reco = flatten_collection(events, data.reco, reco_fields)
-            m = _match(config, events, gen, reco)
-            n_out += m.n_out_of_range
-            n_dup += m.n_duplicates
-            gen_rows = np.flatnonzero(m.gen_matched)
-            fake_rows = np.flatnonzero(~m.reco_matched)
-            if data.weights:
-                w_event = np.asarray(events[data.weights], dtype=np.float64)
-                if w_event.ndim != 1:
-                    raise InputError(
-                        f"weight branch '{data.weights}' must hold one number per event"
-                    )
-            else:
-                w_event = np.ones(len(events))
-            for k in cond_names:
-                gen_cols[k].append(gen[k])
-            for k in target_names:
-                reco_cols[k].append(reco[k][m.gen_to_reco[gen_rows]])
-                fake_cols[k].append(reco[k][fake_rows])
-            parts["matched"].append(m.gen_matched)
-            parts["gen_w"].append(w_event[gen.event_index])
-            parts["fake_w"].append(w_event[reco.event_index[fake_rows]])
-            parts["gen_event"].append(gen.event_index + n_events)
-            parts["fake_event"].append(reco.event_index[fake_rows] + n_events)
-            n_events += len(events)
+            matching = match_collections(data, events, gen, reco)
+            parts.add(gen, reco, matching, _event_weights(events, data.weights))
             bar.update(len(events))
-
-    def cat(chunks: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate(chunks) if chunks else np.zeros(0)
-
-    result = PairedObjects(
-        gen={k: cat(v) for k, v in gen_cols.items()},
-        matched=cat(parts["matched"]).astype(bool),
-        reco={k: cat(v) for k, v in reco_cols.items()},
-        fakes={k: cat(v) for k, v in fake_cols.items()},
-        gen_weights=cat(parts["gen_w"]),
-        fake_weights=cat(parts["fake_w"]),
-        gen_event=cat(parts["gen_event"]).astype(np.int64),
-        fake_event=cat(parts["fake_event"]).astype(np.int64),
-        n_events=n_events,
-        n_out_of_range=n_out,
-        n_duplicates=n_dup,
-        files=paths,
-    )
+    result = parts.result(paths)
     if result.n_gen == 0:
         raise InputError(
-            f"no '{data.gen}' objects in {n_events} events of {', '.join(paths)}: nothing to learn"
+            f"no '{data.gen}' objects in {result.n_events} events of {', '.join(paths)}: "
+            "nothing to learn"
         )
     return result
 
@@ -329,22 +331,58 @@ def _nonfinite_rows(
     return bad_row, [f"'{b}': {n}" for b, n in report.items()]
 
 
+def _row_chunk(
+    resolved: ResolvedLayout, events: Any, names: list[str], nonfinite: str, where: str
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, int]:
+    """One chunk of rows: the stacked columns, the flags and weights per object (the rows
+    with NaN/inf dropped, or an error, as ``nonfinite`` says) and the number of rows dropped.
+
+    Returns
+    -------
+    columns : dict of str to np.ndarray
+        Shape (n_kept * n_objects,) each.
+    flags : np.ndarray of bool, shape (n_kept * n_objects,)
+    weights : np.ndarray, shape (n_kept,)
+        Per row.
+    n_dropped : int
+    """
+    layout = resolved.layout
+    n = len(events)
+    columns = resolved.stack(events, names, where)
+    flags = resolved.stack_flags(events, where)
+    if flags is None:
+        flags = np.ones(n * layout.n_objects, dtype=bool)
+    w_row = resolved.row_weights(events, n, where)
+    bad_row, report = _nonfinite_rows(resolved, columns, flags, w_row, n)
+    if not bad_row.any():
+        return columns, flags, w_row, 0
+    if nonfinite == "error":
+        first = int(events.attrs.get(ENTRY_START_ATTR, (0, 0))[0])
+        row = first + int(np.flatnonzero(bad_row)[0])
+        raise InputError(
+            f"{where}: non-finite values in {int(bad_row.sum())} rows, first at "
+            f"entry {row} ({'; '.join(report)}); fix the input or drop those rows "
+            "(nonfinite: drop)"
+        )
+    keep_obj = np.repeat(~bad_row, layout.n_objects)
+    columns = {k: v[keep_obj] for k, v in columns.items()}
+    return columns, flags[keep_obj], w_row[~bad_row], int(bad_row.sum())
+
+
 def _load_rows(config: Config, paths: list[str], quiet: bool) -> PairedObjects:
     """:func:`load_pairs` for the flat and objects layouts (see the module docstring)."""
     data = config.data
     resolved = resolve_layout(config, paths[0])
     layout = resolved.layout
+    k = layout.n_objects
     names = list(layout.conditions) + list(layout.targets)
-    total = count_entries(paths, data.tree)
-    if data.max_events is not None:
-        total = min(total, data.max_events)
-    cond_parts: dict[str, list[np.ndarray]] = {k: [] for k in layout.conditions}
-    target_parts: dict[str, list[np.ndarray]] = {k: [] for k in layout.targets}
+    cond_parts: dict[str, list[np.ndarray]] = {c: [] for c in layout.conditions}
+    target_parts: dict[str, list[np.ndarray]] = {t: [] for t in layout.targets}
     flag_parts: list[np.ndarray] = []
     weight_parts: list[np.ndarray] = []
     row_parts: list[np.ndarray] = []
     n_rows_total = n_dropped = 0
-    with progress(total=total, desc="read", unit="rows", quiet=quiet) as bar:
+    with progress(total=_total(config, paths), desc="read", unit="rows", quiet=quiet) as bar:
         for events in iterate_events(
             paths,
             resolved.branches,
@@ -354,57 +392,31 @@ def _load_rows(config: Config, paths: list[str], quiet: bool) -> PairedObjects:
             entry_stop=data.max_events,
         ):
             where = events.attrs.get(SOURCE_ATTR) or f"tree '{data.tree}'"
-            n = len(events)
-            columns = resolved.stack(events, names, where)
-            flags = resolved.stack_flags(events, where)
-            if flags is None:
-                flags = np.ones(n * layout.n_objects, dtype=bool)
-            w_row = resolved.row_weights(events, n, where)
-            bad_row, report = _nonfinite_rows(resolved, columns, flags, w_row, n)
-            rows = np.arange(n, dtype=np.int64)
-            if bad_row.any():
-                if data.nonfinite == "error":
-                    first = int(events.attrs.get(ENTRY_START_ATTR, (0, 0))[0])
-                    row = first + int(np.flatnonzero(bad_row)[0])
-                    raise InputError(
-                        f"{where}: non-finite values in {int(bad_row.sum())} rows, first at "
-                        f"entry {row} ({'; '.join(report)}); fix the input or drop those rows "
-                        "(nonfinite: drop)"
-                    )
-                n_dropped += int(bad_row.sum())
-                keep_obj = np.repeat(~bad_row, layout.n_objects)
-                columns = {k: v[keep_obj] for k, v in columns.items()}
-                flags = flags[keep_obj]
-                w_row = w_row[~bad_row]
-                rows = rows[~bad_row]
-            n_kept = len(rows)
-            for k in layout.conditions:
-                cond_parts[k].append(columns[k])
-            for k in layout.targets:
-                target_parts[k].append(columns[k][flags])
-            flag_parts.append(flags)
-            weight_parts.append(np.repeat(w_row, layout.n_objects))
-            row_parts.append(
-                np.repeat(np.arange(n_kept, dtype=np.int64) + n_rows_total, layout.n_objects)
+            columns, flags, w_row, dropped = _row_chunk(
+                resolved, events, names, data.nonfinite, where
             )
-            n_rows_total += n_kept
-            bar.update(n)
+            n_dropped += dropped
+            for c in layout.conditions:
+                cond_parts[c].append(columns[c])
+            for t in layout.targets:
+                target_parts[t].append(columns[t][flags])
+            flag_parts.append(flags)
+            weight_parts.append(np.repeat(w_row, k))
+            row_parts.append(np.repeat(np.arange(len(w_row), dtype=np.int64) + n_rows_total, k))
+            n_rows_total += len(w_row)
+            bar.update(len(events))
     if n_dropped:
         log.warning("dropped %d rows with NaN or infinite values", n_dropped)
-
-    def cat(chunks: list[np.ndarray], dtype: Any = np.float64) -> np.ndarray:
-        return np.concatenate(chunks) if chunks else np.zeros(0, dtype)
-
     result = PairedObjects(
-        gen={k: cat(v) for k, v in cond_parts.items()},
-        matched=cat(flag_parts, bool).astype(bool),
-        reco={k: cat(v) for k, v in target_parts.items()},
+        gen={c: _cat(v) for c, v in cond_parts.items()},
+        matched=_cat(flag_parts, bool).astype(bool),
+        reco={t: _cat(v) for t, v in target_parts.items()},
         fakes={
-            k: np.zeros(0, dtype=v[0].dtype if v else np.float64) for k, v in target_parts.items()
+            t: np.zeros(0, dtype=v[0].dtype if v else np.float64) for t, v in target_parts.items()
         },
-        gen_weights=cat(weight_parts),
+        gen_weights=_cat(weight_parts),
         fake_weights=np.zeros(0),
-        gen_event=cat(row_parts, np.int64).astype(np.int64),
+        gen_event=_cat(row_parts, np.int64).astype(np.int64),
         fake_event=np.zeros(0, dtype=np.int64),
         n_events=n_rows_total,
         files=paths,

@@ -42,7 +42,7 @@ from hepgen.errors import InputError
 from hepgen.fastsim import FastSim, repeat_events, with_draw_fields
 from hepgen.io.collections import replace_collection
 from hepgen.io.layouts import row_column
-from hepgen.io.reader import count_entries, inspect_tree, iterate_events, resolve_files
+from hepgen.io.reader import count_entries, inspect_tree, iterate_chunks, resolve_files
 from hepgen.io.writer import RootWriter, check_format
 from hepgen.progress import progress
 
@@ -109,16 +109,6 @@ def _assemble(
     return ak.zip(columns, depth_limit=1), replaced + dropped_counter
 
 
-def _chunks(paths: list[Any], tree: str, step_size: int) -> Any:
-    """(file, first entry, events) for each chunk of each file in order; branches pass through
-    with their NaN/inf values (only the conditions are checked, by the model)."""
-    for path in paths:
-        first = 0
-        for events in iterate_events(path, None, tree=tree, step_size=step_size, nonfinite="keep"):
-            yield path, first, events
-            first += len(events)
-
-
 def generate_file(
     model: FastSim | str | os.PathLike,
     inputs: Any,
@@ -169,68 +159,51 @@ def generate_file(
         fakes), conditions outside the training domain, seconds, objects per second, and
         ``full_sim``: ``{"kept": {input branch: kept name}, "dropped": [input branches]}``
         (the replaced branches; the counter ``nJet`` is kept as ``nFullSimJet``).
+
+    Raises
+    ------
+    InputError
+        A directory without a fast simulation (a density model: which commands take it),
+        missing files, trees or condition branches (the file named), non-finite conditions
+        (the entries named), an output that is an input.
     """
+    from hepgen.modeldir import load_model
+
     if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 1:
         raise InputError(f"oversample must be a positive integer, got {oversample!r}")
-    if not isinstance(model, FastSim):
-        _check_fastsim_directory(model)
-    sim = model if isinstance(model, FastSim) else FastSim.load(model, device=device)
+    sim = (
+        model
+        if isinstance(model, FastSim)
+        else load_model(model, device, accept=("flow", "gan"), command="generate")
+    )
     tree = tree or sim.config.data.tree
     paths = resolve_files(inputs)
-    rows = sim.layout != "collections"
-    fmt = check_format(output_format) if output_format is not None else None
-    for path in paths:
-        info = inspect_tree(path, tree)
-        fmt = fmt or check_format(info.format)  # the first input's format by default
-        if rows:  # names what was looked for (per object and per row)
-            sim.row_layout.resolve(info.branches, f"file '{path}', tree '{tree}'", targets=False)
-            continue
-        missing = [b for b in sim.condition_names if b not in info.branches]
-        if missing:
-            raise InputError(
-                f"file '{path}', tree '{tree}': missing condition branch(es) {missing} that "
-                f"the model needs (conditions: {sim.condition_names})"
-            )
-    total = count_entries(paths, tree)
+    fmt = _check_inputs(sim, paths, tree, output_format)
     counts = {"events": 0, "gen_objects": 0, "reco_objects": 0, "fakes": 0}
     start = time.perf_counter()
     outside: dict[str, int] = {}
     replaced: list[str] = []
     with (
-        RootWriter(output, tree=tree, protect=paths, fmt=fmt or "ttree") as writer,
-        progress(total=total, desc="generate", unit="event", quiet=quiet) as bar,
+        RootWriter(output, tree=tree, protect=paths, fmt=fmt) as writer,
+        progress(
+            total=count_entries(paths, tree), desc="generate", unit="event", quiet=quiet
+        ) as bar,
     ):
-        for i, (path, first, events) in enumerate(_chunks(paths, tree, step_size)):
+        for i, (path, first, events) in enumerate(iterate_chunks(paths, tree, step_size)):
             chunk_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-            n_events = len(events)
-            where = f"file '{path}', tree '{tree}', entries {first}-{first + n_events - 1}"
-            if rows:
-                n_gen = n_events * sim.row_layout.n_objects
-            else:
-                n_gen = int(ak.sum(ak.num(events[sim.condition_names[0]], axis=1)))
-            events = repeat_events(events, oversample)
+            where = f"file '{path}', tree '{tree}', entries {first}-{first + len(events) - 1}"
+            n_gen = _gen_objects(sim, events)
+            copies = repeat_events(events, oversample)
             try:
-                reco = sim.simulate(events, seed=chunk_seed, domain_counts=outside)
+                reco = sim.simulate(copies, seed=chunk_seed, domain_counts=outside)
             except InputError as err:  # e.g. NaN in a condition: say where
                 raise InputError(f"{where}: {err}") from None
-            out, chunk_replaced = _assemble(sim, events, reco, keep_full_sim, where)
+            out, chunk_replaced = _assemble(sim, copies, reco, keep_full_sim, where)
             if i == 0:
                 replaced = chunk_replaced
             writer.extend(with_draw_fields(out, oversample))
-            counts["events"] += n_events
-            counts["gen_objects"] += n_gen
-            if rows:
-                flags = sim.row_layout.flag_branches
-                counts["reco_objects"] += (
-                    sum(int(np.count_nonzero(row_column(reco, f))) for f in flags)
-                    if flags
-                    else n_gen * oversample
-                )
-            else:
-                idx = ak.to_numpy(ak.flatten(reco[sim.config.data.index_branch]))
-                counts["reco_objects"] += int(idx.size)
-                counts["fakes"] += int(np.sum(idx < 0))
-            bar.update(len(events))
+            _count(sim, counts, len(events), n_gen, reco, oversample)
+            bar.update(len(copies))
     seconds = time.perf_counter() - start
     full_sim = _report_full_sim(sim, replaced, keep_full_sim)
     bad = {k: v for k, v in outside.items() if v}
@@ -252,9 +225,58 @@ def generate_file(
         else None,
         "full_sim": full_sim,
         "layout": sim.layout,
-        "output_format": fmt or "ttree",
+        "output_format": fmt,
         "output": os.fspath(Path(output)),
     }
+
+
+def _check_inputs(sim: FastSim, paths: list[Any], tree: str, output_format: str | None) -> str:
+    """Check that every input has what the model reads (before any work); returns the
+    output format (default: the first input's).
+
+    Raises
+    ------
+    InputError
+        A missing tree or condition branch (the file named).
+    """
+    fmt = check_format(output_format) if output_format is not None else None
+    for path in paths:
+        info = inspect_tree(path, tree)
+        fmt = fmt or check_format(info.format)  # the first input's format by default
+        if sim.layout != "collections":  # names what was looked for (per object and per row)
+            sim.row_layout.resolve(info.branches, f"file '{path}', tree '{tree}'", targets=False)
+            continue
+        missing = [b for b in sim.condition_names if b not in info.branches]
+        if missing:
+            raise InputError(
+                f"file '{path}', tree '{tree}': missing condition branch(es) {missing} that "
+                f"the model needs (conditions: {sim.condition_names})"
+            )
+    return fmt or "ttree"
+
+
+def _gen_objects(sim: FastSim, events: ak.Array) -> int:
+    """The gen objects of a chunk (rows x objects for the flat/objects layouts)."""
+    if sim.layout != "collections":
+        return len(events) * sim.row_layout.n_objects
+    return int(ak.sum(ak.num(events[sim.condition_names[0]], axis=1)))
+
+
+def _count(
+    sim: FastSim, counts: dict[str, int], n_events: int, n_gen: int, reco: ak.Array, k: int
+) -> None:
+    """Add a chunk's events, gen objects and generated reco objects (fakes) to ``counts``."""
+    counts["events"] += n_events
+    counts["gen_objects"] += n_gen
+    if sim.layout != "collections":
+        flags = sim.row_layout.flag_branches
+        counts["reco_objects"] += (
+            sum(int(np.count_nonzero(row_column(reco, f))) for f in flags) if flags else n_gen * k
+        )
+        return
+    idx = ak.to_numpy(ak.flatten(reco[sim.config.data.index_branch]))
+    counts["reco_objects"] += int(idx.size)
+    counts["fakes"] += int(np.sum(idx < 0))
 
 
 def _report_full_sim(sim: FastSim, replaced: list[str], keep: bool) -> dict[str, Any]:
@@ -288,36 +310,3 @@ def _report_full_sim(sim: FastSim, replaced: list[str], keep: bool) -> dict[str,
             _listing(replaced),
         )
     return {"kept": {}, "dropped": list(replaced)}
-
-
-def _check_fastsim_directory(directory: str | os.PathLike) -> None:
-    """Refuse, naming what it is, a model directory that holds no fast simulation.
-
-    Raises
-    ------
-    InputError
-        No model in ``directory``, or a model of another kind (a density model: which
-        commands take it).
-    """
-    from hepgen.anomaly.density import read_model_card
-
-    try:
-        _, card = read_model_card(directory)
-    except InputError as err:
-        raise InputError(
-            f"{err}; 'hepgen generate' expects the model directory of a fast "
-            "simulation ('hepgen train')"
-        ) from None
-    kind = card.get("kind")
-    if kind == "density":
-        raise InputError(
-            f"'{directory}' holds a density model (kind 'density', an anomaly score "
-            "p(features | conditions)), not a fast simulation; density models are used by "
-            "'hepgen score' and 'hepgen info'; 'hepgen generate' needs the model directory of "
-            "'hepgen train'"
-        )
-    if kind not in ("flow", "gan"):
-        raise InputError(
-            f"'{directory}' holds a model of kind {kind!r}; 'hepgen generate' needs a fast "
-            "simulation (kind 'flow' or 'gan', written by 'hepgen train')"
-        )

@@ -1,4 +1,23 @@
-"""Human-readable model card of a model directory (``hepgen info``)."""
+"""The human-readable model card of a model directory (``hepgen info``).
+
+:func:`format_card` turns the content of ``hepgen-model.json`` (:mod:`hepgen.modeldir`) into
+plain text: what the model maps to what, its architecture, the training summary, the validity
+domain of the conditions, provenance and notes, for every kind of model (a fast simulation
+with a flow or a GAN, a density model), so that a model can be judged without loading it.
+
+Examples
+--------
+>>> card = {"format": "hepgen-model", "format_version": 2, "kind": "density",
+...         "features": [{"name": "mj1", "kind": "positive"}],
+...         "conditions": [{"name": "mjj", "kind": "positive"}],
+...         "data_summary": {"n_train": 800, "n_validation": 200}}
+>>> for line in format_card(card).splitlines()[:4]:
+...     print(line)
+hepgen model card (format hepgen-model v2)
+  kind: density  |  p(features | conditions), 800 training / 200 validation events
+  features:   mj1 (positive)
+  conditions: mjj (positive)
+"""
 
 from __future__ import annotations
 

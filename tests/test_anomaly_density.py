@@ -309,10 +309,35 @@ def test_damaged_or_foreign_directories(saved, tmp_path):
     (bad / "hepgen-model.json").write_text(
         json.dumps({"format": "hepgen-model", "format_version": 1, "kind": "flow"})
     )
-    with pytest.raises(InputError, match="describes a fast simulation"):
+    with pytest.raises(InputError, match="holds a fast simulation"):
         DensityModel.load(bad)
     with pytest.raises(InputError, match="not a hepgen model directory"):
         DensityModel.load(tmp_path)
+
+
+def test_load_model_and_the_kinds_it_refuses(saved, tmp_path):
+    import hepgen
+    from hepgen.modeldir import read_card
+
+    model = hepgen.load_model(saved)
+    assert isinstance(model, DensityModel) and model.card_["kind"] == "density"
+    with pytest.raises(
+        InputError,
+        match=r"holds a density model \(kind 'density'\); 'hepgen generate' takes a fast "
+        r"simulation \(kinds 'flow' or 'gan'.*used by 'hepgen score'",
+    ):
+        hepgen.load_model(saved, accept=("flow", "gan"), command="generate")
+    with pytest.raises(InputError, match=r"holds a density model.*FastSim.load takes"):
+        hepgen.FastSim.load(saved)
+    card = json.loads((saved / "hepgen-model.json").read_text())
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "hepgen-model.json").write_text(json.dumps({**card, "kind": "diffusion"}))
+    with pytest.raises(InputError, match=r"kind 'diffusion'.*does not know"):
+        read_card(other)
+    (other / "hepgen-model.json").write_text(json.dumps([1, 2]))
+    with pytest.raises(InputError, match=r"not a hepgen model card \(format 'list'"):
+        read_card(other)
 
 
 def test_bad_inputs_are_named(fitted):

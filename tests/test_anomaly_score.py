@@ -169,7 +169,7 @@ def test_fastsim_scores_matched_reco_objects(fastsim_dir, tmp_path):
     # 0.988; single rows move by up to 1.5 nats)
     assert np.corrcoef(whole[reco_rows], score[reco_rows])[0, 1] > 0.95
     # a density model refuses a fast simulation's directory, by name
-    with pytest.raises(InputError, match="describes a fast simulation"):
+    with pytest.raises(InputError, match="holds a fast simulation"):
         DensityModel.load(fastsim_dir)
 
 

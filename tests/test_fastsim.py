@@ -187,3 +187,22 @@ def test_bad_inputs_name_what(fitted, jets_file):
     flat["GenJet_pt"] = np.array([30.0, np.nan, 40.0, 50.0, 60.0])
     with pytest.raises(InputError, match="GenJet_pt"):
         sim.sample(flat)
+
+
+def test_load_model_picks_the_class_by_kind(fitted, tmp_path):
+    """hepgen.load_model reads the card once and returns a FastSim for kind flow; a command
+    that takes only another kind names the kind found and where it belongs."""
+    import hepgen
+
+    sim, out = fitted
+    loaded = hepgen.load_model(out)
+    assert isinstance(loaded, FastSim) and loaded.card_["kind"] == "flow"
+    assert loaded.target_names == sim.target_names
+    with pytest.raises(
+        InputError,
+        match=r"holds a fast simulation \(kind 'flow'\); 'hepgen info' takes a density model "
+        r"\(kind 'density'.*'hepgen generate', 'hepgen score'",
+    ):
+        hepgen.load_model(out, accept=("density",), command="info")
+    with pytest.raises(InputError, match=r"not a hepgen model directory.*'hepgen generate' takes"):
+        hepgen.load_model(tmp_path, command="generate")

@@ -46,13 +46,21 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from hepgen.anomaly.density import DensityModel, nonfinite_problems, read_model_card
+from hepgen.anomaly.density import DensityModel, nonfinite_problems
 from hepgen.errors import InputError
 from hepgen.fastsim import FastSim
-from hepgen.io.reader import count_entries, inspect_tree, resolve_files, tree_format
+from hepgen.io.collections import flatten_collection
+from hepgen.io.matching import match_collections, matching_branches
+from hepgen.io.reader import (
+    count_entries,
+    inspect_tree,
+    iterate_chunks,
+    resolve_files,
+    tree_format,
+)
 from hepgen.io.writer import RootWriter, check_format
+from hepgen.modeldir import load_model
 from hepgen.models.base import NoLikelihoodError
-from hepgen.models.gan import GANModel
 from hepgen.progress import progress
 
 __all__ = ["DEFAULT_BRANCH", "load_scorer", "score_file"]
@@ -65,7 +73,8 @@ _BRANCH_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def load_scorer(model: Any, device: str = "cpu") -> DensityModel | FastSim:
-    """The model of a directory, by the ``kind`` of its ``hepgen-model.json``.
+    """The model of a directory, by the ``kind`` of its ``hepgen-model.json``
+    (:func:`hepgen.modeldir.load_model`).
 
     Parameters
     ----------
@@ -85,16 +94,29 @@ def load_scorer(model: Any, device: str = "cpu") -> DensityModel | FastSim:
     """
     if isinstance(model, (DensityModel, FastSim)):
         return model
-    _, card = read_model_card(model)
-    kind = card.get("kind")
-    if kind == DensityModel.kind:
-        return DensityModel.load(model, device=device)
-    if kind not in ("flow", "gan"):
-        raise InputError(
-            f"'{model}' holds a model of kind {kind!r}; 'hepgen score' takes a density model "
-            "(kind 'density') or a fast simulation with a flow (kind 'flow', 'hepgen train')"
+    return load_model(model, device, accept=("density", "flow", "gan"), command="score")
+
+
+def _scorer(model: DensityModel | FastSim, model_dir: Any, branch: str) -> _Scorer:
+    """The scorer of a model.
+
+    Raises
+    ------
+    NoLikelihoodError
+        A fast simulation whose response has no likelihood (a GAN).
+    """
+    if not isinstance(model, FastSim):
+        return _DensityScorer(model, branch)
+    if not model.response_.has_likelihood:
+        where = f"'{model_dir}'" if not isinstance(model_dir, FastSim) else "this model"
+        raise NoLikelihoodError(
+            f"{where} is a fast simulation with a GAN response (model.kind: gan), which has "
+            "no tractable likelihood to score with; train it with model.kind: flow, or "
+            "score with a density model"
         )
-    return FastSim.load(model, device=device)
+    if model.layout == "collections":
+        return _FastSimScorer(model, branch)
+    return _RowScorer(model, branch)
 
 
 def _check_branch_name(branch: str) -> None:
@@ -173,8 +195,6 @@ def score_file(
     NoLikelihoodError
         A GAN fast simulation.
     """
-    from hepgen.generate import _chunks
-
     _check_branch_name(branch)
     if (
         isinstance(step_size, bool)
@@ -183,44 +203,15 @@ def score_file(
     ):
         raise InputError(f"step size must be a positive number of events, got {step_size!r}")
     model = load_scorer(model_dir, device=device)
-    if isinstance(model, FastSim):
-        if isinstance(model.response_, GANModel):
-            where = f"'{model_dir}'" if not isinstance(model_dir, FastSim) else "this model"
-            raise NoLikelihoodError(
-                f"{where} is a fast simulation with a GAN response (model.kind: gan), which has "
-                "no tractable likelihood to score with; train it with model.kind: flow, or "
-                "score with a density model"
-            )
-        scorer: _Scorer = (
-            _FastSimScorer(model, branch)
-            if model.layout == "collections"
-            else _RowScorer(model, branch)
-        )
-        tree = tree or model.config.data.tree
-    else:
-        scorer = _DensityScorer(model, branch)
-        tree = tree or "Events"
+    scorer = _scorer(model, model_dir, branch)
+    tree = tree or (model.config.data.tree if isinstance(model, FastSim) else "Events")
     fmt = check_format(output_format) if output_format is not None else None
     paths = resolve_files(inputs)
     for path in paths:
         scorer.check_file(path, tree)
     fmt = fmt or check_format(tree_format(paths[0], tree))  # the first input's by default
-    total = count_entries(paths, tree)
-    counts = {"n_events": 0, "n_rows": 0, "n_scored": 0, "n_unmatched": 0, "n_nonfinite": 0}
-    outside: dict[str, int] = {}
     start = time.perf_counter()
-    with (
-        RootWriter(output, tree=tree, protect=paths, fmt=fmt) as writer,
-        progress(total=total, desc="score", unit="event", quiet=quiet) as bar,
-    ):
-        for path, first, events in _chunks(paths, tree, int(step_size)):
-            where = _where(path, tree, first, len(events))
-            out, chunk = scorer.score(events, where, outside)
-            writer.extend(out)
-            for k, v in chunk.items():
-                counts[k] += v
-            counts["n_events"] += len(events)
-            bar.update(len(events))
+    counts, outside = _score_chunks(scorer, paths, tree, int(step_size), output, fmt, quiet)
     seconds = time.perf_counter() - start
     bad = {k: v for k, v in outside.items() if v}
     if bad:
@@ -243,6 +234,33 @@ def score_file(
         "output_format": fmt,
         "output": os.fspath(Path(output)),
     }
+
+
+def _score_chunks(
+    scorer: _Scorer,
+    paths: list[Any],
+    tree: str,
+    step_size: int,
+    output: str | os.PathLike,
+    fmt: str,
+    quiet: bool,
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Score every chunk of ``paths`` into ``output``; the counts of :func:`score_file` and
+    the rows outside the training range per condition."""
+    counts = {"n_events": 0, "n_rows": 0, "n_scored": 0, "n_unmatched": 0, "n_nonfinite": 0}
+    outside: dict[str, int] = {}
+    with (
+        RootWriter(output, tree=tree, protect=paths, fmt=fmt) as writer,
+        progress(total=count_entries(paths, tree), desc="score", unit="event", quiet=quiet) as bar,
+    ):
+        for path, first, events in iterate_chunks(paths, tree, step_size):
+            out, chunk = scorer.score(events, _where(path, tree, first, len(events)), outside)
+            writer.extend(out)
+            for k, v in chunk.items():
+                counts[k] += v
+            counts["n_events"] += len(events)
+            bar.update(len(events))
+    return counts, outside
 
 
 class _Scorer:
@@ -321,11 +339,7 @@ class _FastSimScorer(_Scorer):
         self.conditions = sim.condition_names
         self.targets = sim.target_names
         # the branches of the matching, as hepgen.dataset reads them for training
-        if data.matching.method == "index":
-            gen_match, reco_match = [], [data.index_branch]
-        else:
-            gen_match = [f"{data.gen}_eta", f"{data.gen}_phi"]
-            reco_match = [f"{data.reco}_eta", f"{data.reco}_phi"]
+        gen_match, reco_match = matching_branches(data)
         self.reco_fields = list(dict.fromkeys(self.targets + reco_match))
         self.needed = list(dict.fromkeys(self.conditions + gen_match + self.reco_fields))
 
@@ -335,9 +349,6 @@ class _FastSimScorer(_Scorer):
     def score(
         self, events: ak.Array, where: str, outside: dict[str, int]
     ) -> tuple[ak.Array, dict[str, int]]:
-        from hepgen.dataset import _match
-        from hepgen.io.collections import flatten_collection
-
         sim = self.sim
         data = sim.config.data
         try:
@@ -345,7 +356,7 @@ class _FastSimScorer(_Scorer):
             reco = flatten_collection(events, data.reco, self.reco_fields)
         except InputError as err:
             raise InputError(f"{where}: {err}") from None
-        matching = _match(sim.config, events, gen, reco)
+        matching = match_collections(data, events, gen, reco)
         reco_rows = np.flatnonzero(matching.reco_matched)
         gen_rows = matching.reco_to_gen[reco_rows]
         conds = {k: gen[k][gen_rows] for k in self.conditions}

@@ -19,11 +19,20 @@ from hepgen.io.collections import (
     unflatten_collection,
 )
 from hepgen.io.layouts import ResolvedLayout, RowLayout, missing_value
-from hepgen.io.matching import Matching, delta_phi, delta_r, match_by_deltar, match_by_index
+from hepgen.io.matching import (
+    Matching,
+    delta_phi,
+    delta_r,
+    match_by_deltar,
+    match_by_index,
+    match_collections,
+    matching_branches,
+)
 from hepgen.io.reader import (
     TreeInfo,
     count_entries,
     inspect_tree,
+    iterate_chunks,
     iterate_events,
     open_tree,
     read_events,
@@ -46,9 +55,12 @@ __all__ = [
     "flatten_collection",
     "group_collections",
     "inspect_tree",
+    "iterate_chunks",
     "iterate_events",
     "match_by_deltar",
     "match_by_index",
+    "match_collections",
+    "matching_branches",
     "missing_value",
     "open_tree",
     "read_events",

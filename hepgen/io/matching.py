@@ -23,13 +23,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import awkward as ak
 import numpy as np
 
 from hepgen.errors import InputError
 
-__all__ = ["Matching", "delta_phi", "delta_r", "match_by_deltar", "match_by_index"]
+__all__ = [
+    "Matching",
+    "delta_phi",
+    "delta_r",
+    "match_by_deltar",
+    "match_by_index",
+    "match_collections",
+    "matching_branches",
+]
 
 log = logging.getLogger(__name__)
 
@@ -231,3 +240,54 @@ def match_by_deltar(
         gi, ri = gi[free], ri[free]
         rank = np.arange(len(gi))
     return Matching(reco_to_gen, gen_to_reco)
+
+
+def matching_branches(data: Any) -> tuple[list[str], list[str]]:
+    """The branches the configured matching reads, gen side and reco side.
+
+    Parameters
+    ----------
+    data : DataConfig
+        The ``data`` section of a config (``gen``, ``reco``, ``matching.method``,
+        ``index_branch``).
+
+    Returns
+    -------
+    gen, reco : list of str
+        ``[]`` and ``[index branch]`` by index; ``[{gen}_eta, {gen}_phi]`` and
+        ``[{reco}_eta, {reco}_phi]`` by deltaR.
+    """
+    if data.matching.method == "index":
+        return [], [data.index_branch]
+    return [f"{data.gen}_eta", f"{data.gen}_phi"], [f"{data.reco}_eta", f"{data.reco}_phi"]
+
+
+def match_collections(data: Any, events: ak.Array, gen: Any, reco: Any) -> Matching:
+    """Match the configured reco collection to the gen collection of a chunk of events, as
+    the ``data`` section says (by its index branch, or by deltaR within ``max_dr``).
+
+    Parameters
+    ----------
+    data : DataConfig
+        The ``data`` section of a config (see :func:`matching_branches`).
+    events : ak.Array
+        The chunk, with the branches of :func:`matching_branches`.
+    gen, reco : FlatCollection
+        The flattened gen and reco collections of ``events``
+        (:func:`hepgen.io.collections.flatten_collection`).
+
+    Returns
+    -------
+    Matching
+    """
+    if data.matching.method == "index":
+        branch = data.index_branch
+        return match_by_index(events[branch], gen.counts, branch=branch)
+    g, r = data.gen, data.reco
+    return match_by_deltar(
+        events[f"{g}_eta"],
+        events[f"{g}_phi"],
+        events[f"{r}_eta"],
+        events[f"{r}_phi"],
+        max_dr=data.matching.max_dr,
+    )

@@ -75,6 +75,7 @@ __all__ = [
     "inspect_tree",
     "is_rntuple",
     "is_url",
+    "iterate_chunks",
     "iterate_events",
     "open_tree",
     "read_events",
@@ -446,6 +447,37 @@ def iterate_events(
                 break
     if dropped_total:
         log.warning("dropped %d events with NaN or infinite values", dropped_total)
+
+
+def iterate_chunks(
+    paths: Sequence[PathLike], tree: str, step_size: int
+) -> Iterator[tuple[PathLike, int, ak.Array]]:
+    """Every numeric branch of each file, in chunks, with where each chunk comes from.
+
+    Branches pass through with their NaN/inf values (``nonfinite="keep"``): a job that writes
+    every input branch back (``hepgen generate``, ``hepgen score``) checks only the columns
+    its model reads.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Resolved files (:func:`resolve_files`), read in order.
+    tree : str
+        Name of the TTree or RNTuple.
+    step_size : int
+        Events per chunk.
+
+    Yields
+    ------
+    (path, first, events)
+        The file, the entry number of the chunk's first event in it, and the chunk
+        (at most ``step_size`` events).
+    """
+    for path in paths:
+        first = 0
+        for events in iterate_events(path, None, tree=tree, step_size=step_size, nonfinite="keep"):
+            yield path, first, events
+            first += len(events)
 
 
 def read_events(

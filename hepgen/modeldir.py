@@ -1,0 +1,299 @@
+"""The model directory: one card format for every kind of model, and :func:`load_model`.
+
+A model directory holds ``hepgen-model.json`` (the *card*: ``format``, ``format_version``,
+``kind`` and everything but the weights) beside the weights (safetensors, xgboost JSON; no
+pickle).  This module owns that contract: the card's constants, :func:`read_card` (read and
+check a card, with errors naming the directory, the file and what was expected) and
+:func:`load_model`, which picks the model class from the card's ``kind`` in :data:`KINDS`.
+Classes are named by import path and imported on first use, so this module imports no torch
+and sits below the models it loads; a new kind of model is its module plus one entry in
+:data:`KINDS` (a new generator of a fast simulation: one entry in
+:mod:`hepgen.models.registry`, found by :func:`model_kind`).  Every class here has
+``from_card(directory, card, device)``.
+
+Examples
+--------
+>>> sorted(KINDS)
+['density', 'flow', 'gan']
+>>> KINDS["density"].what
+'a density model'
+>>> read_card("no/such/dir")
+Traceback (most recent call last):
+...
+hepgen.errors.InputError: 'no/such/dir' is not a hepgen model directory: no hepgen-model.json
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hepgen.errors import InputError
+
+__all__ = [
+    "DENSITY_FORMAT_VERSION",
+    "FASTSIM_FORMAT_VERSION",
+    "KINDS",
+    "MODEL_FILE",
+    "MODEL_FORMAT",
+    "ModelKind",
+    "load_model",
+    "model_kind",
+    "read_card",
+]
+
+#: ``format`` of every ``hepgen-model.json``.
+MODEL_FORMAT = "hepgen-model"
+#: The card's name in a model directory.
+MODEL_FILE = "hepgen-model.json"
+#: ``format_version`` that :class:`hepgen.FastSim` writes (kinds ``flow``, ``gan``).
+FASTSIM_FORMAT_VERSION = 1
+#: ``format_version`` that :class:`hepgen.anomaly.DensityModel` writes (1: no trend).
+DENSITY_FORMAT_VERSION = 2
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """One kind of model directory (a ``kind`` of ``hepgen-model.json``).
+
+    Attributes
+    ----------
+    kind : str
+        The card's ``kind``.
+    loader : str
+        ``"module:Class"`` of the class whose ``from_card(directory, card, device)`` loads it.
+    what : str
+        What it is, for messages (``"a fast simulation"``).
+    made_by : str
+        What writes it (``"'hepgen train'"``).
+    used_by : str
+        What uses it, for messages naming where a directory of this kind belongs.
+    versions : tuple of int
+        The ``format_version`` values this hepgen reads.
+    """
+
+    kind: str
+    loader: str
+    what: str
+    made_by: str
+    used_by: str
+    versions: tuple[int, ...]
+
+    def model_class(self) -> type:
+        """The loader class, imported now."""
+        module, name = self.loader.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+_FASTSIM = "hepgen.fastsim:FastSim"
+#: The registry of model kinds, keyed by the card's ``kind``.
+KINDS: dict[str, ModelKind] = {
+    "flow": ModelKind(
+        "flow",
+        _FASTSIM,
+        "a fast simulation",
+        "'hepgen train'",
+        "'hepgen generate', 'hepgen score' and 'hepgen info' (hepgen.FastSim)",
+        (FASTSIM_FORMAT_VERSION,),
+    ),
+    "gan": ModelKind(
+        "gan",
+        _FASTSIM,
+        "a fast simulation",
+        "'hepgen train'",
+        "'hepgen generate' and 'hepgen info' (hepgen.FastSim)",
+        (FASTSIM_FORMAT_VERSION,),
+    ),
+    "density": ModelKind(
+        "density",
+        "hepgen.anomaly.density:DensityModel",
+        "a density model",
+        "DensityModel.save",
+        "'hepgen score' and 'hepgen info' (hepgen.anomaly.DensityModel)",
+        (1, DENSITY_FORMAT_VERSION),
+    ),
+}
+
+
+def _fastsim_kind(kind: str) -> ModelKind:
+    """The entry of a fast simulation whose generator is of ``kind``."""
+    return ModelKind(
+        kind,
+        _FASTSIM,
+        "a fast simulation",
+        "'hepgen train'",
+        "'hepgen generate' and 'hepgen info' (hepgen.FastSim)",
+        (FASTSIM_FORMAT_VERSION,),
+    )
+
+
+def model_kind(kind: Any) -> ModelKind | None:
+    """The registry entry of ``kind``: :data:`KINDS`, else a fast simulation when ``kind`` is
+    a generator of :mod:`hepgen.models.registry` (imported only then: it imports torch), so
+    that a new generator kind needs no entry here; None for an unknown kind."""
+    if not isinstance(kind, str):
+        return None
+    if kind in KINDS:
+        return KINDS[kind]
+    from hepgen.models.registry import MODEL_CLASSES
+
+    return _fastsim_kind(kind) if kind in MODEL_CLASSES else None
+
+
+def _kinds_text(kinds: Iterable[str]) -> str:
+    """``kind 'flow'`` / ``kinds 'flow' or 'gan'``."""
+    kinds = [repr(k) for k in kinds]
+    if len(kinds) == 1:
+        return f"kind {kinds[0]}"
+    return f"kinds {', '.join(kinds[:-1])} or {kinds[-1]}"
+
+
+def _accepted_text(accept: Iterable[str]) -> str:
+    """``a fast simulation (kinds 'flow' or 'gan', written by 'hepgen train')``, per
+    description."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for kind in accept:
+        entry = model_kind(kind) or _fastsim_kind(kind)
+        groups.setdefault((entry.what, entry.made_by), []).append(kind)
+    return " or ".join(
+        f"{what} ({_kinds_text(kinds)}, written by {made_by})"
+        for (what, made_by), kinds in groups.items()
+    )
+
+
+def _parse(directory: Path) -> tuple[Path, Any]:
+    """The card's path and its parsed JSON (InputError naming the file otherwise)."""
+    path = directory / MODEL_FILE
+    if not path.is_file():
+        raise InputError(f"'{directory}' is not a hepgen model directory: no {MODEL_FILE}")
+    try:
+        return path, json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(
+            f"'{path}' is not valid JSON ({err}); the model directory is corrupt or truncated"
+        ) from None
+    except OSError as err:
+        raise InputError(f"cannot read '{path}': {err.strerror}") from None
+
+
+def _check(path: Path, card: Any, accept: list[str], user: str) -> dict[str, Any]:
+    """``card`` if it is a card of a known, accepted kind in a readable version."""
+    if not isinstance(card, dict) or card.get("format") != MODEL_FORMAT:
+        found = card.get("format") if isinstance(card, dict) else type(card).__name__
+        raise InputError(
+            f"'{path}' is not a hepgen model card (format {found!r}, expected {MODEL_FORMAT!r})"
+        )
+    kind = card.get("kind")
+    written = ((card.get("provenance") or {}).get("versions") or {}).get("hepgen", "?")
+    entry = model_kind(kind)
+    if entry is None:
+        raise InputError(
+            f"'{path}' holds a model of kind {kind!r} (written by hepgen {written}), which "
+            f"this hepgen does not know; it reads {_kinds_text(KINDS)}"
+        )
+    if kind not in accept:
+        raise InputError(
+            f"'{path.parent}' holds {entry.what} ({_kinds_text([kind])}); {user} takes "
+            f"{_accepted_text(accept)}; {entry.what} is used by {entry.used_by}"
+        )
+    version = card.get("format_version")
+    if version not in entry.versions:
+        plural = "version" if len(entry.versions) == 1 else "versions"
+        raise InputError(
+            f"'{path}' has format_version {version!r}; this hepgen reads {plural} "
+            f"{', '.join(map(str, entry.versions))} of {entry.what} ({_kinds_text([kind])}; "
+            f"the card was written by hepgen {written})"
+        )
+    return card
+
+
+def read_card(
+    directory: str | os.PathLike,
+    accept: Iterable[str] | None = None,
+    *,
+    user: str = "this call",
+    command: str | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Read and check the ``hepgen-model.json`` of a model directory.
+
+    Parameters
+    ----------
+    directory : path
+        A model directory (``hepgen train``, :meth:`hepgen.FastSim.save`,
+        :meth:`hepgen.anomaly.DensityModel.save`).
+    accept : iterable of str or None
+        The kinds the caller takes (keys of :data:`KINDS`); ``None``: every known kind.
+    user : str
+        Who reads it (``"FastSim.load"``), for the message about a kind it does not take.
+    command : str or None
+        The ``hepgen`` command that reads it (``"generate"``): named instead of ``user``, and
+        every message about a missing or damaged card says what the command takes.
+
+    Returns
+    -------
+    path : Path
+        The card's path.
+    card : dict
+        Its content; ``card["kind"]`` is a key of :data:`KINDS`.
+
+    Raises
+    ------
+    InputError
+        No such file, invalid JSON, not a hepgen model card, an unknown kind, a kind not in
+        ``accept`` (naming the kind found, what the caller takes and what uses the kind
+        found), or a ``format_version`` this hepgen cannot read (the file named).
+    """
+    accept = list(KINDS) if accept is None else list(accept)
+    if command:
+        user = f"'hepgen {command}'"
+    try:
+        path, card = _parse(Path(directory))
+    except InputError as err:
+        if not command:
+            raise
+        raise InputError(
+            f"{err}; {user} takes the model directory of {_accepted_text(accept)}"
+        ) from None
+    return path, _check(path, card, accept, user)
+
+
+def load_model(
+    directory: str | os.PathLike,
+    device: str = "cpu",
+    *,
+    accept: Iterable[str] | None = None,
+    command: str | None = None,
+) -> Any:
+    """The model of a directory, by the ``kind`` of its card (no code is executed).
+
+    Parameters
+    ----------
+    directory : path
+        A model directory.
+    device : str
+        Where its networks run: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    accept : iterable of str or None
+        The kinds the caller takes (``("flow", "gan")`` for a fast simulation); ``None``:
+        every kind in :data:`KINDS`.
+    command : str or None
+        The ``hepgen`` command that loads it (``"generate"``), named in the messages.
+
+    Returns
+    -------
+    FastSim or DensityModel
+        A :class:`hepgen.FastSim` for the kinds ``flow`` and ``gan``, a
+        :class:`hepgen.anomaly.DensityModel` for ``density``.
+
+    Raises
+    ------
+    InputError
+        The errors of :func:`read_card`, damaged weights, or an absent CUDA device.
+    """
+    _, card = read_card(directory, accept, user="load_model", command=command)
+    entry = model_kind(card["kind"])
+    return entry.model_class().from_card(directory, card, device=device)
