@@ -41,7 +41,7 @@ import uproot
 from _timing import best_time
 from bench_flow import plain_flow, plain_sample
 
-from hepgen.config import TrainingConfig, load_config
+from hepgen.config import load_config
 from hepgen.fastsim import FastSim
 from hepgen.generate import generate_file
 from hepgen.resources import config_path
@@ -55,10 +55,9 @@ TRAIN_EVENTS = 20_000
 
 def _fast_sim(train_file: Path, model_dir: Path, device: str) -> FastSim:
     cfg = load_config(config_path("toy_jets_flow.yaml"))
-    training = TrainingConfig(
-        **{**cfg.training.model_dump(), "max_epochs": 1, "time_limit": None, "selection": "loss"}
+    cfg = cfg.override(
+        {"training.max_epochs": 1, "training.time_limit": None, "training.selection": "loss"}
     )
-    cfg = cfg.model_copy(update={"training": training})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the toy has no b-tag sentinels
         sim = FastSim(cfg, device=device).fit(files=[str(train_file)], output=model_dir, quiet=True)

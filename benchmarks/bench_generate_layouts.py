@@ -39,7 +39,7 @@ import numpy as np
 import uproot
 from _timing import best_time
 
-from hepgen.config import TrainingConfig, load_config, parse_config
+from hepgen.config import load_config, parse_config
 from hepgen.fastsim import FastSim
 from hepgen.generate import generate_file
 from hepgen.io.layouts import RowLayout
@@ -51,15 +51,9 @@ __all__ = ["run"]
 
 
 def _one_epoch(cfg: Any) -> Any:
-    training = TrainingConfig(
-        **{
-            **cfg.training.model_dump(),
-            "max_epochs": 1,
-            "time_limit": None,
-            "selection": "loss",
-        }
+    return cfg.override(
+        {"training.max_epochs": 1, "training.time_limit": None, "training.selection": "loss"}
     )
-    return cfg.model_copy(update={"training": training})
 
 
 def _flat_config(cfg: Any) -> Any:

@@ -44,35 +44,38 @@ object was reconstructed, and then the efficiency model is trained on it.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from hepgen.errors import ConfigError, did_you_mean
+from hepgen.errors import ConfigError
 from hepgen.features import FeatureSchema, FeatureSpec
+from hepgen.settings.base import NestedProblems, check_nested, one_line, problems
+from hepgen.settings.base import Strict as _Strict
+from hepgen.settings.models import (
+    GENERATOR_SETTINGS,
+    EfficiencySettings,
+    FlowSettings,
+    GANSettings,
+)
+from hepgen.settings.training import TrainingSettings
 
 __all__ = [
     "LAYOUTS",
     "Config",
     "DataConfig",
-    "EfficiencyConfig",
     "FeatureConfig",
     "MatchingConfig",
     "ModelConfig",
     "NestedProblems",
     "TrainingConfig",
+    "apply_overrides",
     "check_nested",
     "load_config",
     "one_line",
@@ -80,10 +83,6 @@ __all__ = [
     "parse_yaml",
     "read_yaml",
 ]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class MatchingConfig(_Strict):
@@ -244,144 +243,46 @@ class FeatureConfig(_Strict):
         )
 
 
-class EfficiencyConfig(_Strict):
-    """``model.efficiency``: the constructor arguments of
-    :class:`hepgen.models.efficiency.EfficiencyModel` (xgboost), typed and range-checked here
-    so that a bad value is reported when the file is read."""
-
-    n_estimators: int = Field(2000, ge=1, description="Most boosting rounds")
-    learning_rate: float = Field(0.05, gt=0.0, le=1.0, allow_inf_nan=False)
-    max_depth: int = Field(6, ge=1)
-    min_child_weight: float = Field(1.0, ge=0.0, allow_inf_nan=False)
-    early_stopping_rounds: int = Field(50, ge=1)
-    validation_fraction: float = Field(0.2, gt=0.0, le=0.5, allow_inf_nan=False)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    n_jobs: int | None = Field(None, ge=1)
-    seed: int = Field(0, ge=0)
-
-
-class NestedProblems(ValueError):
-    """Raised by a field validator with problems already described with their full keys
-    (:func:`check_nested`); :func:`_describe` passes its message on unchanged."""
-
-
-def check_nested(model: type[BaseModel], value: Any, key: str) -> None:
-    """Validate ``value`` (a section kept as a plain mapping) against ``model``.
-
-    Parameters
-    ----------
-    model : pydantic model class
-        The section's fields, types and ranges.
-    value : Any
-        The section as given.
-    key : str
-        The section's full key (``"model.efficiency"``), prefixed to the keys in messages.
-
-    Raises
-    ------
-    NestedProblems
-        With every problem as ``key 'model.efficiency.max_depth': ...`` (did-you-mean
-        suggestions for unknown keys).
-    """
-    try:
-        model.model_validate(value)
-    except ValidationError as err:
-        problems = []
-        for e in err.errors():
-            text = _describe(e, model)
-            for lead in ("unknown key '", "missing required key '", "key '"):
-                if text.startswith(lead):
-                    rest = text[len(lead) :]
-                    text = f"{lead}{key}{'' if rest.startswith('[') else '.'}{rest}"
-                    break
-            else:
-                text = f"key '{key}': {text}"
-            problems.append(text)
-        raise NestedProblems("; ".join(problems)) from None
-
-
 class ModelConfig(_Strict):
     """``model``: which generator, its architecture, and the efficiency classifier.
 
     ``kind`` chooses the generator of the response (and of the fakes): ``flow`` (a conditional
     normalizing flow, with a likelihood) or ``gan`` (a conditional GAN, no likelihood).
-    ``flow`` holds the keys of :class:`hepgen.models.flow.FlowSettings`, ``gan`` those of
-    :class:`hepgen.models.gan.GANSettings` and ``efficiency`` the constructor arguments of
-    :class:`hepgen.models.efficiency.EfficiencyModel`; all are checked here, so a typo is
-    reported when the file is read, not after hours of training.  Switching ``kind`` is the
-    only change needed to move between a flow and a GAN.
+    ``flow``, ``gan`` and ``efficiency`` are typed settings
+    (:class:`~hepgen.settings.FlowSettings`, :class:`~hepgen.settings.GANSettings`,
+    :class:`~hepgen.settings.EfficiencySettings`), checked when the file is read, not after
+    hours of training.  Switching ``kind`` is the only change needed to move between a flow
+    and a GAN.
     """
 
     kind: Literal["flow", "gan"] = "flow"
-    flow: dict[str, Any] = Field(default_factory=dict)
-    gan: dict[str, Any] = Field(default_factory=dict)
-    efficiency: dict[str, Any] = Field(default_factory=dict)
+    flow: FlowSettings = Field(default_factory=FlowSettings)
+    gan: GANSettings = Field(default_factory=GANSettings)
+    efficiency: EfficiencySettings = Field(default_factory=EfficiencySettings)
     fakes: bool | None = Field(
         None,
         description="Model unmatched reco objects; default: the layout's (true for "
         "collections, false for flat/objects, where true is refused)",
     )
 
-    @model_validator(mode="after")
-    def _settings(self) -> ModelConfig:
-        if self.kind == "flow" or self.flow:
-            self.flow_settings()
-        if self.kind == "gan" or self.gan:
-            self.gan_settings()
-        return self
-
-    @field_validator("efficiency")
-    @classmethod
-    def _efficiency(cls, value: dict[str, Any]) -> dict[str, Any]:
-        check_nested(EfficiencyConfig, value, "model.efficiency")
-        return value
-
-    def flow_settings(self) -> Any:
-        """The :class:`~hepgen.models.flow.FlowSettings` of ``model.flow``."""
-        from hepgen.models.flow import FlowSettings
-
-        try:
-            return FlowSettings.from_dict(self.flow)
-        except ConfigError as err:
-            raise ValueError(f"flow: {err}") from None
-
-    def gan_settings(self) -> Any:
-        """The :class:`~hepgen.models.gan.GANSettings` of ``model.gan``."""
-        from hepgen.models.gan import GANSettings
-
-        try:
-            return GANSettings.from_dict(self.gan)
-        except ConfigError as err:
-            raise ValueError(f"gan: {err}") from None
-
-    def generator_settings(self) -> Any:
+    def generator_settings(self) -> FlowSettings | GANSettings:
         """The settings of the generator that ``kind`` selects."""
-        return self.gan_settings() if self.kind == "gan" else self.flow_settings()
+        settings = getattr(self, self.kind)
+        assert isinstance(settings, GENERATOR_SETTINGS[self.kind])
+        return settings
 
 
-class TrainingConfig(BaseModel):
-    """``training``: the keys of :class:`hepgen.training.TrainingSettings` (max_epochs,
+class TrainingConfig(TrainingSettings):
+    """``training``: the :class:`~hepgen.settings.TrainingSettings` of the loop (max_epochs,
     batch_size, learning_rate, ...) plus how the data are split and the checkpoint chosen."""
-
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
     validation_fraction: float = Field(0.2, gt=0.0, lt=0.9)
     selection: Literal["ks", "c2st", "loss"] = "ks"
     max_objects: int | None = Field(None, ge=100)
 
-    @model_validator(mode="after")
-    def _settings(self) -> TrainingConfig:
-        self.settings()
-        return self
-
-    def settings(self) -> Any:
-        """The :class:`~hepgen.training.TrainingSettings` of the remaining keys."""
-        from hepgen.training import TrainingSettings
-
-        try:
-            return TrainingSettings.from_dict(dict(self.model_extra or {}))
-        except ConfigError as err:
-            raise ValueError(str(err)) from None
+    def settings(self) -> TrainingSettings:
+        """The :class:`~hepgen.settings.TrainingSettings` of this section."""
+        return TrainingSettings(**self.model_dump(include=set(TrainingSettings.model_fields)))
 
 
 class Config(_Strict):
@@ -453,6 +354,29 @@ class Config(_Strict):
         except ConfigError as err:
             raise ConfigError(f"{self.source or 'config'}: {err}") from None
 
+    def override(self, overrides: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> Config:
+        """A new configuration with dotted keys set over this one's, validated as a file is.
+
+        Parameters
+        ----------
+        overrides : mapping or sequence of (str, Any)
+            ``{"training.max_epochs": 5, "model.flow": {"n_bins": 8}}``: a key naming a
+            section replaces the whole section (:func:`apply_overrides`).
+
+        Examples
+        --------
+        >>> from hepgen.resources import config_path
+        >>> config = load_config(config_path("toy_jets_flow.yaml"))
+        >>> config.override({"training.max_epochs": 3, "seed": 7}).training.max_epochs
+        3
+        """
+        items = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
+        source = self.source or "<config>"
+        data = apply_overrides(self.model_dump(exclude_unset=True), items, source)
+        config = parse_config(data, source=source)
+        config._source = self.source
+        return config
+
     def input_files(self) -> list[str]:
         """The data files, relative paths taken relative to the config file's folder (URLs,
         ``scheme://...``, as they are)."""
@@ -460,67 +384,6 @@ class Config(_Strict):
         return [
             f if os.path.isabs(f) or "://" in f else os.fspath(base / f) for f in self.data.files
         ]
-
-
-def _location(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("str", "dict[str,any]", "function-after[_one_file(), list[str]]"):
-            continue  # union-member tags that pydantic puts into the location
-        else:
-            text = str(part)
-            if not text.isprintable():  # a key with a newline or a control character
-                text = text.encode("unicode_escape").decode("ascii")
-            out += ("." if out else "") + text
-    return out
-
-
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the (sub-)model at ``loc``, for did-you-mean suggestions."""
-    current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = getattr(current, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        annotation = field.annotation
-        args = getattr(annotation, "__args__", ())
-        candidates = [annotation, *args]
-        current = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
-        )
-        if current is None:
-            return []
-    return list(getattr(current, "model_fields", {}))
-
-
-def _describe(err: dict[str, Any], model: type[BaseModel] | None = None) -> str:
-    """One pydantic error as ``key 'a.b': message, got value`` (``model``: the validated
-    top-level model, default :class:`Config`, for did-you-mean suggestions)."""
-    nested = (err.get("ctx") or {}).get("error")
-    if isinstance(nested, NestedProblems):
-        return str(nested)
-    key = _location(err["loc"])
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(model or Config, err["loc"])
-        suggestion = did_you_mean(str(err["loc"][-1]), allowed)
-        return f"unknown key '{key}'{suggestion}"
-    if kind == "missing":
-        return f"missing required key '{key}'"
-    got = err.get("input")
-    got_text = f", got {_short(got)}" if not isinstance(got, dict | list) else ""
-    message = err["msg"].removeprefix("Value error, ")
-    return f"key '{key}': {message}{got_text}" if key else f"{message}{got_text}"
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` on one line, shortened to about ``limit`` characters."""
-    text = " ".join(repr(value).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_config(data: Any, source: str = "<config>") -> Config:
@@ -545,16 +408,10 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as err:
-        problems = "; ".join(_describe(e) for e in err.errors())
-        raise ConfigError(one_line(f"{source}: {problems}")) from None
+        raise ConfigError(one_line(f"{source}: {problems(err, Config)}")) from None
     config._source = source
     config.schema  # noqa: B018  (validates the feature schema now, not at first use)
     return config
-
-
-def one_line(text: str) -> str:
-    """``text`` with every run of whitespace (newlines included) collapsed to one space."""
-    return " ".join(str(text).split())
 
 
 def parse_yaml(text: str, source: str) -> Any:
@@ -616,8 +473,61 @@ def read_yaml(path: str | os.PathLike) -> Any:
     return data
 
 
-def load_config(path: str | os.PathLike) -> Config:
+def apply_overrides(
+    data: Any, overrides: Sequence[tuple[str, Any]], source: str = "<config>"
+) -> Any:
+    """``data`` (a parsed configuration) with ``overrides`` applied: ``("training.max_epochs",
+    5)`` sets ``data["training"]["max_epochs"]``, creating the sections that are missing.
+
+    The result is validated as the file would be, so an override with an unknown key or a bad
+    value gets the file's error (the key named, with suggestions).
+
+    Parameters
+    ----------
+    data : mapping
+        The configuration as read (not modified).
+    overrides : sequence of (str, Any)
+        Dotted keys and their values (``--set KEY=VALUE``, ``--max-epochs``).
+    source : str
+        The file, named in errors.
+
+    Raises
+    ------
+    ConfigError
+        A key that is empty or that goes through a value that is not a section.
+
+    Examples
+    --------
+    >>> apply_overrides({"training": {"max_epochs": 10}}, [("training.max_epochs", 2),
+    ...                 ("model.flow.n_bins", 8)])
+    {'training': {'max_epochs': 2}, 'model': {'flow': {'n_bins': 8}}}
+    """
+    out = copy.deepcopy(data) if isinstance(data, dict) else data
+    for key, value in overrides:
+        parts = str(key).split(".")
+        if not isinstance(out, dict) or not all(parts):
+            raise ConfigError(f"--set {key}: expected a dotted key such as training.max_epochs")
+        section = out
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(section.setdefault(part, {}), dict):
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(
+                    f"--set {key}: '{where}' in {source} is a value, not a section of keys"
+                )
+            section = section[part]
+        section[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | os.PathLike, overrides: Sequence[tuple[str, Any]] = ()) -> Config:
     """Read and validate a YAML configuration file.
+
+    Parameters
+    ----------
+    path : path
+        The YAML file.
+    overrides : sequence of (str, Any)
+        Dotted keys set over the file's (:func:`apply_overrides`; ``hepgen train --set``).
 
     Raises
     ------
@@ -625,4 +535,5 @@ def load_config(path: str | os.PathLike) -> Config:
         If the file is missing, not valid YAML, or does not validate; the message names the
         file and the key.
     """
-    return parse_config(read_yaml(path), source=os.fspath(path))
+    source = os.fspath(path)
+    return parse_config(apply_overrides(read_yaml(path), overrides, source), source=source)

@@ -85,18 +85,25 @@ def response_summary(pairs: PairedObjects, pt_edges: np.ndarray) -> dict[str, An
 
 
 def _plots(pairs: PairedObjects, summary: dict[str, Any], output: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # a detached Figure in a style context: the caller's pyplot state, backend and style are
+    # left as they are
     import matplotlib.pyplot as plt
     import mplhep
+    from matplotlib.figure import Figure
 
-    mplhep.style.use("CMS")
+    with plt.style.context(mplhep.style.CMS):
+        return _draw_plots(pairs, summary, output, Figure, mplhep)
+
+
+def _draw_plots(
+    pairs: PairedObjects, summary: dict[str, Any], output: Path, Figure: Any, mplhep: Any
+) -> list[str]:
     files = []
     gen_pt = pairs.gen["GenJet_pt"][pairs.matched]
     response = pairs.reco["Jet_pt"] / gen_pt
     flav = pairs.gen["GenJet_hadronFlavour"][pairs.matched]
-    fig, ax = plt.subplots(figsize=(8, 6))
+    fig = Figure(figsize=(8, 6))
+    ax = fig.subplots()
     bins = np.linspace(0.2, 1.6, 71)
     for label, code in FLAVOURS.items():
         counts, edges = np.histogram(response[flav == code], bins=bins, density=True)
@@ -108,10 +115,10 @@ def _plots(pairs: PairedObjects, summary: dict[str, Any], output: Path) -> list[
     mplhep.cms.label("Reference simulation", data=False, ax=ax, rlabel="")
     path = output / "response.png"
     fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
     files.append(path.name)
 
-    fig, ax = plt.subplots(figsize=(8, 6))
+    fig = Figure(figsize=(8, 6))
+    ax = fig.subplots()
     edges = np.asarray(summary["pt_edges"])
     centres = np.sqrt(edges[:-1] * edges[1:])
     eff = np.array([np.nan if e is None else e for e in summary["efficiency"]])
@@ -122,7 +129,6 @@ def _plots(pairs: PairedObjects, summary: dict[str, Any], output: Path) -> list[
     ax.set_ylim(0, 1.05)
     path = output / "efficiency.png"
     fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
     files.append(path.name)
     return files
 
@@ -165,8 +171,6 @@ def run_demo(
     """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    # the headline numbers are the demo's output: --quiet silences progress bars, not them
-    say = print
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
@@ -190,18 +194,49 @@ def run_demo(
     timings["prepare_s"] = time.perf_counter() - start
     response = response_summary(pairs, np.array([20, 30, 50, 100, 200, 500, 1000.0]))
     plots = _plots(pairs, response, output)
+    training_summary, validation = _fastsim_chain(
+        output, pairs, seed, quiet, train_seconds, timings
+    )
+    summary = {
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "jets": prepared["data"],
+        "jets_per_second_simulated": prepared["data"]["n_gen"] / timings["simulate_jets_s"],
+        "response": response,
+        "round_trip_max_rel_error": prepared["round_trip_max_rel_error"],
+        "fastsim": training_summary,
+        "validation": validation,
+        "dijet": _dijet_summary(dijet_file),
+        "outputs": {
+            "jets": jets_file.name,
+            "dijet": dijet_file.name,
+            "preprocessing": "preprocessing.json",
+            "summary": "summary.json",
+            "plots": plots,
+        },
+    }
+    write_json(output / "demo_summary.json", summary)
+    _say_summary(summary, prepared, output)
+    return summary
 
-    # The fast simulation: train on the simulated jets, generate reco jets for held-out events,
-    # validate them against the held-out full simulation.
+
+def _fastsim_chain(
+    output: Path,
+    pairs: PairedObjects,
+    seed: int,
+    quiet: bool,
+    train_seconds: float,
+    timings: dict[str, float],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train the fast simulation on the simulated jets, generate reco jets for held-out events
+    and validate them against the held-out full simulation; the training and validation
+    summaries (``timings`` gets the steps' seconds)."""
     from hepgen.fastsim import FastSim
     from hepgen.generate import generate_file
     from hepgen.validation.files import validate_files
 
-    flow_config = load_config(config_path("toy_jets_flow.yaml"))
-    extra = dict(flow_config.training.model_extra or {})
-    extra["time_limit"] = float(train_seconds)
-    training = type(flow_config.training)(**{**flow_config.training.model_dump(), **extra})
-    flow_config = flow_config.model_copy(update={"training": training, "seed": seed})
+    flow_config = load_config(config_path("toy_jets_flow.yaml")).override(
+        {"training.time_limit": float(train_seconds), "seed": seed}
+    )
     start = time.perf_counter()
     heldout_file = simulate_to_file(
         output / "sim_jets_heldout.root", "jets", HELDOUT_EVENTS, seed=seed + 2, quiet=quiet
@@ -250,33 +285,27 @@ def run_demo(
         "generate_gen_jets_per_second": gen_stats["gen_objects_per_second"],
     }
 
+    return training_summary, validation
+
+
+def _dijet_summary(dijet_file: Path) -> dict[str, Any]:
+    """Events, signal events and the mjj range of the dijet sample."""
     dijet = read_events(dijet_file, ["mjj", "label"])
     label = np.asarray(dijet["label"])
     mjj = np.asarray(dijet["mjj"])
-    summary = {
-        "timings": {k: round(v, 3) for k, v in timings.items()},
-        "jets": prepared["data"],
-        "jets_per_second_simulated": prepared["data"]["n_gen"] / timings["simulate_jets_s"],
-        "response": response,
-        "round_trip_max_rel_error": prepared["round_trip_max_rel_error"],
-        "fastsim": training_summary,
-        "validation": validation,
-        "dijet": {
-            "n_events": len(label),
-            "n_signal": int(label.sum()),
-            "mjj_range_TeV": [float(mjj.min()), float(mjj.max())],
-            "signal_mjj_median_TeV": float(np.median(mjj[label == 1])) if label.any() else None,
-        },
-        "outputs": {
-            "jets": jets_file.name,
-            "dijet": dijet_file.name,
-            "preprocessing": "preprocessing.json",
-            "summary": "summary.json",
-            "plots": plots,
-        },
+    return {
+        "n_events": len(label),
+        "n_signal": int(label.sum()),
+        "mjj_range_TeV": [float(mjj.min()), float(mjj.max())],
+        "signal_mjj_median_TeV": float(np.median(mjj[label == 1])) if label.any() else None,
     }
-    write_json(output / "demo_summary.json", summary)
 
+
+def _say_summary(summary: dict[str, Any], prepared: dict[str, Any], output: Path) -> None:
+    """Print the demo's headline numbers (its output: ``--quiet`` does not silence them)."""
+    say = print
+    response, plots = summary["response"], summary["outputs"]["plots"]
+    training_summary, validation = summary["fastsim"], summary["validation"]
     d = prepared["data"]
     say("")
     say("hepgen demo: reference simulation -> match -> preprocess -> train -> generate -> validate")
@@ -325,4 +354,3 @@ def run_demo(
         f"  outputs in {output}/ (demo_summary.json, summary.json, preprocessing.json, "
         f"{', '.join(plots)})"
     )
-    return summary

@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from hepgen.anomaly.density import DensityModel
 from hepgen.anomaly.score import score_file
 from hepgen.cli import main
-from hepgen.config import TrainingConfig, load_config
+from hepgen.config import load_config
 from hepgen.errors import InputError
 from hepgen.fastsim import FastSim
 from hepgen.io.matching import match_by_index
@@ -62,12 +62,13 @@ def dijet(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fastsim_dir(jets_file, tmp_path_factory):
     """A tiny flow fast simulation of the reference jets (1 epoch, about 2 s)."""
-    cfg = load_config(config_path("toy_jets.yaml"))
-    model = cfg.model.model_copy(
-        update={"flow": {"n_transforms": 1, "hidden_features": 16, "n_bins": 4}, "fakes": False}
+    cfg = load_config(config_path("toy_jets.yaml")).override(
+        {
+            "model.flow": {"n_transforms": 1, "hidden_features": 16, "n_bins": 4},
+            "model.fakes": False,
+            "training": {"max_epochs": 1, "batch_size": 1024, "selection": "loss"},
+        }
     )
-    training = TrainingConfig(max_epochs=1, batch_size=1024, selection="loss")
-    cfg = cfg.model_copy(update={"model": model, "training": training})
     out = tmp_path_factory.mktemp("fastsim") / "model"
     FastSim(cfg, device="cpu").fit(files=[str(jets_file)], output=out, quiet=True)
     return out

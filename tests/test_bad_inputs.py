@@ -31,7 +31,7 @@ SCAN = config_path("toy_anomaly_scan.yaml").read_text()
 def ws(jets_file, tmp_path_factory) -> SimpleNamespace:
     """The drills' files: good inputs, broken copies, configs and two tiny trained models."""
     from hepgen.anomaly.density import DensityModel
-    from hepgen.config import TrainingConfig, load_config
+    from hepgen.config import load_config
     from hepgen.fastsim import FastSim
     from hepgen.io.reader import read_events
     from hepgen.sim import simulate_to_file
@@ -78,14 +78,11 @@ def ws(jets_file, tmp_path_factory) -> SimpleNamespace:
     density.fit({k: ak.to_numpy(events[k]) for k in events.fields}, quiet=True)
     density.save(d / "density")
 
-    cfg = load_config(config_path("toy_jets.yaml"))
-    model = cfg.model.model_copy(
-        update={"flow": {"n_transforms": 1, "hidden_features": 8, "n_bins": 4}, "fakes": False}
-    )
-    cfg = cfg.model_copy(
-        update={
-            "model": model,
-            "training": TrainingConfig(max_epochs=1, batch_size=1024, selection="loss"),
+    cfg = load_config(config_path("toy_jets.yaml")).override(
+        {
+            "model.flow": {"n_transforms": 1, "hidden_features": 8, "n_bins": 4},
+            "model.fakes": False,
+            "training": {"max_epochs": 1, "batch_size": 1024, "selection": "loss"},
         }
     )
     FastSim(cfg, device="cpu").fit(files=[str(jets)], output=d / "fastsim", quiet=True)

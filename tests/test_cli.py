@@ -87,7 +87,7 @@ def test_set_values_that_are_not_yaml_are_one_line_errors(value, named, tmp_path
 
 
 def test_set_values_are_parsed_as_yaml():
-    from hepgen.cli import _key_value
+    from hepgen.cli.parser import _key_value
 
     assert _key_value("signal_fraction=0.01") == ("signal_fraction", 0.01)
     assert _key_value(" mx = [3.5, 4]") == ("mx", [3.5, 4])

@@ -8,7 +8,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from hepgen.config import TrainingConfig, load_config
+from hepgen.config import load_config
 from hepgen.errors import InputError
 from hepgen.fastsim import FastSim, event_split
 from hepgen.io.reader import read_events
@@ -18,12 +18,12 @@ GEN = ["nGenJet", "GenJet_pt", "GenJet_eta", "GenJet_phi", "GenJet_mass", "GenJe
 
 
 def small_config():
-    cfg = load_config(config_path("toy_jets.yaml"))
-    model = cfg.model.model_copy(
-        update={"flow": {"n_transforms": 3, "hidden_features": 32, "n_bins": 8}}
+    return load_config(config_path("toy_jets.yaml")).override(
+        {
+            "model.flow": {"n_transforms": 3, "hidden_features": 32, "n_bins": 8},
+            "training": {"max_epochs": 3, "batch_size": 1024, "learning_rate": 2e-3},
+        }
     )
-    training = TrainingConfig(max_epochs=3, batch_size=1024, learning_rate=2e-3)
-    return cfg.model_copy(update={"model": model, "training": training})
 
 
 @pytest.fixture(scope="module")

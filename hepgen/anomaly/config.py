@@ -26,33 +26,29 @@ settings, ``scan.start``/``stop`` finite with ``start < stop``.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from hepgen.anomaly.scan import CLASSIFIER_DEFAULTS, ScanSettings
-from hepgen.config import (
-    FeatureConfig,
-    NestedProblems,
-    _describe,
-    check_nested,
-    one_line,
-    read_yaml,
-)
+from hepgen.config import FeatureConfig, apply_overrides, read_yaml
 from hepgen.errors import ConfigError, InputError
+from hepgen.settings.base import Device, NestedProblems, one_line, problems
+from hepgen.settings.base import Strict as _Strict
+from hepgen.settings.models import FlowSettings
+from hepgen.settings.scan import (
+    DENSITY_FLOW,
+    DENSITY_TRAINING,
+    ScanSection,
+    ScanSettings,
+    density_flow,
+    density_training,
+)
+from hepgen.settings.training import TrainingSettings
 
 __all__ = [
-    "ClassifierSection",
     "ScanConfig",
     "ScanFeature",
     "load_scan_config",
@@ -62,16 +58,8 @@ __all__ = [
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-#: Most windows a scan may have (each trains flows: more is a typo in start/stop/step).
-MAX_WINDOWS = 1000
-
 _Finite = Annotated[float, Field(allow_inf_nan=False)]
 _Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-_Efficiency = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 
 
 class ScanFeature(FeatureConfig):
@@ -92,24 +80,6 @@ class ScanFeature(FeatureConfig):
         return d
 
 
-class ClassifierSection(_Strict):
-    """``scan.classifier``: xgboost settings of the CATHODE classifier."""
-
-    n_estimators: int = Field(int(CLASSIFIER_DEFAULTS["n_estimators"]), ge=1)
-    max_depth: int = Field(int(CLASSIFIER_DEFAULTS["max_depth"]), ge=1)
-    learning_rate: float = Field(
-        CLASSIFIER_DEFAULTS["learning_rate"], gt=0, le=1, allow_inf_nan=False
-    )
-    early_stopping_rounds: int = Field(int(CLASSIFIER_DEFAULTS["early_stopping_rounds"]), ge=1)
-    validation_fraction: float = Field(
-        CLASSIFIER_DEFAULTS["validation_fraction"], gt=0, lt=1, allow_inf_nan=False
-    )
-    min_child_weight: float = Field(
-        CLASSIFIER_DEFAULTS["min_child_weight"], ge=0, allow_inf_nan=False
-    )
-    subsample: float = Field(CLASSIFIER_DEFAULTS["subsample"], gt=0, le=1, allow_inf_nan=False)
-
-
 class SimulateSection(_Strict):
     """Events of the reference dijet simulation (:class:`hepgen.sim.DijetSimulation`)."""
 
@@ -126,50 +96,10 @@ class SimulateSection(_Strict):
 class DataSection(_Strict):
     """Where the events come from: ROOT files, or the reference simulation."""
 
-    files: list[Annotated[str, Field(min_length=1)]] = []
+    files: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     tree: str = Field("Events", min_length=1)
     step_size: int = Field(500_000, gt=0)
     simulate: SimulateSection | None = None
-
-
-class ScanSection(_Strict):
-    """The windows, the score, the selections (see :class:`ScanSettings`)."""
-
-    start: _Finite
-    stop: _Finite
-    width: _Positive
-    step: _Positive
-    sideband: _Positive
-    score: Literal["cathode", "anode"] = "cathode"
-    efficiencies: list[_Efficiency] = Field([0.1, 0.01, 0.001], min_length=1)
-    ranking_efficiency: _Efficiency = 0.01
-    background_estimate: Literal["calibrated", "template", "fit"] = "calibrated"
-    oversample: int = Field(4, ge=1)
-    max_train_events: int = Field(60_000, ge=100)
-    trend: int = Field(1, ge=0, le=3)
-    conditional: bool = False
-    closure_margin: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
-    folds: int = Field(5, ge=2)
-    fit_bins: int = Field(40, ge=8)
-    classifier: dict[str, Any] = {}
-
-    @field_validator("classifier")
-    @classmethod
-    def _classifier(cls, value: dict[str, Any]) -> dict[str, Any]:
-        check_nested(ClassifierSection, value, "scan.classifier")
-        return value
-
-    @model_validator(mode="after")
-    def _windows(self) -> ScanSection:
-        if not self.start < self.stop:
-            raise ValueError(f"'start' ({self.start}) must be below 'stop' ({self.stop})")
-        n = (self.stop - self.start - self.width) / self.step + 1
-        if not n < MAX_WINDOWS + 1:
-            raise ValueError(
-                f"start {self.start}, stop {self.stop}, width {self.width} and step "
-                f"{self.step} make {n:.3g} windows; at most {MAX_WINDOWS} are allowed"
-            )
-        return self
 
 
 class ScanConfig(_Strict):
@@ -180,36 +110,22 @@ class ScanConfig(_Strict):
     features: list[ScanFeature] = Field(min_length=1)
     label: str | None = Field(None, min_length=1)
     scan: ScanSection
-    flow: dict[str, Any] = {}
-    training: dict[str, Any] = {}
+    flow: FlowSettings = DENSITY_FLOW
+    training: TrainingSettings = DENSITY_TRAINING
     seed: int = Field(0, ge=0, lt=2**63)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
 
     _source: str = PrivateAttr("<config>")
 
-    @field_validator("flow")
+    @field_validator("flow", mode="before")
     @classmethod
-    def _flow(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from hepgen.anomaly.density import DEFAULT_FLOW
-        from hepgen.models.flow import FlowSettings
+    def _flow(cls, value: Any) -> Any:
+        return density_flow(value)
 
-        try:
-            FlowSettings.from_dict({**DEFAULT_FLOW.to_dict(), **value})
-        except ConfigError as err:
-            raise NestedProblems(f"key 'flow': {err}") from None
-        return value
-
-    @field_validator("training")
+    @field_validator("training", mode="before")
     @classmethod
-    def _training(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from hepgen.anomaly.density import DEFAULT_TRAINING
-        from hepgen.training import TrainingSettings
-
-        try:
-            TrainingSettings.from_dict({**DEFAULT_TRAINING.to_dict(), **value})
-        except ConfigError as err:
-            raise NestedProblems(f"key 'training': {err}") from None
-        return value
+    def _training(cls, value: Any) -> Any:
+        return density_training(value)
 
     @model_validator(mode="after")
     def _features(self) -> ScanConfig:
@@ -236,15 +152,14 @@ class ScanConfig(_Strict):
         return self
 
     def settings(self, device: str | None = None, seed: int | None = None) -> ScanSettings:
-        """The :class:`ScanSettings` of this config (``device``/``seed`` override)."""
-        scan = self.scan.model_dump()  # the scan section's keys are ScanSettings fields
-        scan["efficiencies"] = tuple(scan["efficiencies"])
+        """The :class:`~hepgen.settings.ScanSettings` of this config (``device``/``seed``
+        override)."""
         return ScanSettings(
-            **scan,
+            **dict(self.scan),
             resonance=self.resonance.spec_dict("condition"),
             features=[f.spec_dict("target") for f in self.features],
-            flow=dict(self.flow),
-            training=dict(self.training),
+            flow=self.flow,
+            training=self.training,
             label=self.label,
             seed=self.seed if seed is None else seed,
             device=device or self.device,
@@ -266,11 +181,10 @@ def parse_scan_config(data: Any, source: str = "<config>") -> ScanConfig:
     try:
         config = ScanConfig.model_validate(data)
     except ValidationError as err:
-        problems = "; ".join(_describe(e, ScanConfig) for e in err.errors())
-        raise ConfigError(one_line(f"{source}: {problems}")) from None
+        raise ConfigError(one_line(f"{source}: {problems(err, ScanConfig)}")) from None
     config._source = source
     try:
-        config.settings().windows()  # checks the scan settings now, not in the first window
+        config.settings()  # checks the scan settings now, not in the first window
     except ConfigError as err:
         raise ConfigError(one_line(f"{source}: {err}")) from None
     if not config.data.files and config.data.simulate is None:
@@ -280,9 +194,13 @@ def parse_scan_config(data: Any, source: str = "<config>") -> ScanConfig:
     return config
 
 
-def load_scan_config(path: str | os.PathLike) -> ScanConfig:
-    """Read and validate a scan config YAML file (errors name the file and the key)."""
-    return parse_scan_config(read_yaml(path), source=os.fspath(path))
+def load_scan_config(
+    path: str | os.PathLike, overrides: Sequence[tuple[str, Any]] = ()
+) -> ScanConfig:
+    """Read and validate a scan config YAML file (errors name the file and the key);
+    ``overrides``: dotted keys set over the file's (:func:`hepgen.config.apply_overrides`)."""
+    source = os.fspath(path)
+    return parse_scan_config(apply_overrides(read_yaml(path), overrides, source), source=source)
 
 
 def read_scan_columns(config: ScanConfig, files: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -357,6 +275,7 @@ def scan_from_config(
     seed: int | None = None,
     quiet: bool = False,
     resume: bool = False,
+    overrides: Sequence[tuple[str, Any]] = (),
 ) -> Any:
     """``hepgen scan``: read the events, run the scan, write the report directory.
 
@@ -372,6 +291,8 @@ def scan_from_config(
     files : list of str or None
         Override ``data.files``.
     device, seed : optional overrides of the config's.
+    overrides : sequence of (str, Any)
+        Dotted keys set over a config file's (``--set``).
     quiet : bool
         No progress output.
     resume : bool
@@ -389,7 +310,7 @@ def scan_from_config(
     from hepgen.anomaly.report import write_scan_report
     from hepgen.anomaly.scan import run_scan
 
-    cfg = config if isinstance(config, ScanConfig) else load_scan_config(config)
+    cfg = config if isinstance(config, ScanConfig) else load_scan_config(config, overrides)
     settings = cfg.settings(device=device, seed=seed)
     work = Path(output) / "work"
     if resume and not work.is_dir():

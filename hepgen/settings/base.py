@@ -92,6 +92,10 @@ class Settings(Strict):
                 one_line(problems(err, type(self), noun=f"{self.family} setting"))
             ) from None
 
+    # Marks the override as pydantic's own __init__, so that validating a configuration
+    # (nested settings) reports pydantic's located errors instead of calling it.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
     @model_validator(mode="before")
     @classmethod
     def _plain_scalars(cls, data: Any) -> Any:

@@ -10,10 +10,13 @@ autoregressive flow, 100 epochs of batches of 512) differ from the fast simulati
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
+import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from hepgen.errors import ConfigError, InputError
 from hepgen.settings.base import Device, Float, Settings
 from hepgen.settings.models import FlowSettings
 from hepgen.settings.training import TrainingSettings
@@ -25,8 +28,10 @@ __all__ = [
     "ClassifierSettings",
     "ScanSection",
     "ScanSettings",
+    "Window",
     "density_flow",
     "density_training",
+    "make_windows",
 ]
 
 #: Most windows a scan may have (each trains flows: more is a typo in start/stop/step).
@@ -47,6 +52,72 @@ DENSITY_TRAINING = TrainingSettings(
 _Finite = Annotated[Float, Field(allow_inf_nan=False)]
 _Positive = Annotated[Float, Field(gt=0, allow_inf_nan=False)]
 _Efficiency = Annotated[Float, Field(gt=0, lt=1, allow_inf_nan=False)]
+
+
+@dataclass(frozen=True)
+class Window:
+    """One signal region ``[lo, hi)`` and its sidebands ``[sb_lo, lo)``, ``[hi, sb_hi)``
+    (units of the resonance variable, e.g. TeV)."""
+
+    lo: float
+    hi: float
+    sb_lo: float
+    sb_hi: float
+
+    @property
+    def centre(self) -> float:
+        """Centre of the signal region."""
+        return 0.5 * (self.lo + self.hi)
+
+
+def make_windows(
+    start: float,
+    stop: float,
+    width: float,
+    step: float,
+    sideband: float,
+    data_range: tuple[float, float] | None = None,
+) -> list[Window]:
+    """Signal regions of ``width`` from ``start`` in steps of ``step`` while ``hi <= stop``.
+
+    Parameters
+    ----------
+    start, stop : float
+        Lower edge of the first and upper bound of the last signal region.
+    width, step, sideband : float
+        Signal-region width, step between windows, width of each sideband (> 0).
+    data_range : (float, float) or None
+        The data's range of the resonance variable: every window with its sidebands must lie
+        inside it.
+
+    Raises
+    ------
+    ConfigError
+        Non-positive sizes or no window between ``start`` and ``stop``.
+    InputError
+        A window's sidebands reach outside ``data_range`` (the window and the range named).
+    """
+    for name, value in (("width", width), ("step", step), ("sideband", sideband)):
+        if not np.isfinite(value) or value <= 0:
+            raise ConfigError(f"scan: '{name}' must be a positive number, got {value}")
+    n = int(np.floor((stop - start - width) / step + 1e-9)) + 1
+    if n < 1:
+        raise ConfigError(
+            f"scan: no signal region of width {width} fits in [start, stop] = [{start}, {stop}]"
+        )
+    windows = []
+    for i in range(n):
+        lo = start + i * step
+        w = Window(float(lo), float(lo + width), float(lo - sideband), float(lo + width + sideband))
+        if data_range is not None and (w.sb_lo < data_range[0] or w.sb_hi > data_range[1]):
+            raise InputError(
+                f"scan: window [{w.lo:.4g}, {w.hi:.4g}) with its sidebands "
+                f"[{w.sb_lo:.4g}, {w.sb_hi:.4g}) reaches outside the data range "
+                f"[{data_range[0]:.4g}, {data_range[1]:.4g}] of the resonance variable; "
+                "narrow scan.start/scan.stop or the sidebands"
+            )
+        windows.append(w)
+    return windows
 
 
 def density_flow(values: Any) -> Any:
@@ -166,12 +237,17 @@ class ScanSection(Settings):
                 f"'ranking_efficiency' {self.ranking_efficiency} must be one of the "
                 f"efficiencies {list(self.efficiencies)}"
             )
+        make_windows(self.start, self.stop, self.width, self.step, self.sideband)
         if self.closure_margin is not None and not self.closure_margin < self.sideband:
             raise ValueError(
                 f"'closure_margin' must lie in [0, sideband = {self.sideband}), "
                 f"got {self.closure_margin}"
             )
         return self
+
+    def windows(self, data_range: tuple[float, float] | None = None) -> list[Window]:
+        """The scan's windows (:func:`make_windows`)."""
+        return make_windows(self.start, self.stop, self.width, self.step, self.sideband, data_range)
 
     @property
     def closure_margin_value(self) -> float:

@@ -1,0 +1,431 @@
+"""The ``hepgen`` commands: each reads its arguments, calls the Python API and prints the
+results (errors are raised as :class:`~hepgen.errors.HepgenError` and reported by
+:func:`hepgen.cli.main`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from hepgen.errors import InputError
+
+__all__ = ["COMMANDS"]
+
+
+def _print(args: argparse.Namespace, *text: Any, chatter: bool = False) -> None:
+    """Print a command's output to stdout; ``chatter=True`` lines are silenced by --quiet.
+
+    A command's results (what it found, what it wrote where, headline numbers) are output and
+    always printed; only chatter about work in progress is silenced (see the module docstring).
+    """
+    if not (chatter and args.quiet):
+        print(*text, flush=True)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from hepgen.outputs import check_output_file
+    from hepgen.sim import simulate_to_file
+
+    if args.events < 1:
+        raise InputError(f"-n/--events must be positive, got {args.events}")
+    check_output_file(args.output, overwrite=args.overwrite)
+    start = time.perf_counter()
+    path = simulate_to_file(
+        args.output,
+        process=args.process,
+        n_events=args.events,
+        seed=args.seed,
+        chunk_size=args.chunk_size,
+        quiet=args.quiet,
+        **dict(args.options),
+    )
+    _print(
+        args,
+        f"wrote {args.events} {args.process} events to {path} "
+        f"in {time.perf_counter() - start:.1f} s",
+    )
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from hepgen.summary import format_summary, summarise_files
+
+    if args.step_size < 1:
+        raise InputError(f"--step-size must be positive, got {args.step_size}")
+    if args.json:
+        from hepgen.outputs import check_output_file
+
+        check_output_file(args.json, inputs=args.files, overwrite=True, what="JSON summary")
+    summary = summarise_files(args.files, args.branches, args.tree, args.step_size, args.quiet)
+    if args.json:
+        from hepgen.utils import write_json
+
+        write_json(args.json, summary)
+    _print(args, format_summary(summary))
+    return 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from hepgen.config import load_config
+    from hepgen.outputs import check_output_dir
+    from hepgen.prepare import prepare
+
+    config = load_config(args.config)
+    check_output_dir(
+        args.output,
+        inputs=[args.config, *(args.files or config.input_files())],
+        contents=("preprocessing.json", "summary.json"),
+    )
+    if args.drop_nonfinite:
+        config = config.model_copy(
+            update={"data": config.data.model_copy(update={"nonfinite": "drop"})}
+        )
+        config._source = os.fspath(args.config)
+    summary = prepare(config, args.output, files=args.files, quiet=args.quiet)
+    _print(args, json.dumps(summary["data"], indent=2))
+    _print(args, f"outputs in {args.output}")
+    return 0
+
+
+def _check_seed_and_device(args: argparse.Namespace) -> None:
+    """``--seed`` in [0, 2**63) and a ``--device cuda`` that torch sees, before any data is
+    read (train, scan, generate, score, demo; a command without the option skips its check)."""
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed < 2**63:
+        raise InputError(f"--seed must be an integer with 0 <= seed < 2**63, got {seed}")
+    device = getattr(args, "device", None)
+    if device is not None and device.startswith("cuda"):
+        from hepgen.devices import resolve_device
+
+        resolve_device(args.device)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from hepgen.config import load_config
+    from hepgen.fastsim import MODEL_FILE, FastSim
+    from hepgen.outputs import check_output_dir
+
+    _check_seed_and_device(args)
+    if args.max_epochs is not None and args.max_epochs < 1:
+        raise InputError(f"--max-epochs must be positive, got {args.max_epochs}")
+    overrides = list(args.overrides)
+    for key, value in (
+        ("training.max_epochs", args.max_epochs),
+        ("training.device", args.device),
+        ("seed", args.seed),
+    ):
+        if value is not None:
+            overrides.append((key, value))
+    config = load_config(args.config, overrides)
+    out = args.output
+    check_output_dir(
+        out, inputs=[args.config, *(args.files or config.input_files())], what="model directory"
+    )
+    if (out / MODEL_FILE).exists() and not (args.resume or args.overwrite):
+        raise InputError(
+            f"'{out}' already holds a model; use --resume to continue its "
+            "training, --overwrite to replace it, or another directory"
+        )
+    start = time.perf_counter()
+    sim = FastSim(config, device=config.training.device).fit(
+        files=args.files, output=out, resume=args.resume, quiet=args.quiet
+    )
+    r = sim.training_
+    last = r.history[-1] if r.history else {}
+    _print(
+        args,
+        f"trained in {time.perf_counter() - start:.0f} s: {len(r.history)} epochs "
+        f"({r.stopped}); kept epoch {r.selected_epoch} (by {r.selection}); "
+        f"validation loss {last.get('val_loss', float('nan')):.4f}",
+    )
+    _print(args, f"model: {out}")
+    return 0
+
+
+def _check_model_directory(path: Path) -> None:
+    """A missing model directory or a file given as one, named (before anything is read)."""
+    if not path.exists():
+        raise InputError(f"model directory '{path}' does not exist")
+    if not path.is_dir():
+        raise InputError(
+            f"'{path}' is a file; expected a model directory (holding hepgen-model.json)"
+        )
+
+
+def _check_model_job(args: argparse.Namespace, step_option: str, step: int) -> None:
+    """The checks of ``generate`` and ``score`` before any work: the model directory, seed and
+    device, the chunk size, and a local output that may be written (not an input)."""
+    from hepgen.io.writer import check_local_output
+    from hepgen.outputs import check_output_file
+
+    _check_model_directory(args.model)
+    _check_seed_and_device(args)
+    if step < 1:
+        raise InputError(f"{step_option} must be positive, got {step}")
+    check_local_output(args.output)
+    check_output_file(args.output, inputs=args.input, overwrite=args.overwrite)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from hepgen.generate import generate_file
+
+    _check_model_job(args, "--batch-size", args.batch_size)
+    stats = generate_file(
+        args.model,
+        args.input,
+        args.output,
+        tree=args.tree,
+        step_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        quiet=args.quiet,
+        oversample=args.oversample,
+        output_format=args.output_format,
+        keep_full_sim=not args.drop_full_sim,
+    )
+    draws = f" x {args.oversample} draws" if args.oversample > 1 else ""
+    if stats.get("layout", "collections") == "collections":
+        _print(
+            args,
+            f"generated {stats['reco_objects']} reco objects ({stats['fakes']} fakes) for "
+            f"{stats['gen_objects']} gen objects in {stats['events']} events{draws} in "
+            f"{stats['seconds']:.1f} s ({stats['gen_objects_per_second']:.0f} gen objects/s)",
+        )
+    else:
+        _print(
+            args,
+            f"generated the targets of {stats['gen_objects']} objects "
+            f"({stats['reco_objects']} reconstructed) in {stats['events']} rows{draws} in "
+            f"{stats['seconds']:.1f} s ({stats['gen_objects_per_second']:.0f} objects/s)",
+        )
+    kept, dropped = stats["full_sim"]["kept"], stats["full_sim"]["dropped"]
+    if kept:
+        names = list(kept.values())
+        more = f" and {len(names) - 6} more" if len(names) > 6 else ""
+        _print(args, f"full simulation kept as {len(names)} branches: {', '.join(names[:6])}{more}")
+    if dropped and args.drop_full_sim:
+        more = f" and {len(dropped) - 6} more" if len(dropped) > 6 else ""
+        _print(
+            args, f"dropped {len(dropped)} full-simulation branches: {', '.join(dropped[:6])}{more}"
+        )
+    _print(args, f"output: {stats['output']}")
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from hepgen.anomaly.score import score_file
+
+    _check_model_job(args, "--step-size", args.step_size)
+    stats = score_file(
+        args.model,
+        args.input,
+        args.output,
+        branch=args.branch,
+        tree=args.tree,
+        step_size=args.step_size,
+        device=args.device,
+        quiet=args.quiet,
+        output_format=args.output_format,
+    )
+    if stats["kind"] == "density":
+        what = f"{stats['n_scored']} events"
+    else:
+        what = (
+            f"{stats['n_scored']} of {stats['n_rows']} reco objects ({stats['n_unmatched']} "
+            f"unmatched: NaN) in {stats['n_events']} events"
+        )
+    _print(
+        args,
+        f"scored {what} in {stats['seconds']:.1f} s "
+        f"({stats['rows_per_second'] or 0:.0f} rows/s) into branch {stats['branch']}",
+    )
+    _print(args, f"output: {stats['output']}")
+    return 0
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from hepgen.anomaly.config import scan_from_config
+    from hepgen.outputs import check_output_dir
+
+    _check_seed_and_device(args)
+    check_output_dir(
+        args.output,
+        inputs=[args.config, *(args.files or [])],
+        contents=("scan.json", "report.html"),
+        what="report folder",
+    )
+    result = scan_from_config(
+        args.config,
+        args.output,
+        files=args.files,
+        device=args.device,
+        seed=args.seed,
+        quiet=args.quiet,
+        resume=args.resume,
+        overrides=args.overrides,
+    )
+    best = result.best
+    _print(
+        args,
+        f"scanned {len(result.windows)} windows of {result.settings.resonance_name} "
+        f"({result.n_events} events) in {result.seconds:.0f} s",
+    )
+    _print(
+        args,
+        f"most significant: [{best.window.lo:.4g}, {best.window.hi:.4g}) with "
+        f"{best.headline['n_observed']} observed / {best.headline['n_expected']:.1f} expected "
+        f"at background efficiency {result.settings.ranking_efficiency:g}: local Z = "
+        f"{best.significance:.2f}",
+    )
+    _print(args, f"report: {Path(args.output) / 'report.html'}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from hepgen.anomaly.density import DensityModel, read_model_card
+    from hepgen.fastsim import FastSim
+    from hepgen.modelcard import format_card
+
+    _check_model_directory(args.model)
+    _, card = read_model_card(args.model)
+    if card.get("kind") == DensityModel.kind:
+        card = DensityModel.load(args.model).card_
+    else:
+        card = FastSim.load(args.model).card_
+    if args.json:
+        print(json.dumps(card, indent=2))
+    else:
+        print(format_card(card))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from hepgen.errors import ValidationFailed
+    from hepgen.validation.compare import parse_condition_bins
+    from hepgen.validation.files import validate_files
+    from hepgen.validation.verdict import nonfinite_failure
+
+    if args.max_events is not None and args.max_events < 1:
+        raise InputError(f"--max-events must be positive, got {args.max_events}")
+    if args.c2st_repeats < 1:
+        raise InputError(f"--c2st-repeats must be >= 1, got {args.c2st_repeats}")
+    if args.max_plots < 0:
+        raise InputError(f"--max-plots must be >= 0, got {args.max_plots}")
+    if args.metrics is not None:
+        from hepgen.validation.compare import MULTIVARIATE_METRICS, PER_FEATURE_METRICS
+
+        known = PER_FEATURE_METRICS + MULTIVARIATE_METRICS
+        unknown = [m for m in args.metrics if m not in known]
+        if unknown or not args.metrics:
+            raise InputError(f"--metrics: unknown metric(s) {unknown}; choose from {list(known)}")
+    if not 0.0 < args.alpha < 1.0:
+        raise InputError(f"--alpha must be strictly between 0 and 1, got {args.alpha}")
+    config = None
+    if args.config is not None:
+        from hepgen.config import load_config
+
+        config = load_config(args.config)
+    bins = parse_condition_bins(args.condition_bins) if args.condition_bins else None
+    options = {"c2st": {"n_repeats": args.c2st_repeats}} if args.c2st_repeats != 1 else None
+    start = time.perf_counter()
+    result, files = validate_files(
+        args.reference,
+        args.candidate,
+        args.output,
+        config=config,
+        features=args.features,
+        weights=args.weights,
+        tree=args.tree,
+        max_events=args.max_events,
+        condition_bins=bins,
+        baseline=args.baseline,
+        metrics=args.metrics,
+        options=options,
+        device=args.device,
+        seed=args.seed,
+        max_plots=args.max_plots,
+        quiet=args.quiet,
+        allow_nonfinite=args.allow_nonfinite,
+        alpha=args.alpha,
+    )
+    verdict = result.verdict()
+    lines = _validate_lines(result, files, verdict, time.perf_counter() - start, args)
+    _print(args, "\n".join(lines))
+    failure = nonfinite_failure(result.nonfinite, "--allow-nonfinite")
+    if failure:
+        raise ValidationFailed(failure)
+    if args.fail_on_different and verdict["verdict"] == "DIFFERENT":
+        raise ValidationFailed(f"verdict DIFFERENT (--fail-on-different): {verdict['reasons'][0]}")
+    return 0
+
+
+def _validate_lines(
+    result: Any, files: Any, verdict: dict[str, Any], seconds: float, args: argparse.Namespace
+) -> list[str]:
+    """The lines ``hepgen validate`` prints: sizes, non-finite counts, headline tests, the
+    report and the verdict."""
+    s = result.summary()
+    lines = [
+        f"compared {result.n_reference} reference and {result.n_candidate} candidate rows, "
+        f"{len(result.features)} features, in {seconds:.1f} s"
+    ]
+    total = (result.nonfinite or {}).get("total") or {}
+    if any(total.values()):
+        lines.append(
+            f"  NON-FINITE values (NaN/inf): {total.get('reference', 0)} in the "
+            f"reference, {total.get('candidate', 0)} in the candidate, in "
+            f"{len(result.nonfinite['features'])} feature(s)"
+            + (" (allowed, left out of the tests)" if args.allow_nonfinite else "")
+        )
+    if s["c2st_auc"] is not None:
+        base = result.baseline.summary()["c2st_auc"] if result.baseline is not None else None
+        lines.append(
+            f"  classifier AUC {s['c2st_auc']:.4f}"
+            + (f" (reference vs reference {base:.4f})" if base is not None else "")
+        )
+    if s["max_ks"] is not None:
+        lines.append(f"  largest KS statistic {s['max_ks']:.4f} ({s['max_ks_feature']})")
+    lines.append(
+        f"  per-feature p-values below 0.05: {s['n_pvalues_below_0.05']} of {s['n_pvalues']}"
+    )
+    lines.append(f"report: {files.html}")
+    lines.append(f"verdict: {verdict['verdict']} ({'; '.join(verdict['reasons'])})")
+    return lines
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from hepgen.demo import run_demo
+    from hepgen.outputs import check_output_dir
+
+    if args.train_seconds <= 0:
+        raise InputError(f"--train-seconds must be positive, got {args.train_seconds}")
+    if args.events < 1:
+        raise InputError(f"-n/--events must be positive, got {args.events}")
+    _check_seed_and_device(args)
+    check_output_dir(args.output, what="demo folder")
+    run_demo(
+        args.output,
+        n_events=args.events,
+        seed=args.seed,
+        quiet=args.quiet,
+        train_seconds=args.train_seconds,
+    )
+    return 0
+
+
+COMMANDS = {
+    "simulate": _cmd_simulate,
+    "inspect": _cmd_inspect,
+    "prepare": _cmd_prepare,
+    "train": _cmd_train,
+    "generate": _cmd_generate,
+    "score": _cmd_score,
+    "scan": _cmd_scan,
+    "info": _cmd_info,
+    "validate": _cmd_validate,
+    "demo": _cmd_demo,
+}
