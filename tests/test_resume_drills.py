@@ -454,7 +454,6 @@ def test_interrupted_scan_resumes_to_the_same_result(tmp_path: Path, monkeypatch
 
 
 def test_scan_resume_refuses_another_scan_and_a_missing_state(tmp_path: Path) -> None:
-    import dataclasses
 
     from hepgen.anomaly.scan_cache import ScanWork
 
@@ -463,7 +462,7 @@ def test_scan_resume_refuses_another_scan_and_a_missing_state(tmp_path: Path) ->
     with pytest.raises(TrainingError, match=r"cannot resume: .* holds no scan to resume"):
         ScanWork(tmp_path / "work", cols, settings, windows, resume=True)
     ScanWork(tmp_path / "work", cols, settings, windows, resume=False)
-    other = dataclasses.replace(settings, seed=4)
+    other = settings.replace(seed=4)
     with pytest.raises(TrainingError, match=r"settings differ from the interrupted scan's"):
         ScanWork(tmp_path / "work", cols, other, windows, resume=True)
     cols = {**cols, "mj1": cols["mj1"] * 1.01}

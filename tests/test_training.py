@@ -583,15 +583,15 @@ def test_settings_round_trip_and_errors() -> None:
     s = TrainingSettings(max_epochs=7, grad_clip=None, schedule="plateau", time_limit=60)
     assert TrainingSettings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
     assert TrainingSettings.from_dict({"learning_rate": "1e-3"}).learning_rate == 1e-3
-    with pytest.raises(ConfigError, match=r"'learnig_rate' \(did you mean 'learning_rate'\?\)"
-                       r".*valid: max_epochs, batch_size"):  # fmt: skip
+    with pytest.raises(ConfigError, match=r"unknown training setting 'learnig_rate' "
+                       r"\(did you mean 'learning_rate'\?\)"):  # fmt: skip
         TrainingSettings.from_dict({"learnig_rate": 0.1})
     for bad, match in (
-        ({"batch_size": 0}, "batch_size=0: expected >= 1"),
-        ({"max_epochs": 2.5}, "max_epochs=2.5: expected an integer"),
-        ({"learning_rate": -1.0}, "learning_rate=-1.0"),
-        ({"schedule": "linear"}, "schedule='linear'"),
-        ({"device": "tpu"}, "device='tpu'"),
+        ({"batch_size": 0}, "'batch_size': Input should be greater than or equal to 1, got 0"),
+        ({"max_epochs": 2.5}, "'max_epochs': Input should be a valid integer, got 2.5"),
+        ({"learning_rate": -1.0}, "'learning_rate': Input should be greater than 0, got -1.0"),
+        ({"schedule": "linear"}, "'schedule': Input should be 'cosine', 'plateau' or 'constant'"),
+        ({"device": "tpu"}, "'device': expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
         ({"grad_clip": 0}, "grad_clip"),
     ):
         with pytest.raises(ConfigError, match=match):

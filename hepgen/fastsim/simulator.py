@@ -10,7 +10,6 @@ directory.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -127,13 +126,13 @@ class FastSim:
     # ------------------------------------------------------------------ training
     def _training_settings(self) -> Any:
         settings = self.config.training.settings()
-        extra = self.config.training.model_extra or {}
+        given = self.config.training.model_fields_set
         changes: dict[str, Any] = {}
-        if "seed" not in extra:
+        if "seed" not in given:
             changes["seed"] = self.config.seed
-        if "device" not in extra:
+        if "device" not in given:
             changes["device"] = self.device
-        return dataclasses.replace(settings, **changes)
+        return settings.replace(**changes)
 
     def fit(
         self,

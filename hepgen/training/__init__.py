@@ -7,15 +7,26 @@ models trained with several optimizers (adversarial training).  Everything else 
 device choice, seeded shuffling, AdamW with a learning-rate schedule, gradient clipping, a
 NaN/inf guard, early stopping, checkpoints with exact resume, the choice of the final weights
 by a physics metric, progress and one log line per epoch.  The package's modules, from the
-bottom: :mod:`~hepgen.training.settings`, :mod:`~hepgen.training.data` (event weights,
+bottom (its settings are :class:`hepgen.settings.TrainingSettings`): :mod:`~hepgen.training.data` (event weights,
 batches), :mod:`~hepgen.training.objective`, :mod:`~hepgen.training.schedule`,
 :mod:`~hepgen.training.checkpoint` (file format), :mod:`~hepgen.training.evaluation`,
 :mod:`~hepgen.training.run` (one run's state, NaN guard, early stopping, selection) and
 :mod:`~hepgen.training.loop` (:func:`train`).
 """
 
+from hepgen.settings.training import (
+    AUTO_BATCH_RANGE,
+    AUTO_EPOCH_RANGE,
+    AUTO_FIELDS,
+    AUTO_METRIC_EVERY_MAX,
+    AUTO_METRIC_SHARE,
+    AUTO_ROWS_PER_BATCH,
+    AUTO_STEPS,
+    TrainingSettings,
+)
 from hepgen.training.checkpoint import (
     CHECKPOINT_FORMAT_VERSION,
+    RESUME_FIXED_SETTINGS,
     canonical_safetensors,
     save_safetensors,
 )
@@ -25,17 +36,6 @@ from hepgen.training.loop import CHECKPOINT_SECONDS, train
 from hepgen.training.objective import LikelihoodObjective, Objective, StepContext
 from hepgen.training.result import TrainingResult
 from hepgen.training.schedule import PLATEAU_FACTOR, PLATEAU_MIN_SCALE
-from hepgen.training.settings import (
-    AUTO_BATCH_RANGE,
-    AUTO_EPOCH_RANGE,
-    AUTO_FIELDS,
-    AUTO_METRIC_EVERY_MAX,
-    AUTO_METRIC_SHARE,
-    AUTO_ROWS_PER_BATCH,
-    AUTO_STEPS,
-    RESUME_FIXED_SETTINGS,
-    TrainingSettings,
-)
 
 __all__ = [
     "AUTO_BATCH_RANGE",

@@ -19,7 +19,7 @@ keys, so the same tensors give the same bytes):
   with the checkpoint after the best improved.
 
 Resuming requires the settings that shape the trajectory
-(:data:`~hepgen.training.settings.RESUME_FIXED_SETTINGS`, the objective's ``describe()``) and
+(:data:`RESUME_FIXED_SETTINGS`, the objective's ``describe()``) and
 the numbers of training and validation events to be unchanged.
 """
 
@@ -35,11 +35,28 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from hepgen.settings.training import TrainingSettings
 from hepgen.training.errors import TrainingError
-from hepgen.training.settings import RESUME_FIXED_SETTINGS, TrainingSettings
 from hepgen.utils import atomic_write_bytes
 
-__all__ = ["CHECKPOINT_FORMAT_VERSION", "canonical_safetensors", "save_safetensors"]
+__all__ = [
+    "CHECKPOINT_FORMAT_VERSION",
+    "RESUME_FIXED_SETTINGS",
+    "canonical_safetensors",
+    "save_safetensors",
+]
+
+#: Settings that must be the same when a run is resumed (they shape the trajectory; the others
+#: may change).
+RESUME_FIXED_SETTINGS = (
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "schedule",
+    "warmup_steps",
+    "grad_clip",
+    "seed",
+)
 
 #: Version of the checkpoint layout (``last.safetensors`` / ``last.json``).
 CHECKPOINT_FORMAT_VERSION = 1

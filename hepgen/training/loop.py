@@ -13,7 +13,7 @@ start and a seeded shuffle generator make two runs with the same seed on CPU bit
   model takes a tenth of that).
 * **Resume.**  ``resume=True`` continues exactly where ``last.safetensors`` left off: on CPU,
   3 epochs plus 3 resumed give the same bits as 6 straight.  The settings that shape the
-  trajectory (:data:`~hepgen.training.settings.RESUME_FIXED_SETTINGS` and the objective's
+  trajectory (:data:`~hepgen.training.checkpoint.RESUME_FIXED_SETTINGS` and the objective's
   ``describe()``) must be unchanged; ``max_epochs``, ``patience``, ``min_delta``,
   ``max_bad_batches``, ``device``, ``time_limit`` and ``metric_every`` may change.
 * **Time limit.**  ``time_limit`` counts the wall time of the current call; with the cosine
@@ -38,13 +38,13 @@ import torch
 from hepgen.devices import torch_device
 from hepgen.errors import ConfigError
 from hepgen.progress import progress
+from hepgen.settings.training import TrainingSettings
 from hepgen.training.checkpoint import _LAST
 from hepgen.training.data import _prepare_sets
 from hepgen.training.evaluation import MetricFn
 from hepgen.training.objective import LikelihoodObjective, LossFn, Objective
 from hepgen.training.result import TrainingResult
 from hepgen.training.run import _Run
-from hepgen.training.settings import TrainingSettings
 
 __all__ = ["CHECKPOINT_SECONDS", "train"]
 

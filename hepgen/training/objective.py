@@ -34,7 +34,7 @@ import torch
 from hepgen.training.data import _check_losses, _weighted_batch_loss
 
 if TYPE_CHECKING:
-    from hepgen.training.settings import TrainingSettings
+    from hepgen.settings.training import TrainingSettings
 
 __all__ = ["LikelihoodObjective", "LossFn", "Objective", "StepContext"]
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from hepgen.settings.training import TrainingSettings
 from hepgen.training.checkpoint import (
     _BEST_LOSS,
     _BEST_METRIC,
@@ -57,7 +58,6 @@ from hepgen.training.errors import TrainingError
 from hepgen.training.evaluation import EVAL_BATCH_SIZE, MetricFn, _metric, _validation_loss
 from hepgen.training.objective import Objective, StepContext, _check_optimizers
 from hepgen.training.schedule import _Schedule
-from hepgen.training.settings import TrainingSettings
 from hepgen.utils import to_jsonable, write_json
 
 __all__: list[str] = []  # the engine's internals: hepgen.training exports what users need

@@ -26,7 +26,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from hepgen.training.settings import TrainingSettings
+from hepgen.settings.training import TrainingSettings
 
 __all__ = ["PLATEAU_FACTOR", "PLATEAU_MIN_SCALE"]
 

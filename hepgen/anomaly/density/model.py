@@ -13,7 +13,6 @@ density plus the preprocessing's log-Jacobian, as :meth:`hepgen.FastSim.log_prob
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -28,35 +27,21 @@ from hepgen.anomaly.density.trend import fit_trend, shift
 from hepgen.errors import ConfigError, InputError
 from hepgen.features import FeatureSchema, FeatureSpec
 from hepgen.modeldir import MODEL_FILE, read_card
-from hepgen.models.flow import FlowSettings
 from hepgen.models.flow_model import FlowModel
 from hepgen.preprocessing import Preprocessor
-from hepgen.training import TrainingSettings
-from hepgen.utils import check_weights, write_json
+from hepgen.settings.models import FlowSettings
+from hepgen.settings.scan import DENSITY_FLOW, DENSITY_TRAINING, density_flow, density_training
+from hepgen.settings.training import TrainingSettings
+from hepgen.stats import check_weights
+from hepgen.utils import write_json
 
 __all__ = ["DEFAULT_FLOW", "DEFAULT_TRAINING", "DensityModel"]
 
 log = logging.getLogger(__name__)
 
-#: The default flow: a small masked autoregressive RQ-spline flow (the most expressive per
-#: parameter; sampling costs one pass per feature, cheap for the few features of a search).
-DEFAULT_FLOW = FlowSettings(
-    kind="autoregressive",
-    n_transforms=4,
-    hidden_features=64,
-    n_blocks=2,
-    n_bins=8,
-    tail_bound=4.0,
-)
-#: The default training, for about 1e4 to 1e5 events: batches of 512, cosine-annealed AdamW
-#: from 1e-3, early stopping after 10 epochs without a better validation likelihood.
-DEFAULT_TRAINING = TrainingSettings(
-    max_epochs=100,
-    batch_size=512,
-    learning_rate=1e-3,
-    schedule="cosine",
-    patience=10,
-)
+#: The density models' defaults (:mod:`hepgen.settings.scan`), over which given keys apply.
+DEFAULT_FLOW = DENSITY_FLOW
+DEFAULT_TRAINING = DENSITY_TRAINING
 
 
 class DensityModel:
@@ -166,7 +151,7 @@ class DensityModel:
         if isinstance(flow, FlowSettings):
             return flow
         if isinstance(flow, Mapping):
-            return FlowSettings.from_dict({**DEFAULT_FLOW.to_dict(), **flow})
+            return FlowSettings.from_dict(density_flow(dict(flow)))
         raise ConfigError(f"flow must be FlowSettings or a mapping of flow settings, got {flow!r}")
 
     def _training_settings(self) -> TrainingSettings:
@@ -176,7 +161,7 @@ class DensityModel:
         elif isinstance(training, TrainingSettings):
             settings = training
         elif isinstance(training, Mapping):
-            settings = TrainingSettings.from_dict({**DEFAULT_TRAINING.to_dict(), **training})
+            settings = TrainingSettings.from_dict(density_training(dict(training)))
         else:
             raise ConfigError(
                 "training must be TrainingSettings or a mapping of training "
@@ -188,7 +173,7 @@ class DensityModel:
         changes: dict[str, Any] = {"seed": int(seed)}
         if settings.device == "auto":
             changes["device"] = self.device
-        return dataclasses.replace(settings, **changes)
+        return settings.replace(**changes)
 
     @property
     def feature_names(self) -> list[str]:
