@@ -121,7 +121,9 @@ def test_settings_are_checked():
         _settings(closure_margin=0.4)
     assert _settings().closure_margin_value == pytest.approx(0.2)  # half the sideband
     assert _settings(closure_margin=0.0).closure_margin_value == 0.0
-    with pytest.raises(ConfigError, match=r"scan.classifier: unknown setting\(s\) \['depth'\]"):
+    with pytest.raises(
+        ConfigError, match=r"unknown scan setting 'classifier.depth' \(did you mean 'max_depth'"
+    ):
         _settings(classifier={"depth": 4})
     with pytest.raises(InputError, match=r"missing column\(s\) \['mj2'\]"):
         run_scan({k: v for k, v in _columns(1000, 0, 1).items() if k != "mj2"}, _settings())

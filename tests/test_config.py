@@ -153,7 +153,10 @@ def test_model_and_training_sections(tmp_path):
             ("max_epochs: 7", "max_epoch: 7"),
             r"cfg.yaml: unknown key 'training.max_epoch' \(did you mean 'max_epochs'",
         ),
-        (("n_transforms: 3", "n_transform: 3"), r"unknown key 'model.flow.n_transform' \(did you mean 'n_transforms'"),
+        (
+            ("n_transforms: 3", "n_transform: 3"),
+            r"unknown key 'model.flow.n_transform' \(did you mean 'n_transforms'",
+        ),
         (
             ("max_depth: 4", "max_dept: 4"),
             r"unknown key 'model.efficiency.max_dept' \(did you mean 'max_depth'",
@@ -166,7 +169,10 @@ def test_model_and_training_sections(tmp_path):
             ("max_depth: 4", "learning_rate: .nan"),
             r"key 'model.efficiency.learning_rate': Input should be a finite number",
         ),
-        (("max_depth: 4", "device: gpu"), r"key 'model.efficiency.device': expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+        (
+            ("max_depth: 4", "device: gpu"),
+            r"key 'model.efficiency.device': expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'",
+        ),
         (("max_depth: 4", "n_estimators: true"), r"key 'model.efficiency.n_estimators'"),
         (("kind: flow", "kind: gann"), r"key 'model.kind'"),
         (("selection: loss", "selection: auc"), r"key 'training.selection'"),
@@ -293,9 +299,21 @@ _DROP = object()
         ),
         (("features", 1, "name"), "mj2", r"key 'features': feature 'mj2': duplicate name"),
         (("features",), [], r"key 'features': List should have at least 1 item"),
-        (("flow", "n_transfroms"), 4, r"unknown key 'flow.n_transfroms' \(did you mean 'n_transforms'"),
-        (("flow", "hidden_features"), -1, r"key 'flow.hidden_features': Input should be greater than or equal to 1"),
-        (("training", "batch_size"), 0, r"key 'training.batch_size': Input should be greater than or equal to 1"),
+        (
+            ("flow", "n_transfroms"),
+            4,
+            r"unknown key 'flow.n_transfroms' \(did you mean 'n_transforms'",
+        ),
+        (
+            ("flow", "hidden_features"),
+            -1,
+            r"key 'flow.hidden_features': Input should be greater than or equal to 1",
+        ),
+        (
+            ("training", "batch_size"),
+            0,
+            r"key 'training.batch_size': Input should be greater than or equal to 1",
+        ),
         (
             ("training", "max_epoch"),
             3,
@@ -318,6 +336,7 @@ def test_scan_config_sections_are_typed(path, value, message):
 
 def test_scan_config_passes_the_given_feature_keys_on():
     from hepgen.anomaly.config import parse_scan_config
+
     settings = parse_scan_config(SCAN, "scan.yaml").settings()
     assert settings.resonance == {"name": "mjj", "kind": "positive", "role": "condition"}
     assert settings.features[2] == {

@@ -22,9 +22,12 @@ from hepgen.settings.models import FlowSettings
 from hepgen.settings.training import TrainingSettings
 
 __all__ = [
+    "CLASSIFIER_DEFAULTS",
     "DENSITY_FLOW",
     "DENSITY_TRAINING",
+    "ESTIMATES",
     "MAX_WINDOWS",
+    "SCORES",
     "ClassifierSettings",
     "ScanSection",
     "ScanSettings",
@@ -33,6 +36,11 @@ __all__ = [
     "density_training",
     "make_windows",
 ]
+
+#: The anomaly scores of a scan (``scan.score``).
+SCORES = ("cathode", "anode")
+#: The background estimates after the selection (``scan.background_estimate``).
+ESTIMATES = ("calibrated", "template", "fit")
 
 #: Most windows a scan may have (each trains flows: more is a typo in start/stop/step).
 MAX_WINDOWS = 1000
@@ -152,6 +160,10 @@ class ClassifierSettings(Settings):
     validation_fraction: Float = Field(0.2, gt=0, lt=1, allow_inf_nan=False)
     min_child_weight: Float = Field(1.0, ge=0, allow_inf_nan=False)
     subsample: Float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
+
+
+#: The CATHODE classifier's defaults (``scan.classifier``).
+CLASSIFIER_DEFAULTS: dict[str, Any] = ClassifierSettings().to_dict()
 
 
 class ScanSection(Settings):

@@ -3,7 +3,7 @@ r"""Sliding-window resonance scans with learned background templates (ANODE and 
 A scan looks for a localized excess in a resonance variable ``m`` (the dijet mass) without a
 signal model.  The signal region (SR) ``[lo, hi)`` slides over ``m`` in steps; the sidebands
 (SB) ``[lo - s, lo)`` and ``[hi, hi + s)`` beside it hold the background
-(:mod:`~hepgen.anomaly.scan.windows`).  Per window (:func:`scan_window`):
+(:func:`~hepgen.settings.scan.make_windows`).  Per window (:func:`scan_window`):
 
 1. **Background model** (:mod:`~hepgen.anomaly.scan.background`): a density model
    :math:`p_{bg}(x | m)` trained on the sideband events and interpolated into the SR (by
@@ -44,9 +44,15 @@ arXiv:2101.08320.
 from hepgen.anomaly.scan.events import MIN_SIDEBAND_EVENTS
 from hepgen.anomaly.scan.results import ScanResult, WindowResult
 from hepgen.anomaly.scan.run import run_scan
-from hepgen.anomaly.scan.settings import CLASSIFIER_DEFAULTS, ESTIMATES, SCORES, ScanSettings
 from hepgen.anomaly.scan.window import scan_window
-from hepgen.anomaly.scan.windows import Window, make_windows
+from hepgen.settings.scan import (
+    CLASSIFIER_DEFAULTS,
+    ESTIMATES,
+    SCORES,
+    ScanSettings,
+    Window,
+    make_windows,
+)
 
 __all__ = [
     "CLASSIFIER_DEFAULTS",

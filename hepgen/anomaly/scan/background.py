@@ -27,8 +27,7 @@ import numpy as np
 
 from hepgen.anomaly.density import DensityModel
 from hepgen.anomaly.scan.events import MIN_SIDEBAND_EVENTS, WindowEvents
-from hepgen.anomaly.scan.settings import ScanSettings
-from hepgen.anomaly.scan.windows import Window
+from hepgen.settings.scan import ScanSettings, Window
 
 __all__ = [
     "Templates",
@@ -55,8 +54,8 @@ def density_model(settings: ScanSettings, seed: int) -> DensityModel:
     return DensityModel(
         settings.features,
         [settings.resonance],
-        flow=settings.flow or None,
-        training=settings.training or None,
+        flow=settings.flow,
+        training=settings.training,
         trend=int(settings.trend),
         conditional=bool(settings.conditional),
         seed=seed,

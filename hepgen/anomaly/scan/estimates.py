@@ -40,8 +40,6 @@ from typing import Any
 import numpy as np
 
 from hepgen.anomaly.scan.scores import WindowScores
-from hepgen.anomaly.scan.settings import ScanSettings
-from hepgen.anomaly.scan.windows import Window
 from hepgen.anomaly.stats import (
     SidebandFit,
     fit_sidebands,
@@ -49,6 +47,7 @@ from hepgen.anomaly.stats import (
     threshold_at_efficiency,
 )
 from hepgen.errors import InputError
+from hepgen.settings.scan import ScanSettings, Window
 
 __all__ = ["calibration", "estimate_window", "fit_estimate", "selection"]
 

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hepgen.anomaly.scan.settings import ScanSettings
-from hepgen.anomaly.scan.windows import Window
 from hepgen.errors import InputError
+from hepgen.settings.scan import ScanSettings, Window
 
 __all__ = ["MIN_SIDEBAND_EVENTS", "WindowEvents", "select_events"]
 

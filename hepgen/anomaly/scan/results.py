@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from hepgen.anomaly.scan.settings import ScanSettings
-from hepgen.anomaly.scan.windows import Window
 from hepgen.anomaly.stats import ROC
+from hepgen.settings.scan import ScanSettings, Window
 
 __all__ = ["ScanResult", "WindowResult"]
 

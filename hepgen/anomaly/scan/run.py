@@ -19,12 +19,11 @@ import numpy as np
 from hepgen.anomaly.density import nonfinite_problems
 from hepgen.anomaly.scan.results import ScanResult
 from hepgen.anomaly.scan.scores import CATHODE_PURPOSE
-from hepgen.anomaly.scan.settings import ScanSettings
 from hepgen.anomaly.scan.window import scan_window
-from hepgen.anomaly.scan.windows import Window
 from hepgen.devices import resolve_device
 from hepgen.errors import InputError, require
 from hepgen.progress import progress
+from hepgen.settings.scan import ScanSettings, Window
 
 __all__ = ["run_scan"]
 

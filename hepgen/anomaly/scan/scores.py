@@ -34,9 +34,9 @@ import numpy as np
 from hepgen.anomaly.density import DensityModel
 from hepgen.anomaly.scan.background import Templates, checkpointing, density_model
 from hepgen.anomaly.scan.events import WindowEvents
-from hepgen.anomaly.scan.settings import CLASSIFIER_DEFAULTS, ScanSettings
 from hepgen.devices import xgboost_device
 from hepgen.errors import require
+from hepgen.settings.scan import ScanSettings
 
 __all__ = ["CATHODE_PURPOSE", "WindowScores", "anode_scores", "cathode_scores", "score_window"]
 
@@ -48,7 +48,7 @@ def _xgb_params(settings: ScanSettings, notes: list[str]) -> dict[str, Any]:
     """xgboost parameters of the CATHODE classifier (the device resolved by
     :func:`hepgen.devices.xgboost_device`: CUDA only with a GPU and a CUDA build of xgboost;
     a fallback is noted)."""
-    c = {**CLASSIFIER_DEFAULTS, **settings.classifier}
+    c = settings.classifier.to_dict()
     device, note = xgboost_device(settings.device, CATHODE_PURPOSE)
     if note:
         notes.append(note)
@@ -81,7 +81,7 @@ def cathode_scores(
     """Out-of-fold classifier log-odds of SR data, template and (fold mean) sideband events."""
     xgb: Any = require("xgboost", CATHODE_PURPOSE)
 
-    c = {**CLASSIFIER_DEFAULTS, **settings.classifier}
+    c = settings.classifier.to_dict()
     base = _xgb_params(settings, notes)
     k = int(settings.folds)
     f_data, f_tmpl = _folds(len(x_data), k, rng), _folds(len(x_tmpl), k, rng)

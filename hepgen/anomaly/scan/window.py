@@ -23,9 +23,8 @@ from hepgen.anomaly.scan.estimates import estimate_window
 from hepgen.anomaly.scan.events import WindowEvents, select_events
 from hepgen.anomaly.scan.results import WindowResult
 from hepgen.anomaly.scan.scores import WindowScores, score_window
-from hepgen.anomaly.scan.settings import ScanSettings
-from hepgen.anomaly.scan.windows import Window
 from hepgen.anomaly.stats import ROC, roc_sic
+from hepgen.settings.scan import ScanSettings, Window
 
 __all__ = ["scan_window"]
 
