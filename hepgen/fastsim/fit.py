@@ -196,7 +196,10 @@ def fit_efficiency(
         return None
     pre = sim.preprocessor_
     eff_c = pre.transform_conditions(take_rows(pairs.gen, split.gen_train))
-    params = {"seed": sim.config.seed, **sim.config.model.efficiency}
+    efficiency = sim.config.model.efficiency
+    params = efficiency.to_dict()
+    if "seed" not in efficiency.model_fields_set:
+        params["seed"] = sim.config.seed
     reconstructed = pairs.matched[split.gen_train]
     model, _ = run_stage(
         "efficiency",
@@ -359,13 +362,13 @@ def time_shares(settings: Any, with_fakes: bool) -> tuple[Any, Any]:
     start = time.perf_counter()
     response = settings
     if budget is not None and with_fakes:
-        response = dataclasses.replace(settings, time_limit=RESPONSE_SHARE * budget)
+        response = settings.replace(time_limit=RESPONSE_SHARE * budget)
 
     def fakes() -> Any:
         if budget is None:
             return settings
         left = max(budget - (time.perf_counter() - start), (1 - RESPONSE_SHARE) * budget)
-        return dataclasses.replace(settings, time_limit=left)
+        return settings.replace(time_limit=left)
 
     return response, fakes
 

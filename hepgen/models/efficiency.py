@@ -23,7 +23,6 @@ References
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import time
 import warnings
@@ -50,6 +49,7 @@ from hepgen.models.efficiency_inputs import (
     nonnegative_weights,
     stratified_split,
 )
+from hepgen.settings.models import EfficiencySettings
 from hepgen.utils import atomic_write_bytes, to_jsonable, write_json
 
 __all__ = ["FORMAT_VERSION", "MIN_OBJECTS", "EfficiencyModel"]
@@ -159,39 +159,21 @@ class EfficiencyModel:
         """The constructor settings as a dict (JSON-serialisable)."""
         return {k: getattr(self, k) for k in SETTINGS}
 
-    def _check_settings(self) -> None:
-        def bad(name: str, expected: str) -> ConfigError:
-            return ConfigError(
-                f"EfficiencyModel({name}={getattr(self, name)!r}): expected {expected}"
-            )
+    def _check_settings(self) -> EfficiencySettings:
+        """The constructor's settings checked by :class:`~hepgen.settings.EfficiencySettings`
+        (the one declaration of their types and ranges), and the device checked for xgboost.
 
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-        def is_real(v: Any) -> bool:
-            return (
-                isinstance(v, int | float | np.integer | np.floating)
-                and not isinstance(v, bool)
-                and math.isfinite(float(v))
-            )
-
-        if not (is_int(self.n_estimators) and self.n_estimators >= 1):
-            raise bad("n_estimators", "an integer >= 1")
-        if not (is_real(self.learning_rate) and 0.0 < self.learning_rate <= 1.0):
-            raise bad("learning_rate", "a number in (0, 1]")
-        if not (is_int(self.max_depth) and self.max_depth >= 1):
-            raise bad("max_depth", "an integer >= 1")
-        if not (is_real(self.min_child_weight) and self.min_child_weight >= 0.0):
-            raise bad("min_child_weight", "a number >= 0")
-        if not (is_int(self.early_stopping_rounds) and self.early_stopping_rounds >= 1):
-            raise bad("early_stopping_rounds", "an integer >= 1")
-        if not (is_real(self.validation_fraction) and 0.0 < self.validation_fraction <= 0.5):
-            raise bad("validation_fraction", "a number in (0, 0.5]")
-        if self.n_jobs is not None and not (is_int(self.n_jobs) and self.n_jobs >= 1):
-            raise bad("n_jobs", "None or an integer >= 1")
-        if not (is_int(self.seed) and self.seed >= 0):
-            raise bad("seed", "an integer >= 0")
+        Raises
+        ------
+        ConfigError
+            Naming the setting and what was expected.
+        """
+        try:
+            settings = EfficiencySettings(**self.get_params())
+        except ConfigError as err:
+            raise ConfigError(f"EfficiencyModel: {err}") from None
         self._xgboost_device()
+        return settings
 
     # ----------------------------------------------------------------------------------------
     # fit / predict / sample

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hepgen.errors import InputError, require
+from hepgen.settings.models import EfficiencySettings
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SETTINGS", "check_name", "read_booster", "read_meta"]
 
@@ -26,17 +27,7 @@ FORMAT_VERSION = 1
 FORMAT_NAME = "hepgen-efficiency"
 
 #: The constructor settings of :class:`~hepgen.models.efficiency.EfficiencyModel`, all stored.
-SETTINGS = (
-    "n_estimators",
-    "learning_rate",
-    "max_depth",
-    "min_child_weight",
-    "early_stopping_rounds",
-    "validation_fraction",
-    "device",
-    "n_jobs",
-    "seed",
-)
+SETTINGS = tuple(EfficiencySettings.model_fields)
 
 
 def check_name(name: Any) -> None:

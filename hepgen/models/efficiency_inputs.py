@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from hepgen.errors import InputError
-from hepgen.utils import check_weights
+from hepgen.stats import check_weights
 
 __all__ = [
     "check_conditions",
