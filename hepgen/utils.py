@@ -18,9 +18,6 @@ from typing import Any
 
 import numpy as np
 
-# Re-exported for the modules that import it from here; its home is hepgen.stats.
-from hepgen.stats import check_weights as check_weights
-
 __all__ = [
     "atomic_directory",
     "atomic_path",

@@ -19,11 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from hepgen.devices import resolve_device
 from hepgen.models.base import TorchModel, check_model_inputs
 from hepgen.models.selection import metric_cost
 
-__all__ = ["DEFAULT_BATCH_SIZE", "SAMPLE_COST_PER_PASS", "FlowModel", "resolve_device"]
+__all__ = ["DEFAULT_BATCH_SIZE", "SAMPLE_COST_PER_PASS", "FlowModel"]
 
 #: Rows per forward pass in sample/log_prob. On 2 CPU cores the default coupling flow runs at
 #: 77/78 k events/s (log_prob/sample) with 4096 rows, 72/72 with 8192 and 37/35 with 65536

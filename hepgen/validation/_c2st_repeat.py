@@ -19,8 +19,8 @@ import numpy as np
 from scipy import stats
 
 from hepgen.errors import InputError
+from hepgen.stats import effective_sample_size as effective_n
 from hepgen.validation._auc import RankedScores, bootstrap_ci, delong_auc, thin_curve
-from hepgen.validation._checks import effective_n
 from hepgen.validation._classifiers import BoostedFit, fit_boosted
 
 __all__ = [

@@ -15,14 +15,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hepgen.errors import InputError
-from hepgen.utils import check_weights, to_jsonable
+from hepgen.stats import check_weights
+from hepgen.utils import to_jsonable
 
 __all__ = [
     "MetricResult",
     "as_matrix",
     "as_sample",
     "check_weights",
-    "effective_n",
     "finite_or_none",
     "rng_from",
 ]
@@ -85,16 +85,6 @@ def as_matrix(x: Any, name: str = "sample", n_features: int | None = None) -> np
             f"infinite values (feature columns {cols}); drop or fill them before comparing"
         )
     return arr
-
-
-def effective_n(weights: np.ndarray | None, n: int) -> float:
-    """Kish effective sample size ``(sum w)^2 / sum w^2``; ``n`` when unweighted."""
-    if weights is None:
-        return float(n)
-    s2 = float(np.sum(weights * weights))
-    if s2 <= 0:
-        return 0.0
-    return float(np.sum(weights)) ** 2 / s2
 
 
 def rng_from(seed: int | np.random.Generator | None) -> np.random.Generator:

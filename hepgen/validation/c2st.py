@@ -55,7 +55,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from scipy import stats
 
-from hepgen.devices import xgboost_device  # also still importable from here (old callers)
+from hepgen.devices import xgboost_device
 from hepgen.errors import InputError
 from hepgen.validation._auc import delong_auc
 from hepgen.validation._c2st_repeat import Plan, Repeat, Samples, one_repeat

@@ -53,8 +53,9 @@ import numpy as np
 
 from hepgen.errors import InputError, did_you_mean
 from hepgen.progress import progress
+from hepgen.stats import effective_sample_size as effective_n
 from hepgen.utils import to_jsonable
-from hepgen.validation._checks import check_weights, effective_n
+from hepgen.validation._checks import check_weights
 from hepgen.validation.result import MULTIVARIATE_METRICS, PER_FEATURE_METRICS, ValidationResult
 from hepgen.validation.samples import Table, as_table, check_same_features
 from hepgen.validation.verdict import (
