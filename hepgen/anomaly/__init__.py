@@ -14,11 +14,38 @@ classifier-based (CATHODE) scores, and sliding-window resonance scans.
 * :mod:`~hepgen.anomaly.report`: ``scan.json`` and ``report.html``.
 """
 
-from hepgen.anomaly.config import ScanConfig, load_scan_config, scan_from_config
-from hepgen.anomaly.density import DensityModel
-from hepgen.anomaly.scan import ScanResult, ScanSettings, Window, make_windows, run_scan
-from hepgen.anomaly.score import score_file
-from hepgen.anomaly.stats import fit_sidebands, roc_sic, significance
+from typing import Any
+
+# The names below are imported on first use (PEP 562), so that reading a scan config
+# (hepgen.anomaly.config) does not import torch through the density model.
+_LAZY = {
+    "ScanConfig": "hepgen.anomaly.config",
+    "load_scan_config": "hepgen.anomaly.config",
+    "scan_from_config": "hepgen.anomaly.config",
+    "DensityModel": "hepgen.anomaly.density",
+    "ScanResult": "hepgen.anomaly.scan",
+    "ScanSettings": "hepgen.anomaly.scan",
+    "Window": "hepgen.anomaly.scan",
+    "make_windows": "hepgen.anomaly.scan",
+    "run_scan": "hepgen.anomaly.scan",
+    "score_file": "hepgen.anomaly.score",
+    "fit_sidebands": "hepgen.anomaly.stats",
+    "roc_sic": "hepgen.anomaly.stats",
+    "significance": "hepgen.anomaly.stats",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hepgen.anomaly' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "DensityModel",

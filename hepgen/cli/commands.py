@@ -106,7 +106,8 @@ def _check_seed_and_device(args: argparse.Namespace) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from hepgen.config import load_config
-    from hepgen.fastsim import MODEL_FILE, FastSim
+    from hepgen.fastsim import FastSim
+    from hepgen.modeldir import MODEL_FILE
     from hepgen.outputs import check_output_dir
 
     _check_seed_and_device(args)
@@ -286,16 +287,11 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from hepgen.anomaly.density import DensityModel, read_model_card
-    from hepgen.fastsim import FastSim
     from hepgen.modelcard import format_card
+    from hepgen.modeldir import load_model
 
     _check_model_directory(args.model)
-    _, card = read_model_card(args.model)
-    if card.get("kind") == DensityModel.kind:
-        card = DensityModel.load(args.model).card_
-    else:
-        card = FastSim.load(args.model).card_
+    card = load_model(args.model, command="info").card_
     if args.json:
         print(json.dumps(card, indent=2))
     else:
