@@ -1,6 +1,6 @@
 """Provenance of trained models: input file hashes, seed, package versions, machine.
 
-Stored in ``hepgen-model.json`` (DESIGN.md "Model directory") so that a model can be traced to
+Stored in ``hepgen-model.json`` (:mod:`hepgen.modeldir`) so that a model can be traced to
 the exact inputs and software that produced it, and ``hepgen info`` can show it.
 """
 
