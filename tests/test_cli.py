@@ -178,3 +178,37 @@ def test_a_closed_pipe_is_no_traceback(nanoaod_file):
     assert "Traceback" not in writer.stderr, writer.stderr
     assert "BrokenPipe" not in writer.stderr, writer.stderr
     assert writer.returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--set", "training.max_epoch=1"], "unknown key 'training.max_epoch' (did you mean"),
+        (["--set", "model.flow.n_bins=0"], "key 'model.flow.n_bins': Input should be greater"),
+        (["--set", "data.tree.name=x"], "--set data.tree.name: 'data.tree'"),
+        (["--max-epochs", "0"], "--max-epochs must be positive"),
+        (["--device", "gpu"], "expected 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    ],
+)
+def test_train_overrides_are_checked_like_the_file(args, named, tmp_path, capsys):
+    from hepgen.resources import config_path
+
+    config = str(config_path("toy_jets_flow.yaml"))
+    assert main(["train", config, "-o", str(tmp_path / "m"), *args]) == 2
+    err = capsys.readouterr().err
+    assert named in err and err.count("\n") == 1, err
+    assert not (tmp_path / "m").exists()
+
+
+def test_scan_overrides_and_cuda_n_devices(tmp_path, capsys):
+    import torch
+
+    from hepgen.resources import config_path
+
+    config = str(config_path("toy_anomaly_scan.yaml"))
+    out = str(tmp_path / "r")
+    assert main(["scan", config, "-o", out, "--set", "scan.step=-1"]) == 2
+    assert "key 'scan.step': Input should be greater than 0" in capsys.readouterr().err
+    if not torch.cuda.is_available():  # cuda:1 is a device name everywhere; absent here
+        assert main(["scan", config, "-o", out, "--device", "cuda:1"]) == 2
+        assert "torch sees no CUDA device" in capsys.readouterr().err

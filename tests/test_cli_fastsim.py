@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import awkward as ak
@@ -17,7 +18,8 @@ from hepgen.sim import simulate_to_file
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("fastsim_cli")
-    train_small_fastsim(d, 8000, 2)
+    # --set goes through the config's validation and ends up in the model card
+    train_small_fastsim(d, 8000, 2, "--set", "model.flow.n_bins=6")
     simulate_to_file(d / "test.root", "jets", n_events=2000, seed=12, quiet=True)
     return d
 
@@ -39,6 +41,12 @@ def test_train_writes_a_model_and_refuses_to_overwrite(workdir, capsys):
         == 2
     )
     assert "already holds a model; use --resume" in capsys.readouterr().err
+
+
+def test_set_overrides_reach_the_model(workdir):
+    card = json.loads((workdir / "model" / "hepgen-model.json").read_text())
+    assert card["config"]["model"]["flow"]["n_bins"] == 6
+    assert card["architecture"]["settings"]["n_bins"] == 6
 
 
 def test_info_prints_the_model_card(workdir, capsys):

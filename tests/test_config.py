@@ -346,3 +346,18 @@ def test_scan_config_passes_the_given_feature_keys_on():
         "role": "target",
     }
     assert len(settings.windows()) == 10
+
+
+def test_every_model_kind_has_settings_a_config_section_and_a_class():
+    """A new kind is added in three places (docs/architecture.md): they must agree."""
+    from typing import get_args
+
+    from hepgen.config import ModelConfig
+    from hepgen.models.registry import MODEL_CLASSES
+    from hepgen.settings import GENERATOR_SETTINGS
+
+    kinds = set(get_args(ModelConfig.model_fields["kind"].annotation))
+    assert kinds == set(GENERATOR_SETTINGS) == set(MODEL_CLASSES)
+    for kind, settings in GENERATOR_SETTINGS.items():
+        assert ModelConfig.model_fields[kind].annotation is settings
+        assert MODEL_CLASSES[kind].kind == kind
