@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -81,10 +80,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         contents=("preprocessing.json", "summary.json"),
     )
     if args.drop_nonfinite:
-        config = config.model_copy(
-            update={"data": config.data.model_copy(update={"nonfinite": "drop"})}
-        )
-        config._source = os.fspath(args.config)
+        config = config.override({"data.nonfinite": "drop"})
     summary = prepare(config, args.output, files=args.files, quiet=args.quiet)
     _print(args, json.dumps(summary["data"], indent=2))
     _print(args, f"outputs in {args.output}")

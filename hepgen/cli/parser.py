@@ -197,7 +197,13 @@ def _add_generate(sub: Any) -> None:
     p.add_argument("input", nargs="+", help="input ROOT files or glob patterns")
     p.add_argument("-o", "--output", type=Path, required=True, help="output ROOT file")
     p.add_argument("--batch-size", type=int, default=100_000, help="events per chunk")
-    p.add_argument("--device", default="auto", type=device_argument, metavar="DEVICE")
+    p.add_argument(
+        "--device",
+        default="auto",
+        type=device_argument,
+        metavar="DEVICE",
+        help="auto (default: a GPU when torch sees one), cpu, cuda or cuda:N",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tree", default=None, help="tree name (default: the model's)")
     p.add_argument(
@@ -243,7 +249,13 @@ def _add_score(sub: Any) -> None:
         "--tree", default=None, help="tree name (default: Events, or the fast simulation's)"
     )
     p.add_argument("--step-size", type=int, default=100_000, help="events per chunk")
-    p.add_argument("--device", default="auto", type=device_argument, metavar="DEVICE")
+    p.add_argument(
+        "--device",
+        default="auto",
+        type=device_argument,
+        metavar="DEVICE",
+        help="auto (default: a GPU when torch sees one), cpu, cuda or cuda:N",
+    )
     _output_format(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.root")
     _common(p)
@@ -270,7 +282,13 @@ def _add_scan(sub: Any) -> None:
         default=None,
         help="input ROOT files (override data.files of the config)",
     )
-    p.add_argument("--device", default=None, type=device_argument, metavar="DEVICE")
+    p.add_argument(
+        "--device",
+        default=None,
+        type=device_argument,
+        metavar="DEVICE",
+        help="auto, cpu, cuda or cuda:N (default: the config's device)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -367,7 +385,13 @@ def _add_validate(sub: Any) -> None:
         default=1,
         help="retrain the classifier test with K seeds (default 1)",
     )
-    p.add_argument("--device", default="auto", type=device_argument, metavar="DEVICE")
+    p.add_argument(
+        "--device",
+        default="auto",
+        type=device_argument,
+        metavar="DEVICE",
+        help="auto (default: a GPU when torch sees one), cpu, cuda or cuda:N",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-plots", type=int, default=60, help="most feature histograms drawn")
     _add_verdict_options(p)
