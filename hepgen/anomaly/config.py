@@ -31,22 +31,20 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from hepgen.config import FeatureConfig, apply_overrides, read_yaml
 from hepgen.errors import ConfigError, InputError
 from hepgen.settings.base import Device, NestedProblems, one_line, problems
 from hepgen.settings.base import Strict as _Strict
-from hepgen.settings.models import FlowSettings
 from hepgen.settings.scan import (
     DENSITY_FLOW,
     DENSITY_TRAINING,
+    DensityFlow,
+    DensityTraining,
     ScanSection,
     ScanSettings,
-    density_flow,
-    density_training,
 )
-from hepgen.settings.training import TrainingSettings
 
 __all__ = [
     "ScanConfig",
@@ -110,22 +108,12 @@ class ScanConfig(_Strict):
     features: list[ScanFeature] = Field(min_length=1)
     label: str | None = Field(None, min_length=1)
     scan: ScanSection
-    flow: FlowSettings = DENSITY_FLOW
-    training: TrainingSettings = DENSITY_TRAINING
+    flow: DensityFlow = DENSITY_FLOW
+    training: DensityTraining = DENSITY_TRAINING
     seed: int = Field(0, ge=0, lt=2**63)
     device: Device = "auto"
 
     _source: str = PrivateAttr("<config>")
-
-    @field_validator("flow", mode="before")
-    @classmethod
-    def _flow(cls, value: Any) -> Any:
-        return density_flow(value)
-
-    @field_validator("training", mode="before")
-    @classmethod
-    def _training(cls, value: Any) -> Any:
-        return density_training(value)
 
     @model_validator(mode="after")
     def _features(self) -> ScanConfig:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from hepgen.errors import ConfigError, InputError
 from hepgen.settings.base import Device, Float, Settings
@@ -29,6 +29,8 @@ __all__ = [
     "MAX_WINDOWS",
     "SCORES",
     "ClassifierSettings",
+    "DensityFlow",
+    "DensityTraining",
     "ScanSection",
     "ScanSettings",
     "Window",
@@ -140,6 +142,12 @@ def density_training(values: Any) -> Any:
     if isinstance(values, dict):
         return {**DENSITY_TRAINING.model_dump(), **values}
     return values
+
+
+#: The density models' flow settings: a mapping applies over :data:`DENSITY_FLOW`.
+DensityFlow = Annotated[FlowSettings, BeforeValidator(density_flow)]
+#: Their training settings: a mapping applies over :data:`DENSITY_TRAINING`.
+DensityTraining = Annotated[TrainingSettings, BeforeValidator(density_training)]
 
 
 class ClassifierSettings(Settings):
@@ -300,21 +308,11 @@ class ScanSettings(ScanSection):
 
     resonance: dict[str, Any]
     features: list[dict[str, Any]] = Field(min_length=1)
-    flow: FlowSettings = DENSITY_FLOW
-    training: TrainingSettings = DENSITY_TRAINING
+    flow: DensityFlow = DENSITY_FLOW
+    training: DensityTraining = DENSITY_TRAINING
     label: str | None = Field(None, min_length=1)
     seed: int = Field(0, ge=0, lt=2**63)
     device: Device = "auto"
-
-    @field_validator("flow", mode="before")
-    @classmethod
-    def _flow(cls, value: Any) -> Any:
-        return density_flow(value)
-
-    @field_validator("training", mode="before")
-    @classmethod
-    def _training(cls, value: Any) -> Any:
-        return density_training(value)
 
     @property
     def resonance_name(self) -> str:
