@@ -66,6 +66,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"hepgen: error: {self.prog}: {text} (see '{self.prog} --help')\n")
 
 
+def _overrides(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--set KEY=VALUE`` (repeatable): a config key set over the file's, checked as the file
+    is (:func:`hepgen.config.apply_overrides`)."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config key, e.g. --set {example} (repeatable; checked like the file)",
+    )
+
+
 def _add_simulate(sub: Any) -> None:
     """The ``simulate`` command's arguments."""
     p = sub.add_parser(
@@ -162,16 +176,7 @@ def _add_train(sub: Any) -> None:
         metavar="DEVICE",
         help="where to train (default: the config's training.device, else auto)",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set training.batch_size=1024 or "
-        "--set model.flow.n_bins=8 (repeatable; checked like the file)",
-    )
+    _overrides(p, "training.batch_size=1024 or model.flow.n_bins=8")
     p.add_argument("--max-epochs", type=int, default=None, help="override training.max_epochs")
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
     p.add_argument(
@@ -289,16 +294,7 @@ def _add_scan(sub: Any) -> None:
         metavar="DEVICE",
         help="auto, cpu, cuda or cuda:N (default: the config's device)",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set scan.step=0.1 or --set flow.n_bins=8 "
-        "(repeatable; checked like the file)",
-    )
+    _overrides(p, "scan.step=0.1 or flow.n_bins=8")
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
     p.add_argument(
         "--resume",
