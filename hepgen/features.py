@@ -2,44 +2,11 @@
 
 hepgen learns a detector response ``p(reco | gen)``: the gen-level object features are the
 *conditions* of the model, the reco-level features its *targets*.  A :class:`FeatureSpec`
-describes one column (its role, what kind of values it holds and how they relate to other
-columns); a :class:`FeatureSchema` is the validated, ordered list of them.  The fitted mapping
-from raw columns to the standardised matrices the models see lives in
-:mod:`hepgen.preprocessing`.
-
-Kinds and their default preprocessing pipelines
------------------------------------------------
-:func:`default_transforms` gives a spec's chain as transform settings.  ``transforms`` on a
-spec replaces the kind's default chain (the ``relative_to`` step, when given, is still put
-first); each step is a :mod:`hepgen.transforms` type, validated when the spec is built.
-
-=============  ============================================================================
-kind           default pipeline
-=============  ============================================================================
-continuous     [``difference(to=relative_to)``] + ``standardize``; the difference is wrapped
-               into [-pi, pi) when ``periodic`` (an angle such as phi)
-positive       [``ratio(to=relative_to)``] + ``log`` + ``standardize`` (pt, energy, mass)
-bounded        ``logit(low, high)`` + ``standardize`` (a score in [0, 1], with point masses
-               on the bounds allowed)
-integer        ``dequantize`` + ``standardize`` (a count); conditions are not smeared
-               (``dequantize(noise=False)``): they are model inputs, not densities
-categorical    condition: ``onehot`` (one column per category);
-               target: ``index`` + ``dequantize`` + ``standardize``
-=============  ============================================================================
-
-Steps in brackets appear only when ``relative_to`` is set.  Targets may be expressed
-``relative_to`` a *condition*: a ratio for positive kinds (the response ``pt_reco / pt_gen``),
-a difference for continuous ones (``eta_reco - eta_gen``).
-
-Sentinel values
----------------
-Real ntuples store defaults where a quantity was not computed (``-1``, ``-999``, ``-3000`` for
-a b-tag score) and often exact zeros.  Listing them in ``sentinels`` makes each one a point mass:
-a discrete *flag* column (0 = an ordinary value, ``k`` = the k-th sentinel) is modelled beside
-the continuous column, whose pipeline is fitted on the other rows only, and the inverse restores
-the sentinel exactly.  Sentinels may lie outside a bounded feature's bounds (``-1`` for a score
-in [0, 1]) or inside them (an exact 0).  Not allowed for categorical features (list the value
-as a category instead).  See :class:`hepgen.preprocessing.SentinelFlag`.
+describes one column (its role, its kind of values, a ``relative_to`` column, sentinel values)
+and :class:`FeatureSchema` is the validated, ordered list of them; :func:`default_transforms`
+gives the default chain of preprocessing steps of each kind.  The fitted map from raw columns
+to model matrices is :mod:`hepgen.preprocessing`.  The kinds and their default chains, and
+sentinel values, are described in ``docs/data.md``, section "Feature schema".
 
 Examples
 --------

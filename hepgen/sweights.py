@@ -1,23 +1,11 @@
 """Negative event weights (sWeights) made trainable: their regression on the features.
 
-An sPlot gives every event a signal weight ``w`` that can be negative (about a quarter of the
-events of a sample with background).  Weighted sums over many events are unbiased, but a
-weighted maximum likelihood is not safe with them: the loss ``-sum w log q(x)`` is unbounded
-below wherever the net local weight is negative, and a flexible model (a flow) learns to put
-no density there: the loss runs to minus infinity after some epochs (measured on
-``hepgen simulate --process pid``: training loss 11.6 at epoch 8, -76930 at epoch 38).
-
-The remedy of Borisyak & Kazeev: replace every weight by an estimate of its conditional
-expectation given everything the model sees, ``E[w | x]``.  For any function ``f`` of ``x``,
-``E[w f(x)] = E[E[w | x] f(x)]``, so the weighted distribution of ``x`` (and every loss and
-preprocessing fit that sums over it) is unchanged in expectation, while ``E[w | x]`` is the
-local signal density's share, non-negative up to estimation noise (clipped at 0 here).
-
-The estimate is a gradient-boosted regression (scikit-learn's HistGradientBoostingRegressor,
-squared error; trees need no scaling, and handle sentinels and NaN) with **cross-fitting**:
-the rows are split in ``n_folds`` folds and each fold is predicted by a regressor trained on
-the others, so no row's prediction has seen its own weight (a regressor that memorised its
-training weights would hand the negative weights straight back).
+sPlot weights can be negative, and a weighted maximum likelihood with them is unbounded below:
+a flow's loss runs to minus infinity.  :func:`regress_weights` replaces every weight by a
+cross-fitted gradient-boosted estimate of ``E[w | x]`` (Borisyak & Kazeev), which leaves the
+weighted distribution of ``x`` unchanged in expectation and is non-negative up to noise
+(clipped at 0).  The measurement, the argument and the choice of regressor are in
+``docs/data.md``, section "Negative event weights (sWeights)".
 
 References
 ----------

@@ -1,33 +1,14 @@
 """``hepgen score``: per-event (or per-object) anomaly scores ``-log p`` written into ROOT files.
 
 The score of a row is its negative log-likelihood under a trained flow, in nats, with the
-density taken in the physical units of the modelled columns:
-
-**Density model** (:class:`~hepgen.anomaly.density.DensityModel`, ``kind: density``)
-    ``{branch} = -log p(x | m)`` per event, from the flat per-event branches the model names
-    (features ``x`` and conditions ``m``, e.g. ``mj1, mj2, tau21_j1, tau21_j2`` given ``mjj``).
-    Higher means less likely: events the background model cannot explain.
-**Fast simulation** (:class:`~hepgen.fastsim.FastSim` with ``model.kind: flow``)
-    ``{reco}_{branch} = -log p(reco | gen)`` per reco object (e.g. ``Jet_anomaly_score``),
-    a jagged branch of the reco collection: for every reco object matched to a gen object by
-    the model's own matching (``data.matching``: the index branch or deltaR, exactly as in
-    training, :func:`hepgen.dataset.load_pairs`) the response density of its reco features
-    given its gen partner's; **NaN for unmatched reco objects** (fakes, pile-up), which have
-    no gen partner to condition on.  A GAN fast simulation has no likelihood:
-    :class:`~hepgen.models.base.NoLikelihoodError`.
-**Fast simulation of a flat / objects layout** (``data.layout``, :mod:`hepgen.io.layouts`)
-    ``-log p(targets | conditions)`` per object, one scalar branch per object:
-    ``{prefix}_{branch}`` (``mu1_anomaly_score``, ``mu2_anomaly_score``) or ``{branch}`` for a
-    flat table; NaN for objects whose reconstruction flag (``data.reconstructed``) is false.
-
-Scores are written as ``float64`` (rankings and thresholds of large samples need no ties
-from rounding).  Every numeric input branch is kept, values untouched (NaN/inf pass through,
-as in ``hepgen generate``); only the branches the model reads must be finite, for the rows it
-scores: otherwise an :class:`~hepgen.errors.InputError` names the file, the entries, the
-branch and the count.  Inputs are read in chunks of ``step_size`` events (bounded memory);
-the output is written atomically and never onto an input file.  Discrete features are
-scored at one seeded dequantisation draw per chunk, so their scores depend slightly on
-``step_size``.
+density in the physical units of the modelled columns: ``-log p(x | m)`` per event for a
+:class:`~hepgen.anomaly.density.DensityModel`, ``-log p(reco | gen)`` per matched reco object
+(NaN for unmatched ones) or per object of a flat / objects layout for a flow
+:class:`~hepgen.fastsim.FastSim`; a GAN has no likelihood
+(:class:`~hepgen.models.base.NoLikelihoodError`).  :func:`score_file` reads the inputs in
+chunks, keeps every input branch and writes the scores as ``float64`` branches, atomically.
+What each kind writes and the rules for inputs are in ``docs/anomaly.md``, section "Per-event
+anomaly scores".
 
 References
 ----------

@@ -1,29 +1,13 @@
 """Flat tables and several objects per row: from branches to per-object rows, and back.
 
-Besides NanoAOD-style jagged collections (:mod:`hepgen.io.collections`), hepgen reads two
-row layouts (config key ``data.layout``):
-
-``flat``
-    One object per row (an LHCb calibration sample, an analysis ntuple, a Delphes-derived
-    table).  Every feature is a scalar branch of its own name.
-``objects``
-    Several objects per row, each with its own branch prefix (``objects: [mu1, mu2]``:
-    ``mu1_P``, ``mu1_PIDK``, ``mu2_P``, ..., one row per candidate as in LHCb DecayTreeTuple /
-    FunTuple output).  A feature ``X`` is read from ``{prefix}_X`` for every prefix.  When no
-    ``{prefix}_X`` exists but a row-level branch ``X`` does (an event multiplicity such as
-    ``nTracks``), that one value is **shared by all objects of the row**.  When both exist the
-    per-object branches win.  Targets must be per object (they are generated per object).
-
-For training the objects of a row are **stacked**: object ``j`` of row ``i`` becomes per-object
-row ``i * n_objects + j`` (:meth:`ResolvedLayout.stack`), and :meth:`ResolvedLayout.unstack` is
-its exact inverse, giving one column per full branch name (``mu1_PIDK``, ``mu2_PIDK``).  A flat
-table is the special case of one object without a prefix.
-
-An optional boolean branch (``data.reconstructed``; per object ``{prefix}_{name}`` in the
-``objects`` layout) says whether the object was reconstructed; integers 0/1 and floats 0.0/1.0
-are accepted too.  Objects generated as not reconstructed get :func:`missing_value` in their
-target branches: NaN for floating-point targets, the smallest value of a signed integer dtype
-(``-2147483648`` for int32), the largest of an unsigned one, ``False`` for booleans.
+Besides jagged collections (:mod:`hepgen.io.collections`), hepgen reads two row layouts
+(config key ``data.layout``): ``flat``, one object per row, and ``objects``, several objects
+per row, each with its own branch prefix (``mu1_P``, ``mu2_P``).  :class:`RowLayout` resolves a
+layout against a file's branches; the :class:`ResolvedLayout` stacks the objects of each row
+into per-object rows for training, and unstacks generated rows back into branches;
+:func:`missing_value` fills the targets of objects that were not reconstructed.  The rules
+(row-level branches shared by all objects, the reconstruction flag, the missing value of each
+dtype) are in ``docs/data.md``, section "Row layouts".
 
 Example
 -------

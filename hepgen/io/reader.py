@@ -1,36 +1,13 @@
 """Read TTree branches and RNTuple fields into awkward arrays, in bounded-memory chunks.
 
-Inputs are local paths, glob patterns, or URLs that go to uproot's own handlers
-(``root://`` through XRootD, ``http://`` / ``https://`` through uproot's HTTP source with byte
-range requests; ``file://`` URLs are local paths; see :mod:`hepgen.io.sources`). A tree is
-a TTree or an RNTuple: every function here takes either, and a list of files may mix them.
-RNTuple fields are read as TTree branches (:mod:`hepgen.io.rntuple`): numeric scalars and
-lists of numbers (``std::vector<float>``) by their names, CMS-style record collections
-(``Jet: std::vector<{pt, eta}>``) as ``nJet``, ``Jet_pt``, ``Jet_eta``; other field types
-are skipped when every branch is read and refused, naming the field and its type, when
-asked for by name.
-
-Every problem with an input is reported as :class:`hepgen.errors.InputError` naming the file
-(or URL), the tree and the branch, and saying what was expected: a missing file or glob that
-matches nothing, an unreachable URL, a file that is not ROOT, a truncated or corrupt file
-(caught wherever uproot reads, chunks included: the entry range is named), a missing tree (the
-trees and other objects that exist are listed), a missing branch (close names are suggested),
-a branch that is not numeric, a field type uproot cannot read, an empty tree, and NaN or
-infinite values (counted per branch; ``nonfinite="drop"`` drops the affected events with a
-warning instead).
-
-Events are returned as an :class:`awkward.Array` of records whose fields are the branch
-names, scalars (``run``) or jagged lists (``Jet_pt``); see :mod:`hepgen.io.collections` for
-turning collections into per-object rows.
-
-Notes
------
-NanoAOD counters (``nJet``) are ordinary integer branches of a TTree that give the length of
-the ``Jet_*`` arrays. An RNTuple needs none (each list field stores its own offsets), so an
-RNTuple may have them or not: hepgen never reads lengths from a counter, it only checks a
-counter that is present against the lists (:func:`hepgen.io.collections.flatten_collection`).
-:class:`hepgen.io.writer.RootWriter` keeps them as ordinary fields, so that a file read back
-gives the same fields in both formats; a record collection's counter is its size.
+Inputs are local paths, glob patterns or URLs (``root://``, ``http(s)://``; see
+:mod:`hepgen.io.sources`); a tree is a TTree or an RNTuple, whose fields are read as TTree
+branches (:mod:`hepgen.io.rntuple`).  Events come back as an :class:`awkward.Array` of records
+named by branch (:mod:`hepgen.io.collections` turns collections into per-object rows).  Every
+problem with an input (a missing file, a corrupt chunk, a missing branch, NaN values unless
+``nonfinite="drop"``) is an :class:`~hepgen.errors.InputError` naming the file, the tree and
+the branch.  The supported inputs, the list of errors and the handling of NanoAOD counters are
+in ``docs/data.md``, section "Reading ROOT files".
 """
 
 from __future__ import annotations

@@ -1,34 +1,13 @@
 """Write events to ROOT TTrees or RNTuples in NanoAOD layout, atomically, never onto inputs.
 
-Jagged fields that share a collection prefix (``Jet_pt``, ``Jet_eta``, ...) and the same
-per-event counts are written as one collection with a single counter branch (``nJet``), the
-layout that NanoAOD readers (ROOT's ``RDataFrame``, coffea, uproot) expect. A file is first
-written to a temporary name in the destination folder and renamed into place only when it is
-complete, so a crash never leaves a truncated file under the final name; the temporary name
-is hepgen's own (:mod:`hepgen.outputs`), and stale ones that a killed run left for the same
-target are removed, with a warning, when the next writer opens. A path that is also an input
-of the job, an existing folder, or one in a folder that cannot be written is refused before
-anything is written.
-
-With ``fmt="rntuple"`` the events are written as an RNTuple instead (uproot's ``mkrntuple``,
-one cluster per chunk): every branch becomes a top-level field of the same name and dtype,
-scalars as numbers, jagged branches as lists of numbers (``Jet_pt: std::vector<float>``).
-
-Notes
------
-Counters. uproot always writes the counter branches of a TTree (``nJet``) as ``int32``;
-NanoAOD stores them as ``uint32``. The values are identical and every reader we know of
-accepts both. An RNTuple needs no counter: each list field stores its own offsets. hepgen
-still writes the counter as an ordinary integer field, so that reading the file back gives the
-same branches in both formats: the input's counter as it was (dtype kept, values checked
-against the lists), or an ``int32`` one, as in a TTree, for a collection without one. A
-TTree read, written as an RNTuple and read back therefore gives every branch bit for bit,
-counters included; the reverse gives every branch bit for bit except the counters, which
-become ``int32``.
-
-Since uproot 5.7, assigning ``file[name] = arrays`` writes an RNTuple; this module creates
-the format asked for explicitly (``mktree`` or ``mkrntuple``); TTree is the default, which
-older ROOT reads too.
+Jagged fields with a common collection prefix and the same per-event counts (``Jet_pt``,
+``Jet_eta``) are written as one collection with a single counter branch (``nJet``), the layout
+that NanoAOD readers expect.  :class:`RootWriter` writes to a temporary name and renames it
+into place when complete, so a crash never leaves a truncated file; a path that is an input of
+the job or cannot be written is refused before anything is written.  ``fmt="rntuple"`` writes
+an RNTuple instead; TTree is the default.  Atomic writes, counters (dtypes, and what a round
+trip between the two formats keeps) and the format choice are described in ``docs/data.md``,
+section "Writing ROOT files".
 """
 
 from __future__ import annotations

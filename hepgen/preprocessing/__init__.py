@@ -1,20 +1,11 @@
 """Fitted, invertible, JSON-serialisable preprocessing: raw physics columns <-> model matrices.
 
-A :class:`Preprocessor` is built from a :class:`~hepgen.features.FeatureSchema`.  ``fit`` learns
-one :class:`FeaturePipeline` per feature (a chain of :class:`~hepgen.transforms.Transform`
-steps, by default the kind's chain of :func:`~hepgen.features.default_transforms`, with a
-:class:`SentinelFlag` for point masses); afterwards it maps the raw condition and target
-columns to the standardised ``float32`` matrices that flows and GANs train on, and maps
-generated matrices back to physical columns, with the original integer dtypes restored.
-All arithmetic is in ``float64``; the steps' ``log|dy/dx|`` add up so that densities can be
-quoted in physical units, ``log p(x | c) = log p_z(z | c) + sum of log|dy/dx|`` (for discrete
-features, per unit of the integer); everything fitted is stored as plain JSON (no pickle, no
-NaN), written atomically.
-
-Modules: :mod:`~hepgen.preprocessing.sentinels` (point masses),
-:mod:`~hepgen.preprocessing.pipeline` (one feature), :mod:`~hepgen.preprocessing.columns`
-(input checks), :mod:`~hepgen.preprocessing.preprocessor` (all features, the JSON file).  The
-steps themselves are :mod:`hepgen.transforms`, re-exported here.
+A :class:`Preprocessor` built from a :class:`~hepgen.features.FeatureSchema` fits one
+:class:`FeaturePipeline` per feature (a chain of :mod:`hepgen.transforms` steps, with a
+:class:`SentinelFlag` for point masses).  It maps raw columns to the ``float32`` matrices that
+flows and GANs train on and back, with the original dtypes restored, and adds up the steps'
+``log|dy/dx|`` so that densities can be quoted in physical units; everything fitted is stored
+as plain JSON.  See ``docs/data.md``, section "Preprocessing".
 
 References
 ----------

@@ -1,40 +1,12 @@
 """Sentinel values (point masses) of a feature: which rows hold one, as a flag column.
 
-Real ntuples store defaults where a quantity was not computed (``Jet_btagDeepFlavB = -3000``
-in the 2015 CMS open data, ``-1`` or ``-999`` where a tagger did not run, exact zeros).
-Smearing such a value into a continuum is wrong and a flow cannot model a delta function, so a
-feature with ``FeatureSpec.sentinels`` models each sentinel as a discrete *flag* beside the
-continuous part, and the inverse restores the exact stored value.
-
-The flag is a :class:`SentinelFlag` held by the feature's
-:class:`~hepgen.preprocessing.FeaturePipeline` beside its chain of transforms, not a
-:class:`~hepgen.transforms.Transform` step: a step maps each value to a value, while a point
-mass splits the rows (the chain is fitted and applied on the rows without a sentinel only) and
-adds a column.  Keeping that in one place leaves every transform, and every pipeline without
-sentinels, exactly as it is.
-
-* Columns: ``"name:sentinel"`` (the flag) first, then ``"name"`` (the continuous part).
-* Flag: category 0 for an ordinary value, ``k`` for the k-th sentinel of the spec, encoded like
-  an integer feature by ``dequantize`` + ``standardize``; targets get the uniform noise (a
-  density a flow can model), conditions none.  The inverse rounds and clips to the categories
-  seen in ``fit``.
-* A value is the sentinel ``s`` when ``|x - s| <= SENTINEL_RTOL * |s|`` (1e-6; exact for
-  ``s = 0``), which recognises a sentinel stored in float32 (``float32(-999.9)``).
-* Continuous part: fitted on the rows without a sentinel, with their weights.  On sentinel rows
-  the column holds a filler: ``N(0, 1)`` noise for targets (the model learns it as independent
-  noise; the inverse ignores it), 0 for conditions.
-* Inverse: a row whose flag rounds to ``k >= 1`` gets exactly ``s_k`` as the raw column's dtype
-  stored it (recorded in ``fit``); the others the chain's inverse.
-* Only sentinels in the fit data: the chain cannot be fitted; ``fit`` warns, ``forward`` fills
-  the continuous column (and rejects ordinary values), and ``inverse`` gives a sentinel on every
-  row, the most frequent one where the flag says "ordinary".  No sentinel in the fit data: the
-  flag is constant 0 (with a warning).
-* Jacobian: the flag's ``standardize`` term on every row (the density per unit of the category,
-  about its probability), plus the chain's term on the ordinary rows; a point mass has a
-  probability, not a density in ``x``.
-* Serialisation: the preprocessor JSON (``format_version`` 2) stores such a feature's pipeline
-  as ``{"transforms": [...], "sentinel": {"values", "fractions", "continuous", "flag"}}``;
-  files without sentinels keep ``format_version`` 1.
+Real ntuples store defaults where a quantity was not computed (``-3000``, ``-999``, exact
+zeros); a flow cannot model such a delta function.  A :class:`SentinelFlag`, held by the
+feature's :class:`~hepgen.preprocessing.FeaturePipeline` beside its chain of transforms, models
+each sentinel of ``FeatureSpec.sentinels`` as a discrete flag column beside the continuous
+part, fits the chain on the other rows only, and restores the exact stored value in the
+inverse.  The rules (matching tolerance, fillers, Jacobian, the JSON format) are in
+``docs/data.md``, section "Sentinel values (point masses)".
 """
 
 from __future__ import annotations

@@ -1,18 +1,14 @@
 """Density models: a conditional normalizing flow p(x | m) on flat per-event columns.
 
-The building block of the likelihood-based anomaly searches: an estimate of the density of a
-few event features ``x`` (jet masses, N-subjettiness ratios, ...) given a resonance variable
-``m`` (the dijet mass), one row per event.  As an **anomaly score**, ``-log p(x | m)`` is high
-for unlikely events (``hepgen score``, :mod:`hepgen.anomaly.score`).  In **ANODE** a flow
-trained in the sidebands of a signal region and interpolated into it estimates the background
-density, a second one trained inside it the data density, and their ratio is the score; in
-**CATHODE** the sideband flow is sampled at the signal region's ``m`` to train a classifier
-against the data.  Both rely on the background model behaving well inside the gap it never
-saw: conditions are only preprocessed by smooth monotone maps (:mod:`~.inputs`), and a
-polynomial trend in ``m`` with a flow that does not see ``m`` carries the ``m`` dependence
-through the gap (:mod:`~.trend`; the scan's default).  The package:
-:mod:`~hepgen.anomaly.density.model` (:class:`DensityModel`), :mod:`~.inputs`, :mod:`~.trend`,
-:mod:`~.card` (the model directory's ``hepgen-model.json``, format of :mod:`hepgen.modeldir`).
+The building block of the likelihood-based anomaly searches: a :class:`DensityModel` estimates
+the density of a few event features ``x`` (jet masses, N-subjettiness ratios) given a resonance
+variable ``m`` (the dijet mass), one row per event.  ``-log p(x | m)`` is an anomaly score
+(:mod:`hepgen.anomaly.score`); trained in the sidebands of a signal region and interpolated
+into it, the model is the background estimate of ANODE and CATHODE
+(:mod:`hepgen.anomaly.scan`).  The modules: :mod:`hepgen.anomaly.density.model`,
+:mod:`~hepgen.anomaly.density.inputs`, :mod:`~hepgen.anomaly.density.trend`,
+:mod:`~hepgen.anomaly.density.card`.  Why the model interpolates through the gap is explained
+in ``docs/anomaly.md``, section "Density models".
 
 References
 ----------

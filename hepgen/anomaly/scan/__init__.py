@@ -1,35 +1,12 @@
 r"""Sliding-window resonance scans with learned background templates (ANODE and CATHODE).
 
 A scan looks for a localized excess in a resonance variable ``m`` (the dijet mass) without a
-signal model.  The signal region (SR) ``[lo, hi)`` slides over ``m`` in steps; the sidebands
-(SB) ``[lo - s, lo)`` and ``[hi, hi + s)`` beside it hold the background
-(:func:`~hepgen.settings.scan.make_windows`).  Per window (:func:`scan_window`):
-
-1. **Background model** (:mod:`~hepgen.anomaly.scan.background`): a density model
-   :math:`p_{bg}(x | m)` trained on the sideband events and interpolated into the SR (by
-   default a linear trend in ``m`` and an unconditional flow of the residuals).
-2. **Background template**: ``m`` from a kernel density estimate of the SR data's ``m``,
-   ``x`` from :math:`p_{bg}(x | m)`: what the SR would hold without a signal.
-3. **Score** (:mod:`~hepgen.anomaly.scan.scores`), out of fold: ``cathode``, the log-odds of
-   a classifier of SR data against the template; ``anode``, the likelihood ratio
-   :math:`\log p_{data}(x | m) - \log p_{bg}(x | m)`.
-4. **Selection** (:mod:`~hepgen.anomaly.scan.estimates`): for each background efficiency
-   :math:`\epsilon` (10 %, 1 %, 0.1 %) the threshold is the score the template exceeds with
-   probability :math:`\epsilon`.
-5. **Background after the selection**: ``template`` (the sideband fit's SR background times
-   the template's pass fraction), ``calibrated`` (the default: the template estimate
-   corrected by the sideband closure) or ``fit`` (a diagnostic: the dijet function fitted to
-   the selected sidebands).
-6. **Significance**: the local significance of the observed count against the expected one,
-   with the background uncertainty profiled (:func:`~hepgen.anomaly.stats.significance`).
-   Windows are ranked by the significance at ``ranking_efficiency``.  A global significance
-   would need the look-elsewhere effect (overlapping windows are correlated); it is not
-   computed.
-
-When a truth label branch exists, each window also reports the ROC curve and the
-significance improvement characteristic SIC = TPR / sqrt(FPR) of its score on the SR events.
-:func:`run_scan` runs every window (:mod:`~hepgen.anomaly.scan.run`); the results are
-:class:`WindowResult` and :class:`ScanResult` (:mod:`~hepgen.anomaly.scan.results`).
+signal model.  A signal region slides over ``m`` (:func:`~hepgen.settings.scan.make_windows`);
+in each window (:func:`scan_window`) a density model trained in the sidebands gives a
+background template, events are scored against it (``cathode`` or ``anode``), and the observed
+count after a cut on the score is compared with the expected background.  :func:`run_scan`
+runs every window; the results are :class:`WindowResult` and :class:`ScanResult`.  The six
+steps of a window are in ``docs/anomaly.md``, section "Sliding-window resonance scans".
 
 References
 ----------

@@ -1,36 +1,14 @@
 r"""Selections of a window and the background expected after them (steps 4 to 6 of a scan).
 
 For each background efficiency :math:`\epsilon` the threshold is the score the template
-exceeds with probability :math:`\epsilon`.  Three estimates of the background that passes
-it are reported; ``background_estimate`` chooses the one the significance uses:
-
-* ``template``: :math:`n_{exp} = \hat N_{SR}\,\hat\epsilon` where :math:`\hat N_{SR}` is the
-  background in the SR from a fit of the dijet function to the *unselected* sideband spectrum
-  (:func:`~hepgen.anomaly.stats.fit_sidebands`) and :math:`\hat\epsilon` the template's pass
-  fraction; its uncertainty combines the fit's and the template's binomial one.  It trusts
-  the flow's tails: wherever the flow is too thin, the classifier selects data there without
-  any signal, and the template estimate comes out low (on the reference 1M-event null sample
-  the data exceeded it by up to 43 % at 1 % efficiency in the windows above 3.7 TeV, where the
-  sidebands hold only 10-30k events).
-* ``calibrated`` (default): the template estimate times the *sideband closure*, the ratio of
-  the pass fractions of the sideband data and the closure template (scored by the same
-  models), which corrects the template where the flow mis-models it.  This works because the
-  flow's errors are the same in the SR as in the sidebands: the trend carries the ``m``
-  dependence and the residual flow does not see ``m`` (with a conditional flow the errors
-  inside the gap were 3-4 times those in the sidebands and the closure did not follow them).
-  The closure's binomial uncertainty enters the error, which costs sensitivity at tight
-  selections where few sideband events pass; a signal leaking into the sidebands raises the
-  closure and lowers the SR's excess (a conservative bias).
-* ``fit``: the selection is applied to the sideband events (scored by the fold models' mean)
-  and the dijet function fitted to the selected sideband spectrum is integrated over the SR.
-  It does not rely on the template, but it needs a selection whose efficiency the dijet
-  function can follow across ``m``.  With features that scale with ``m`` (jet masses) a
-  classifier trained inside the SR selects a region of ``x`` that the sidebands populate
-  differently, and the fit fails: on the reference null sample it predicted 2-10 times too
-  few events at 1 %.  Reported as a diagnostic.
-
-The local significance of the observed count against the expected one, with the background
-uncertainty profiled, is :func:`~hepgen.anomaly.stats.significance`.
+exceeds with probability :math:`\epsilon` (:func:`selection`).  Three estimates of the
+background that passes it are reported (:func:`estimate_window`), and ``background_estimate``
+chooses the one that the significance (:func:`~hepgen.anomaly.stats.significance`) uses:
+``template`` (the sideband fit times the template's pass fraction), ``calibrated`` (the
+default: the template estimate times the sideband closure, :func:`calibration`) and ``fit`` (a
+diagnostic: the dijet function fitted to the selected sidebands, :func:`fit_estimate`).  Why
+the calibrated estimate is the default, with the numbers measured on the reference null
+sample, is in ``docs/anomaly.md``, section "Background estimates after a selection".
 """
 
 from __future__ import annotations
