@@ -2,33 +2,14 @@
 
 A gradient-boosted decision-tree classifier (xgboost ``hist``, or scikit-learn's histogram
 gradient boosting where xgboost is not installed: :mod:`._classifiers`) learns to separate the
-*reference* sample (label 0) from the *candidate* (label 1).  Its ROC AUC on a held-out test
-split that neither training nor early stopping has seen is the effect size: 0.5 when the
-samples cannot be told apart, 1 when they are disjoint.  The classifier is fixed before it sees
-the test split, so under the null the held-out scores of the two classes are exchangeable and
-the one-sided Mann-Whitney U test on them has exact level; the held-out AUC is then about
-``N(1/2, (n0 + n1 + 1) / (12 n0 n1))``.
-
-Estimator, step by step:
-
-1. *Inputs* are checked before any work.
-2. *Sampling*: the classes are balanced by a seeded subsample of the larger sample; with
-   weights, both samples are kept whole and each class's training weights are rescaled to the
-   same total.  ``max_events`` caps the events per class.
-3. *Splitting*: a stratified test split (``test_fraction``) and, out of the training part, a
-   validation split (``validation_fraction``) for early stopping on the log-loss, never on
-   the AUC, which would leak a choice tuned to the metric into the model.
-4. *Fitting* and the *test statistic*: AUC of the held-out margins, p-value from
-   :func:`scipy.stats.mannwhitneyu` (candidate scores higher), interval from DeLong's
-   variance or a stratified bootstrap (:mod:`._auc`).  Steps 2-4 are one repeat
-   (:mod:`._c2st_repeat`).
-5. *Repeats*: ``n_repeats`` > 1 repeats steps 2-4 with independent seeds; the p-values
-   combine as twice their median, valid under any dependence.
-
+*reference* sample (label 0) from the *candidate* (label 1); its ROC AUC on a held-out split
+that neither training nor early stopping has seen is the effect size (0.5: indistinguishable,
+1: disjoint), and the one-sided Mann-Whitney U test of the held-out scores gives an exact-level
+p-value.  :func:`classifier_test` balances, splits, fits and scores (one repeat:
+:mod:`._c2st_repeat`; the AUC's interval: :mod:`._auc`) and combines repeats.  The steps, and
+why early stopping watches the log-loss and never the AUC, are in docs/validation.md ("c2st").
 The classifier sees only the columns it is given: for a conditional generator the conditions
-must be columns of both samples, otherwise a generator that ignores its conditions can pass
-(``hepgen validate --config`` adds them, see the README).  Never put events that the generator
-was trained on into the reference sample.
+must be columns of both samples.
 
 References
 ----------

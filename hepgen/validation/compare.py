@@ -1,31 +1,14 @@
 """Compare a candidate sample with a reference: every metric, a baseline, conditional bins.
 
-:func:`compare` is the one entry point that ``hepgen validate`` and analysis code use.  It
-takes two samples of the same named features (see :func:`~hepgen.validation.samples.as_table`
-for the accepted types) and returns a :class:`ValidationResult` whose :meth:`to_dict` is the
-content of ``metrics.json`` (its keys are listed in the README, ``hepgen validate``):
-
-* per feature: KS, chi2 (Gagunashvili, weighted), Wasserstein-1 and separation power;
-* on all features together: the boosted-tree classifier two-sample test (xgboost, or
-  scikit-learn without it), MMD, FPD, KPD and precision/recall/density/coverage;
-* optionally the per-feature tests again in bins of condition variables, because a fast
-  simulation can match every marginal and still fail inside the bins;
-* a **baseline**: the same metrics between two disjoint halves of the reference, each
-  subsampled to at most the candidate's size, so that every number can be read against the
-  value that pure statistical noise gives at (about) the same sample size.
-
-Bad input never crashes the report: features that are NaN everywhere or differ in name are
-errors that say which; NaN and infinite values are counted per feature and sample
-(``result.nonfinite``, the ``"nonfinite"`` key) and left out of the tests that would use
-them (per feature for the one-dimensional tests, per row for the multivariate ones), and
-unless ``allow_nonfinite`` the comparison fails (``result.failure`` says why, the verdict is
-never PASS); a feature constant in both samples is kept for the per-feature tests (with
-``pvalue`` null and a note where a test is undefined) and left out of the multivariate tests.
-Settings that would make a test degenerate (zero repeats, unknown options or metrics) are
-errors before any work.  The JSON never holds NaN.
-
-The **verdict** (PASS / DIFFERENT / INCONCLUSIVE, with its reasons) reads the multivariate
-tests against the baseline; see :mod:`hepgen.validation.verdict`.
+:func:`compare` is the one entry point that ``hepgen validate`` and analysis code use.  It runs
+the per-feature tests (KS, chi2, Wasserstein-1, separation power), the multivariate ones
+(classifier test, MMD, FPD, KPD, PRDC), optionally the per-feature tests in bins of condition
+variables, and the same metrics between two halves of the reference (the **baseline**: what
+pure noise gives at about the same sample size), into a :class:`ValidationResult` whose
+:meth:`to_dict` is ``metrics.json`` (keys listed in the README).  Bad input never crashes the
+report: non-finite values are counted and left out, and fail the comparison unless
+``allow_nonfinite``.  The rules are in docs/validation.md ("compare"); the verdict is
+:mod:`hepgen.validation.verdict`.
 
 References
 ----------

@@ -44,7 +44,7 @@ from hepgen.validation._checks import (
     check_weights,
     rng_from,
 )
-from hepgen.validation.mmd import _Kernel, _pooled_mmd2, _torch_dtype
+from hepgen.validation.kernels import Kernel, pooled_mmd2, torch_dtype
 
 __all__ = [
     "DistanceResult",
@@ -431,8 +431,8 @@ def kernel_physics_distance(
         )
     rng = rng_from(seed)
     dev = torch_device(device)
-    tdt = _torch_dtype("float32")
-    kern = _Kernel("polynomial")
+    tdt = torch_dtype("float32")
+    kern = Kernel("polynomial")
     labels = torch.zeros((2 * size, 1), dtype=tdt, device=dev)
     labels[:size] = 1.0
     values = []
@@ -448,7 +448,7 @@ def kernel_physics_distance(
                 ]
             )
             ut = torch.as_tensor(u, dtype=tdt, device=dev)
-            values.append(float(_pooled_mmd2(z, ut, labels, kern, chunk_size)[0]))
+            values.append(float(pooled_mmd2(z, ut, labels, kern, chunk_size)[0]))
     vals = np.asarray(values)
     if not np.isfinite(vals).all():
         raise InputError(

@@ -40,7 +40,7 @@ from hepgen.validation._checks import (
     check_weights,
     rng_from,
 )
-from hepgen.validation.mmd import _torch_dtype
+from hepgen.validation.kernels import torch_dtype
 
 __all__ = ["PRDCResult", "prdc"]
 
@@ -258,7 +258,7 @@ def _ball_fractions(
     import torch
 
     dev = torch_device(device)
-    tdt = _torch_dtype("float32")
+    tdt = torch_dtype("float32")
     with torch.inference_mode():
         xt = torch.as_tensor(x, dtype=tdt, device=dev)
         yt = torch.as_tensor(y, dtype=tdt, device=dev)

@@ -1,34 +1,13 @@
 """Read the two ROOT files of ``hepgen validate`` into feature tables.
 
-Two ways to choose what is compared:
-
-* **Branches** (default): every numeric branch present in both files, or the ``features``
-  names/patterns.  Branches are grouped by granularity: event-level branches form one group,
-  each jagged collection (branches sharing a counter, ``nJet`` -> ``Jet``) another, flattened to
-  one row per object.  Per-feature tests run on every group; the multivariate tests need rows
-  that describe the same thing, so they run on one *primary* group (the one with the most
-  features, or the only group of ``features``).
-* **A config** (``--config``): the matched gen/reco pairs of the configured collections, with
-  the config's conditions and targets as columns (what a fast simulation is judged on: the
-  classifier sees gen and reco features together), the detector response of each target
-  defined relative to a condition (``Jet_pt/GenJet_pt``, ``Jet_eta-GenJet_eta``), plus the
-  reconstruction efficiency and the fake fraction of both files.
-
-An event-weight branch is broadcast to the objects of a collection.
-
-Bookkeeping branches
---------------------
-Comparing run or event numbers, indices into other collections or weights says nothing about
-the physics of two samples (two unrelated files agree perfectly on ``event`` = 1, 2, 3, ...),
-so in branch mode they are left out by a named rule list, :data:`BOOKKEEPING_RULES`, and the
-report lists what was left out and by which rule.  A branch the user names literally in
-``features`` is always compared; one matched only by a glob pattern obeys the rules.
-
-*Counters* are a choice: the multiplicity of a physics collection (``nJet``, ``nGenJet``) is
-a physics observable (it is where a fast simulation's efficiency and fake rate show), so
-collection counters are kept; the counters of bookkeeping collections (``nLHEPdfWeight``,
-``nPSWeight``) fall under the weight rules and are left out.  When the two files share no
-branch that is not bookkeeping, :func:`load_branch_groups` refuses with what each file has.
+Two ways to choose what is compared: **branches** (every numeric branch in both files, or the
+``features`` names/patterns), grouped by granularity (event level, one group per jagged
+collection flattened to one row per object), or **a config** (``--config``: the matched
+gen/reco pairs, conditions and detector responses, plus efficiency and fake fraction).  In
+branch mode, bookkeeping branches (run and event numbers, indices, weights) say nothing about
+the physics and are left out by the named rules of :data:`BOOKKEEPING_RULES`, which the report
+lists; collection counters such as ``nJet`` are physics and stay.  The details are in
+docs/validation.md ("inputs").
 """
 
 from __future__ import annotations

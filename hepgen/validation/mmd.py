@@ -1,34 +1,13 @@
-"""Maximum mean discrepancy (MMD): unbiased weighted estimator and two-sample test.
+"""Maximum mean discrepancy (MMD): the unbiased weighted estimator and the two-sample test.
 
-The squared MMD between distributions P and Q for a kernel k is
-``E k(x, x') + E k(y, y') - 2 E k(x, y)`` with x, x' ~ P and y, y' ~ Q; it is zero if and only
-if P = Q for a characteristic kernel (the Gaussian).  The unbiased estimator (Gretton et al.
-2012, Lemma 6) leaves out the ``i = j`` terms; with per-event weights ``w`` (reference) and
-``v`` (candidate) it reads
-
-    MMD^2_u = sum_{i != j} w_i w_j k(x_i, x_j) / sum_{i != j} w_i w_j
-            + sum_{i != j} v_i v_j k(y_i, y_j) / sum_{i != j} v_i v_j
-            - 2 sum_{i, j} w_i v_j k(x_i, y_j) / ((sum w)(sum v))
-
-and reduces to the textbook form for unit weights.  Negative weights (sWeights) are allowed.
-
-Kernels: ``"gaussian"`` is a sum of RBF kernels ``exp(-|x - y|^2 / (2 h^2))`` whose bandwidths
-``h`` are multiples of the median pairwise distance (the median heuristic) of the pooled,
-standardised data; ``"polynomial"`` is the degree-4 kernel ``(x.y / d + 1)^4`` of KPD (Kansal et
-al. 2023).
-
-Two tests are offered, chosen by sample size:
-
-* quadratic-time estimator with a permutation p-value.  The kernel matrix of the pooled sample
-  is evaluated once, in ``chunk_size`` x ``chunk_size`` tiles (never the full ``N x N`` matrix,
-  and each off-diagonal tile only once thanks to symmetry), and all permutations are evaluated
-  together as quadratic forms ``b^T K b`` of the weight vectors ``b`` (one column per labelling).
-* block estimator (B-test, Zaremba, Gretton & Blaschko 2013): the shuffled samples are cut into
-  blocks, the unbiased MMD^2 is computed per block, and the p-value is the one-sided normal
-  tail of the mean of the block values.  Linear in the number of events.
-
-Everything heavy runs in torch, on CUDA when present (``device="auto"``), in ``float32`` by
-default with ``float64`` accumulation of the sums.
+The squared MMD of two distributions is zero if and only if they are equal (for a
+characteristic kernel such as the Gaussian), so it is a multivariate test that needs no
+classifier.  :func:`mmd_test` standardises the samples, takes Gaussian bandwidths from the
+median heuristic (or KPD's polynomial kernel) and gives a permutation p-value (quadratic
+time, up to ``max_quadratic`` events) or a block p-value (B-test, linear time) for larger
+samples; per-event weights, negative ones included, enter the estimator.  The kernel sums run
+in torch (:mod:`~hepgen.validation.kernels`), on CUDA when present.  The estimator, the kernels
+and the two tests are written out in docs/validation.md.
 
 References
 ----------
@@ -43,7 +22,6 @@ R. Kansal et al., "Evaluating generative models in high energy physics", Phys. R
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -60,22 +38,13 @@ from hepgen.validation._checks import (
     check_weights,
     rng_from,
 )
+from hepgen.validation.kernels import CPU_TILE, Kernel, check_kernel, pooled_mmd2, torch_dtype
 
 __all__ = ["MMDResult", "mmd2_unbiased", "mmd_test"]
 
-KERNELS = ("gaussian", "polynomial")
 # The median heuristic looks at the pairwise distances of at most this many pooled events
 # (~5e5 distances): enough for a stable median, negligible cost.
 _MEDIAN_SUBSAMPLE = 1000
-# On CPU the kernel tiles are at most this size whatever chunk_size says: a 2048 x 2048 float32
-# tile (16 MiB) keeps the distance/exp/sum passes largely in cache (2x faster than 4096 tiles on
-# 2 cores) while keeping the number of torch calls low (1024 tiles were another 20 % faster on
-# an idle machine but 3x slower when another process competes for the cores, because every
-# call then waits at OpenMP barriers).  GPUs use chunk_size as given.
-_CPU_TILE = 2048
-# Floors that keep Gaussian kernel values out of the subnormal range (see _gaussian_sum).
-_EXP_FLOOR = 80.0
-_SQUARE_FLOOR = 1e-18
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,175 +80,6 @@ class MMDResult(MetricResult):
     n_candidate: int
     bandwidths: tuple[float, ...]
     std: float
-
-
-@dataclasses.dataclass(frozen=True)
-class _Kernel:
-    """A kernel on torch tensors: ``prepare`` once per sample, then ``tile`` per block.
-
-    Both kernels reduce to one matrix product of augmented vectors per tile (no separate
-    broadcast passes): ``[a, |a|^2, 1] . [-2b, 1, |b|^2] = |a - b|^2`` for the Gaussian (on
-    centred data, translation does not change it and centring limits float32 cancellation) and
-    ``[a / d, 1] . [b, 1] = a.b / d + 1`` for the polynomial kernel.
-    """
-
-    name: str
-    bandwidths: tuple[float, ...] = ()
-
-    def prepare(self, z: Any) -> tuple[Any, Any]:
-        """Left and right factors of ``z`` (shape ``(..., N, d)``) for :meth:`tile`."""
-        import torch
-
-        one = torch.ones((*z.shape[:-1], 1), dtype=z.dtype, device=z.device)
-        if self.name == "polynomial":
-            return torch.cat([z / z.shape[-1], one], -1), torch.cat([z, one], -1)
-        z = z - z.mean(dim=-2, keepdim=True)
-        sq = (z * z).sum(-1, keepdim=True)
-        return torch.cat([z, sq, one], -1), torch.cat([-2.0 * z, one, sq], -1)
-
-    def tile(self, left: Any, right: Any, same: bool = False) -> Any:
-        """Kernel values ``(..., n, m)`` between prepared rows; ``same``: a diagonal tile."""
-        k = left @ right.mT
-        if self.name == "polynomial":
-            k.mul_(k)
-            return k.mul_(k)  # (x.y / d + 1)^4 by two squarings
-        k.clamp_(min=0.0)
-        if same:
-            # Exact zeros on the diagonal, so that k(x, x) is exactly the kernel's maximum
-            # and the diagonal correction of the unbiased estimator cancels it exactly.
-            k.diagonal(dim1=-2, dim2=-1).zero_()
-        return self._gaussian_sum(k)
-
-    def _gaussian_sum(self, d2: Any) -> Any:
-        """``sum_h exp(-d2 / (2 h^2))``, overwriting ``d2``.
-
-        Widest bandwidth first; when the next exponent is 2^p times the previous one (the
-        default multiples 0.5, 1, 2, 4 give p = 2), ``exp(-2^p c d2)`` is the previous term
-        squared p times, a multiplication instead of an exponential (~2x faster on CPU; the
-        relative rounding error grows to ~2^p ulp, far below the statistical precision).
-
-        Every term is kept above ~1e-36 (exponents clamped at -80, squares of values above
-        1e-18): subnormal floats make CPU arithmetic ~100x slower, and kernel values below
-        1e-35 change no sum.
-        """
-        import torch
-
-        coefs = sorted(0.5 / (h * h) for h in self.bandwidths)
-        out = torch.mul(d2, -coefs[0]).clamp_(min=-_EXP_FLOOR).exp_()
-        if len(coefs) == 1:
-            return out
-        term = out.clone()
-        for prev, c in itertools.pairwise(coefs):
-            ratio = c / prev
-            power = round(math.log2(ratio)) if ratio >= 1 else -1
-            if 0 <= power <= 8 and abs(ratio - 2.0**power) <= 1e-12 * ratio:
-                for _ in range(power):
-                    term.clamp_(min=_SQUARE_FLOOR).mul_(term)
-            else:
-                torch.mul(d2, -c, out=term).clamp_(min=-_EXP_FLOOR).exp_()
-            out.add_(term)
-        return out
-
-
-def _torch_dtype(dtype: str) -> Any:
-    import torch
-
-    table = {"float32": torch.float32, "float64": torch.float64}
-    if dtype not in table:
-        raise InputError(f"dtype {dtype!r}: expected 'float32' or 'float64'")
-    return table[dtype]
-
-
-def _pooled_mmd2(z: Any, u: Any, labels: Any, kernel: _Kernel, chunk_size: int) -> Any:
-    """Weighted unbiased MMD^2 for many labellings of one pooled sample.
-
-    Parameters
-    ----------
-    z : torch.Tensor, shape (..., N, d)
-        Pooled events (reference and candidate together).
-    u : torch.Tensor, shape (..., N)
-        Their weights, in the compute dtype.
-    labels : torch.Tensor, shape (..., N, P)
-        0/1 in the compute dtype: column p marks the events labelled "reference" in labelling p.
-    kernel : _Kernel
-    chunk_size : int
-        Tile size: at most ``chunk_size^2`` kernel values exist at a time (times the batch).
-
-    Returns
-    -------
-    torch.Tensor, shape (..., P), float64
-        MMD^2_u of each labelling.
-
-    Notes
-    -----
-    With ``b = u * label`` (reference weights) and ``c = u - b`` (candidate weights) every term
-    of the estimator is a quadratic form of the kernel matrix ``K``:
-    ``b^T K b``, ``b^T K c = b^T K u - b^T K b`` and ``c^T K c = u^T K u - 2 b^T K u + b^T K b``.
-    One tiled pass (one matrix product ``K_ij [B_j | u_j]`` per tile, each off-diagonal tile
-    once) accumulates ``b^T K b`` and ``b^T K u`` for all columns and ``u^T K u``; the ``i = j``
-    terms are removed with the diagonal of ``K``.  Products run in the compute dtype within a
-    tile; all sums across tiles are float64.
-    """
-    import torch
-
-    f64 = torch.float64
-    if z.device.type == "cpu":
-        chunk_size = min(chunk_size, _CPU_TILE)
-    n_total, n_cols = z.shape[-2], labels.shape[-1]
-    left, right = kernel.prepare(z)
-    b = labels * u.unsqueeze(-1)
-    bu = torch.cat([b, u.unsqueeze(-1)], dim=-1)  # one product per tile gives K b and K u
-    batch = z.shape[:-2]
-    quad = torch.zeros((*batch, n_cols), dtype=f64, device=z.device)  # b^T K b
-    bku = torch.zeros((*batch, n_cols), dtype=f64, device=z.device)  # b^T K u
-    uku = torch.zeros(batch, dtype=f64, device=z.device)  # u^T K u
-    kdiag = torch.zeros((*batch, n_total), dtype=f64, device=z.device)
-    starts = list(range(0, n_total, chunk_size))
-    for i0 in starts:
-        i1 = min(i0 + chunk_size, n_total)
-        li, bi, ui = left[..., i0:i1, :], b[..., i0:i1, :], u[..., i0:i1].unsqueeze(-2)
-        for j0 in starts:
-            if j0 < i0:
-                continue  # symmetric: tile (j, i) is the transpose of tile (i, j)
-            j1 = min(j0 + chunk_size, n_total)
-            same = i0 == j0
-            k = kernel.tile(li, right[..., j0:j1, :], same=same)
-            m = k @ bu[..., j0:j1, :]  # (..., ti, P + 1): K_ij b_j and K_ij u_j
-            kb, ku = m[..., :n_cols], m[..., n_cols:]
-            q = (bi * kb).sum(-2, dtype=f64)  # b_i^T K_ij b_j
-            r = (bi * ku).sum(-2, dtype=f64)  # b_i^T K_ij u_j
-            t = (ui @ ku).squeeze(-1).squeeze(-1).to(f64)  # u_i^T K_ij u_j
-            if same:
-                quad += q
-                bku += r
-                uku += t
-                kdiag[..., i0:i1] = k.diagonal(dim1=-2, dim2=-1)
-            else:
-                # the mirrored tile (j, i) adds the same b^T K b and u^T K u, and
-                # b_j^T K_ji u_i = u_i^T K_ij b_j
-                quad += 2.0 * q
-                bku += r + (ui @ kb).squeeze(-2).to(f64)
-                uku += 2.0 * t
-            del k, m
-    u64 = u.to(f64)
-    # Per-column sums of b, b^2 and b^2 k_ii: b_i is u_i or 0, so each is a 0/1 label matrix
-    # times a per-event vector; in float64, a slice of columns at a time.
-    vecs = torch.stack([u64, u64 * u64, u64 * u64 * kdiag], dim=-1)  # (..., N, 3)
-    col_step = max(1, (1 << 22) // max(n_total, 1))
-    sums = torch.cat(
-        [vecs.mT @ labels[..., c0 : c0 + col_step].to(f64) for c0 in range(0, n_cols, col_step)],
-        dim=-1,
-    )  # (..., 3, P)
-    sx, qx, dx = sums.unbind(-2)
-    big_u = u64.sum(-1, keepdim=True)
-    big_q = (u64 * u64).sum(-1, keepdim=True)
-    big_d = (u64 * u64 * kdiag).sum(-1, keepdim=True)
-    uku = uku.unsqueeze(-1)
-    sy, qy = big_u - sx, big_q - qx
-    xx = quad - dx
-    xy = bku - quad
-    yy = uku - 2.0 * bku + quad - (big_d - dx)
-    return xx / (sx * sx - qx) + yy / (sy * sy - qy) - 2.0 * xy / (sx * sy)
 
 
 def _standardize(
@@ -327,11 +127,6 @@ def _validated_pair(
     w = check_weights(reference_weights, x.shape[0], "reference")
     v = check_weights(candidate_weights, y.shape[0], "candidate")
     return x, y, w, v
-
-
-def _check_kernel(kernel: str) -> None:
-    if kernel not in KERNELS:
-        raise InputError(f"kernel {kernel!r}: expected one of {', '.join(map(repr, KERNELS))}")
 
 
 def _check_positive_int(value: int, name: str, minimum: int = 1) -> int:
@@ -400,7 +195,7 @@ def mmd2_unbiased(
     """
     import torch
 
-    _check_kernel(kernel)
+    check_kernel(kernel)
     x, y, w, v = _validated_pair(reference, candidate, reference_weights, candidate_weights)
     chunk_size = _check_positive_int(chunk_size, "chunk_size")
     bw = tuple(float(h) for h in bandwidths) if kernel == "gaussian" else ()
@@ -411,7 +206,7 @@ def mmd2_unbiased(
             raise InputError(
                 f"{name}: the unbiased MMD needs at least two events with sum_(i != j) w_i w_j > 0"
             )
-    dev, tdt = resolve_device(device), _torch_dtype(dtype)
+    dev, tdt = resolve_device(device), torch_dtype(dtype)
     with torch.inference_mode():
         z = torch.as_tensor(np.concatenate([x, y]), dtype=tdt, device=dev)
         u = np.concatenate(
@@ -423,7 +218,7 @@ def mmd2_unbiased(
         ut = torch.as_tensor(u, dtype=tdt, device=dev)
         labels = torch.zeros((z.shape[0], 1), dtype=tdt, device=dev)
         labels[: x.shape[0]] = 1.0
-        out = _pooled_mmd2(z, ut, labels, _Kernel(kernel, bw), chunk_size)
+        out = pooled_mmd2(z, ut, labels, Kernel(kernel, bw), chunk_size)
     return float(out[0])
 
 
@@ -432,7 +227,7 @@ def _quadratic_permutation(
     y: np.ndarray,
     w: np.ndarray | None,
     v: np.ndarray | None,
-    kern: _Kernel,
+    kern: Kernel,
     n_permutations: int,
     chunk_size: int,
     dev: str,
@@ -455,7 +250,7 @@ def _quadratic_permutation(
             rows[p] = rng.permutation(total)[:n]
         labels = torch.zeros((n_permutations + 1, total), dtype=tdt, device=dev)
         labels.scatter_(1, torch.as_tensor(rows, device=dev), 1.0)
-        values = _pooled_mmd2(z, ut, labels.T.contiguous(), kern, chunk_size).cpu().numpy()
+        values = pooled_mmd2(z, ut, labels.T.contiguous(), kern, chunk_size).cpu().numpy()
     observed, null = float(values[0]), values[1:]
     valid = np.isfinite(null)
     exceed = int(np.count_nonzero(null[valid] >= observed))
@@ -469,7 +264,7 @@ def _block_normal(
     y: np.ndarray,
     w: np.ndarray | None,
     v: np.ndarray | None,
-    kern: _Kernel,
+    kern: Kernel,
     block_size: int,
     chunk_size: int,
     dev: str,
@@ -493,8 +288,8 @@ def _block_normal(
     # Tiles of block_size rows split each pooled block into its XX, XY and YY parts, so that
     # the symmetric pass evaluates 3 block_size^2 kernel values per block, not 4.  A group of
     # g blocks is processed at once, g block_size^2 values per tile within the memory (and,
-    # on CPU, cache: see _CPU_TILE) budget of one chunk_size^2 tile.
-    tile = chunk_size if dev.startswith("cuda") else min(chunk_size, _CPU_TILE)
+    # on CPU, cache: see CPU_TILE) budget of one chunk_size^2 tile.
+    tile = chunk_size if dev.startswith("cuda") else min(chunk_size, CPU_TILE)
     inner = min(block_size, chunk_size)
     group = max(1, tile * tile // (inner * inner))
     values = []
@@ -514,7 +309,7 @@ def _block_normal(
             g1 = min(g0 + group, n_blocks)
             zg = torch.cat([xb[g0:g1], yb[g0:g1]], dim=1)
             labels = lab.expand(g1 - g0, -1, -1)
-            values.append(_pooled_mmd2(zg, ub[g0:g1], labels, kern, inner)[:, 0].cpu())
+            values.append(pooled_mmd2(zg, ub[g0:g1], labels, kern, inner)[:, 0].cpu())
     vals = torch.cat(values).numpy()
     if not np.isfinite(vals).all():
         raise InputError(
@@ -620,7 +415,7 @@ def mmd_test(
     >>> res.method, res.pvalue
     ('quadratic-permutation', 0.01)
     """
-    _check_kernel(kernel)
+    check_kernel(kernel)
     x, y, w, v = _validated_pair(reference, candidate, reference_weights, candidate_weights)
     n_permutations = _check_positive_int(n_permutations, "n_permutations")
     max_quadratic = _check_positive_int(max_quadratic, "max_quadratic", minimum=2)
@@ -633,7 +428,7 @@ def mmd_test(
         raise InputError(
             f"bandwidth_multiples {tuple(bandwidth_multiples)!r}: expected positive values"
         )
-    dev, tdt = resolve_device(device), _torch_dtype(dtype)
+    dev, tdt = resolve_device(device), torch_dtype(dtype)
     rng = rng_from(seed)
 
     if max_events is not None:
@@ -652,9 +447,9 @@ def mmd_test(
 
     if kernel == "gaussian":
         med = _median_distance(np.concatenate([x, y]), rng)
-        kern = _Kernel("gaussian", tuple(a * med for a in multiples))
+        kern = Kernel("gaussian", tuple(a * med for a in multiples))
     else:
-        kern = _Kernel("polynomial")
+        kern = Kernel("polynomial")
 
     if x.shape[0] <= max_quadratic and y.shape[0] <= max_quadratic:
         for arr, wt, name in ((x, w, "reference"), (y, v, "candidate")):
