@@ -131,7 +131,8 @@ def weighted_quantile(
     Raises
     ------
     InputError
-        ``x`` is not 1-D or empty, or the weights are invalid (:func:`check_weights`).
+        ``x`` is not 1-D, empty or not finite, a probability is outside [0, 1], or the
+        weights are invalid (:func:`check_weights`).
 
     Notes
     -----
@@ -151,6 +152,12 @@ def weighted_quantile(
     w = check_weights(weights, len(x), "weighted_quantile")
     if len(x) == 0:
         raise InputError("weighted_quantile: no values")
+    bad = int(np.count_nonzero(~np.isfinite(x)))
+    if bad:
+        raise InputError(f"weighted_quantile: {bad} of {len(x)} values are NaN or inf")
+    q = np.asarray(q, dtype=np.float64)
+    if not np.all((q >= 0) & (q <= 1)):
+        raise InputError("weighted_quantile: quantiles must lie in [0, 1]")
     xs, probs = plotting_positions(x, w)
     return np.interp(q, probs, xs)
 

@@ -32,10 +32,11 @@ Examples
 (True, 0.2)
 """
 
+from hepgen.stats import weighted_quantile
 from hepgen.validation.univariate.binning import histogram_edges
 from hepgen.validation.univariate.chi2 import Chi2Result, chi2_test, separation_power
 from hepgen.validation.univariate.ks import KSResult, ks_test
-from hepgen.validation.univariate.wasserstein import wasserstein1, weighted_quantile
+from hepgen.validation.univariate.wasserstein import wasserstein1
 
 __all__ = [
     "Chi2Result",
