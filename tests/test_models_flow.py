@@ -1,4 +1,4 @@
-"""Tests of hepgen.models.flow: conditional RQ spline flows on nflows.
+"""Tests of hepgen.models.flow and hepgen.models.spline: conditional RQ spline flows on nflows.
 
 Quality, not only shapes: the density integrates to one, forward and inverse agree, a short
 real training reaches the true conditional entropy of a Gaussian toy within 0.05 nats and
@@ -21,7 +21,7 @@ from nflows.transforms.splines.rational_quadratic import (
 )
 
 from hepgen.errors import ConfigError
-from hepgen.models import flow as flow_module
+from hepgen.models import spline as spline_module
 from hepgen.models.flow import (
     ConditionalFlow,
     FlowSettings,
@@ -228,7 +228,7 @@ def test_lu_inverse_avoids_deprecated_triangular_solve(monkeypatch):
     x = flow.sample(c)
     z, _ = flow.to_latent(x, c)
     assert (flow.from_latent(z, c) - x).abs().max().item() < 1e-5
-    lu = next(m for m in flow.modules() if isinstance(m, flow_module._LULinear))
+    lu = next(m for m in flow.modules() if isinstance(m, spline_module.LinalgLULinear))
     assert torch.allclose(lu.weight_inverse() @ lu.weight(), torch.eye(3), atol=1e-5)
 
 
@@ -312,7 +312,7 @@ def test_conditioner_gate_equals_nflows_residual_net():
     from nflows.nn.nets import ResidualNet
 
     torch.manual_seed(0)
-    ours = flow_module._ClampedResidualNet(3, 20, 32, context_features=4, num_blocks=2, bound=4.0)
+    ours = spline_module.ClampedResidualNet(3, 20, 32, context_features=4, num_blocks=2, bound=4.0)
     ref = ResidualNet(3, 20, 32, context_features=4, num_blocks=2)
     ref.load_state_dict(ours.state_dict())
     for p in ours.parameters():
@@ -347,7 +347,7 @@ def _narrow_spline_near_knots(n: int = 100_000, k: int = 16, scale: float = 5.0)
     w = scale * torch.randn(n, k, generator=g)
     h = scale * torch.randn(n, k, generator=g)
     d = scale * torch.randn(n, k - 1, generator=g) - scale
-    ys, _ = flow_module._knots(h, flow_module.MIN_BIN_HEIGHT, 4.0)
+    ys, _ = spline_module._knots(h, spline_module.MIN_BIN_HEIGHT, 4.0)
     idx = torch.randint(1, k, (n, 1), generator=g)
     y = (ys.gather(-1, idx).squeeze(-1) + 1e-6 * torch.randn(n, generator=g)).clamp(-4.0, 4.0)
     return y, w, h, d

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-
 import awkward as ak
 import numpy as np
 import pytest
@@ -497,11 +495,3 @@ def test_processes_and_params() -> None:
     sim = JetSimulation(pt_min=30.0)
     assert sim.get_params()["pt_min"] == 30.0
     assert repr(sim) == "JetSimulation(pt_min=30.0)"
-
-
-@pytest.mark.parametrize(
-    "module", [hepgen.sim, hepgen.sim.jets, hepgen.sim.dijet, hepgen.sim._common]
-)
-def test_docstring_examples(module) -> None:
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, extraglobs={"ak": ak})
-    assert result.failed == 0

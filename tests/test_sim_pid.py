@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import doctest
-
 import awkward as ak
 import numpy as np
 import pytest
 import uproot
 
-import hepgen.sim.pid
-import hepgen.sim.splot
 from hepgen.cli import main
 from hepgen.errors import InputError
 from hepgen.sim import PROCESSES, PidSimulation, chunk_seeds, simulate_to_file
@@ -293,9 +289,3 @@ def test_cli_simulate_pid(tmp_path) -> None:
     # too few candidates for the mass fit: exit code 2, nothing written
     assert main([*command, "-n", "20", "-o", str(tmp_path / "x.root")]) == 2
     assert not (tmp_path / "x.root").exists()
-
-
-@pytest.mark.parametrize("module", [hepgen.sim.pid, hepgen.sim.splot])
-def test_docstring_examples(module) -> None:
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, extraglobs={"ak": ak})
-    assert result.failed == 0 and result.attempted > 0

@@ -1,28 +1,10 @@
 """Training in stages that resume: a finished stage is loaded, an interrupted one continues.
 
 :meth:`hepgen.fastsim.FastSim.fit` trains several models one after the other (the efficiency
-classifier, the response generator, the fakes' generator); a crash or a ``SIGKILL`` can stop
-it in any of them.  :func:`run_stage` runs one stage so that ``resume=True`` picks up exactly
-where the run was:
-
-* a **finished** stage (its marker exists) is loaded from the checkpoint folder, not trained
-  again, whatever stopped it (``max_epochs``, early stopping, the time limit);
-* an **interrupted** stage with a checkpoint of the training loop (``last.safetensors``)
-  continues from it (:func:`hepgen.training.train` with ``resume=True``);
-* a stage that never started (no checkpoint) starts afresh, and the log says so.
-
-Layout, under the checkpoint folder (``MODEL_DIR/checkpoints``)::
-
-    finished/STAGE.*             the stage's model, written by the model's own ``save``
-                                 (safetensors + JSON, or xgboost's native JSON): no pickle
-    finished/done-STAGE.json     the marker, written last and atomically: format, version,
-                                 the stage's fingerprint, its TrainingResult (or null)
-
-The marker is written after the model files, so a crash in between leaves a stage that is
-trained again from its last checkpoint (the loop restores its final epoch and stops at once).
-The fingerprint (settings that shape the stage: features, model, seed, fixed training
-settings, number of events) must be unchanged on resume, else :class:`TrainingError` names
-the marker and what differs.
+classifier, the response generator, the fakes' generator), and a crash or a ``SIGKILL`` can
+stop it in any of them; :func:`run_stage` runs one stage so that ``resume=True`` picks up
+exactly where the run was (its Notes give the rules and the files under the checkpoint
+folder).
 
 Examples
 --------
@@ -168,6 +150,31 @@ def run_stage(
     ------
     TrainingError
         An unreadable marker, or one written with another fingerprint.
+
+    Notes
+    -----
+    With ``resume=True``:
+
+    * a **finished** stage (its marker exists) is loaded from the checkpoint folder, not
+      trained again, whatever stopped it (``max_epochs``, early stopping, the time limit);
+    * an **interrupted** stage with a checkpoint of the training loop (``loop_checkpoint``,
+      ``last.safetensors``) continues from it (:func:`hepgen.training.train` with
+      ``resume=True``);
+    * a stage that never started (no checkpoint) starts afresh, and the log says so.
+
+    Layout, under the checkpoint folder (``MODEL_DIR/checkpoints``)::
+
+        finished/STAGE.*             the stage's model, written by ``save`` (safetensors +
+                                     JSON, or xgboost's native JSON): no pickle
+        finished/done-STAGE.json     the marker, written last and atomically: format,
+                                     version, the stage's fingerprint, its TrainingResult
+                                     (or null)
+
+    The marker is written after the model files, so a crash in between leaves a stage that
+    is trained again from its last checkpoint (the loop restores its final epoch and stops
+    at once). The fingerprint (the settings that shape the stage: features, model, seed,
+    fixed training settings, number of events) must be unchanged on resume, else
+    :class:`TrainingError` names the marker and what differs.
     """
     if checkpoints is None:
         if fit is None:

@@ -1,30 +1,14 @@
 """Built-in reference detector simulations: the "slow full simulation" that hepgen learns from.
 
-Three processes are available, each a class whose constructor only stores physics settings
-(scikit-learn style) and whose ``generate(n_events, seed)`` returns an awkward Array with
-one record per event, the fields being ROOT branch names:
-
-``jets`` (:class:`JetSimulation`)
-    Generator-level AK4 jets (``GenJet_*``) and their CMS-like reconstruction (``Jet_*``) in
-    NanoAOD layout: CMS JER-like flavour-, pt- and eta-dependent response with
-    Crystal-Ball tails and semileptonic b/c losses, correlated mass response, a
-    DeepJet-like b-tag discriminant, constituent counts, efficiency turn-on, acceptance and
-    pile-up jets. GeV units. See :mod:`hepgen.sim.jets` for every formula.
-``dijet`` (:class:`DijetSimulation`)
-    LHC-Olympics-2020-like high-level features of dijet events (``mjj``, ``mj1``, ``mj2``,
-    ``tau21_j1``, ``tau21_j2``, ``label``) with QCD background from the dijet function and an
-    optional ``X -> Y Z`` resonance. TeV units. See :mod:`hepgen.sim.dijet`.
-``pid`` (:class:`PidSimulation`)
-    An LHCb-like PID calibration ntuple (TTree ``DecayTree``): one row per
-    ``J/psi -> mu mu`` candidate with two tracks ``mu1_*``, ``mu2_*`` (``P``, ``PT``, ``ETA``,
-    five PID responses with -1000 sentinels, exact zeros and a 1e-4 grid), the event
-    multiplicity ``nTracks``, the mass ``Jpsi_M``, signal plus background and the sWeights
-    ``sw`` of an sPlot fit of the whole file. MeV units. See :mod:`hepgen.sim.pid` and
-    :mod:`hepgen.sim.splot`.
-
-:func:`simulate_to_file` writes either process to a ROOT file in chunks (this is what
-``hepgen simulate -n N -o OUT.root --seed S --process jets|dijet|pid`` runs). The branch lists,
-units and dtypes are documented in ``data/README.md``.
+Three processes, in :data:`PROCESSES`: ``jets`` (:class:`JetSimulation`, CMS-like AK4 jets
+and their reconstruction in NanoAOD layout, GeV), ``dijet`` (:class:`DijetSimulation`,
+LHC-Olympics-2020-like dijet features with an optional resonance, TeV) and ``pid``
+(:class:`PidSimulation`, an LHCb-like PID calibration ntuple with sWeights, MeV). Each class
+only stores its physics settings (scikit-learn style); ``generate(n_events, seed)`` returns
+an awkward Array with one record per event whose fields are ROOT branch names, and
+:func:`simulate_to_file` writes a process to a ROOT file in chunks (``hepgen simulate``).
+The physics models, branches, units and dtypes are documented in the project's
+``data/README.md``.
 
 Example
 -------

@@ -1,49 +1,12 @@
-r"""Reference simulation of the dijet anomaly-detection benchmark (LHC-Olympics-2020-like).
+"""Reference simulation of the dijet anomaly-detection benchmark (LHC-Olympics-2020-like).
 
-Each event is a pair of large-radius (R = 1) jets summarised by high-level features as in
-the LHC Olympics 2020 R&D data set: the dijet invariant mass ``mjj``, the two jet masses
-``mj1``, ``mj2`` and their N-subjettiness ratios ``tau21_j1``, ``tau21_j2``. Masses are in
-TeV. **Jet ordering: j1 is the heavier jet** (``mj1 >= mj2`` in every event); each
-``tau21`` belongs to the jet of the same index.
-
-QCD background
---------------
-* ``mjj`` follows the standard dijet function
-  ``f(x) = (1 - x)^p1 / x^p2``, ``x = mjj / sqrt_s``, on ``[mjj_min, mjj_max]``, sampled by
-  inverting its CDF tabulated on 8192 points in ``ln mjj``. The defaults ``p1 = 6``,
-  ``p2 = 3`` on [1.5, 7] TeV fall by a factor ~5000 over the range (local slope around
-  3.5 TeV: a factor ~8 between 3.5 and 5 TeV); the measured 13 TeV spectrum is steeper
-  (``p1 ≈ 10``, ``p2 ≈ 4-5``) but would leave only 0.6 % of the events in a
-  [3.3, 3.7] TeV window instead of 2.2 %.
-* Both jets carry ``pt = mjj / (2 cosh y*)`` (TeV), ``y* ~ N(0, 0.6)`` truncated to
-  ``|y*| < 1.3`` (LO 2 -> 2 kinematics).
-* Each jet is gluon-initiated with probability
-  ``g(mjj) = clip(0.72 - 0.06 (mjj/TeV - 1.5), 0.2, 0.8)`` (quark jets take over at high
-  ``mjj``, as the parton luminosities dictate).
-* Jet mass ``m = pt cap(rho)``, ``ln rho = ln r0 - 0.15 ln(pt / 1 TeV) + 0.5 (0.5 xi_0 +
-  sqrt(0.75) xi_j)`` with ``r0 = 0.085`` (gluon) / 0.060 (quark), ``xi ~ N(0, 1)``; the
-  event-wide ``xi_0`` correlates the two masses (correlation 0.25 in ``ln rho``) and
-  ``cap(rho) = rho / (1 + (rho/0.7)^4)^{1/4}`` softly bounds ``m/pt`` below ``~R/sqrt(2)``.
-  The masses therefore grow with ``mjj`` (roughly ``m ∝ mjj^0.85``).
-* ``tau21 ~ Beta(t kappa, (1 - t) kappa)``, ``kappa = 14``, with mean
-  ``t = clip(0.50 + 0.063 rho' + 0.03 [gluon] - 0.15 [hard splitting], 0.15, 0.85)``,
-  ``rho' = ln(m² / (pt · 1 GeV))`` (the CMS "DDT" variable: tau21 rises linearly with
-  ``rho'``), where 10 % of the jets have a hard two-prong splitting.
-
-Signal ``X -> Y Z``, ``Y -> qq``, ``Z -> qq``
---------------------------------------------
-* ``mjj ~ N(mx, (mx_width · mx)²)`` (redrawn into ``[mjj_min, mjj_max]``).
-* ``m_Y = my1 (1 + my_resolution ξ)(1 - f)``, likewise ``m_Z`` with ``my2``, where 10 % of
-  the jets lose ``f ~ Beta(1.5, 10)`` of their mass to out-of-cone radiation, else ``f = 0``.
-* Two-prong substructure: ``tau21 ~ Beta(0.3 · 12, 0.7 · 12)`` (mean 0.30, std 0.13).
-* After smearing the heavier jet becomes j1.
-
-``signal_fraction`` is the fraction of *all* events that are signal: each call of
-:meth:`DijetSimulation.generate` draws exactly ``round(signal_fraction · n_events)`` signal
-events at random positions (``label = 1``; background ``label = 0``).
-
-Branches: ``mjj, mj1, mj2, tau21_j1, tau21_j2`` (float32, TeV / dimensionless),
-``label`` (int32), ``event`` (uint64, counting from 1); see :data:`BRANCHES`.
+Each event is a pair of large-radius jets summarised by the high-level features of the LHC
+Olympics 2020 R&D data set: ``mjj``, the jet masses ``mj1``, ``mj2`` (**j1 is the heavier
+jet**) and their N-subjettiness ratios ``tau21_j1``, ``tau21_j2``, in TeV. The QCD
+background follows the dijet function in ``mjj``, with jet masses and ``tau21`` that depend
+on ``mjj`` (so a background model must interpolate into a signal region); an optional
+``X -> Y Z`` resonance (``signal_fraction``) gives the anomaly. Every formula, branch and
+setting is documented in the project's ``data/README.md`` (process ``dijet``).
 """
 
 from __future__ import annotations
@@ -97,7 +60,7 @@ class DijetSimulation(Simulation):
     """LHC-Olympics-like dijet events: QCD background plus an optional resonance.
 
     The constructor only stores the settings; :meth:`generate` draws events. The physics
-    model (all formulas) is described in :mod:`hepgen.sim.dijet`. Masses in TeV.
+    model (every formula) is documented in the project's ``data/README.md``. Masses in TeV.
 
     Parameters
     ----------

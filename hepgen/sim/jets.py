@@ -1,115 +1,13 @@
-r"""Reference "full simulation" of AK4 jets: generator-level jets and their detector response.
+"""Reference "full simulation" of AK4 jets: generator-level jets and their detector response.
 
 The ``jets`` process writes NanoAOD-style branches (``GenJet_*``, ``Jet_*``, event numbers), so
 every hepgen configuration written for it also runs on real CMS NanoAOD. The model is
-parametric and fast, but its detector response has the features that make learning
-``p(reco | gen)`` non-trivial: flavour-, pt- and eta-dependent scale and resolution,
-non-Gaussian tails, correlated mass response, a bounded tagger output with flavour-dependent
-shape, integer constituent counts, an efficiency turn-on, acceptance holes and fake jets.
-All energies, momenta and masses are in GeV, angles in radians.
-
-Generator level (one event)
----------------------------
-* Leading jet ``pt1 ~ pt^-pt_index`` on ``[pt_min, pt_max]`` (inverse-CDF power law).
-* Second jet balances it: ``pt2 = pt_min + (pt1 - pt_min) z`` with ``z ~ Beta(5, 1.3)``.
-* ``n_extra ~ Poisson(extra_jets (1 + 0.4 ln(pt1/pt_min)))`` further jets, each with
-  ``pt ~ pt^-3`` on ``[pt_min, pt2]`` (harder events radiate more).
-* Rapidities: the leading pair ``eta_{1,2} = y_b ± y*`` with ``y_b ~ N(0, 1)`` and
-  ``y* ~ N(0, 0.9)``; extra jets ``eta ~ N(0, 2)``. A jet outside ``|eta| < eta_max`` or with
-  energy ``pt cosh(eta) > 6500`` (the beam energy) is redrawn from ``N(0, 1.35)``.
-* Azimuth: ``phi1`` uniform, ``phi2 = phi1 + pi + N(0, 0.25)``, extra jets uniform; all
-  wrapped into ``[-pi, pi)``.
-* Flavour: ``GenJet_hadronFlavour`` is 5 with probability ``b_fraction``, 4 with
-  ``c_fraction``, else 0. Heavy-flavour jets come from gluon splitting
-  (``partonFlavour = 21``) with probability 0.15 (b) / 0.20 (c), otherwise from a heavy
-  quark (``partonFlavour = ±5 / ±4``, either sign). A light jet is a gluon with probability
-  ``g(pt) = clip(0.72 - 0.10 ln(pt / 20 GeV), 0.2, 0.8)`` (0.72 at 20 GeV, 0.33 at 1 TeV), else
-  a d / u / s quark (0.35 / 0.45 / 0.20; positive sign with probability 0.6 for u, d
-  (valence) and 0.5 for s). So ``|partonFlavour| = 5 ⇒ hadronFlavour = 5``,
-  ``|partonFlavour| = 4 ⇒ 4``, ``|partonFlavour| ≤ 3 ⇒ 0``.
-* Mass: ``m = pt cap(r)`` with ``ln r ~ N(ln r0 - 0.1 ln(pt/50 GeV), 0.4)``, ``r0 = 0.12``
-  for gluon-initiated and 0.085 for quark-initiated jets, ``cap(r) = r/(1+(r/0.4)^4)^{1/4}``
-  a soft bound at ``m/pt = 0.4``; heavy flavour adds the hadron mass in quadrature
-  (``m -> sqrt(m² + m_h²)``, ``m_h = 4.8`` GeV for b, 1.5 GeV for c).
-
-The response class of a jet is b (hadron flavour 5), c (4), gluon (flavour 0, parton 21) or
-light quark (flavour 0, parton 1..3).
-
-Detector response of a generator jet
-------------------------------------
-* pt response ``R = pt_reco / pt_gen``::
-
-      R = response_scale · mu · (1 + sigma · z) · (1 - f_nu)
-      mu    = 1 + d_class · (pt/30 GeV)^-0.3 + d_eta
-      sigma = resolution_scale · k_class · sqrt(N²/pt² + S²/pt + C²)
-
-  with the CMS jet-energy-resolution parametrisation (JINST 12 (2017) P02014) per |eta|
-  region (GeV units for N and S):
-
-  =============  =====  =====  ======  ======
-  |eta|          N      S      C       d_eta
-  =============  =====  =====  ======  ======
-  [0, 1.3)       3.0    1.00   0.040   0.000
-  [1.3, 2.5)     3.5    1.10   0.045   +0.010
-  [2.5, 3.0)     5.0    1.20   0.060   +0.020
-  [3.0, ...)     5.0    1.30   0.090   -0.015
-  =============  =====  =====  ======  ======
-
-  and per class ``d_class`` = +0.010 (light quark), -0.025 (gluon), -0.010 (c), -0.020 (b);
-  ``k_class`` = 1.00, 1.05, 1.05, 1.10. ``z`` follows a double-sided Crystal Ball shape
-  (Gaussian core, power-law tails beyond -1.8 (n = 5) and +2.2 (n = 8) standard deviations:
-  about 5.4 % / 1.8 % of jets in the low / high tail). Semileptonic heavy-flavour decays
-  make the neutrino escape: a fraction ``semileptonic_b`` of b jets (``semileptonic_c`` of c
-  jets) loses ``f_nu ~ Beta(1.5, 6)`` (``Beta(1.5, 8)`` for c), mean 20 % (16 %) of its pt;
-  otherwise ``f_nu = 0``. ``R`` is bounded below by 0.01.
-* Mass: ``m_reco = m_gen · R · exp(s_m ξ)``, ``ξ ~ N(0, 1)``,
-  ``s_m = 0.06 + 1.2 / sqrt(pt_gen/GeV)``: the mass follows the pt response (including the
-  neutrino loss) with extra, pt-dependent smearing.
-* Direction: ``eta`` and ``phi`` get Gaussian smearing
-  ``sigma_eta = k_eta sqrt(0.003² + (0.8 GeV / pt)²)``, ``sigma_phi = 1.2 sigma_eta``,
-  ``k_eta`` = 1, 1, 1.3, 2 in the four regions (coarser forward calorimetry).
-* Efficiency: a jet is reconstructed with probability
-  ``eps(pt, eta) = plateau(|eta|) / (1 + exp(-(pt_gen - p50)/5 GeV))``, ``p50 = 20 GeV``
-  (24 GeV for |eta| >= 3), ``plateau = 0.99`` in the tracker (|eta| < 2.5), 0.97 up to 3.0,
-  0.95 beyond, minus Gaussian dips of depth 0.05 at the barrel-endcap transition
-  (|eta| = 1.45, width 0.07) and 0.06 at the endcap-forward transition (|eta| = 3.0,
-  width 0.08), and it must pass ``pt_reco > reco_pt_min`` (15 GeV as in NanoAOD) and
-  ``|eta_reco| < reco_eta_max`` (4.7).
-* b-tag discriminant ``Jet_btagDeepFlavB`` in [0, 1]: a mixture of ``Beta(0.4, 12)``
-  (peaks at 0), ``Beta(2, 2.5)`` and ``Beta(9, 0.45)`` (peaks at 1) with weights
-  ``(1 - w_mid - w_high, w_mid, w_high)``::
-
-      b:             w_high = 0.80 D(pt) T(eta) (x 0.7 from gluon splitting),
-                     w_mid = 0.12 + 0.4 (0.80 - w_high)
-      c:             w_high = 0.15 D(pt) T(eta),  w_mid = 0.35
-      light quark:   w_high = 0.006 (1 + pt/250 GeV),  w_mid = 0.02
-      gluon:         w_high = 0.010 (1 + pt/250 GeV),  w_mid = 0.035
-      D(pt) = (1 - 0.35 exp(-(pt - 20 GeV)/30 GeV)) / sqrt(1 + (pt/600 GeV)²)
-      T(eta) = 1 - 0.12 clip(|eta| - 1.5, 0, 1)
-
-  with the generator pt and the reconstructed |eta|.
-  Outside the tracker (|eta| >= 2.5) there are no tracks: ``w_high = 0.005`` (0.025 for b),
-  ``w_mid = 0.06`` for every flavour.
-* Constituents: ``Jet_nConstituents ~ Poisson(Gamma(25, mu_n/25))`` (negative binomial,
-  variance ``mu_n + mu_n²/25``), ``mu_n = q · h · (4 + 4.5 ln(pt_gen/5 GeV)) · sqrt(R/mu) + 1.5``
-  with ``q = 1.5`` for gluon-initiated and 1 for quark-initiated jets, ``h = 1.12`` (b),
-  1.05 (c), 1 (light), bounded to [1, 255].
-
-Pile-up and fake jets
----------------------
-``n_fake ~ Poisson(pileup_jets)`` unmatched reco jets per event with
-``pt ~ pt^-5`` on ``[reco_pt_min, 500 GeV]``, ``eta`` uniform in ``|eta| < reco_eta_max``,
-``phi`` uniform, ``m = pt cap(r)`` with ``ln r ~ N(ln 0.15, 0.45)``, b-tag weights
-``w_high = 0.003, w_mid = 0.03``, ``mu_n = 0.6 (4 + 4.5 ln(pt/5 GeV)) + 1.5``,
-``Jet_genJetIdx = -1`` and ``Jet_hadronFlavour = 0``.
-
-Output
-------
-Gen jets are sorted by pt and reco jets by reco pt, both descending, within each event;
-``Jet_genJetIdx`` is the index of the matched jet in the event's ``GenJet`` list (each gen
-jet is matched at most once), -1 for fakes. Branches and dtypes are listed in
-:data:`BRANCHES`; ``event`` counts from 1, ``run = 1``, ``luminosityBlock`` advances every
-1000 events, ``genWeight = 1``.
+parametric and fast, but its response has what makes learning ``p(reco | gen)`` non-trivial:
+flavour-, pt- and eta-dependent scale and resolution (the CMS jet-energy-resolution form),
+Crystal-Ball tails, semileptonic b/c losses, a correlated mass response, a bounded b-tag
+discriminant, integer constituent counts, an efficiency turn-on, acceptance holes and
+pile-up jets. Energies, momenta and masses in GeV, angles in radians. Every formula, branch
+and setting is documented in the project's ``data/README.md`` (process ``jets``).
 """
 
 from __future__ import annotations
@@ -159,7 +57,7 @@ EVENTS_PER_LUMI = 1000
 
 BEAM_ENERGY = 6500.0  # GeV
 
-# |eta| region edges of the resolution table and its parameters (see module docstring)
+# |eta| region edges of the resolution table and its parameters (data/README.md, jets)
 ETA_EDGES = np.array([1.3, 2.5, 3.0])
 JER_N = np.array([3.0, 3.5, 5.0, 5.0])
 JER_S = np.array([1.00, 1.10, 1.20, 1.30])
@@ -177,7 +75,7 @@ TRACKER_ETA = 2.5
 
 
 def _efficiency(pt: np.ndarray, abseta: np.ndarray) -> np.ndarray:
-    """Reconstruction efficiency of a gen jet, shape of ``pt`` (see module docstring)."""
+    """Reconstruction efficiency of a gen jet, shape of ``pt`` (data/README.md, jets)."""
     plateau = np.where(abseta < TRACKER_ETA, 0.99, np.where(abseta < 3.0, 0.97, 0.95))
     plateau = plateau - 0.05 * np.exp(-0.5 * ((abseta - 1.45) / 0.07) ** 2)
     plateau = plateau - 0.06 * np.exp(-0.5 * ((abseta - 3.0) / 0.08) ** 2)
@@ -195,11 +93,55 @@ def _draw_constituents(rng: np.random.Generator, mean: np.ndarray) -> np.ndarray
     return np.clip(rng.poisson(lam), 1, 255).astype(np.uint8)
 
 
+def _response_class(hadron: np.ndarray, parton: np.ndarray) -> np.ndarray:
+    """Response class of every jet: BOTTOM, CHARM, GLUON or LIGHT (hadron, then parton
+    flavour)."""
+    return np.where(
+        hadron == 5, BOTTOM, np.where(hadron == 4, CHARM, np.where(parton == 21, GLUON, LIGHT))
+    )
+
+
+def _smear_direction(
+    rng: np.random.Generator, gen: dict[str, np.ndarray], region: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reco ``eta`` and ``phi`` of every gen jet: Gaussian smearing, coarser forward."""
+    pt = gen["pt"]
+    sigma_eta = ANGLE_K[region] * np.sqrt(0.003**2 + (0.8 / pt) ** 2)
+    eta = gen["eta"] + sigma_eta * rng.standard_normal(len(pt))
+    phi = wrap_phi(gen["phi"] + 1.2 * sigma_eta * rng.standard_normal(len(pt)))
+    return eta, phi
+
+
+def _merge_jets(
+    n: int, matched: dict[str, np.ndarray], fakes: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Matched and fake reco jets in one collection, ordered by reco pt (descending) within
+    each of the ``n`` events: ``{"counts": (n,), "cols": Jet_* branch -> flat array}``."""
+    evt = np.concatenate([matched["evt"], fakes["evt"]])
+    pt = np.concatenate([matched["pt"], fakes["pt"]])
+    order = ordered_by(evt, pt)
+
+    def column(key: str) -> np.ndarray:
+        return np.concatenate([matched[key], fakes[key]])[order]
+
+    cols = {
+        "Jet_pt": pt[order].astype(np.float32),
+        "Jet_eta": column("eta").astype(np.float32),
+        "Jet_phi": column("phi").astype(np.float32),
+        "Jet_mass": column("mass").astype(np.float32),
+        "Jet_btagDeepFlavB": column("btag").astype(np.float32),
+        "Jet_nConstituents": column("n_const"),
+        "Jet_hadronFlavour": column("hadron"),
+        "Jet_genJetIdx": column("gen_idx"),
+    }
+    return {"counts": np.bincount(evt, minlength=n), "cols": cols}
+
+
 class JetSimulation(Simulation):
     """Parametric simulation of generator jets and their CMS-like reconstruction.
 
     The constructor only stores the settings; :meth:`generate` draws events. The physics
-    model (all formulas) is described in :mod:`hepgen.sim.jets`.
+    model (every formula) is documented in the project's ``data/README.md``.
 
     Parameters
     ----------
@@ -435,16 +377,40 @@ class JetSimulation(Simulation):
     def _reconstruct(
         self, rng: np.random.Generator, n: int, gen: dict[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
-        pt, eta, phi = gen["pt"], gen["eta"], gen["phi"]
-        hadron, parton = gen["hadron"], gen["parton"]
-        ngen = len(pt)
-        abseta = np.abs(eta)
-        region = np.searchsorted(ETA_EDGES, abseta, side="right")
-        cls = np.where(
-            hadron == 5, BOTTOM, np.where(hadron == 4, CHARM, np.where(parton == 21, GLUON, LIGHT))
-        )
+        """Reco jets of ``n`` events: ``{"counts": (n,), "cols": Jet_* branch -> flat array}``.
 
-        # pt response
+        The steps, in the order they draw from ``rng``: response and smearing of every gen
+        jet, the efficiency and acceptance selection, the properties of the kept jets, the
+        pile-up jets; then both sets are merged and ordered by reco pt within each event.
+        """
+        region = np.searchsorted(ETA_EDGES, np.abs(gen["eta"]), side="right")
+        cls = _response_class(gen["hadron"], gen["parton"])
+        mu, response = self._pt_response(rng, gen, region, cls)
+        eta_reco, phi_reco = _smear_direction(rng, gen, region)
+        reco = {
+            "pt": gen["pt"] * response,
+            "eta": eta_reco,
+            "phi": phi_reco,
+            "response": response,
+            "mu": mu,
+            "cls": cls,
+        }
+        sel = self._select(rng, gen, reco)
+        matched = self._matched_jets(rng, n, gen, reco, sel)
+        fakes = self._fake_jets(rng, n)
+        return _merge_jets(n, matched, fakes)
+
+    def _pt_response(
+        self,
+        rng: np.random.Generator,
+        gen: dict[str, np.ndarray],
+        region: np.ndarray,
+        cls: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean response ``mu`` and pt response ``R`` of every gen jet (Crystal-Ball smearing
+        and the semileptonic neutrino loss), both of shape (n_gen,)."""
+        pt, hadron = gen["pt"], gen["hadron"]
+        ngen = len(pt)
         mu = float(self.response_scale) * (
             1.0 + SCALE_CLASS[cls] * (pt / 30.0) ** -0.3 + SCALE_ETA[region]
         )
@@ -462,66 +428,82 @@ class JetSimulation(Simulation):
         idx = np.flatnonzero(semilep)
         f_nu[idx] = rng.beta(1.5, np.where(hadron[idx] == 5, 6.0, 8.0))
         response = np.maximum(mu * (1.0 + sigma * z) * (1.0 - f_nu), 0.01)
-        pt_reco = pt * response
+        return mu, response
 
-        k = ANGLE_K[region]
-        sigma_eta = k * np.sqrt(0.003**2 + (0.8 / pt) ** 2)
-        eta_reco = eta + sigma_eta * rng.standard_normal(ngen)
-        phi_reco = wrap_phi(phi + 1.2 * sigma_eta * rng.standard_normal(ngen))
-
-        eff = _efficiency(pt, abseta)
+    def _select(
+        self, rng: np.random.Generator, gen: dict[str, np.ndarray], reco: dict[str, np.ndarray]
+    ) -> np.ndarray:
+        """Indices of the gen jets that are reconstructed (efficiency, pt threshold and
+        acceptance), shape (n_kept,)."""
+        eff = _efficiency(gen["pt"], np.abs(gen["eta"]))
         kept = (
-            (rng.random(ngen) < eff)
-            & (pt_reco > float(self.reco_pt_min))
-            & (np.abs(eta_reco) < float(self.reco_eta_max))
+            (rng.random(len(eff)) < eff)
+            & (reco["pt"] > float(self.reco_pt_min))
+            & (np.abs(reco["eta"]) < float(self.reco_eta_max))
         )
-        sel = np.flatnonzero(kept)
+        return np.flatnonzero(kept)
 
-        # quantities needed only for the reconstructed jets
-        pt_g, pt_r = pt[sel], pt_reco[sel]
-        r_sel = response[sel] / mu[sel]
+    def _matched_jets(
+        self,
+        rng: np.random.Generator,
+        n: int,
+        gen: dict[str, np.ndarray],
+        reco: dict[str, np.ndarray],
+        sel: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """The reco jets of the gen jets ``sel``: kinematics, mass, b-tag, constituents, hadron
+        flavour and the index of the gen jet in its event (:func:`_merge_jets`'s keys)."""
+        parton, hadron = gen["parton"][sel], gen["hadron"][sel]
+        pt_g = gen["pt"][sel]
+        response = reco["response"][sel]
         s_m = 0.06 + 1.2 / np.sqrt(pt_g)
-        mass_reco = gen["mass"][sel] * response[sel] * np.exp(s_m * rng.standard_normal(len(sel)))
-        btag = self._btag(rng, pt_g, np.abs(eta_reco[sel]), cls[sel], parton[sel])
-        q = np.where(parton[sel] == 21, 1.5, 1.0)
-        h = np.where(hadron[sel] == 5, 1.12, np.where(hadron[sel] == 4, 1.05, 1.0))
+        mass = gen["mass"][sel] * response * np.exp(s_m * rng.standard_normal(len(sel)))
+        btag = self._btag(rng, pt_g, np.abs(reco["eta"][sel]), reco["cls"][sel], parton)
+        q = np.where(parton == 21, 1.5, 1.0)
+        h = np.where(hadron == 5, 1.12, np.where(hadron == 4, 1.05, 1.0))
+        r = response / reco["mu"][sel]
         n_const = _draw_constituents(
-            rng, q * h * _mean_constituents(pt_g) * np.sqrt(np.maximum(r_sel, 0.05)) + 1.5
+            rng, q * h * _mean_constituents(pt_g) * np.sqrt(np.maximum(r, 0.05)) + 1.5
         )
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(gen["counts"], out=offsets[1:])
-        evt_m = gen["evt"][sel]
-        gen_idx = (sel - offsets[evt_m]).astype(np.int32)
-
-        # pile-up / fake jets
-        n_fake = rng.poisson(float(self.pileup_jets), n)
-        evt_f = np.repeat(np.arange(n), n_fake)
-        nf = len(evt_f)
-        reco_min = max(float(self.reco_pt_min), 1.0)
-        pt_f = power_law(rng, 5.0, reco_min, max(500.0, 2.0 * reco_min), nf)
-        eta_max_f = float(self.reco_eta_max)
-        eta_f = rng.uniform(-eta_max_f, eta_max_f, nf)
-        phi_f = rng.uniform(-np.pi, np.pi, nf)
-        mass_f = pt_f * soft_cap(0.15 * np.exp(0.45 * rng.standard_normal(nf)), 0.4)
-        btag_f = draw_beta_mixture(rng, np.full(nf, 0.03), np.full(nf, 0.003))
-        n_const_f = _draw_constituents(rng, 0.6 * _mean_constituents(pt_f) + 1.5)
-
-        evt_all = np.concatenate([evt_m, evt_f])
-        pt_all = np.concatenate([pt_r, pt_f])
-        order = ordered_by(evt_all, pt_all)
-        cols = {
-            "Jet_pt": pt_all[order].astype(np.float32),
-            "Jet_eta": np.concatenate([eta_reco[sel], eta_f])[order].astype(np.float32),
-            "Jet_phi": np.concatenate([phi_reco[sel], phi_f])[order].astype(np.float32),
-            "Jet_mass": np.concatenate([mass_reco, mass_f])[order].astype(np.float32),
-            "Jet_btagDeepFlavB": np.concatenate([btag, btag_f])[order].astype(np.float32),
-            "Jet_nConstituents": np.concatenate([n_const, n_const_f])[order],
-            "Jet_hadronFlavour": np.concatenate(
-                [hadron[sel].astype(np.int32), np.zeros(nf, np.int32)]
-            )[order],
-            "Jet_genJetIdx": np.concatenate([gen_idx, np.full(nf, -1, np.int32)])[order],
+        evt = gen["evt"][sel]
+        return {
+            "evt": evt,
+            "pt": reco["pt"][sel],
+            "eta": reco["eta"][sel],
+            "phi": reco["phi"][sel],
+            "mass": mass,
+            "btag": btag,
+            "n_const": n_const,
+            "hadron": hadron.astype(np.int32),
+            "gen_idx": (sel - offsets[evt]).astype(np.int32),
         }
-        return {"counts": np.bincount(evt_all, minlength=n), "cols": cols}
+
+    def _fake_jets(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+        """Unmatched pile-up / fake reco jets of ``n`` events (:func:`_merge_jets`'s keys)."""
+        n_fake = rng.poisson(float(self.pileup_jets), n)
+        evt = np.repeat(np.arange(n), n_fake)
+        nf = len(evt)
+        reco_min = max(float(self.reco_pt_min), 1.0)
+        pt = power_law(rng, 5.0, reco_min, max(500.0, 2.0 * reco_min), nf)
+        eta_max = float(self.reco_eta_max)
+        eta = rng.uniform(-eta_max, eta_max, nf)
+        phi = rng.uniform(-np.pi, np.pi, nf)
+        mass = pt * soft_cap(0.15 * np.exp(0.45 * rng.standard_normal(nf)), 0.4)
+        btag = draw_beta_mixture(rng, np.full(nf, 0.03), np.full(nf, 0.003))
+        n_const = _draw_constituents(rng, 0.6 * _mean_constituents(pt) + 1.5)
+        return {
+            "evt": evt,
+            "pt": pt,
+            "eta": eta,
+            "phi": phi,
+            "mass": mass,
+            "btag": btag,
+            "n_const": n_const,
+            "hadron": np.zeros(nf, np.int32),
+            "gen_idx": np.full(nf, -1, np.int32),
+        }
 
     @staticmethod
     def _btag(

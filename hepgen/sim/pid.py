@@ -1,86 +1,14 @@
-r"""Reference simulation of an LHCb-like particle-identification (PID) calibration ntuple.
+"""Reference simulation of an LHCb-like particle-identification (PID) calibration ntuple.
 
-One row per ``J/psi -> mu+ mu-`` candidate (tag-and-probe-like calibration sample), two
-tracks ``mu1`` (positive) and ``mu2`` (negative) per row: the "several objects per row"
-layout of LHCb DecayTreeTuple output (``mu1_P``, ``mu1_PIDK``, ``mu2_P``, ...). The sample
-holds signal (true muon pairs) and combinatorial background (mostly mis-identified pions and
-kaons, with different kinematics and PID responses), the candidate mass ``Jpsi_M`` and the
-signal sWeights ``sw`` of an sPlot fit of that mass (:mod:`hepgen.sim.splot`). Momenta and
-masses in MeV. Every formula is below; ``data/README.md`` lists the branches.
-
-Candidates
-----------
-* A candidate is signal with probability ``signal_fraction`` (binomial count; truth branch
-  ``is_signal``). A background track is a pion (0.65), kaon (0.20) or muon (0.15),
-  independently per track (``mu1_TRUEID``, ``mu2_TRUEID``: PDG id with the track's charge).
-* Mass ``Jpsi_M`` in ``[3000, 3200]`` MeV: signal from a double-sided Crystal Ball shape
-  (mean 3096.9 MeV, core width 14 MeV, tails beyond -1.8 sigma with n = 3 (radiation) and
-  +3 sigma with n = 10), background from ``exp(-0.003 (m - 3000 MeV))``. **The mass is drawn
-  independently of everything else within each species** (species, then mass from its own
-  random stream), the condition under which sWeights unfold the other variables.
-* ``sw``: signal sWeights of the extended maximum-likelihood fit of ``Jpsi_M`` of the whole
-  file (yields, mean, width, slope free; tails fixed; :func:`hepgen.sim.splot.fit_splot`).
-  About a quarter are negative (sidebands); they sum to the fitted signal yield.
-
-Kinematics (per track ``i``, with a per-candidate common part)
--------------------------------------------------------------
-* ``ln(P / MeV) = ln P0 + s (sqrt(0.5) xi_0 + sqrt(0.5) xi_i)``, ``xi ~ N(0, 1)``: signal
-  ``P0 = 25 GeV``, ``s = 0.75``; background ``P0 = 14 GeV``, ``s = 0.80`` (the two tracks'
-  ``ln P`` correlate with coefficient 0.5).
-* ``ETA = eta0 + 0.55 (sqrt(0.4) zeta_0 + sqrt(0.6) zeta_i)``: signal ``eta0 = 3.2``,
-  background 3.4.
-* ``PT = P / cosh(ETA)``. A candidate is redrawn until both tracks have
-  ``3 GeV <= P <= 500 GeV``, ``1.9 <= ETA <= 4.9`` and ``PT >= 500 MeV``.
-* ``nTracks`` (row level): ``Poisson(Gamma(4, mu/4))`` (variance ``mu + mu^2/4``), ``mu = 140``
-  (signal) or 175 (background), clipped to [5, 999].
-
-PID responses (per track, true type ``t`` in {mu, pi, K})
----------------------------------------------------------
-Delta-log-likelihoods against the pion hypothesis (``PIDK``, ``PIDp``, ``PIDe``, ``PIDmu``)
-and a network probability ``ProbNNmu`` in [0, 1]. Shared terms:
-
-* ``g(P) = 1 / (1 + (P / 80 GeV)^1.5)``: separation power falling at high momentum
-  (Cherenkov angle saturation); ``th(P) = 1 / (1 + exp(-(P - 9.3 GeV) / 1.5 GeV))``: kaon
-  Cherenkov threshold in the gas radiator.
-* ``occ = 1 + nTracks / 300``: resolution worsens with the event multiplicity;
-  ``r_eta = 1 + 0.15 (ETA - 3.2)^2``: worse at the acceptance edges.
-* Noise: Student-t marginals with 5 degrees of freedom (long tails) joined by a Gaussian
-  copula of correlation ``rho(K, p) = 0.65``, ``rho(e, mu) = 0.25``,
-  ``rho(K, e) = rho(p, e) = 0.10``, ``rho(K, mu) = rho(p, mu) = 0.05``:
-  ``e_j = T5^-1(Phi((L xi)_j))``, ``L L^T = rho``, ``xi ~ N(0, 1)^4``.
-
-======  ==========================  ==========================  ========================
-DLL     mu (signal)                 pi                          K
-======  ==========================  ==========================  ========================
-PIDK    -6 g, width 4               -9 g, width 5               g (27 th - 9), width 6
-PIDp    -4 g, width 5               -7 g, width 6               g (8 th - 5), width 6
-PIDe    -4.5, width 3               -3.5, width 3.5             -5, width 3
-PIDmu   10 + 2 ln(P/20 GeV),        -5, or 6 if decayed in      -6, or 6 if decayed in
-        width 3                     flight                      flight
-======  ==========================  ==========================  ========================
-
-``PIDK`` and ``PIDp`` widths are multiplied by ``occ r_eta``, ``PIDe`` and ``PIDmu`` widths
-by ``sqrt(occ)``. A pion decays in flight (looks like a muon) with probability
-``min(0.3, 0.12 (10 GeV / P)^0.7)``, a kaon with half that.
-``ProbNNmu = expit(0.4 (PIDmu - 3) - 0.05 PIDK + 0.5 occ xi)``, ``xi ~ N(0, 1)``; where
-``PIDmu`` was not computed, ``expit(-2 + 0.8 xi)``.
-
-Traps of real PID ntuples
--------------------------
-* **-1000 sentinel** ("not computed"): ``PIDK`` and ``PIDp`` together (no RICH information)
-  with probability ``0.01 + 0.5 / (1 + exp(-(P - 100 GeV) / 15 GeV))``: concentrated at high,
-  saturated momentum (3.3 % of the tracks overall, 40 % of those above 100 GeV, 1.4 % below
-  50 GeV); ``PIDmu`` (no muon-system information) with probability
-  ``0.003 + 0.25 exp(-(P - 3 GeV) / 1.5 GeV)`` (tracks near the momentum threshold of the
-  muon stations: 0.5 % overall, 7 % below 6 GeV).
-* **Exact zeros**: ``PIDe = 0.0`` (no calorimeter information) with probability
-  ``0.02 + 0.9 / (1 + exp(-(ETA - 4.5) / 0.08))`` (2.6 %; 72 % above ``ETA = 4.5``);
-  ``ProbNNmu`` is exactly 0 (0.15 %) or 1 (0.3 %) where the rounding reaches the bounds.
-* **1e-4 grid**: every PID value is rounded to four decimals (``np.round(x, 4)``) and stored
-  as float64, as DecayTreeTuple stores doubles.
-
-Bookkeeping: ``runNumber = 250000 + (eventNumber - 1) // 10000``, ``eventNumber`` counts from 1
-through the file. The TTree is ``DecayTree``.
+One row per ``J/psi -> mu+ mu-`` candidate, two tracks ``mu1`` (positive) and ``mu2``
+(negative) per row: the "several objects per row" layout of LHCb DecayTreeTuple output
+(``mu1_P``, ``mu1_PIDK``, ...; TTree ``DecayTree``, MeV). Signal muon pairs and
+combinatorial background (mostly mis-identified pions and kaons) carry five PID responses
+with the traps of real ntuples (-1000 sentinels, exact zeros, a 1e-4 grid); the candidate
+mass ``Jpsi_M`` is drawn independently of everything else within each species, so the
+sWeights ``sw`` of its sPlot fit (:mod:`hepgen.sim.splot`) unfold the signal's PID
+distributions. Every formula, branch and setting is documented in the project's
+``data/README.md`` (process ``pid``).
 """
 
 from __future__ import annotations
@@ -168,7 +96,8 @@ class PidSimulation(Simulation):
     """LHCb-like PID calibration ntuple: J/psi -> mu mu candidates with background.
 
     The constructor only stores the settings; :meth:`generate` draws candidates. The model
-    (all formulas, sentinel and zero fractions) is described in :mod:`hepgen.sim.pid`.
+    (every formula, the sentinel and zero fractions) is documented in the project's
+    ``data/README.md``.
 
     Parameters
     ----------
@@ -374,7 +303,7 @@ class PidSimulation(Simulation):
         eta: np.ndarray,
         n_tracks: np.ndarray,
     ) -> dict[str, np.ndarray]:
-        """The five PID responses of one track per candidate (see the module docstring)."""
+        """The five PID responses of one track per candidate (data/README.md, pid)."""
         n = len(p)
         res = float(self.resolution_scale)
         g = 1.0 / (1.0 + (p / (80.0 * GEV)) ** 1.5)

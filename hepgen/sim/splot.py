@@ -1,27 +1,13 @@
-r"""sPlot: an extended maximum-likelihood fit of a mass spectrum and the sWeights it implies.
+"""sPlot: an extended maximum-likelihood fit of a mass spectrum and the sWeights it implies.
 
-The mass model has two species on a window ``[low, high]`` (MeV):
-
-* **signal**: a double-sided Crystal Ball shape, Gaussian core of mean ``mean`` and width
-  ``sigma`` continued by power-law tails beyond ``-alpha_low`` and ``+alpha_high`` standard
-  deviations (exponents ``n_low``, ``n_high``; see :func:`hepgen.sim._common.crystal_ball`),
-  truncated to the window and normalised on it (analytically);
-* **background**: an exponential ``exp(-slope (m - low))``, normalised on the window.
-
-:func:`fit_splot` maximises the extended likelihood
-``ln L = -(N_s + N_b) + sum_e ln(N_s f_s(m_e) + N_b f_b(m_e))`` over the yields ``N_s``,
-``N_b`` and the shape parameters ``mean``, ``sigma``, ``slope`` (the tail parameters are
-fixed, as is usual, from simulation) with :func:`scipy.optimize.minimize`, then polishes the
-yields by Newton steps with the shapes fixed. With the shapes fixed, the inverse covariance
-matrix of the yields is ``V^-1_jk = sum_e f_j(m_e) f_k(m_e) / (sum_i N_i f_i(m_e))^2`` and the
-sWeight of candidate ``e`` for species ``j`` is
-
-    sw_j(m_e) = sum_k V_jk f_k(m_e) / sum_i N_i f_i(m_e).
-
-At the likelihood maximum the sWeights of a species sum exactly to its fitted yield, and the
-sWeighted distribution of any variable that is independent of the mass *within each
-species* is an unbiased estimate of that species' distribution (Pivk & Le Diberder).
-sWeights are negative in the sidebands.
+:class:`MassModel` is a signal (double-sided Crystal Ball, truncated to the window) plus an
+exponential background on a mass window (MeV); :func:`fit_splot` fits the yields and the
+shape parameters (tails fixed) to a set of masses, and its :class:`SPlotFit` gives the
+sWeights ``sw_j(m) = sum_k V_jk f_k(m) / sum_i N_i f_i(m)`` of each candidate, with ``V`` the
+covariance of the yields. The sWeights of a species sum to its fitted yield, and weighted
+with them the distribution of any variable independent of the mass within each species is
+that species' distribution. The fit is written out in the project's ``data/README.md``
+(process ``pid``, sWeights).
 
 References
 ----------
