@@ -4,10 +4,11 @@
   save, load, describe) and :class:`~hepgen.models.base.TorchModel`, its implementation for
   one torch module;
 * :mod:`~hepgen.models.registry`: the generator class of each ``model.kind``;
-* :mod:`~hepgen.models.flow` (network, settings, files) and
-  :mod:`~hepgen.models.flow_model` (:class:`FlowModel`): conditional rational-quadratic spline
-  flows on nflows;
-* :mod:`~hepgen.models.gan_nets` (networks, settings, files),
+* :mod:`~hepgen.models.spline` (the RQ spline and its nflows layers),
+  :mod:`~hepgen.models.flow` (network, files) and :mod:`~hepgen.models.flow_model`
+  (:class:`FlowModel`): conditional rational-quadratic spline flows on nflows (settings:
+  :class:`hepgen.settings.FlowSettings`);
+* :mod:`~hepgen.models.gan_nets` (networks, files),
   :mod:`~hepgen.models.gan_objective` (the adversarial training step) and
   :mod:`~hepgen.models.gan_model` (:class:`GANModel`): conditional WGAN-GP and Cramer GANs,
   all re-exported by :mod:`~hepgen.models.gan`;
