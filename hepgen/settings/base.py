@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, TypeVar
 
+import numpy as np
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -101,10 +102,7 @@ class Settings(Strict):
     def _plain_scalars(cls, data: Any) -> Any:
         """numpy scalars as Python scalars (a value computed with numpy is still a number)."""
         if isinstance(data, Mapping):
-            return {
-                k: v.item() if hasattr(v, "dtype") and hasattr(v, "item") else v
-                for k, v in data.items()
-            }
+            return {k: v.item() if isinstance(v, np.generic) else v for k, v in data.items()}
         return data
 
     def to_dict(self) -> dict[str, Any]:
