@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 
-import hepgen.models.selection
 from hepgen.errors import InputError
 from hepgen.models.selection import (
     check_selection,
@@ -35,10 +32,6 @@ def blind(cc: np.ndarray, s: int) -> np.ndarray:
     """The right marginal of x, drawn without looking at c: shuffled truth draws."""
     draws = truth(cc, s)
     return draws[np.random.default_rng([s, 3]).permutation(len(draws))]
-
-
-def test_doctests():
-    assert doctest.testmod(hepgen.models.selection, raise_on_error=True).attempted >= 2
 
 
 def test_classifier_sees_a_wrong_conditional_that_ks_misses():

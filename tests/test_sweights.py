@@ -61,12 +61,3 @@ def test_few_rows_are_clipped_and_bad_weights_refused():
         regress_weights(np.zeros((300, 1)), np.full(300, np.nan))
     with pytest.raises(InputError, match="expected"):
         regress_weights(np.zeros((300, 1)), np.ones(10))
-
-
-def test_doctests():
-    import doctest
-
-    import hepgen.sweights
-
-    result = doctest.testmod(hepgen.sweights)
-    assert result.attempted > 0 and result.failed == 0
