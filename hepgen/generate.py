@@ -167,14 +167,14 @@ def generate_file(
         missing files, trees or condition branches (the file named), non-finite conditions
         (the entries named), an output that is an input.
     """
-    from hepgen.modeldir import load_model
+    from hepgen.modeldir import FASTSIM_KINDS, load_model
 
     if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 1:
         raise InputError(f"oversample must be a positive integer, got {oversample!r}")
     sim = (
         model
         if isinstance(model, FastSim)
-        else load_model(model, device, accept=("flow", "gan"), command="generate")
+        else load_model(model, device, accept=FASTSIM_KINDS, command="generate")
     )
     tree = tree or sim.config.data.tree
     paths = resolve_files(inputs)

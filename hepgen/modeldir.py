@@ -7,8 +7,8 @@ check a card, with errors naming the directory, the file and what was expected) 
 :func:`load_model`, which picks the model class from the card's ``kind`` in :data:`KINDS`.
 Classes are named by import path and imported on first use, so this module imports no torch
 and sits below the models it loads; a new kind of model is its module plus one entry in
-:data:`KINDS` (a new generator of a fast simulation: one entry in
-:mod:`hepgen.models.registry`, found by :func:`model_kind`).  Every class here has
+:data:`KINDS` (a new generator kind of a fast simulation needs none: its settings entry in
+:data:`hepgen.settings.GENERATOR_SETTINGS` makes it a kind here).  Every class here has
 ``from_card(directory, card, device)``.
 
 Examples
@@ -34,10 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from hepgen.errors import InputError
+from hepgen.settings.models import GENERATOR_SETTINGS
 
 __all__ = [
     "DENSITY_FORMAT_VERSION",
     "FASTSIM_FORMAT_VERSION",
+    "FASTSIM_KINDS",
     "KINDS",
     "MODEL_FILE",
     "MODEL_FORMAT",
@@ -91,24 +93,27 @@ class ModelKind:
 
 
 _FASTSIM = "hepgen.fastsim:FastSim"
-#: The registry of model kinds, keyed by the card's ``kind``.
+#: The kinds of a fast simulation's card: one per generator kind (``model.kind``).
+FASTSIM_KINDS: tuple[str, ...] = tuple(GENERATOR_SETTINGS)
+
+
+def _fastsim_kind(kind: str) -> ModelKind:
+    """The entry of a fast simulation whose generator is of ``kind``."""
+    return ModelKind(
+        kind,
+        _FASTSIM,
+        "a fast simulation",
+        "'hepgen train'",
+        "'hepgen generate', 'hepgen score' (generators with a likelihood: flow) and "
+        "'hepgen info' (hepgen.FastSim)",
+        (FASTSIM_FORMAT_VERSION,),
+    )
+
+
+#: The registry of model kinds, keyed by the card's ``kind``: a fast simulation per generator
+#: kind of :data:`hepgen.settings.GENERATOR_SETTINGS`, and the density model.
 KINDS: dict[str, ModelKind] = {
-    "flow": ModelKind(
-        "flow",
-        _FASTSIM,
-        "a fast simulation",
-        "'hepgen train'",
-        "'hepgen generate', 'hepgen score' and 'hepgen info' (hepgen.FastSim)",
-        (FASTSIM_FORMAT_VERSION,),
-    ),
-    "gan": ModelKind(
-        "gan",
-        _FASTSIM,
-        "a fast simulation",
-        "'hepgen train'",
-        "'hepgen generate' and 'hepgen info' (hepgen.FastSim)",
-        (FASTSIM_FORMAT_VERSION,),
-    ),
+    **{kind: _fastsim_kind(kind) for kind in FASTSIM_KINDS},
     "density": ModelKind(
         "density",
         "hepgen.anomaly.density:DensityModel",
@@ -120,29 +125,9 @@ KINDS: dict[str, ModelKind] = {
 }
 
 
-def _fastsim_kind(kind: str) -> ModelKind:
-    """The entry of a fast simulation whose generator is of ``kind``."""
-    return ModelKind(
-        kind,
-        _FASTSIM,
-        "a fast simulation",
-        "'hepgen train'",
-        "'hepgen generate' and 'hepgen info' (hepgen.FastSim)",
-        (FASTSIM_FORMAT_VERSION,),
-    )
-
-
 def model_kind(kind: Any) -> ModelKind | None:
-    """The registry entry of ``kind``: :data:`KINDS`, else a fast simulation when ``kind`` is
-    a generator of :mod:`hepgen.models.registry` (imported only then: it imports torch), so
-    that a new generator kind needs no entry here; None for an unknown kind."""
-    if not isinstance(kind, str):
-        return None
-    if kind in KINDS:
-        return KINDS[kind]
-    from hepgen.models.registry import MODEL_CLASSES
-
-    return _fastsim_kind(kind) if kind in MODEL_CLASSES else None
+    """The registry entry of ``kind`` (None for an unknown kind or a non-string)."""
+    return KINDS.get(kind) if isinstance(kind, str) else None
 
 
 def _kinds_text(kinds: Iterable[str]) -> str:
@@ -158,7 +143,7 @@ def _accepted_text(accept: Iterable[str]) -> str:
     description."""
     groups: dict[tuple[str, str], list[str]] = {}
     for kind in accept:
-        entry = model_kind(kind) or _fastsim_kind(kind)
+        entry = KINDS[kind]
         groups.setdefault((entry.what, entry.made_by), []).append(kind)
     return " or ".join(
         f"{what} ({_kinds_text(kinds)}, written by {made_by})"

@@ -40,7 +40,7 @@ from hepgen.io.reader import (
     tree_format,
 )
 from hepgen.io.writer import RootWriter, check_format
-from hepgen.modeldir import load_model
+from hepgen.modeldir import FASTSIM_KINDS, load_model
 from hepgen.models.base import NoLikelihoodError
 from hepgen.progress import progress
 
@@ -75,7 +75,7 @@ def load_scorer(model: Any, device: str = "cpu") -> DensityModel | FastSim:
     """
     if isinstance(model, (DensityModel, FastSim)):
         return model
-    return load_model(model, device, accept=("density", "flow", "gan"), command="score")
+    return load_model(model, device, accept=("density", *FASTSIM_KINDS), command="score")
 
 
 def _scorer(model: DensityModel | FastSim, model_dir: Any, branch: str) -> _Scorer:

@@ -40,7 +40,13 @@ from hepgen.fastsim.fit import (
     time_shares,
     training_notes,
 )
-from hepgen.modeldir import FASTSIM_FORMAT_VERSION, MODEL_FILE, MODEL_FORMAT, read_card
+from hepgen.modeldir import (
+    FASTSIM_FORMAT_VERSION,
+    FASTSIM_KINDS,
+    MODEL_FILE,
+    MODEL_FORMAT,
+    read_card,
+)
 from hepgen.models.base import NoLikelihoodError
 from hepgen.models.efficiency import EfficiencyModel
 from hepgen.models.registry import model_class
@@ -560,7 +566,7 @@ class FastSim:
             model), or a ``format_version`` this hepgen cannot read.
         """
         device = resolve_device(device)
-        _, card = read_card(directory, ("flow", "gan"), user="FastSim.load")
+        _, card = read_card(directory, FASTSIM_KINDS, user="FastSim.load")
         return cls.from_card(directory, card, device=device)
 
     @classmethod
