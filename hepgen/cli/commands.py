@@ -105,7 +105,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from hepgen.fastsim import FastSim
     from hepgen.modeldir import MODEL_FILE
     from hepgen.outputs import check_output_dir
+    from hepgen.training.distributed import env_rank
 
+    if env_rank() != 0:  # under torchrun: rank 0 alone shows progress and results
+        import logging
+
+        args.quiet = True
+        logging.getLogger().setLevel(logging.WARNING)
     _check_seed_and_device(args)
     if args.max_epochs is not None and args.max_epochs < 1:
         raise InputError(f"--max-epochs must be positive, got {args.max_epochs}")
@@ -127,11 +133,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"'{out}' already holds a model; use --resume to continue its "
             "training, --overwrite to replace it, or another directory"
         )
+    if args.devices != 1:  # the same command on N processes, under torchrun
+        from hepgen.cli.launch import launch_train
+
+        return launch_train(args, config)
     start = time.perf_counter()
     sim = FastSim(config, device=config.training.device).fit(
         files=args.files, output=out, resume=args.resume, quiet=args.quiet
     )
     r = sim.training_
+    if env_rank() != 0:
+        return 0
     last = r.history[-1] if r.history else {}
     _print(
         args,

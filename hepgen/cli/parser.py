@@ -183,6 +183,15 @@ def _add_train(sub: Any) -> None:
         "--resume", action="store_true", help="continue from MODEL_DIR/checkpoints (same settings)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace a model already in MODEL_DIR")
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train on N processes with DistributedDataParallel (one GPU each on CUDA, else N "
+        "CPU processes): runs this command again under torchrun --standalone --nproc_per_node "
+        "N; default 1. Several nodes: run torchrun yourself (docs/distributed-training.md)",
+    )
     _common(p)
 
 

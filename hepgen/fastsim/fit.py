@@ -7,6 +7,9 @@ interrupted one continues from its training loop's last epoch (``checkpoints/`` 
 response, ``checkpoints/fakes/`` for the fakes).  Negative event weights (sWeights) can be
 replaced by their regression on the features (``data.negative_weights: regress``,
 :mod:`hepgen.sweights`), per split.
+Under torchrun (:mod:`hepgen.training.distributed`) every rank runs every stage except the
+efficiency classifier, which rank 0 trains while the others wait and then load its files;
+rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from hepgen.models.efficiency import EfficiencyModel
 from hepgen.models.registry import model_class
 from hepgen.models.stages import run_stage
 from hepgen.preprocessing import Preprocessor
+from hepgen.training.distributed import barrier, current, is_main_process
 
 if TYPE_CHECKING:
     from hepgen.dataset import PairedObjects
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RESPONSE_SHARE",
     "PairSplit",
+    "check_distributed",
     "check_seed",
     "fit_efficiency",
     "fit_fakes",
@@ -52,6 +57,21 @@ def check_seed(seed: Any) -> None:
     """The config's seed must be an integer in [0, 2**63) (InputError otherwise)."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
         raise InputError(f"seed={seed!r}: expected an integer with 0 <= seed < 2**63")
+
+
+def check_distributed(sim: FastSim, dist: Any) -> None:
+    """Under torchrun (``dist``: :class:`hepgen.training.distributed.DistributedContext`),
+    refuse a generator that is not trained by a plain likelihood (InputError, before any data
+    is read): DistributedDataParallel runs one loss and one optimizer (adversarial training
+    has two optimizers and a double backward)."""
+    kind = sim.config.model.kind
+    if not model_class(kind).has_likelihood:
+        raise InputError(
+            f"model.kind '{kind}': training on {dist.world_size} processes "
+            "(DistributedDataParallel) supports likelihood-trained generators (flow) only; "
+            "adversarial training (two optimizers, the gradient penalty's double backward) "
+            "runs in one process: use --devices 1 or leave out torchrun"
+        )
 
 
 def _regressed(
@@ -201,10 +221,13 @@ def fit_efficiency(
     if "seed" not in efficiency.model_fields_set:
         params["seed"] = sim.config.seed
     reconstructed = pairs.matched[split.gen_train]
+    shared = checkpoints is not None and not is_main_process()
+    if shared:  # under torchrun rank 0 trains it alone; the others load its files
+        barrier()
     model, _ = run_stage(
         "efficiency",
         checkpoints,
-        resume,
+        resume or shared,
         fingerprint(sim, settings, split.gen_train.size),
         fit=lambda _: (
             EfficiencyModel(**params).fit(
@@ -215,6 +238,8 @@ def fit_efficiency(
         save=lambda model, folder, stem: model.save(folder, name=stem),
         load=lambda folder, stem: EfficiencyModel.load(folder, name=stem),
     )
+    if checkpoints is not None and current() is not None and is_main_process():
+        barrier()
     return model
 
 

@@ -32,6 +32,7 @@ from hepgen.fastsim.columns import (
 )
 from hepgen.fastsim.fakes import MIN_FAKES, Fakes
 from hepgen.fastsim.fit import (
+    check_distributed,
     check_seed,
     fit_efficiency,
     fit_fakes,
@@ -52,6 +53,7 @@ from hepgen.models.efficiency import EfficiencyModel
 from hepgen.models.registry import model_class
 from hepgen.models.stages import check_resumable, clear_checkpoints
 from hepgen.preprocessing import Preprocessor
+from hepgen.training.distributed import barrier, init_from_env, is_main_process
 from hepgen.utils import write_json
 
 __all__ = ["FastSim"]
@@ -192,7 +194,7 @@ class FastSim:
         is_val = event_split(pairs.n_events, cfg.training.validation_fraction, cfg.seed)
         split = split_pairs(self, pairs, is_val)
         self.preprocessor_ = Preprocessor(cfg.schema).fit(split.train, weights=split.w_train)
-        if checkpoints is not None and not resume:
+        if checkpoints is not None and not resume and is_main_process():
             clear_checkpoints(checkpoints)
         self.efficiency_ = fit_efficiency(self, pairs, split, settings, checkpoints, resume)
         with_fakes = bool(cfg.fakes) and pairs.n_fakes >= MIN_FAKES
@@ -209,8 +211,9 @@ class FastSim:
             "n_train_pairs": split.n_train,
             "n_validation_pairs": split.n_validation,
         }
-        if output is not None:
+        if output is not None and is_main_process():  # rank 0 writes, the others wait
             self.save(output)
+        barrier()
         return self
 
     def _check_before_reading(self, checkpoints: Path | None, output: Any, resume: bool) -> Any:
@@ -223,6 +226,11 @@ class FastSim:
             check_resumable(checkpoints, output)
         settings = self._training_settings()
         resolve_device(settings.device)  # an absent GPU is found before reading any data
+        dist = init_from_env(settings.device)  # under torchrun: this rank's device
+        if dist is not None:
+            check_distributed(self, dist)
+            self.device = dist.device
+            settings = settings.replace(device=dist.device)
         if self.has_efficiency_model:  # a bare install has no xgboost: say so before reading
             require("xgboost", "the efficiency model (P(reconstructed | gen))")
         return settings

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hepgen.training import TrainingError, TrainingResult
+from hepgen.training.distributed import is_main_process
 from hepgen.utils import to_jsonable, write_json
 
 __all__ = [
@@ -174,7 +175,9 @@ def run_stage(
     is trained again from its last checkpoint (the loop restores its final epoch and stops
     at once). The fingerprint (the settings that shape the stage: features, model, seed,
     fixed training settings, number of events) must be unchanged on resume, else
-    :class:`TrainingError` names the marker and what differs.
+    :class:`TrainingError` names the marker and what differs.  Under torchrun
+    (:mod:`hepgen.training.distributed`) every rank runs the stage and rank 0 alone writes
+    its files.
     """
     if checkpoints is None:
         if fit is None:
@@ -207,12 +210,16 @@ def run_stage(
         )
     if fit is None:
         raise ValueError("run_stage needs fit for a stage that is not finished")
-    marker_path.unlink(missing_ok=True)
+    writer = is_main_process()  # under torchrun, rank 0 alone writes the stage's files
+    if writer:
+        marker_path.unlink(missing_ok=True)
     if resume and loop_checkpoint is not None and not has_loop:
         log.info("stage %s: no checkpoint (%s), starting afresh", stage, loop_checkpoint)
     elif resume and loop_checkpoint is None:
         log.info("stage %s: not finished before, training it afresh", stage)
     model, training = fit(resume and has_loop)
+    if not writer:
+        return model, training
     folder.mkdir(parents=True, exist_ok=True)
     save(model, folder, stage)
     write_json(

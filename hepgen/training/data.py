@@ -14,7 +14,9 @@ weighted mean over the whole validation set (``sum w`` must be > 0).  ``loss_fn`
 into ``ceil(n / batch_size)`` nearly equal batches (``torch.tensor_split``), so every event is
 used and no batch is a tiny remainder.  Batches are cut from CPU tensors that share the numpy
 memory and moved to the device per batch (on CUDA the loop moves the whole set once when it
-takes less than half of the free GPU memory).  Arrays keep their dtype (give float32).
+takes less than half of the free GPU memory).  Arrays keep their dtype (give float32).  With
+several processes (:mod:`hepgen.training.distributed`) every rank cuts the same batches and
+keeps its contiguous slice of each.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from hepgen.errors import InputError
+from hepgen.training.distributed import shard_bounds
 
 __all__: list[str] = []  # the engine's internals: hepgen.training exports what users need
 
@@ -147,11 +150,25 @@ def _prepare_sets(
 
 
 def _batches(
-    data: _Data, order: torch.Tensor, n_batches: int, device: torch.device
-) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor | None]]:
-    """Yield (batch dict, weights or None) for the index chunks of ``order``."""
+    data: _Data,
+    order: torch.Tensor,
+    n_batches: int,
+    device: torch.device,
+    shard: tuple[int, int] | None = None,
+) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor | None, int]]:
+    """Yield (batch dict, weights or None, rows of the whole batch) for the index chunks of
+    ``order``.
+
+    ``shard=(rank, world_size)``: each chunk is cut into ``world_size`` contiguous slices and
+    the batch holds slice ``rank`` only (:func:`hepgen.training.distributed.shard_bounds`);
+    the third item is still the whole chunk's length.
+    """
     source = next(iter(data.tensors.values())).device
-    for index in torch.tensor_split(order.to(source), n_batches):
+    for chunk in torch.tensor_split(order.to(source), n_batches):
+        index = chunk
+        if shard is not None:
+            start, stop = shard_bounds(chunk.shape[0], *shard)
+            index = chunk[start:stop]
         batch = {
             k: t.index_select(0, index).to(device, non_blocking=True)
             for k, t in data.tensors.items()
@@ -159,4 +176,4 @@ def _batches(
         w = None
         if data.weights is not None:
             w = data.weights.index_select(0, index).to(device, non_blocking=True)
-        yield batch, w
+        yield batch, w, int(chunk.shape[0])

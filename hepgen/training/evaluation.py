@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from hepgen.training.data import _batches, _check_losses, _Data
+from hepgen.training.distributed import DistributedContext
 from hepgen.training.objective import Objective
 from hepgen.utils import to_jsonable
 
@@ -65,17 +66,25 @@ def _validation_loss(
     batch_size: int,
     device: torch.device,
     seed: int,
+    dist: DistributedContext | None = None,
 ) -> float | None:
-    """``sum w l / sum w`` over the whole set (plain mean without weights); None if not finite."""
-    n_batches = max(1, math.ceil(data.n / batch_size))
-    order = torch.arange(data.n)
+    """``sum w l / sum w`` over the whole set (plain mean without weights); None if not finite.
+
+    With ``dist`` each rank scores its contiguous slice of the rows and the partial sums are
+    added in rank order (:meth:`DistributedContext.sum`): every rank gets the same value.
+    """
+    start, stop = (0, data.n) if dist is None else dist.bounds(data.n)
     total = torch.zeros((), dtype=torch.float64, device=device)
-    with _evaluating(module, device, seed):
-        for batch, w in _batches(data, order, n_batches, device):
-            n = next(iter(batch.values())).shape[0]
-            losses = _check_losses(objective.validation_losses(module, batch), n)
-            losses = losses.to(torch.float64)
-            total += losses.sum() if w is None else (w.to(torch.float64) * losses).sum()
+    if stop > start:
+        n_batches = max(1, math.ceil((stop - start) / batch_size))
+        order = torch.arange(start, stop)
+        with _evaluating(module, device, seed):
+            for batch, w, n in _batches(data, order, n_batches, device):
+                losses = _check_losses(objective.validation_losses(module, batch), n)
+                losses = losses.to(torch.float64)
+                total += losses.sum() if w is None else (w.to(torch.float64) * losses).sum()
+    if dist is not None:
+        total = dist.sum(total)[0]
     norm = data.n if data.weights is None else float(data.weights.to(torch.float64).sum())
     value = float(total) / norm
     return value if math.isfinite(value) else None

@@ -41,6 +41,7 @@ from hepgen.progress import progress
 from hepgen.settings.training import TrainingSettings
 from hepgen.training.checkpoint import _LAST
 from hepgen.training.data import _prepare_sets
+from hepgen.training.distributed import init_from_env, is_main_process
 from hepgen.training.evaluation import MetricFn
 from hepgen.training.objective import LikelihoodObjective, LossFn, Objective
 from hepgen.training.result import TrainingResult
@@ -115,8 +116,19 @@ def train(
     -------
     TrainingResult
 
+    Notes
+    -----
+    Under ``torchrun`` (``WORLD_SIZE > 1``) every process calls ``train`` with the same data
+    and settings; the call joins the process group (:mod:`hepgen.training.distributed`) and
+    trains with DistributedDataParallel: each rank takes its slice of every batch, on
+    ``cuda:LOCAL_RANK`` or the CPU; rank 0 alone writes checkpoints and shows progress; every
+    rank returns the same result and ends with the same weights.
+
     Raises
     ------
+    InputError
+        Under torchrun: an ``objective`` other than a plain loss, or fewer rows per batch
+        than processes.
     InputError
         Arrays of unequal length, non-finite values, bad weights, mismatched validation keys.
     ConfigError
@@ -145,6 +157,10 @@ def train(
     """
     objective = _objective(loss_fn, objective, settings)
     started = time.monotonic()
+    dist = init_from_env(settings.device)
+    if dist is not None:
+        settings = settings.replace(device=dist.device)
+        quiet = quiet or not dist.is_main
     device = torch_device(settings.device)
     train_set, val_set, mean_weight = _prepare_sets(train_data, validation_data)
     settings, chosen = settings.resolve(train_set.n, metric_cost if metric_fn else None)
@@ -156,13 +172,15 @@ def train(
         )
     if resume and checkpoint_dir is None:
         raise ConfigError("resume=True needs a checkpoint_dir")
-    run = _Run(module, objective, settings, device, train_set, val_set, mean_weight, metric_fn)
+    run = _Run(
+        module, objective, settings, device, train_set, val_set, mean_weight, metric_fn, dist
+    )
     folder = None if checkpoint_dir is None else Path(checkpoint_dir)
     _start(run, folder, resume)
     was_training = module.training
     module.train()
-    try:
-        _train_epochs(run, _Checkpoints(folder), started, quiet)
+    try:  # rank 0 alone writes checkpoints
+        _train_epochs(run, _Checkpoints(folder if is_main_process() else None), started, quiet)
     finally:
         module.train(was_training)
     return _finish(run, module, chosen)
@@ -196,7 +214,7 @@ def _start(run: _Run, folder: Path | None, resume: bool) -> None:
     else:
         torch.manual_seed(settings.seed)
         run.shuffle.manual_seed(settings.seed)
-    if folder is not None:
+    if folder is not None and is_main_process():
         folder.mkdir(parents=True, exist_ok=True)
     state = run.state
     timed_out = resume and state.stopped == "time_limit"
@@ -248,6 +266,8 @@ def _train_epochs(run: _Run, checkpoints: _Checkpoints, started: float, quiet: b
         while state.stopped is None:
             record, improved_loss, improved_metric = run.epoch(bar, deadline)
             state.stopped = _stop_reason(run, record, started)
+            if run.dist is not None:  # rank 0's clock decides for every rank
+                _agree_on_stop(run)
             checkpoints.after_epoch(run, improved_loss, improved_metric)
             _report_epoch(run, record, bar, started)
 
@@ -269,6 +289,19 @@ def _stop_reason(run: _Run, record: Mapping[str, Any], started: float) -> str | 
     return None
 
 
+def _agree_on_stop(run: _Run) -> None:
+    """Every rank takes rank 0's stop reason and time-limit horizon."""
+    assert run.dist is not None
+    schedule = run.schedule
+    stopped, horizon = run.dist.broadcast((run.state.stopped, schedule.timed_horizon))
+    run.state.stopped = stopped
+    if horizon != schedule.timed_horizon:
+        schedule.timed_horizon = horizon
+        schedule.total = (
+            run.settings.max_epochs if horizon is None else horizon
+        ) * schedule.steps_per_epoch
+
+
 def _report_epoch(run: _Run, record: Mapping[str, Any], bar: Any, started: float) -> None:
     """Progress bar (total, postfix) and one log line for the epoch just trained."""
     settings, state = run.settings, run.state
@@ -276,6 +309,8 @@ def _report_epoch(run: _Run, record: Mapping[str, Any], bar: Any, started: float
         bar.total = bar.n  # ends at 100 % whatever stopped it
     elif settings.time_limit is not None:
         _fit_bar_to_time_limit(bar, settings.time_limit - (time.monotonic() - started))
+    if not is_main_process():
+        return
     bar.set_postfix(
         epoch=state.epoch,
         train=_fmt(record["train_loss"]),

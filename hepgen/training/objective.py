@@ -312,3 +312,58 @@ def _check_optimizers(optimizers: Any, module: torch.nn.Module) -> dict[str, Any
         if any(id(p) not in own for p in params):
             raise ValueError(f"optimizer {name!r} holds parameters that are not the module's")
     return dict(optimizers)
+
+
+class _LossModule(torch.nn.Module):
+    """``forward(batch) = loss_fn(module, batch)``: the per-event losses as one module's
+    forward, so that DistributedDataParallel sees the calls (``module.log_prob``, ...) that
+    use the parameters and can synchronise their gradients."""
+
+    def __init__(self, module: torch.nn.Module, loss_fn: LossFn) -> None:
+        super().__init__()
+        self.module = module
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.loss_fn(self.module, batch)
+
+
+class _DistributedLikelihood(LikelihoodObjective):
+    """:class:`LikelihoodObjective` on one rank's slice of each batch, under
+    DistributedDataParallel (:mod:`hepgen.training.distributed`).
+
+    Rank ``r`` back-propagates ``N sum_{B_r} w l / (|B| mean(w))`` through the DDP-wrapped
+    :class:`_LossModule`; DDP's average over the N ranks is then the single-process gradient
+    of ``sum_B w l / (|B| mean(w))``.  One gather per batch gives ``|B|`` and the batch's
+    global loss, identical on every rank, so that every rank skips a non-finite batch.
+    """
+
+    def __init__(self, loss_fn: LossFn, wrapped: torch.nn.Module, dist: Any) -> None:
+        super().__init__(loss_fn)
+        self.wrapped = wrapped
+        self.dist = dist
+
+    def step(
+        self,
+        module: torch.nn.Module,
+        batch: dict[str, torch.Tensor],
+        weights: torch.Tensor | None,
+        context: StepContext,
+    ) -> float | None:
+        """One synchronised AdamW step; the global batch loss (None when not finite)."""
+        n = next(iter(batch.values())).shape[0]
+        losses = _check_losses(self.wrapped(batch), n)
+        partial = losses.sum() if weights is None else (weights.to(losses.dtype) * losses).sum()
+        stats = torch.stack(
+            [partial.detach().to(torch.float64), partial.new_tensor(float(n), dtype=torch.float64)]
+        )
+        total, rows = (float(v) for v in self.dist.sum(stats))
+        norm = rows * context.mean_weight
+        value = total / norm
+        name = next(iter(context.optimizers))
+        if not math.isfinite(value):
+            context.optimizers[name].zero_grad(set_to_none=True)
+            return None
+        if not context.update(name, partial * (self.dist.world_size / norm)):
+            return None
+        return value

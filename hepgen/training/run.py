@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from hepgen.errors import InputError
 from hepgen.settings.training import TrainingSettings
 from hepgen.training.checkpoint import (
     _BEST_LOSS,
@@ -54,9 +55,17 @@ from hepgen.training.checkpoint import (
     _with_prefix,
 )
 from hepgen.training.data import _batches, _Data
+from hepgen.training.distributed import DistributedContext
 from hepgen.training.errors import TrainingError
 from hepgen.training.evaluation import EVAL_BATCH_SIZE, MetricFn, _metric, _validation_loss
-from hepgen.training.objective import Objective, StepContext, _check_optimizers
+from hepgen.training.objective import (
+    LikelihoodObjective,
+    Objective,
+    StepContext,
+    _check_optimizers,
+    _DistributedLikelihood,
+    _LossModule,
+)
 from hepgen.training.schedule import _Schedule
 from hepgen.utils import to_jsonable, write_json
 
@@ -83,6 +92,42 @@ class _State:
     stopped: str | None = None
 
 
+def _distributed_objective(
+    module: torch.nn.Module,
+    objective: Objective,
+    dist: DistributedContext,
+    device: torch.device,
+    rows_per_batch: int,
+) -> Objective:
+    """The objective of one rank: a plain loss through DistributedDataParallel.
+
+    Raises
+    ------
+    InputError
+        An objective other than a plain per-event loss (adversarial training), or fewer
+        rows per batch than processes.
+    """
+    if type(objective) is not LikelihoodObjective:
+        raise InputError(
+            f"{type(objective).__name__}: training on {dist.world_size} processes "
+            "(DistributedDataParallel) supports a plain per-event loss only (model.kind: "
+            "flow); adversarial training (several optimizers, the gradient penalty's double "
+            "backward) runs in one process: use --devices 1 or leave out torchrun"
+        )
+    if rows_per_batch < dist.world_size:
+        raise InputError(
+            f"training.batch_size: {rows_per_batch} rows per batch cannot be split over "
+            f"{dist.world_size} processes; use a larger batch_size or fewer processes"
+        )
+    from torch.nn.parallel import DistributedDataParallel
+
+    wrapped = DistributedDataParallel(
+        _LossModule(module, objective.loss_fn),
+        device_ids=[device.index] if device.type == "cuda" else None,
+    )
+    return _DistributedLikelihood(objective.loss_fn, wrapped, dist)
+
+
 class _Run:
     """One training run: module, optimizer, schedule, generators, state, best weights."""
 
@@ -96,8 +141,15 @@ class _Run:
         val_set: _Data | None,
         mean_weight: float,
         metric_fn: MetricFn | None,
+        dist: DistributedContext | None = None,
     ) -> None:
         self.module = module.to(device)
+        self.dist = dist
+        self.steps_per_epoch = max(1, math.ceil(train_set.n / settings.batch_size))
+        if dist is not None:
+            objective = _distributed_objective(
+                self.module, objective, dist, device, train_set.n // self.steps_per_epoch
+            )
         self.objective = objective
         self.settings = settings
         self.device = device
@@ -109,7 +161,6 @@ class _Run:
         self.objective_config = to_jsonable(objective.describe())
         self.n_train = train_set.n
         self.n_validation = 0 if val_set is None else val_set.n
-        self.steps_per_epoch = max(1, math.ceil(train_set.n / settings.batch_size))
         self.schedule = _Schedule(settings, self.steps_per_epoch)
         self.shuffle = torch.Generator()
         if device.type == "cuda":  # preload when the data take under half the free memory
@@ -137,7 +188,7 @@ class _Run:
         start = time.monotonic()
         train_loss, n_bad, lr = self._train_batches(bar)
         train_seconds = time.monotonic() - start
-        if n_bad:
+        if n_bad and (self.dist is None or self.dist.is_main):
             logger.warning(
                 "epoch %d: skipped %d of %d batches with a non-finite loss or gradient",
                 state.epoch,
@@ -146,10 +197,13 @@ class _Run:
             )
         val_loss = self._validate()
         metric, details = None, None
-        if self.metric_fn is not None and (
+        wanted = self.metric_fn is not None and (
             self._is_last(deadline) or state.epoch % s.metric_every == 0
-        ):
-            metric, details = _metric(self.module, self.metric_fn, self.device)
+        )
+        if self.dist is not None:  # rank 0's clock decides, rank 0 evaluates
+            wanted = self.dist.broadcast(wanted)
+        if wanted:
+            metric, details = self._metric()
         self.schedule.end_epoch(val_loss if self.val_set is not None else train_loss)
         improved_loss, improved_metric = self._update_bests(val_loss, metric)
         record = to_jsonable(
@@ -168,6 +222,14 @@ class _Run:
         state.history.append(record)
         return record, improved_loss, improved_metric
 
+    def _metric(self) -> tuple[float | None, dict[str, Any] | None]:
+        """The selection metric now; with several ranks, rank 0's, broadcast."""
+        assert self.metric_fn is not None
+        if self.dist is None:
+            return _metric(self.module, self.metric_fn, self.device)
+        value = _metric(self.module, self.metric_fn, self.device) if self.dist.is_main else None
+        return self.dist.broadcast(value)
+
     def _validate(self) -> float | None:
         """The validation loss after this epoch (None without validation data or when not
         finite), and the early-stopping counters updated with it."""
@@ -181,6 +243,7 @@ class _Run:
             max(s.batch_size, EVAL_BATCH_SIZE),
             self.device,
             s.seed,
+            self.dist,
         )
         reference = math.inf if state.es_best is None else state.es_best
         if val_loss is not None and val_loss < reference - s.min_delta:
@@ -231,9 +294,9 @@ class _Run:
         s, state, schedule = self.settings, self.state, self.schedule
         order = torch.randperm(self.n_train, generator=self.shuffle)
         sum_loss, n_good, n_bad, lr = 0.0, 0, 0, schedule.lr()
-        batches = _batches(self.train_set, order, self.steps_per_epoch, self.device)
-        for b, (batch, w) in enumerate(batches, start=1):
-            n = next(iter(batch.values())).shape[0]
+        shard = None if self.dist is None else (self.dist.rank, self.dist.world_size)
+        batches = _batches(self.train_set, order, self.steps_per_epoch, self.device, shard)
+        for b, (batch, w, n) in enumerate(batches, start=1):
             lr = schedule.lr()
             context = StepContext(self.optimizers, lr, schedule.step, self.mean_weight, s.grad_clip)
             value = self.objective.step(self.module, batch, w, context)
