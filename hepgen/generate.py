@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +41,9 @@ from hepgen.errors import InputError
 from hepgen.fastsim import FastSim, repeat_events, with_draw_fields
 from hepgen.io.collections import replace_collection
 from hepgen.io.layouts import row_column
-from hepgen.io.reader import count_entries, inspect_tree, iterate_chunks, resolve_files
-from hepgen.io.writer import RootWriter, check_format
-from hepgen.progress import progress
+from hepgen.io.reader import inspect_tree, resolve_files
+from hepgen.io.writer import check_format
+from hepgen.parallel import SEED_BLOCK, check_outputs, executor, plan_partitions, produce
 
 __all__ = ["FULL_SIM_PREFIX", "full_sim_name", "generate_file"]
 
@@ -109,6 +108,48 @@ def _assemble(
     return ak.zip(columns, depth_limit=1), replaced + dropped_counter
 
 
+class _GenerateJob:
+    """One seed block of events in, the generated output rows out (picklable for Dask: a
+    model read from a directory is reloaded there, once per worker process)."""
+
+    def __init__(
+        self, sim: FastSim, model_dir: str | None, device: str, oversample: int, keep: bool
+    ) -> None:
+        self.sim, self.model_dir, self.device = sim, model_dir, device
+        self.oversample, self.keep = oversample, keep
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.model_dir is not None:
+            state["sim"] = None  # loaded from the directory on the worker
+        return state
+
+    def _model(self) -> FastSim:
+        if self.sim is None:
+            from hepgen.modeldir import FASTSIM_KINDS, cached_model
+
+            self.sim = cached_model(
+                self.model_dir, self.device, accept=FASTSIM_KINDS, command="generate"
+            )
+        return self.sim
+
+    def process(self, events: ak.Array, where: str, seed: int) -> tuple[ak.Array, dict[str, Any]]:
+        sim, k = self._model(), self.oversample
+        n_gen = _gen_objects(sim, events)
+        copies = repeat_events(events, k)
+        outside: dict[str, int] = {}
+        try:
+            reco = sim.simulate(copies, seed=seed, domain_counts=outside)
+        except InputError as err:  # e.g. NaN in a condition: say where
+            raise InputError(f"{where}: {err}") from None
+        out, replaced = _assemble(sim, copies, reco, self.keep, where)
+        counts: dict[str, Any] = {"events": 0, "gen_objects": 0, "reco_objects": 0, "fakes": 0}
+        _count(sim, counts, len(events), n_gen, reco, k)
+        counts["outside_domain"] = outside
+        counts["replaced"] = dict.fromkeys(replaced, 1)
+        return with_draw_fields(out, k), counts
+
+
 def generate_file(
     model: FastSim | str | os.PathLike,
     inputs: Any,
@@ -122,6 +163,10 @@ def generate_file(
     oversample: int = 1,
     keep_full_sim: bool = True,
     output_format: str | None = None,
+    layout: str | None = None,
+    workers: int | None = None,
+    scheduler: Any = None,
+    block: int = SEED_BLOCK,
 ) -> dict[str, Any]:
     """Generate the reco collection (or the target branches) for every event (row) of
     ``inputs`` and write ``output`` (see the module docstring for what is kept).
@@ -130,18 +175,23 @@ def generate_file(
     ----------
     model : FastSim or path
         A fitted fast simulation or its model directory.
-    inputs : path, glob or sequence of them
+    inputs : path, glob, ``@list.txt`` or sequence of them
         ROOT files with the gen collection's branches.
     output : path
-        Output ROOT file (written atomically; must not be an input).
+        Output ROOT file (``layout="single"``, the default for a name ending in ``.root``)
+        or output folder (written atomically; must not be an input).
     tree : str or None
         Tree name (default: the model's ``data.tree``).
     step_size : int
-        Events per chunk (bounds the memory).
+        Events per partition (bounds the memory of a worker), rounded up to a multiple of
+        ``block``.
     seed : int
-        Seed of the generation.
+        Seed of the generation: events of entries ``[b*block, (b+1)*block)`` of a file are
+        generated with a seed of ``(seed, the file's UUID, b)``
+        (:mod:`hepgen.parallel.partitions`), so the output does not depend on the step size
+        or the executor.
     device : str
-        Where the flows run.
+        Where the flows run (on every worker).
     quiet : bool
         Silence the progress bar.
     oversample : int
@@ -151,6 +201,16 @@ def generate_file(
         (logged as a warning naming them).
     output_format : {"ttree", "rntuple"} or None
         Format of the output tree; ``None`` writes the format of the first input file.
+    layout : {"single", "per-file", "per-partition"} or None
+        One output file, one per input file in the folder ``output``, or one per partition
+        (:mod:`hepgen.parallel.production`); ``None``: ``"single"`` when ``output`` ends in
+        ``.root``, else ``"per-file"``.
+    workers : int or None
+        Run on a local Dask cluster of this many processes (:mod:`hepgen.parallel.executor`).
+    scheduler : str, distributed.Client or None
+        Run on an existing Dask scheduler.
+    block : int
+        Seed block in entries (:data:`~hepgen.parallel.partitions.SEED_BLOCK`).
 
     Returns
     -------
@@ -158,7 +218,8 @@ def generate_file(
         Counts and timing: events (rows), gen objects, generated reco objects (matched,
         fakes), conditions outside the training domain, seconds, objects per second, and
         ``full_sim``: ``{"kept": {input branch: kept name}, "dropped": [input branches]}``
-        (the replaced branches; the counter ``nJet`` is kept as ``nFullSimJet``).
+        (the replaced branches; the counter ``nJet`` is kept as ``nFullSimJet``), and
+        ``manifest``: the production's manifest (also ``<folder>/manifest.json``).
 
     Raises
     ------
@@ -167,7 +228,7 @@ def generate_file(
         missing files, trees or condition branches (the file named), non-finite conditions
         (the entries named), an output that is an input.
     """
-    from hepgen.modeldir import FASTSIM_KINDS, load_model
+    from hepgen.modeldir import FASTSIM_KINDS, load_model, model_hash
 
     if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 1:
         raise InputError(f"oversample must be a positive integer, got {oversample!r}")
@@ -176,57 +237,62 @@ def generate_file(
         if isinstance(model, FastSim)
         else load_model(model, device, accept=FASTSIM_KINDS, command="generate")
     )
+    model_dir = None if isinstance(model, FastSim) else os.fspath(Path(model).resolve())
     tree = tree or sim.config.data.tree
+    layout = layout or ("single" if Path(output).suffix == ".root" else "per-file")
     paths = resolve_files(inputs)
     fmt = _check_inputs(sim, paths, tree, output_format)
-    counts = {"events": 0, "gen_objects": 0, "reco_objects": 0, "fakes": 0}
-    start = time.perf_counter()
-    outside: dict[str, int] = {}
-    replaced: list[str] = []
-    with (
-        RootWriter(output, tree=tree, protect=paths, fmt=fmt) as writer,
-        progress(
-            total=count_entries(paths, tree), desc="generate", unit="event", quiet=quiet
-        ) as bar,
-    ):
-        for i, (path, first, events) in enumerate(iterate_chunks(paths, tree, step_size)):
-            chunk_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-            where = f"file '{path}', tree '{tree}', entries {first}-{first + len(events) - 1}"
-            n_gen = _gen_objects(sim, events)
-            copies = repeat_events(events, oversample)
-            try:
-                reco = sim.simulate(copies, seed=chunk_seed, domain_counts=outside)
-            except InputError as err:  # e.g. NaN in a condition: say where
-                raise InputError(f"{where}: {err}") from None
-            out, chunk_replaced = _assemble(sim, copies, reco, keep_full_sim, where)
-            if i == 0:
-                replaced = chunk_replaced
-            writer.extend(with_draw_fields(out, oversample))
-            _count(sim, counts, len(events), n_gen, reco, oversample)
-            bar.update(len(copies))
-    seconds = time.perf_counter() - start
-    full_sim = _report_full_sim(sim, replaced, keep_full_sim)
-    bad = {k: v for k, v in outside.items() if v}
+    plan = plan_partitions(paths, tree, step_size, block)
+    job = _GenerateJob(sim, model_dir, device, oversample, keep_full_sim)
+    extra = {
+        "command": "generate",
+        "model": model_dir,
+        "model_hash": model_hash(model_dir) if model_dir else None,
+        "oversample": oversample,
+        "keep_full_sim": keep_full_sim,
+        "format": fmt,
+    }
+    check_outputs(plan, output, layout, paths)
+    with executor(workers, scheduler, quiet=quiet) as ex:
+        manifest = produce(
+            job,
+            plan,
+            output,
+            executor=ex,
+            layout=layout,
+            seed=seed,
+            block=block,
+            fmt=fmt,
+            quiet=quiet,
+            desc="generate",
+            manifest=extra,
+        )
+    counts = manifest["counts"]
+    seconds = manifest["seconds"]
+    full_sim = _report_full_sim(sim, list(counts.get("replaced", {})), keep_full_sim)
+    bad = {k: v for k, v in counts.get("outside_domain", {}).items() if v}
     if bad:
         log.warning(
             "%s conditions outside the training domain (objects per feature, whole "
-            "file): %s; generated values there are extrapolations",
+            "production): %s; generated values there are extrapolations",
             sim.gen,
             bad,
         )
     return {
-        **counts,
+        **{k: counts.get(k, 0) for k in ("events", "gen_objects", "reco_objects", "fakes")},
         "oversample": oversample,
         "outside_domain": bad,
         "seconds": seconds,
         # simulated gen objects (K per input object with oversampling) per second
-        "gen_objects_per_second": counts["gen_objects"] * oversample / seconds
+        "gen_objects_per_second": counts.get("gen_objects", 0) * oversample / seconds
         if seconds > 0
         else None,
         "full_sim": full_sim,
         "layout": sim.layout,
         "output_format": fmt,
         "output": os.fspath(Path(output)),
+        "output_layout": layout,
+        "manifest": manifest,
     }
 
 

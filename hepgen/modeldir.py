@@ -25,6 +25,7 @@ hepgen.errors.InputError: 'no/such/dir' is not a hepgen model directory: no hepg
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -44,7 +45,9 @@ __all__ = [
     "MODEL_FILE",
     "MODEL_FORMAT",
     "ModelKind",
+    "cached_model",
     "load_model",
+    "model_hash",
     "model_kind",
     "read_card",
 ]
@@ -282,3 +285,49 @@ def load_model(
     _, card = read_card(directory, accept, user="load_model", command=command)
     entry = model_kind(card["kind"])
     return entry.model_class().from_card(directory, card, device=device)
+
+
+def model_hash(directory: str | os.PathLike) -> str:
+    """A SHA-256 of a model directory: its card and weight files (the top-level files, by
+    name and content; checkpoints and other folders left out).
+
+    The same trained model gives the same hash wherever it is copied; it names the model in
+    a production's manifest.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / MODEL_FILE).write_text("{}")
+    >>> len(model_hash(d))
+    64
+    """
+    from hepgen.provenance import file_sha256
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(directory).iterdir()):
+        if path.is_file() and not path.name.startswith("."):
+            digest.update(f"{path.name}\0{file_sha256(path)}\n".encode())
+    return digest.hexdigest()
+
+
+#: Models loaded by :func:`cached_model`, per process (Dask workers load a model once).
+_CACHE: dict[tuple[str, str, str, str], Any] = {}
+
+
+def cached_model(
+    directory: str | os.PathLike,
+    device: str = "cpu",
+    *,
+    accept: Iterable[str] | None = None,
+    command: str | None = None,
+) -> Any:
+    """:func:`load_model`, loaded once per process and model (keyed by the resolved path,
+    device and :func:`model_hash`: a retrained model in the same folder is loaded anew)."""
+    path = Path(directory).resolve()
+    key = (os.fspath(path), device, model_hash(path), ",".join(sorted(accept or ())))
+    if key not in _CACHE:
+        if len(_CACHE) >= 4:  # a long-lived worker that saw many models keeps the newest
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = load_model(path, device, accept=accept, command=command)
+    return _CACHE[key]

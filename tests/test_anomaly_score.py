@@ -124,7 +124,7 @@ def test_density_score_errors(dijet, tmp_path):
         match=r"nan\.root', tree 'Events', entries 2000-2999: "
         r".*'mj1': 2 of 1000 events are not finite \(2 NaN",
     ):
-        score_file(d / "model", nan, tmp_path / "o.root", step_size=1000, quiet=True)
+        score_file(d / "model", nan, tmp_path / "o.root", step_size=1000, block=1000, quiet=True)
     assert not (tmp_path / "o.root").exists()
     with pytest.raises(InputError, match="already has a branch 'label'"):
         score_file(d / "model", data, tmp_path / "o.root", branch="label", quiet=True)

@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"_version", "errors"},
     {"outputs", "provenance", "resources", "progress", "stats", "devices", "utils"},
     {"settings", "transforms", "io", "sweights"},
-    {"features", "preprocessing", "config", "summary", "sim"},
+    {"features", "preprocessing", "config", "summary", "sim", "parallel"},
     {"dataset", "prepare", "training"},
     {"models"},
     {"modeldir"},

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +31,11 @@ from hepgen.errors import InputError
 from hepgen.fastsim import FastSim
 from hepgen.io.collections import flatten_collection
 from hepgen.io.matching import match_collections, matching_branches
-from hepgen.io.reader import (
-    count_entries,
-    inspect_tree,
-    iterate_chunks,
-    resolve_files,
-    tree_format,
-)
-from hepgen.io.writer import RootWriter, check_format
-from hepgen.modeldir import FASTSIM_KINDS, load_model
+from hepgen.io.reader import inspect_tree, resolve_files, tree_format
+from hepgen.io.writer import check_format
+from hepgen.modeldir import FASTSIM_KINDS, cached_model, load_model, model_hash
 from hepgen.models.base import NoLikelihoodError
-from hepgen.progress import progress
+from hepgen.parallel import SEED_BLOCK, check_outputs, executor, plan_partitions, produce
 
 __all__ = ["DEFAULT_BRANCH", "load_scorer", "score_file"]
 
@@ -108,10 +101,6 @@ def _check_branch_name(branch: str) -> None:
         )
 
 
-def _where(path: Path, tree: str, first: int, n: int) -> str:
-    return f"file '{path}', tree '{tree}', entries {first}-{first + n - 1}"
-
-
 def _check_finite(columns: dict[str, np.ndarray], where: str, what: str) -> None:
     bad = nonfinite_problems(columns, what)
     if bad:
@@ -133,6 +122,10 @@ def score_file(
     device: str = "cpu",
     quiet: bool = False,
     output_format: str | None = None,
+    layout: str | None = None,
+    workers: int | None = None,
+    scheduler: Any = None,
+    block: int = SEED_BLOCK,
 ) -> dict[str, Any]:
     """Write ``output``: every event of ``inputs`` with its anomaly score (module docstring).
 
@@ -140,23 +133,28 @@ def score_file(
     ----------
     model_dir : path, DensityModel or FastSim
         A model directory (``kind: density``, or a flow fast simulation) or a fitted model.
-    inputs : path, glob or sequence of them
+    inputs : path, glob, ``@list.txt`` or sequence of them
         ROOT files holding the branches the model reads.
     output : path
-        Output ROOT file (written atomically; must not be an input).
+        Output ROOT file (``layout="single"``, the default for a name ending in ``.root``)
+        or folder (written atomically; must not be an input).
     branch : str
         Name of the score branch (density model), or its suffix after ``{reco}_`` (fast
         simulation).  Must not exist in the input.
     tree : str or None
         Tree name; default ``"Events"`` for a density model, ``data.tree`` of a fast simulation.
     step_size : int
-        Events per chunk.
+        Events per partition (rounded up to a multiple of ``block``).
     device : str
         Where the flow runs.
     quiet : bool
         Silence the progress bar.
     output_format : {"ttree", "rntuple"} or None
         Format of the output tree; ``None`` writes the format of the first input file.
+    layout, workers, scheduler, block
+        As :func:`hepgen.generate.generate_file`: one output file, one per input file or
+        one per partition; in-process, a local Dask cluster or a scheduler; the block that
+        partitions are aligned to (scores are deterministic: no seed).
 
     Returns
     -------
@@ -166,7 +164,7 @@ def score_file(
         every event, or the matched reco objects), ``n_unmatched`` (reco objects left NaN; 0
         for a density model), ``n_nonfinite`` (scored rows whose score is not finite),
         ``outside_domain`` (rows per condition outside the training range), ``seconds``,
-        ``rows_per_second``, ``output``.
+        ``rows_per_second``, ``output``, ``manifest`` (also ``<folder>/manifest.json``).
 
     Raises
     ------
@@ -191,10 +189,34 @@ def score_file(
     for path in paths:
         scorer.check_file(path, tree)
     fmt = fmt or check_format(tree_format(paths[0], tree))  # the first input's by default
-    start = time.perf_counter()
-    counts, outside = _score_chunks(scorer, paths, tree, int(step_size), output, fmt, quiet)
-    seconds = time.perf_counter() - start
-    bad = {k: v for k, v in outside.items() if v}
+    layout = layout or ("single" if Path(output).suffix == ".root" else "per-file")
+    plan = plan_partitions(paths, tree, step_size, block)
+    check_outputs(plan, output, layout, paths)
+    model_path = None if isinstance(model_dir, (DensityModel, FastSim)) else model_dir
+    job = _ScoreJob(scorer, model_path, device, branch)
+    extra = {
+        "command": "score",
+        "model": os.fspath(Path(model_path).resolve()) if model_path is not None else None,
+        "model_hash": model_hash(model_path) if model_path is not None else None,
+        "branch": scorer.branch,
+        "format": fmt,
+    }
+    with executor(workers, scheduler, quiet=quiet) as ex:
+        manifest = produce(
+            job,
+            plan,
+            output,
+            executor=ex,
+            layout=layout,
+            block=block,
+            fmt=fmt,
+            quiet=quiet,
+            desc="score",
+            manifest=extra,
+        )
+    counts = {k: manifest["counts"].get(k, 0) for k in _COUNTS}
+    seconds = manifest["seconds"]
+    bad = {k: v for k, v in manifest["counts"].get("outside", {}).items() if v}
     if bad:
         log.warning(
             "conditions outside the training range (rows per condition, whole input): "
@@ -214,34 +236,35 @@ def score_file(
         "rows_per_second": counts["n_rows"] / seconds if seconds > 0 else None,
         "output_format": fmt,
         "output": os.fspath(Path(output)),
+        "output_layout": layout,
+        "manifest": manifest,
     }
 
 
-def _score_chunks(
-    scorer: _Scorer,
-    paths: list[Any],
-    tree: str,
-    step_size: int,
-    output: str | os.PathLike,
-    fmt: str,
-    quiet: bool,
-) -> tuple[dict[str, int], dict[str, int]]:
-    """Score every chunk of ``paths`` into ``output``; the counts of :func:`score_file` and
-    the rows outside the training range per condition."""
-    counts = {"n_events": 0, "n_rows": 0, "n_scored": 0, "n_unmatched": 0, "n_nonfinite": 0}
-    outside: dict[str, int] = {}
-    with (
-        RootWriter(output, tree=tree, protect=paths, fmt=fmt) as writer,
-        progress(total=count_entries(paths, tree), desc="score", unit="event", quiet=quiet) as bar,
-    ):
-        for path, first, events in iterate_chunks(paths, tree, step_size):
-            out, chunk = scorer.score(events, _where(path, tree, first, len(events)), outside)
-            writer.extend(out)
-            for k, v in chunk.items():
-                counts[k] += v
-            counts["n_events"] += len(events)
-            bar.update(len(events))
-    return counts, outside
+_COUNTS = ("n_events", "n_rows", "n_scored", "n_unmatched", "n_nonfinite")
+
+
+class _ScoreJob:
+    """Scores one seed block of events (picklable for Dask: a model read from a directory is
+    reloaded on the worker, once per process)."""
+
+    def __init__(self, scorer: _Scorer, model_dir: Any, device: str, branch: str) -> None:
+        self.scorer, self.model_dir, self.device, self.branch = scorer, model_dir, device, branch
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.model_dir is not None:
+            state["scorer"] = None  # rebuilt from the directory on the worker
+        return state
+
+    def process(self, events: ak.Array, where: str, seed: int) -> tuple[ak.Array, dict[str, Any]]:
+        if self.scorer is None:
+            accept = ("density", *FASTSIM_KINDS)
+            model = cached_model(self.model_dir, self.device, accept=accept, command="score")
+            self.scorer = _scorer(model, self.model_dir, self.branch)
+        outside: dict[str, int] = {}
+        out, counts = self.scorer.score(events, where, outside)
+        return out, {**counts, "n_events": len(events), "outside": outside}
 
 
 class _Scorer:

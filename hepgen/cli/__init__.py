@@ -68,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="hepgen: %(levelname)s: %(message)s" if args.debug else "hepgen: %(message)s",
         stream=sys.stderr,
     )
+    if not args.debug:  # Dask's own chatter (cluster start/stop, closed comms) only with --debug
+        # (read by dask.distributed when it is imported, here and in its worker processes)
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     try:
         return COMMANDS[args.command](args)
     except HepgenError as err:

@@ -167,16 +167,59 @@ def _check_model_directory(path: Path) -> None:
 
 def _check_model_job(args: argparse.Namespace, step_option: str, step: int) -> None:
     """The checks of ``generate`` and ``score`` before any work: the model directory, seed and
-    device, the chunk size, and a local output that may be written (not an input)."""
+    device, the partition size, the executor, and local outputs that may be written (not an
+    input); sets ``args.output_layout`` to the layout used."""
     from hepgen.io.writer import check_local_output
-    from hepgen.outputs import check_output_file
+    from hepgen.outputs import check_output_dir, check_output_file
+    from hepgen.parallel import MANIFEST
 
     _check_model_directory(args.model)
     _check_seed_and_device(args)
     if step < 1:
         raise InputError(f"{step_option} must be positive, got {step}")
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers must be a positive number of processes, got {args.workers}")
+    if args.seed_block < 1:
+        raise InputError(
+            f"--seed-block must be a positive number of entries, got {args.seed_block}"
+        )
+    single = args.output.suffix == ".root"
+    args.output_layout = args.output_layout or ("single" if single else "per-file")
     check_local_output(args.output)
-    check_output_file(args.output, inputs=args.input, overwrite=args.overwrite)
+    if args.output_layout == "single":
+        check_output_file(args.output, inputs=args.input, overwrite=args.overwrite)
+    else:
+        check_output_dir(
+            args.output,
+            inputs=args.input,
+            overwrite=args.overwrite,
+            contents=(MANIFEST,),
+            what="output folder",
+        )
+
+
+def _production_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The executor and layout arguments of ``generate_file`` / ``score_file``."""
+    return {
+        "layout": args.output_layout,
+        "workers": args.workers,
+        "scheduler": args.scheduler,
+        "block": args.seed_block,
+    }
+
+
+def _print_outputs(args: argparse.Namespace, stats: dict[str, Any]) -> None:
+    """Where a production's outputs are."""
+    if stats["output_layout"] == "single":
+        _print(args, f"output: {stats['output']}")
+        return
+    manifest = stats["manifest"]
+    _print(
+        args,
+        f"outputs: {len(manifest['outputs'])} files in {stats['output']} "
+        f"({manifest['partitions']} partitions on {manifest['executor']['kind']}); manifest: "
+        f"{Path(stats['output']) / 'manifest.json'}",
+    )
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -195,6 +238,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         oversample=args.oversample,
         output_format=args.output_format,
         keep_full_sim=not args.drop_full_sim,
+        **_production_args(args),
     )
     draws = f" x {args.oversample} draws" if args.oversample > 1 else ""
     if stats.get("layout", "collections") == "collections":
@@ -221,7 +265,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         _print(
             args, f"dropped {len(dropped)} full-simulation branches: {', '.join(dropped[:6])}{more}"
         )
-    _print(args, f"output: {stats['output']}")
+    _print_outputs(args, stats)
     return 0
 
 
@@ -239,6 +283,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         device=args.device,
         quiet=args.quiet,
         output_format=args.output_format,
+        **_production_args(args),
     )
     if stats["kind"] == "density":
         what = f"{stats['n_scored']} events"
@@ -252,7 +297,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         f"scored {what} in {stats['seconds']:.1f} s "
         f"({stats['rows_per_second'] or 0:.0f} rows/s) into branch {stats['branch']}",
     )
-    _print(args, f"output: {stats['output']}")
+    _print_outputs(args, stats)
     return 0
 
 

@@ -131,7 +131,12 @@ def _add_inspect(sub: Any) -> None:
         metavar="NAME",
         help="branch names or patterns (default: all numeric branches)",
     )
-    p.add_argument("--step-size", type=int, default=100_000, help="events per chunk")
+    p.add_argument(
+        "--step-size",
+        type=int,
+        default=100_000,
+        help="events per partition (a worker holds one at a time)",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the summary as JSON")
     _common(p)
 
@@ -195,6 +200,57 @@ def _add_train(sub: Any) -> None:
     _common(p)
 
 
+_INPUTS_HELP = (
+    "input ROOT files, glob patterns, URLs, or @LIST.txt (a text file of paths, one per line)"
+)
+_OUTPUT_HELP = (
+    "output ROOT file (OUT.root), or folder: one output per input file of the same name "
+    "and manifest.json (see --output-layout)"
+)
+_OVERWRITE_HELP = "replace an existing OUT.root or the outputs in an output folder"
+
+
+def _executor(p: argparse.ArgumentParser) -> None:
+    """Where a data-parallel command runs: in-process (default), local Dask cluster, scheduler."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run on a local Dask cluster of N worker processes, started and stopped here "
+        "(needs pip install 'hepgen[dask]')",
+    )
+    g.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on an existing Dask scheduler, e.g. tcp://host:8786 (dask-jobqueue, "
+        "dask-gateway, a coffea cluster)",
+    )
+
+
+def _production(p: argparse.ArgumentParser) -> None:
+    """The options of generate and score over many files."""
+    _executor(p)
+    p.add_argument(
+        "--output-layout",
+        choices=("single", "per-file", "per-partition"),
+        default=None,
+        help="one output file (default when -o ends in .root), one file per input file "
+        "under the -o folder (default otherwise), or one file per partition; folders get "
+        "manifest.json",
+    )
+    p.add_argument(
+        "--seed-block",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="entries per seed block (default 10000): events are seeded by (seed, file UUID, "
+        "entry // N), so the output is the same for any step size and any number of workers",
+    )
+
+
 def _add_generate(sub: Any) -> None:
     """The ``generate`` command's arguments."""
     p = sub.add_parser(
@@ -208,9 +264,17 @@ def _add_generate(sub: Any) -> None:
         "training domain; never overwrites its input.",
     )
     p.add_argument("model", type=Path, help="model directory (hepgen train)")
-    p.add_argument("input", nargs="+", help="input ROOT files or glob patterns")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output ROOT file")
-    p.add_argument("--batch-size", type=int, default=100_000, help="events per chunk")
+    p.add_argument("input", nargs="+", help=_INPUTS_HELP)
+    p.add_argument("-o", "--output", type=Path, required=True, help=_OUTPUT_HELP)
+    p.add_argument(
+        "--batch-size",
+        "--step-size",
+        dest="batch_size",
+        type=int,
+        default=100_000,
+        help="events per partition (a worker holds one at a time), rounded up to a multiple "
+        "of --seed-block",
+    )
     p.add_argument(
         "--device",
         default="auto",
@@ -235,7 +299,8 @@ def _add_generate(sub: Any) -> None:
         "the log names what was dropped",
     )
     _output_format(p)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.root")
+    _production(p)
+    p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     _common(p)
 
 
@@ -251,8 +316,8 @@ def _add_score(sub: Any) -> None:
         "object (NaN for unmatched ones). Chunked; never overwrites its input.",
     )
     p.add_argument("model", type=Path, help="model directory (density model or hepgen train)")
-    p.add_argument("input", nargs="+", help="input ROOT files or glob patterns")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output ROOT file")
+    p.add_argument("input", nargs="+", help=_INPUTS_HELP)
+    p.add_argument("-o", "--output", type=Path, required=True, help=_OUTPUT_HELP)
     p.add_argument(
         "--branch",
         default="anomaly_score",
@@ -262,7 +327,12 @@ def _add_score(sub: Any) -> None:
     p.add_argument(
         "--tree", default=None, help="tree name (default: Events, or the fast simulation's)"
     )
-    p.add_argument("--step-size", type=int, default=100_000, help="events per chunk")
+    p.add_argument(
+        "--step-size",
+        type=int,
+        default=100_000,
+        help="events per partition (a worker holds one at a time)",
+    )
     p.add_argument(
         "--device",
         default="auto",
@@ -271,7 +341,8 @@ def _add_score(sub: Any) -> None:
         help="auto (default: a GPU when torch sees one), cpu, cuda or cuda:N",
     )
     _output_format(p)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.root")
+    _production(p)
+    p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     _common(p)
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "iterate_chunks",
     "iterate_events",
     "open_tree",
+    "read_entries",
     "read_events",
     "resolve_files",
     "select_branches",
@@ -424,6 +425,66 @@ def iterate_events(
                 break
     if dropped_total:
         log.warning("dropped %d events with NaN or infinite values", dropped_total)
+
+
+def read_entries(
+    path: PathLike,
+    tree: str,
+    start: int,
+    stop: int,
+    branches: Sequence[str] | None = None,
+    nonfinite: NonFinitePolicy = "keep",
+) -> ak.Array:
+    """The entries ``[start, stop)`` of one file: one partition of a data-parallel job.
+
+    Parameters
+    ----------
+    path : path-like or str
+        One ROOT file (local path or URL).
+    tree : str
+        Name of the TTree or RNTuple.
+    start, stop : int
+        First entry and one past the last (``0 <= start <= stop <= num_entries``).
+    branches : sequence of str or None
+        Branch names or patterns; ``None`` reads every numeric branch.
+    nonfinite : {"error", "drop", "keep"}
+        As :func:`iterate_events`; ``"keep"`` (default) passes NaN/inf through.
+
+    Returns
+    -------
+    ak.Array
+        ``stop - start`` records (fewer with ``nonfinite="drop"``), the branch names as
+        fields (RNTuple record fields as ``Jet_pt``/``nJet``), with the transient attrs that
+        name the file and the first entry (:data:`SOURCE_ATTR`, :data:`ENTRY_START_ATTR`).
+
+    Raises
+    ------
+    InputError
+        A missing file, tree or branch, entries outside the tree, unreadable content (each
+        naming the file, tree and entry range).
+    """
+    t = open_tree(path, tree)
+    where = f"file '{path}', tree '{tree}'"
+    if not 0 <= start <= stop <= t.num_entries:
+        raise InputError(
+            f"{where}: entries {start}-{stop - 1} are outside the tree's {t.num_entries} entries"
+        )
+    with _reading(where):
+        fields = rntuple_branches(t) if is_rntuple(t) else None
+    names = _select(t, branches, path, fields)
+    span = f"{where}, entries {start}-{stop - 1}"
+    with _reading(span):
+        to_read = names if fields is None else fields.expressions(names)
+        try:
+            chunk = t.arrays(to_read, entry_start=start, entry_stop=stop, library="ak")
+        except (*READ_ERRORS, NotImplementedError, AssertionError):
+            if fields is not None:  # name the field uproot cannot read, if it is one
+                raise_unreadable_field(t, fields, names, start, stop, span)
+            raise
+    if fields is not None:
+        chunk = fields.select(chunk, names)
+    chunk = ak.Array(chunk, attrs={SOURCE_ATTR: where, ENTRY_START_ATTR: (start, len(chunk))})
+    return _nonfinite(chunk, nonfinite, where)[0]
 
 
 def iterate_chunks(

@@ -36,6 +36,7 @@ __all__ = [
     "is_url",
     "one_line",
     "open_file",
+    "read_file_list",
     "resolve_files",
     "uproot_reason",
 ]
@@ -86,13 +87,55 @@ def as_source(text: str) -> Source:
     )
 
 
+def read_file_list(path: str | os.PathLike) -> list[str]:
+    """The entries of a text file of input paths (``@inputs.txt`` on the command line).
+
+    One path, glob pattern or URL per line; blank lines and lines starting with ``#`` are
+    skipped; a relative path is relative to the list file's folder (so a list travels with
+    its files).
+
+    Raises
+    ------
+    InputError
+        A missing or unreadable list, or a list without any entry.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(
+            f"file list '{path}' cannot be read ({type(err).__name__}: {err}); expected a "
+            "text file with one ROOT file path or URL per line"
+        ) from None
+    entries = [line.strip() for line in lines]
+    entries = [e for e in entries if e and not e.startswith("#")]
+    if not entries:
+        raise InputError(f"file list '{path}' lists no file (one path or URL per line)")
+    return [
+        e if is_url(e) or Path(e).is_absolute() else os.fspath(path.parent / e) for e in entries
+    ]
+
+
+def _expand_lists(files: Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
+    """Replace every ``@list.txt`` item by the entries of that file list."""
+    out: list[str | os.PathLike] = []
+    for item in files:
+        if isinstance(item, str) and item.startswith("@"):
+            out.extend(read_file_list(item[1:]))
+        else:
+            out.append(item)
+    return out
+
+
 def resolve_files(files: Files) -> list[Source]:
     """Expand paths and glob patterns into an ordered list of existing files; keep URLs.
 
     Parameters
     ----------
     files : path-like or sequence of path-like
-        Files or glob patterns (``"data/*.root"``); a pattern's matches are sorted. Strings
+        Files or glob patterns (``"data/*.root"``); a pattern's matches are sorted;
+        ``"@list.txt"`` stands for the paths listed in that text file
+        (:func:`read_file_list`). Strings
         starting with ``root://``, ``http://`` or ``https://`` are remote files, passed on to
         uproot unchanged (not globbed; reachability is checked when they are opened);
         ``file://`` URLs are local paths.
@@ -111,7 +154,7 @@ def resolve_files(files: Files) -> list[Source]:
     if isinstance(files, str | os.PathLike):
         files = [files]
     out: list[Source] = []
-    for item in files:
+    for item in _expand_lists(files):
         source = as_source(item) if isinstance(item, str) else Path(item)
         if isinstance(source, str):
             out.append(source)
