@@ -17,7 +17,10 @@ Layers, each usable on its own with plain numpy arrays and optional per-event we
 * :mod:`~hepgen.validation.report`: ``report.html`` + ``metrics.json`` + plots, written as a
   whole folder atomically;
 * :mod:`~hepgen.validation.files`: the same from two ROOT files (``hepgen validate``), with
-  bookkeeping branches (run, event, indices, weights) left out.
+  bookkeeping branches (run, event, indices, weights) left out;
+* :mod:`~hepgen.validation.partitioned`: the same from many files, partition by partition
+  (in-process or on Dask), from per-feature sums merged across partitions and a seeded
+  subsample for the multivariate tests.
 
 Example
 -------
@@ -41,6 +44,7 @@ from hepgen.validation.distances import (
 from hepgen.validation.fidelity import PRDCResult, prdc
 from hepgen.validation.files import validate_files
 from hepgen.validation.mmd import MMDResult, mmd2_unbiased, mmd_test
+from hepgen.validation.partitioned import validate_partitioned
 from hepgen.validation.report import write_report
 from hepgen.validation.samples import Table, as_table
 from hepgen.validation.univariate import (
@@ -81,6 +85,7 @@ __all__ = [
     "prdc",
     "separation_power",
     "validate_files",
+    "validate_partitioned",
     "wasserstein1",
     "weighted_quantile",
     "write_report",

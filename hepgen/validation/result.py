@@ -54,6 +54,10 @@ class ValidationResult:
         with a non-finite value are listed.
     alpha : float
         Significance level of the verdict.
+    partitioned : dict or None
+        For a comparison from sums merged over partitions
+        (:func:`~hepgen.validation.partitioned.validate_partitioned`): executor, partitions,
+        subsample (seed, fraction, rows) and the error bounds of KS and W1; else None.
     """
 
     n_reference: int
@@ -75,6 +79,7 @@ class ValidationResult:
     metrics: list[str] = dataclasses.field(default_factory=list)
     nonfinite: dict[str, Any] = dataclasses.field(default_factory=dict)
     alpha: float = DEFAULT_ALPHA
+    partitioned: dict[str, Any] | None = None
 
     @property
     def failure(self) -> str | None:
@@ -116,6 +121,8 @@ class ValidationResult:
             out["baseline"] = self.baseline.to_dict(arrays=False)
         out["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
         out["notes"] = list(self.notes)
+        if self.partitioned is not None:
+            out["partitioned"] = self.partitioned
         if self.nonfinite:  # the baseline (two halves of the reference) has neither key
             out["nonfinite"] = self.nonfinite
             verdict = self.verdict()

@@ -329,6 +329,7 @@ def render_html(
     m = metrics
     out = _header_html(m, title, inputs)
     out += _summary_html(m)
+    out += _partitioned_html(m)
     out += _multivariate_html(m)
     out += _objects_html(m)
     out += _figures_html(plots)
@@ -405,6 +406,33 @@ def _summary_html(m: dict[str, Any]) -> list[str]:
         f"<li>per-feature p-values below 0.05: {s.get('n_pvalues_below_0.05')} of "
         f"{s.get('n_pvalues')} (about 5 % expected by chance); smallest p-value after Bonferroni: "
         f"{_num(s.get('min_pvalue_bonferroni'))}</li></ul>"
+    ]
+
+
+def _partitioned_html(m: dict[str, Any]) -> list[str]:
+    """How a comparison over partitions was made: executor, partitions, subsample, bounds."""
+    p = m.get("partitioned")
+    if not p:
+        return []
+    sub = p.get("subsample") or {}
+    ex = p.get("executor") or {}
+    frac = sub.get("fraction") or {}
+    return [
+        "<h2>Partitioned run</h2><ul>"
+        f"<li>{_num(_get(p, 'n_partitions', 'reference'))} reference and "
+        f"{_num(_get(p, 'n_partitions', 'candidate'))} candidate partitions of "
+        f"{_num(p.get('step_size'))} entries ({_num(_get(p, 'entries', 'reference'))} and "
+        f"{_num(_get(p, 'entries', 'candidate'))} entries), executor "
+        f"{html.escape(str(ex.get('kind')))} with {_num(ex.get('workers'))} worker(s)</li>"
+        "<li>per-feature tests from sums merged over the partitions: &chi;&sup2; and separation "
+        f"power exact for their bins; KS and W1 from {_num(p.get('fine_edges'))} fine "
+        "reference-quantile bins, the exact KS statistic at most "
+        f"<b>{_num(p.get('max_ks_error_bound'))}</b> above the one shown</li>"
+        "<li>multivariate tests and plots on a <b>seeded subsample</b>: "
+        f"{_num(sub.get('n_reference'))} reference and {_num(sub.get('n_candidate'))} "
+        f"candidate rows of group <code>{html.escape(str(sub.get('group')))}</code> (fractions "
+        f"{_num(frac.get('reference'))} and {_num(frac.get('candidate'))}, seed "
+        f"{_num(sub.get('seed'))})</li></ul>"
     ]
 
 

@@ -24,7 +24,15 @@ from hepgen.errors import InputError
 from hepgen.stats import effective_sample_size
 from hepgen.validation.univariate.ecdf import Pair, check_pair
 
-__all__ = ["Histograms", "histogram_edges", "histograms"]
+__all__ = [
+    "Histograms",
+    "bin_index",
+    "default_n_bins",
+    "histogram_edges",
+    "histograms",
+    "merge_sparse",
+    "quantile_edges",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,16 +56,69 @@ class Histograms:
     s2: np.ndarray
 
 
+def default_n_bins(n_eff_min: float) -> int:
+    """The default number of chi2 bins, ``min(50, max(5, n_eff_min / 25))`` (rounded), for the
+    smaller Kish effective size of the two samples."""
+    return int(min(50, max(5, round(n_eff_min / 25))))
+
+
 def _default_n_bins(pair: Pair) -> int:
-    n_eff = min(
-        effective_sample_size(pair.w1, pair.x1.size),
-        effective_sample_size(pair.w2, pair.x2.size),
+    return default_n_bins(
+        min(
+            effective_sample_size(pair.w1, pair.x1.size),
+            effective_sample_size(pair.w2, pair.x2.size),
+        )
     )
-    return int(min(50, max(5, round(n_eff / 25))))
 
 
 def _is_integer(pair: Pair) -> bool:
     return bool(np.all(pair.x1 == np.round(pair.x1)) and np.all(pair.x2 == np.round(pair.x2)))
+
+
+def quantile_edges(
+    x: np.ndarray,
+    w: np.ndarray | None,
+    n_bins: int,
+    integer: bool,
+    bounds: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Sorted distinct edges at the weighted quantiles ``0, 1/n_bins, ..., 1`` of ``x``
+    (half-integer edges for integer features), rule 1-2 of :func:`histogram_edges`.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n,)
+        Reference values (finite).
+    w : ndarray of shape (n,) or None
+        Their weights.
+    n_bins : int
+        Number of quantile bins (>= 1).
+    integer : bool
+        Half-integer edges ``k + 0.5`` (they never split an integer).
+    bounds : (float, float) or None
+        The reference's exact minimum and maximum when ``x`` is a subsample of it (the
+        quantiles 0 and 1 are then these, not the subsample's extremes).
+
+    Returns
+    -------
+    ndarray of shape (k + 1,), k <= n_bins
+
+    Examples
+    --------
+    >>> quantile_edges(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), None, 2, integer=True)
+    array([0.5, 3.5, 5.5])
+    """
+    # Quantiles of the reference sample, its minimum and maximum included: every reference
+    # event lies inside [e_0, e_K], the under- and overflow bins hold only candidate events
+    # outside the reference range.
+    edges = hepgen.stats.weighted_quantile(x, np.linspace(0.0, 1.0, int(n_bins) + 1), w)
+    if bounds is not None:
+        edges = np.clip(edges, *bounds)
+        edges[0], edges[-1] = bounds
+    if integer:
+        # half-integer edges never split an integer; duplicates collapse below
+        edges = np.concatenate([[math.ceil(edges[0]) - 0.5], np.floor(edges[1:]) + 0.5])
+    return np.unique(edges)
 
 
 def _inner_edges(pair: Pair, bins: Any, integer: bool, name: str) -> np.ndarray:
@@ -66,27 +127,26 @@ def _inner_edges(pair: Pair, bins: Any, integer: bool, name: str) -> np.ndarray:
         n_bins = _default_n_bins(pair) if bins is None else int(bins)
         if n_bins < 1:
             raise InputError(f"{name}: bins={bins}; expected a positive number of bins")
-        # Quantiles of the reference sample, its minimum and maximum included: every reference
-        # event lies inside [e_0, e_K], the under- and overflow bins hold only candidate events
-        # outside the reference range.
-        edges = hepgen.stats.weighted_quantile(pair.x1, np.linspace(0.0, 1.0, n_bins + 1), pair.w1)
-        if integer:
-            # half-integer edges never split an integer; duplicates collapse below
-            edges = np.concatenate([[math.ceil(edges[0]) - 0.5], np.floor(edges[1:]) + 0.5])
-    else:
-        edges = np.asarray(bins, dtype=np.float64)
-        if edges.ndim != 1 or edges.size < 2 or not np.all(np.isfinite(edges)):
-            raise InputError(
-                f"{name}: bins must be None, an int or a 1-D array of at least 2 finite edges"
-            )
-        if np.any(np.diff(edges) <= 0):
-            raise InputError(f"{name}: bin edges must be strictly increasing")
+        return quantile_edges(pair.x1, pair.w1, n_bins, integer)
+    edges = np.asarray(bins, dtype=np.float64)
+    if edges.ndim != 1 or edges.size < 2 or not np.all(np.isfinite(edges)):
+        raise InputError(
+            f"{name}: bins must be None, an int or a 1-D array of at least 2 finite edges"
+        )
+    if np.any(np.diff(edges) <= 0):
+        raise InputError(f"{name}: bin edges must be strictly increasing")
     return np.unique(edges)
 
 
-def _bin_index(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def bin_index(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Bin of each value: 0 = underflow ``(-inf, e_0)``, k = ``[e_{k-1}, e_k)`` for
-    ``k < K``, K = ``[e_{K-1}, e_K]`` (closed, as numpy.histogram), K + 1 = ``(e_K, inf)``."""
+    ``k < K``, K = ``[e_{K-1}, e_K]`` (closed, as numpy.histogram), K + 1 = ``(e_K, inf)``.
+
+    Examples
+    --------
+    >>> bin_index(np.array([-1.0, 0.0, 0.5, 1.0, 2.0]), np.array([0.0, 0.5, 1.0]))
+    array([0, 1, 2, 2, 3])
+    """
     k = edges.size - 1
     idx = np.searchsorted(edges, x, side="right")
     idx[x == edges[-1]] = k
@@ -145,7 +205,7 @@ def histograms(
     n_bins = edges.size + 1  # finite bins plus under- and overflow
 
     def sums(x: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        idx = _bin_index(x, edges)
+        idx = bin_index(x, edges)
         if w is None:
             h = np.bincount(idx, minlength=n_bins).astype(np.float64)
             return h, h.copy()
@@ -156,6 +216,48 @@ def histograms(
 
     h1, s1 = sums(pair.x1, pair.w1)
     h2, s2 = sums(pair.x2, pair.w2)
+    pooled = (
+        min(float(pair.x1.min()), float(pair.x2.min())),
+        max(float(pair.x1.max()), float(pair.x2.max())),
+    )
+    return merge_sparse(edges, h1, s1, h2, s2, min_count, pooled, is_int)
+
+
+def merge_sparse(
+    edges: np.ndarray,
+    h1: np.ndarray,
+    s1: np.ndarray,
+    h2: np.ndarray,
+    s2: np.ndarray,
+    min_count: float,
+    pooled: tuple[float, float],
+    is_int: bool,
+) -> Histograms:
+    """Merge sparse bins of two histograms on their pooled content (step 4 of
+    :func:`histogram_edges`) and give the outer bins finite edges.
+
+    The sums can come from one read of the data (:func:`histograms`) or be added up over
+    partitions of many files (:mod:`hepgen.validation.univariate.sketch`): the result is the
+    same for the same sums.
+
+    Parameters
+    ----------
+    edges : ndarray of shape (k + 1,)
+        Distinct inner edges (a constant reference: the one value twice).
+    h1, s1, h2, s2 : ndarray of shape (k + 2,)
+        Sums of weights and of squared weights per bin (underflow, the ``k`` bins of
+        :func:`bin_index`, overflow) of the reference and the candidate.
+    min_count : float
+        Smallest pooled (Kish effective) count of a merged bin.
+    pooled : (float, float)
+        Smallest and largest value of both samples together (feature units).
+    is_int : bool
+        Integer binning: the outer edges are padded by 0.5.
+
+    Returns
+    -------
+    Histograms
+    """
 
     # Merge on the pooled content only, never on the difference between the samples, so that
     # the binning does not depend on which sample holds what.  Weighted, a bin's content is its
@@ -173,8 +275,7 @@ def histograms(
 
     # finite edges: the underflow starts at the pooled minimum, the overflow ends at the maximum
     pad = 0.5 if is_int else 0.0
-    pooled_min = min(float(pair.x1.min()), float(pair.x2.min())) - pad
-    pooled_max = max(float(pair.x1.max()), float(pair.x2.max())) + pad
+    pooled_min, pooled_max = pooled[0] - pad, pooled[1] + pad
     left = np.concatenate([[min(pooled_min, edges[0])], edges])  # left edge of bin i
     right = np.concatenate([edges, [max(pooled_max, edges[-1])]])  # right edge of bin i
     finite = np.concatenate([left[lo], [right[hi[-1]]]])

@@ -22,10 +22,16 @@ import numpy as np
 from scipy import stats
 
 from hepgen.validation._checks import MetricResult
-from hepgen.validation.univariate.binning import histograms
+from hepgen.validation.univariate.binning import Histograms, histograms
 from hepgen.validation.univariate.ecdf import check_pair
 
-__all__ = ["Chi2Result", "chi2_test", "separation_power"]
+__all__ = [
+    "Chi2Result",
+    "chi2_from_histograms",
+    "chi2_test",
+    "separation_from_histograms",
+    "separation_power",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +139,35 @@ def chi2_test(
     """
     pair = check_pair(reference, candidate, reference_weights, candidate_weights, name)
     hist = histograms(pair, bins, integer, min_count, name)
-    method = "WW" if pair.weighted else "UU"
+    return chi2_from_histograms(hist, pair.weighted)
+
+
+def chi2_from_histograms(hist: Histograms, weighted: bool) -> Chi2Result:
+    """The chi2 test of :func:`chi2_test` on histograms already filled and merged.
+
+    Parameters
+    ----------
+    hist : Histograms
+        Both samples on the same bins (:func:`~hepgen.validation.univariate.binning.histograms`
+        or :func:`~hepgen.validation.univariate.binning.merge_sparse` of sums added up over
+        partitions).
+    weighted : bool
+        Gagunashvili's "WW" form (a sample with unequal weights), else "UU".
+
+    Returns
+    -------
+    Chi2Result
+
+    Examples
+    --------
+    >>> from hepgen.validation.univariate.binning import merge_sparse
+    >>> h = merge_sparse(np.array([0.5, 1.5, 2.5, 3.5]), np.array([0, 2, 3, 1, 0.0]),
+    ...                  np.array([0, 2, 3, 1, 0.0]), np.array([0, 1, 2, 3, 0.0]),
+    ...                  np.array([0, 1, 2, 3, 0.0]), 0, (1.0, 3.0), True)
+    >>> round(chi2_from_histograms(h, weighted=False).statistic, 4)
+    1.5333
+    """
+    method = "WW" if weighted else "UU"
     ndf = hist.h1.size - 1
     if ndf < 1:
         return Chi2Result(
@@ -147,7 +181,7 @@ def chi2_test(
             "a single bin (constant feature, or too few events to fill two bins of "
             "min_count): no chi2 test possible",
         )
-    if pair.weighted:
+    if weighted:
         t1, t2 = float(hist.h1.sum()), float(hist.h2.sum())
         num = (t1 * hist.h2 - t2 * hist.h1) ** 2
         den = t1 * t1 * hist.s2 + t2 * t2 * hist.s1
@@ -205,7 +239,12 @@ def separation_power(
     1.0
     """
     pair = check_pair(reference, candidate, reference_weights, candidate_weights, name)
-    hist = histograms(pair, bins, integer, min_count, name)
+    return separation_from_histograms(histograms(pair, bins, integer, min_count, name))
+
+
+def separation_from_histograms(hist: Histograms) -> float:
+    """The separation power of :func:`separation_power` on histograms already filled and
+    merged (dimensionless)."""
     p = hist.h1 / hist.h1.sum()
     q = hist.h2 / hist.h2.sum()
     keep = (p + q) > 0

@@ -31,7 +31,7 @@ from hepgen.stats import effective_sample_size
 from hepgen.validation._checks import MetricResult, rng_from
 from hepgen.validation.univariate.ecdf import Pair, check_pair, ecdfs, per_value
 
-__all__ = ["KSResult", "ks_test"]
+__all__ = ["KSResult", "kolmogorov_sf", "ks_test", "multiplier_null", "permutation_null"]
 
 # Above this many distinct pooled values the atoms of a tied sample are small and the continuous
 # p-value is accurate enough; the resampling cost (n_permutations x distinct values) also grows.
@@ -182,7 +182,7 @@ def ks_test(
     diff = f1 - f2
     k = int(np.argmax(np.abs(diff)))
     d = float(abs(diff[k]))
-    pvalue = _kolmogorov_sf(d, n_eff[0] * n_eff[1] / (n_eff[0] + n_eff[1]))
+    pvalue = kolmogorov_sf(d, n_eff[0] * n_eff[1] / (n_eff[0] + n_eff[1]))
     return KSResult(d, pvalue, *n_eff, "weighted-asymp", float(u[k]), 0, note)
 
 
@@ -251,7 +251,7 @@ def _ks_scipy(pair: Pair, method: str, n_eff: tuple[float, float], note: str) ->
     )
 
 
-def _kolmogorov_sf(d: float, n_e: float) -> float:
+def kolmogorov_sf(d: float, n_e: float) -> float:
     """Two-sided KS survival function at effective size ``n_e`` (scipy's asymptotic choice)."""
     if d <= 0:
         return 1.0
@@ -268,10 +268,32 @@ def _permutation_draws(
     reference ``n1`` of the events at random: its counts per value are one multivariate
     hypergeometric draw, so there is no need to shuffle the events themselves.
     """
-    n1, n2 = pair.x1.size, pair.x2.size
-    counts = (per_value(pair.x1, None, u) + per_value(pair.x2, None, u)).astype(np.int64)
+    counts = per_value(pair.x1, None, u) + per_value(pair.x2, None, u)
+    return permutation_null(counts, pair.x1.size, pair.x2.size, n_perm, rng)
+
+
+def permutation_null(
+    counts: np.ndarray, n1: int, n2: int, n_perm: int, rng: np.random.Generator
+) -> np.ndarray:
+    """KS distances of ``n_perm`` relabellings of pooled counts per distinct value.
+
+    Parameters
+    ----------
+    counts : ndarray of shape (k,)
+        Pooled number of events at each sorted distinct value.
+    n1, n2 : int
+        Events of the reference and the candidate (``n1 + n2 == counts.sum()``).
+    n_perm : int
+        Number of relabellings.
+    rng : numpy Generator
+
+    Returns
+    -------
+    ndarray of shape (n_perm,)
+    """
+    counts = np.asarray(counts).astype(np.int64)
     cum_total = np.cumsum(counts)
-    chunk = max(1, _CHUNK_CELLS // u.size)
+    chunk = max(1, _CHUNK_CELLS // counts.size)
     out = np.empty(n_perm)
     for start in range(0, n_perm, chunk):
         size = min(chunk, n_perm - start)
@@ -300,12 +322,42 @@ def _multiplier_draws(
     sd2 = np.sqrt(per_value(pair.x2, pair.w2, u, squared=True))
     tot1 = float(pair.x1.size if pair.w1 is None else pair.w1.sum())
     tot2 = float(pair.x2.size if pair.w2 is None else pair.w2.sum())
-    chunk = max(1, _CHUNK_CELLS // u.size)
+    return multiplier_null(sd1, sd2, f1, f2, (tot1, tot2), n_draws, rng)
+
+
+def multiplier_null(
+    sd1: np.ndarray,
+    sd2: np.ndarray,
+    f1: np.ndarray,
+    f2: np.ndarray,
+    totals: tuple[float, float],
+    n_draws: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """KS distances of ``n_draws`` Gaussian-multiplier copies from sums per distinct value.
+
+    Parameters
+    ----------
+    sd1, sd2 : ndarray of shape (k,)
+        Square roots of the sums of squared weights at each distinct value, per sample.
+    f1, f2 : ndarray of shape (k,)
+        The weighted ECDFs at the distinct values.
+    totals : (float, float)
+        Sums of weights of the two samples.
+    n_draws : int
+    rng : numpy Generator
+
+    Returns
+    -------
+    ndarray of shape (n_draws,)
+    """
+    tot1, tot2 = totals
+    chunk = max(1, _CHUNK_CELLS // f1.size)
     out = np.empty(n_draws)
     for start in range(0, n_draws, chunk):
         size = min(chunk, n_draws - start)
-        s1 = rng.standard_normal((size, u.size)) * sd1
-        s2 = rng.standard_normal((size, u.size)) * sd2
+        s1 = rng.standard_normal((size, f1.size)) * sd1
+        s2 = rng.standard_normal((size, f2.size)) * sd2
         g1 = (np.cumsum(s1, axis=1) - f1 * s1.sum(axis=1, keepdims=True)) / tot1
         g2 = (np.cumsum(s2, axis=1) - f2 * s2.sum(axis=1, keepdims=True)) / tot2
         out[start : start + size] = np.abs(g1 - g2).max(axis=1)
