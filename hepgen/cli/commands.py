@@ -381,26 +381,29 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     bins = parse_condition_bins(args.condition_bins) if args.condition_bins else None
     options = {"c2st": {"n_repeats": args.c2st_repeats}} if args.c2st_repeats != 1 else None
     start = time.perf_counter()
-    result, files = validate_files(
-        args.reference,
-        args.candidate,
-        args.output,
-        config=config,
-        features=args.features,
-        weights=args.weights,
-        tree=args.tree,
-        max_events=args.max_events,
-        condition_bins=bins,
-        baseline=args.baseline,
-        metrics=args.metrics,
-        options=options,
-        device=args.device,
-        seed=args.seed,
-        max_plots=args.max_plots,
-        quiet=args.quiet,
-        allow_nonfinite=args.allow_nonfinite,
-        alpha=args.alpha,
-    )
+    if _partitioned(args):
+        result, files = _validate_partitioned(args, options)
+    else:
+        result, files = validate_files(
+            args.reference,
+            args.candidate,
+            args.output,
+            config=config,
+            features=args.features,
+            weights=args.weights,
+            tree=args.tree,
+            max_events=args.max_events,
+            condition_bins=bins,
+            baseline=args.baseline,
+            metrics=args.metrics,
+            options=options,
+            device=args.device,
+            seed=args.seed,
+            max_plots=args.max_plots,
+            quiet=args.quiet,
+            allow_nonfinite=args.allow_nonfinite,
+            alpha=args.alpha,
+        )
     verdict = result.verdict()
     lines = _validate_lines(result, files, verdict, time.perf_counter() - start, args)
     _print(args, "\n".join(lines))
@@ -410,6 +413,82 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.fail_on_different and verdict["verdict"] == "DIFFERENT":
         raise ValidationFailed(f"verdict DIFFERENT (--fail-on-different): {verdict['reasons'][0]}")
     return 0
+
+
+def _partitioned(args: argparse.Namespace) -> bool:
+    """Validate in partitioned mode: asked for by an executor or partition option, or many
+    files on a side without an option that needs the in-memory mode."""
+    from hepgen.io.sources import resolve_files
+
+    asked = [
+        name
+        for name, value in (
+            ("--workers", args.workers),
+            ("--scheduler", args.scheduler),
+            ("--step-size", args.step_size),
+            ("--subsample", args.subsample),
+        )
+        if value is not None
+    ]
+    in_memory = [
+        option
+        for option, value in (
+            ("--config", args.config),
+            ("--condition-bins", args.condition_bins),
+            ("--max-events", args.max_events),
+        )
+        if value is not None
+    ]
+    if in_memory and asked:
+        raise InputError(
+            f"{in_memory[0]} is not available in partitioned mode ({', '.join(asked)}): "
+            "leave it out, or validate in memory without the partitioned options"
+        )
+    many = len(resolve_files(args.reference)) > 1 or len(resolve_files(args.candidate)) > 1
+    if not asked and (in_memory or not many):
+        return False  # in memory, as before (many files with --config are read into memory)
+    for option, value in (
+        ("--workers", args.workers),
+        ("--step-size", args.step_size),
+        ("--subsample", args.subsample),
+    ):
+        if value is not None and value < 1:
+            raise InputError(f"{option} must be a positive integer, got {value}")
+    if not 0 <= args.seed < 2**63:
+        raise InputError(f"--seed must be an integer with 0 <= seed < 2**63, got {args.seed}")
+    return True
+
+
+def _validate_partitioned(args: argparse.Namespace, options: Any) -> Any:
+    """``validate_partitioned`` on the executor of the options."""
+    from hepgen.parallel import executor
+    from hepgen.validation.partitioned import validate_partitioned
+
+    optional = {
+        k: v
+        for k, v in (("step_size", args.step_size), ("subsample", args.subsample))
+        if v is not None
+    }
+    with executor(workers=args.workers, scheduler=args.scheduler, quiet=args.quiet) as ex:
+        return validate_partitioned(
+            args.reference,
+            args.candidate,
+            args.output,
+            executor=ex,
+            seed=args.seed,
+            features=args.features,
+            weights=args.weights,
+            tree=args.tree,
+            metrics=args.metrics,
+            options=options,
+            baseline=args.baseline,
+            device=args.device,
+            max_plots=args.max_plots,
+            quiet=args.quiet,
+            allow_nonfinite=args.allow_nonfinite,
+            alpha=args.alpha,
+            **optional,
+        )
 
 
 def _validate_lines(
@@ -429,6 +508,17 @@ def _validate_lines(
             f"reference, {total.get('candidate', 0)} in the candidate, in "
             f"{len(result.nonfinite['features'])} feature(s)"
             + (" (allowed, left out of the tests)" if args.allow_nonfinite else "")
+        )
+    part = getattr(result, "partitioned", None)
+    if part:
+        n_parts = sum(part["n_partitions"].values())
+        sub = part["subsample"]
+        bound = max(part.get("ks_error_bound", {}).values(), default=0.0)
+        lines.append(
+            f"  partitioned: {n_parts} partitions on {part['executor']['kind']} "
+            f"({part['executor']['workers']} worker(s)); multivariate tests and plots on a "
+            f"subsample of {sub['n_reference']} / {sub['n_candidate']} rows (seed "
+            f"{sub['seed']}); binned KS statistics within {bound:.2g} of the exact ones"
         )
     if s["c2st_auc"] is not None:
         base = result.baseline.summary()["c2st_auc"] if result.baseline is not None else None

@@ -415,8 +415,14 @@ def _add_validate(sub: Any) -> None:
         "sample holds NaN/inf values (unless --allow-nonfinite) or, with --fail-on-different, "
         "when the verdict is DIFFERENT; the report is written either way.",
     )
-    p.add_argument("reference", help="reference ROOT file (e.g. full simulation)")
-    p.add_argument("candidate", help="candidate ROOT file (e.g. hepgen generate)")
+    p.add_argument(
+        "reference",
+        help="reference ROOT file (e.g. full simulation), or many: a quoted glob or @LIST.txt",
+    )
+    p.add_argument(
+        "candidate",
+        help="candidate ROOT file (e.g. hepgen generate), or many: a quoted glob or @LIST.txt",
+    )
     p.add_argument("-o", "--output", type=Path, required=True, help="report directory")
     p.add_argument(
         "--config",
@@ -471,6 +477,24 @@ def _add_validate(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-plots", type=int, default=60, help="most feature histograms drawn")
     _add_verdict_options(p)
+    _executor(p)
+    p.add_argument(
+        "--step-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="partitioned mode (the default for many files or with --workers/--scheduler): "
+        "entries per partition (default 100000); per-feature tests from sums merged over "
+        "partitions",
+    )
+    p.add_argument(
+        "--subsample",
+        type=int,
+        default=None,
+        metavar="N",
+        help="partitioned mode: rows of each sample for the multivariate tests and plots "
+        "(default 100000), seeded by file and entry",
+    )
     _common(p)
 
 
