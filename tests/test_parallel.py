@@ -266,3 +266,38 @@ def test_dask_workers_give_the_same_events_even_when_a_worker_is_killed(producti
     worst = np.max(np.abs(x[finite] - y[finite]) / np.maximum(np.abs(x[finite]), 1.0))
     assert worst < 1e-5, worst  # float32 rounding
     assert local["n_scored"] == scored["n_scored"]
+
+
+def test_cli_validate_many_files_is_partitioned_and_refuses_in_memory_options(
+    production, tmp_path, capsys
+):
+    inputs = production["inputs"]
+    listing = tmp_path / "ref.txt"
+    listing.write_text("\n".join(inputs[:2]))
+    report = tmp_path / "report"
+    common = ["--quiet", "--device", "cpu", "--metrics", "ks", "chi2", "c2st"]
+    common += ["--features", "GenJet_pt", "GenJet_eta", "nGenJet"]
+    # the same events on both sides, cut into other partitions: nothing may differ
+    assert main(["validate", f"@{listing}", f"@{listing}", "-o", str(report), *common]) == 0
+    printed = capsys.readouterr().out
+    assert "partitioned: 4 partitions on in-process" in printed and "verdict: PASS" in printed
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["partitioned"]["entries"] == {"reference": 1700, "candidate": 1700}
+    assert all(f["ks"]["statistic"] == 0.0 for f in metrics["features"].values())
+    code = main(
+        [
+            "validate",
+            inputs[0],
+            inputs[1],
+            "-o",
+            str(report),
+            "--workers",
+            "2",
+            "--max-events",
+            "10",
+            *common,
+        ]
+    )
+    assert code == 2 and "--max-events is not available in partitioned mode" in (
+        capsys.readouterr().err
+    )

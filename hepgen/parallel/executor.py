@@ -22,9 +22,12 @@ from typing import Any
 from hepgen.errors import InputError, MissingDependencyError
 from hepgen.progress import progress
 
-__all__ = ["Executor", "executor", "import_distributed"]
+__all__ = ["RETRIES", "Executor", "executor", "import_distributed"]
 
 log = logging.getLogger(__name__)
+
+#: Times Dask re-runs a task that raised before the error is reported.
+RETRIES = 2
 
 
 def import_distributed() -> Any:
@@ -136,7 +139,10 @@ class Executor:
 
         token = tokenize(fn, list(items))
         keys = [f"{key}-{i}-{token}" for i in range(len(items))]
-        futures = self.client.map(fn, list(items), key=keys, pure=False)
+        # a dead worker's tasks are re-run by the scheduler (allowed-failures); retries= also
+        # re-runs a task that raised, for the transient read errors of remote files (a
+        # deterministic error is raised after the retries)
+        futures = self.client.map(fn, list(items), key=keys, pure=False, retries=RETRIES)
         index = {f.key: i for i, f in enumerate(futures)}
         try:
             for future in distributed.as_completed(futures):
