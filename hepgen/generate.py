@@ -15,11 +15,14 @@ Every input branch is written, nothing silently dropped:
 
 ``keep_full_sim=False`` (``hepgen generate --drop-full-sim``) drops the originals instead;
 the log names what was kept or dropped (a warning when dropped).  Inputs larger than memory
-are processed in chunks
-of ``step_size`` events; chunk ``i`` is seeded by ``SeedSequence([seed, i])``, so the
-output is reproducible for a seed and a step size.  Branches pass through with their NaN/inf
-values untouched (real files have all-NaN branches); only the conditions must be finite.
-The output is written atomically and never overwrites an input.
+are processed in partitions of ``step_size`` events, in this process or on Dask workers, into
+one file, one file per input or one per partition (:mod:`hepgen.parallel.production`).  The
+events of entries ``[b*block, (b+1)*block)`` of a file are generated with a seed of
+``(seed, the file's ROOT UUID, b)`` (:mod:`hepgen.parallel.partitions`): the output is
+bit-identical for a seed and a block whatever the step size, the layout or the number of
+workers.  Branches pass through with their NaN/inf values untouched (real files have all-NaN
+branches); only the conditions must be finite.  Outputs are written atomically and never
+overwrite an input.
 
 With ``oversample = K > 1`` every input event is written K times in a row, each copy with its
 own draw of the reco collection and the event branches ``hepgen_weight`` (1/K) and
@@ -43,7 +46,8 @@ from hepgen.io.collections import replace_collection
 from hepgen.io.layouts import row_column
 from hepgen.io.reader import inspect_tree, resolve_files
 from hepgen.io.writer import check_format
-from hepgen.parallel import SEED_BLOCK, check_outputs, executor, plan_partitions, produce
+from hepgen.modeldir import FASTSIM_KINDS, ModelHandle, load_model, model_hash
+from hepgen.parallel import SEED_BLOCK, check_outputs, plan_partitions, produce
 
 __all__ = ["FULL_SIM_PREFIX", "full_sim_name", "generate_file"]
 
@@ -112,29 +116,11 @@ class _GenerateJob:
     """One seed block of events in, the generated output rows out (picklable for Dask: a
     model read from a directory is reloaded there, once per worker process)."""
 
-    def __init__(
-        self, sim: FastSim, model_dir: str | None, device: str, oversample: int, keep: bool
-    ) -> None:
-        self.sim, self.model_dir, self.device = sim, model_dir, device
-        self.oversample, self.keep = oversample, keep
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        if self.model_dir is not None:
-            state["sim"] = None  # loaded from the directory on the worker
-        return state
-
-    def _model(self) -> FastSim:
-        if self.sim is None:
-            from hepgen.modeldir import FASTSIM_KINDS, cached_model
-
-            self.sim = cached_model(
-                self.model_dir, self.device, accept=FASTSIM_KINDS, command="generate"
-            )
-        return self.sim
+    def __init__(self, model: ModelHandle, oversample: int, keep: bool) -> None:
+        self.model, self.oversample, self.keep = model, oversample, keep
 
     def process(self, events: ak.Array, where: str, seed: int) -> tuple[ak.Array, dict[str, Any]]:
-        sim, k = self._model(), self.oversample
+        sim, k = self.model.get(), self.oversample
         n_gen = _gen_objects(sim, events)
         copies = repeat_events(events, k)
         outside: dict[str, int] = {}
@@ -228,8 +214,6 @@ def generate_file(
         missing files, trees or condition branches (the file named), non-finite conditions
         (the entries named), an output that is an input.
     """
-    from hepgen.modeldir import FASTSIM_KINDS, load_model, model_hash
-
     if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 1:
         raise InputError(f"oversample must be a positive integer, got {oversample!r}")
     sim = (
@@ -243,7 +227,9 @@ def generate_file(
     paths = resolve_files(inputs)
     fmt = _check_inputs(sim, paths, tree, output_format)
     plan = plan_partitions(paths, tree, step_size, block)
-    job = _GenerateJob(sim, model_dir, device, oversample, keep_full_sim)
+    handle = ModelHandle(model_dir or sim, device, accept=FASTSIM_KINDS, command="generate")
+    handle.model = sim  # already loaded here
+    job = _GenerateJob(handle, oversample, keep_full_sim)
     extra = {
         "command": "generate",
         "model": model_dir,
@@ -253,20 +239,20 @@ def generate_file(
         "format": fmt,
     }
     check_outputs(plan, output, layout, paths)
-    with executor(workers, scheduler, quiet=quiet) as ex:
-        manifest = produce(
-            job,
-            plan,
-            output,
-            executor=ex,
-            layout=layout,
-            seed=seed,
-            block=block,
-            fmt=fmt,
-            quiet=quiet,
-            desc="generate",
-            manifest=extra,
-        )
+    manifest = produce(
+        job,
+        plan,
+        output,
+        workers=workers,
+        scheduler=scheduler,
+        layout=layout,
+        seed=seed,
+        block=block,
+        fmt=fmt,
+        quiet=quiet,
+        desc="generate",
+        manifest=extra,
+    )
     counts = manifest["counts"]
     seconds = manifest["seconds"]
     full_sim = _report_full_sim(sim, list(counts.get("replaced", {})), keep_full_sim)

@@ -44,6 +44,7 @@ __all__ = [
     "KINDS",
     "MODEL_FILE",
     "MODEL_FORMAT",
+    "ModelHandle",
     "ModelKind",
     "cached_model",
     "load_model",
@@ -331,3 +332,55 @@ def cached_model(
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = load_model(path, device, accept=accept, command=command)
     return _CACHE[key]
+
+
+class ModelHandle:
+    """A model for work on other processes: pickled as its directory, loaded there once per
+    process (:func:`cached_model`); a model given as an object travels as it is.
+
+    Parameters
+    ----------
+    model : path or model object
+        A model directory, or a fitted model (e.g. a :class:`hepgen.FastSim` of the Python API).
+    device : str
+        Where the networks run (on every process).
+    accept : iterable of str or None
+        The kinds the caller takes (as :func:`load_model`).
+    command : str or None
+        Named in the messages.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> handle = ModelHandle("some/model", accept=FASTSIM_KINDS, command="generate")
+    >>> pickle.loads(pickle.dumps(handle)).directory.endswith("model")
+    True
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        device: str = "cpu",
+        *,
+        accept: Iterable[str] | None = None,
+        command: str | None = None,
+    ) -> None:
+        is_path = isinstance(model, str | os.PathLike)
+        self.directory = os.fspath(Path(model).resolve()) if is_path else None
+        self.model = None if is_path else model
+        self.device, self.accept, self.command = device, tuple(accept or ()), command
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.directory is not None:
+            state["model"] = None  # loaded from the directory where it is used
+        return state
+
+    def get(self) -> Any:
+        """The model (loaded on first use in this process)."""
+        if self.model is None:
+            assert self.directory is not None
+            self.model = cached_model(
+                self.directory, self.device, accept=self.accept or None, command=self.command
+            )
+        return self.model

@@ -33,9 +33,9 @@ from hepgen.io.collections import flatten_collection
 from hepgen.io.matching import match_collections, matching_branches
 from hepgen.io.reader import inspect_tree, resolve_files, tree_format
 from hepgen.io.writer import check_format
-from hepgen.modeldir import FASTSIM_KINDS, cached_model, load_model, model_hash
+from hepgen.modeldir import FASTSIM_KINDS, ModelHandle, load_model, model_hash
 from hepgen.models.base import NoLikelihoodError
-from hepgen.parallel import SEED_BLOCK, check_outputs, executor, plan_partitions, produce
+from hepgen.parallel import SEED_BLOCK, check_outputs, plan_partitions, produce
 
 __all__ = ["DEFAULT_BRANCH", "load_scorer", "score_file"]
 
@@ -193,7 +193,10 @@ def score_file(
     plan = plan_partitions(paths, tree, step_size, block)
     check_outputs(plan, output, layout, paths)
     model_path = None if isinstance(model_dir, (DensityModel, FastSim)) else model_dir
-    job = _ScoreJob(scorer, model_path, device, branch)
+    kinds = ("density", *FASTSIM_KINDS)
+    handle = ModelHandle(model_path or model, device, accept=kinds, command="score")
+    handle.model = model  # already loaded here
+    job = _ScoreJob(handle, model_dir, branch)
     extra = {
         "command": "score",
         "model": os.fspath(Path(model_path).resolve()) if model_path is not None else None,
@@ -201,19 +204,19 @@ def score_file(
         "branch": scorer.branch,
         "format": fmt,
     }
-    with executor(workers, scheduler, quiet=quiet) as ex:
-        manifest = produce(
-            job,
-            plan,
-            output,
-            executor=ex,
-            layout=layout,
-            block=block,
-            fmt=fmt,
-            quiet=quiet,
-            desc="score",
-            manifest=extra,
-        )
+    manifest = produce(
+        job,
+        plan,
+        output,
+        workers=workers,
+        scheduler=scheduler,
+        layout=layout,
+        block=block,
+        fmt=fmt,
+        quiet=quiet,
+        desc="score",
+        manifest=extra,
+    )
     counts = {k: manifest["counts"].get(k, 0) for k in _COUNTS}
     seconds = manifest["seconds"]
     bad = {k: v for k, v in manifest["counts"].get("outside", {}).items() if v}
@@ -248,20 +251,16 @@ class _ScoreJob:
     """Scores one seed block of events (picklable for Dask: a model read from a directory is
     reloaded on the worker, once per process)."""
 
-    def __init__(self, scorer: _Scorer, model_dir: Any, device: str, branch: str) -> None:
-        self.scorer, self.model_dir, self.device, self.branch = scorer, model_dir, device, branch
+    def __init__(self, model: ModelHandle, model_dir: Any, branch: str) -> None:
+        self.model, self.model_dir, self.branch = model, model_dir, branch
+        self.scorer: _Scorer | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        if self.model_dir is not None:
-            state["scorer"] = None  # rebuilt from the directory on the worker
-        return state
+        return {**self.__dict__, "scorer": None}  # rebuilt from the model where it runs
 
     def process(self, events: ak.Array, where: str, seed: int) -> tuple[ak.Array, dict[str, Any]]:
         if self.scorer is None:
-            accept = ("density", *FASTSIM_KINDS)
-            model = cached_model(self.model_dir, self.device, accept=accept, command="score")
-            self.scorer = _scorer(model, self.model_dir, self.branch)
+            self.scorer = _scorer(self.model.get(), self.model_dir, self.branch)
         outside: dict[str, int] = {}
         out, counts = self.scorer.score(events, where, outside)
         return out, {**counts, "n_events": len(events), "outside": outside}

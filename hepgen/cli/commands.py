@@ -381,28 +381,31 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     bins = parse_condition_bins(args.condition_bins) if args.condition_bins else None
     options = {"c2st": {"n_repeats": args.c2st_repeats}} if args.c2st_repeats != 1 else None
     start = time.perf_counter()
+    common = {
+        "features": args.features,
+        "weights": args.weights,
+        "tree": args.tree,
+        "baseline": args.baseline,
+        "metrics": args.metrics,
+        "options": options,
+        "device": args.device,
+        "seed": args.seed,
+        "max_plots": args.max_plots,
+        "quiet": args.quiet,
+        "allow_nonfinite": args.allow_nonfinite,
+        "alpha": args.alpha,
+    }
     if _partitioned(args):
-        result, files = _validate_partitioned(args, options)
+        result, files = _validate_partitioned(args, common)
     else:
         result, files = validate_files(
             args.reference,
             args.candidate,
             args.output,
             config=config,
-            features=args.features,
-            weights=args.weights,
-            tree=args.tree,
             max_events=args.max_events,
             condition_bins=bins,
-            baseline=args.baseline,
-            metrics=args.metrics,
-            options=options,
-            device=args.device,
-            seed=args.seed,
-            max_plots=args.max_plots,
-            quiet=args.quiet,
-            allow_nonfinite=args.allow_nonfinite,
-            alpha=args.alpha,
+            **common,
         )
     verdict = result.verdict()
     lines = _validate_lines(result, files, verdict, time.perf_counter() - start, args)
@@ -459,8 +462,9 @@ def _partitioned(args: argparse.Namespace) -> bool:
     return True
 
 
-def _validate_partitioned(args: argparse.Namespace, options: Any) -> Any:
-    """``validate_partitioned`` on the executor of the options."""
+def _validate_partitioned(args: argparse.Namespace, common: dict[str, Any]) -> Any:
+    """``validate_partitioned`` on the executor of the options (``common``: the arguments it
+    shares with ``validate_files``)."""
     from hepgen.parallel import executor
     from hepgen.validation.partitioned import validate_partitioned
 
@@ -471,23 +475,7 @@ def _validate_partitioned(args: argparse.Namespace, options: Any) -> Any:
     }
     with executor(workers=args.workers, scheduler=args.scheduler, quiet=args.quiet) as ex:
         return validate_partitioned(
-            args.reference,
-            args.candidate,
-            args.output,
-            executor=ex,
-            seed=args.seed,
-            features=args.features,
-            weights=args.weights,
-            tree=args.tree,
-            metrics=args.metrics,
-            options=options,
-            baseline=args.baseline,
-            device=args.device,
-            max_plots=args.max_plots,
-            quiet=args.quiet,
-            allow_nonfinite=args.allow_nonfinite,
-            alpha=args.alpha,
-            **optional,
+            args.reference, args.candidate, args.output, executor=ex, **common, **optional
         )
 
 

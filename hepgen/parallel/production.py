@@ -37,6 +37,7 @@ from hepgen.errors import InputError
 from hepgen.io.reader import read_entries
 from hepgen.io.writer import RootWriter
 from hepgen.parallel.executor import Executor
+from hepgen.parallel.executor import executor as make_executor
 from hepgen.parallel.partitions import SEED_BLOCK, Partition, block_seeds, read_partition
 from hepgen.utils import write_json
 
@@ -207,7 +208,9 @@ def produce(
     plan: list[Partition],
     output: str | os.PathLike,
     *,
-    executor: Executor,
+    executor: Executor | None = None,
+    workers: int | None = None,
+    scheduler: Any = None,
     layout: Layout = "single",
     seed: int = 0,
     block: int = SEED_BLOCK,
@@ -225,7 +228,11 @@ def produce(
         From :func:`~hepgen.parallel.partitions.plan_partitions` with the same ``block``.
     output : path
         The ROOT file (``layout="single"``) or the output folder.
-    executor : Executor
+    executor : Executor or None
+        Where the partitions run; ``None``: one made from ``workers`` and ``scheduler`` for
+        this call (:func:`~hepgen.parallel.executor.executor`).
+    workers, scheduler
+        As :func:`~hepgen.parallel.executor.executor`, when ``executor`` is ``None``.
     layout : {"single", "per-file", "per-partition"}
     seed, block : int
         The job's seed and seed block (see :mod:`hepgen.parallel.partitions`).
@@ -249,6 +256,21 @@ def produce(
         raise InputError(f"output layout must be one of {list(LAYOUTS)}, got {layout!r}")
     if not plan:
         raise InputError("no entries to process: every input tree is empty")
+    if executor is None:
+        with make_executor(workers, scheduler, quiet=quiet) as ex:
+            return produce(
+                job,
+                plan,
+                output,
+                executor=ex,
+                layout=layout,
+                seed=seed,
+                block=block,
+                fmt=fmt,
+                quiet=quiet,
+                desc=desc,
+                manifest=manifest,
+            )
     start_time = time.perf_counter()
     out = Path(output)
     task = functools.partial(run_partition, job=job, seed=seed, block=block, fmt=fmt)

@@ -29,6 +29,7 @@ __all__ = [
     "BOOKKEEPING_RULES",
     "SampleGroup",
     "bookkeeping_rule",
+    "choose_branches",
     "load_branch_groups",
     "load_config_pairs",
     "response_columns",
@@ -183,6 +184,48 @@ def load_branch_groups(
         No physics branch in common (naming what each file has), a missing feature or weight
         branch, different collections.
     """
+    chosen, by_group, excluded, notes = choose_branches(
+        reference, candidate, tree, features, weights
+    )
+    to_read = [*chosen, *([weights] if weights else [])]
+    ref_events = _read_file(reference, tree, to_read, max_events)
+    cand_events = _read_file(candidate, tree, to_read, max_events)
+    skipped: dict[str, dict[str, Any]] = {}
+    groups = []
+    for name, branches in by_group.items():
+        ref_t = _table(ref_events, reference, tree, branches, weights, "reference", name)
+        cand_t = _table(cand_events, candidate, tree, branches, weights, "candidate", name)
+        if not features:
+            keep = _finite_branches(branches, ref_t, cand_t, notes, skipped)
+            if not keep:
+                continue
+            ref_t, cand_t = ref_t.select_columns(keep), cand_t.select_columns(keep)
+        groups.append(SampleGroup(name=name, reference=ref_t, candidate=cand_t))
+    if not groups:
+        raise InputError(f"no branch of '{reference}' and '{candidate}' has finite values")
+    return _primary_first(groups, notes, excluded, skipped)
+
+
+def choose_branches(
+    reference: str | Path,
+    candidate: str | Path,
+    tree: str,
+    features: Sequence[str] | None,
+    weights: str | None,
+) -> tuple[list[str], dict[str, list[str]], dict[str, str], list[str]]:
+    """The branches to compare, chosen from the two files' metadata (nothing is read).
+
+    Returns
+    -------
+    (chosen, by_group, excluded, notes)
+        The compared branch names (the weight branch left out), the same by collection
+        group, the bookkeeping branches left out with the reason, and notes for the report.
+
+    Raises
+    ------
+    InputError
+        As :func:`load_branch_groups`.
+    """
     ref_info = inspect_tree(reference, tree)
     cand_info = inspect_tree(candidate, tree)
     ref_names, cand_names = list(ref_info.branches), list(cand_info.branches)
@@ -203,24 +246,7 @@ def load_branch_groups(
                     + did_you_mean(weights, names)
                 )
         chosen = [n for n in chosen if n != weights]
-    by_group = _by_group(chosen, ref_info, cand_info)
-    to_read = [*chosen, *([weights] if weights else [])]
-    ref_events = _read_file(reference, tree, to_read, max_events)
-    cand_events = _read_file(candidate, tree, to_read, max_events)
-    skipped: dict[str, dict[str, Any]] = {}
-    groups = []
-    for name, branches in by_group.items():
-        ref_t = _table(ref_events, reference, tree, branches, weights, "reference", name)
-        cand_t = _table(cand_events, candidate, tree, branches, weights, "candidate", name)
-        if not features:
-            keep = _finite_branches(branches, ref_t, cand_t, notes, skipped)
-            if not keep:
-                continue
-            ref_t, cand_t = ref_t.select_columns(keep), cand_t.select_columns(keep)
-        groups.append(SampleGroup(name=name, reference=ref_t, candidate=cand_t))
-    if not groups:
-        raise InputError(f"no branch of '{reference}' and '{candidate}' has finite values")
-    return _primary_first(groups, notes, excluded, skipped)
+    return chosen, _by_group(chosen, ref_info, cand_info), excluded, notes
 
 
 def _named_branches(

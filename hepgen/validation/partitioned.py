@@ -42,7 +42,6 @@ from typing import Any
 import numpy as np
 
 from hepgen.errors import InputError
-from hepgen.io.reader import inspect_tree
 from hepgen.io.sources import is_url, resolve_files
 from hepgen.parallel.partitions import SEED_BLOCK, Partition, plan_partitions
 from hepgen.validation._partition_tasks import (
@@ -59,11 +58,7 @@ from hepgen.validation._partition_tasks import (
 )
 from hepgen.validation.compare import MULTIVARIATE_METRICS, PER_FEATURE_METRICS, compare
 from hepgen.validation.files import _check_options, check_report_dir
-from hepgen.validation.inputs import (
-    _by_group,
-    _common_branches,
-    _named_branches,
-)
+from hepgen.validation.inputs import choose_branches
 from hepgen.validation.report import ReportFiles, write_report
 from hepgen.validation.result import ValidationResult
 from hepgen.validation.samples import Table
@@ -89,28 +84,7 @@ def _choose(
 ) -> tuple[dict[str, tuple[str, ...]], dict[str, str], list[str]]:
     """The compared branches by group (from the first file of each side), the bookkeeping
     branches left out and the notes, as :func:`~hepgen.validation.inputs.load_branch_groups`."""
-    from hepgen.errors import did_you_mean
-
-    ref_info, cand_info = inspect_tree(reference, tree), inspect_tree(candidate, tree)
-    ref_names, cand_names = list(ref_info.branches), list(cand_info.branches)
-    notes: list[str] = []
-    if features:
-        chosen, excluded = _named_branches(
-            features, ref_names, cand_names, reference, candidate, tree, weights
-        )
-    else:
-        chosen, excluded = _common_branches(
-            ref_names, cand_names, reference, candidate, tree, weights, notes
-        )
-    if weights:
-        for path, names in ((reference, ref_names), (candidate, cand_names)):
-            if weights not in names:
-                raise InputError(
-                    f"file '{path}', tree '{tree}': no weight branch '{weights}'"
-                    + did_you_mean(weights, names)
-                )
-        chosen = [n for n in chosen if n != weights]
-    by_group = _by_group(chosen, ref_info, cand_info)
+    _, by_group, excluded, notes = choose_branches(reference, candidate, tree, features, weights)
     # the primary group (most features) first, as in memory
     ordered = sorted(by_group.items(), key=lambda kv: -len(kv[1]))
     if excluded:
