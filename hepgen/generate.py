@@ -132,7 +132,7 @@ class _GenerateJob:
         counts: dict[str, Any] = {"events": 0, "gen_objects": 0, "reco_objects": 0, "fakes": 0}
         _count(sim, counts, len(events), n_gen, reco, k)
         counts["outside_domain"] = outside
-        counts["replaced"] = dict.fromkeys(replaced, 1)
+        counts["_replaced"] = dict.fromkeys(replaced, 1)
         return with_draw_fields(out, k), counts
 
 
@@ -255,7 +255,7 @@ def generate_file(
     )
     counts = manifest["counts"]
     seconds = manifest["seconds"]
-    full_sim = _report_full_sim(sim, list(counts.get("replaced", {})), keep_full_sim)
+    full_sim = _report_full_sim(sim, list(counts.get("_replaced", {})), keep_full_sim)
     bad = {k: v for k, v in counts.get("outside_domain", {}).items() if v}
     if bad:
         log.warning(

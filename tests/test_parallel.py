@@ -130,6 +130,8 @@ def test_generate_is_the_same_for_any_step_and_layout(production, tmp_path):
     assert manifest["partitions"] == 3 + 2 + 3 and manifest["events"] == 3050
     assert [i["uuid"] for i in manifest["inputs"]] == [file_uuid(p) for p in inputs]
     assert len(manifest["model_hash"]) == 64 and manifest["seed_block"] == BLOCK
+    assert manifest["counts"]["events"] == 3050 and "_replaced" not in manifest["counts"]
+    assert manifest["counts"]["reco_objects"] == parts["reco_objects"] > 0
     # another seed gives other events
     other = generate_file(
         model, inputs[1], tmp_path / "seed.root", step_size=BLOCK, **run | {"seed": 10}

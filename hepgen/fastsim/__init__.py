@@ -32,6 +32,7 @@ from hepgen.fastsim.columns import (
 )
 from hepgen.fastsim.fakes import MAX_MULTIPLICITY_BIN, MIN_FAKES
 from hepgen.fastsim.fit import RESPONSE_SHARE
+from hepgen.fastsim.lazy import dask_simulate
 from hepgen.fastsim.simulator import FastSim
 from hepgen.modeldir import FASTSIM_FORMAT_VERSION as MODEL_FORMAT_VERSION
 from hepgen.modeldir import MODEL_FILE, MODEL_FORMAT
@@ -47,6 +48,7 @@ __all__ = [
     "OVERSAMPLE_WEIGHT",
     "RESPONSE_SHARE",
     "FastSim",
+    "dask_simulate",
     "event_split",
     "model_class",
     "repeat_events",

@@ -284,8 +284,9 @@ def produce(
         outputs = _by_parts(task, plan, out, layout, fmt, run, executor, counts)
     result = _manifest(plan, outputs, out, layout, counts, seed, block, executor, manifest)
     result["seconds"] = time.perf_counter() - start_time
-    if layout != "single":
-        write_json(out / MANIFEST, result)
+    if layout != "single":  # counts named "_..." are the job's own, not the manifest's
+        public = {k: v for k, v in result["counts"].items() if not k.startswith("_")}
+        write_json(out / MANIFEST, {**result, "counts": public})
     return result
 
 
