@@ -9,7 +9,9 @@ requested GPU that is absent (or an xgboost build without CUDA) before any work 
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from hepgen.errors import ConfigError, InputError, require
@@ -17,7 +19,15 @@ from hepgen.errors import ConfigError, InputError, require
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEVICE_NAMES", "check_device", "resolve_device", "torch_device", "xgboost_device"]
+__all__ = [
+    "DEVICE_NAMES",
+    "PRODUCTION_THREADS",
+    "check_device",
+    "resolve_device",
+    "torch_device",
+    "torch_threads",
+    "xgboost_device",
+]
 
 #: What a device setting may be, in words (for messages).
 DEVICE_NAMES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
@@ -135,3 +145,36 @@ def xgboost_device(name: str | None = "auto", purpose: str = "xgboost") -> tuple
         f"device {name!r}: the installed xgboost is a CPU-only build; install the CUDA build "
         "(pip install 'hepgen[cuda]') or use device 'cpu'"
     )
+
+
+#: torch intra-op threads of a production's model calls (generate, score), in this process
+#: and on every Dask worker: float32 reductions may round differently on another thread count,
+#: so one count makes the outputs the same bits wherever they are computed.
+PRODUCTION_THREADS = 1
+
+
+@contextlib.contextmanager
+def torch_threads(n: int = PRODUCTION_THREADS) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads, restoring the caller's count after.
+
+    Examples
+    --------
+    >>> import torch
+    >>> before = torch.get_num_threads()
+    >>> with torch_threads(1):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if before == n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -40,6 +40,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from hepgen.devices import torch_threads
 from hepgen.errors import InputError
 from hepgen.fastsim import FastSim, repeat_events, with_draw_fields
 from hepgen.io.collections import replace_collection
@@ -124,8 +125,9 @@ class _GenerateJob:
         n_gen = _gen_objects(sim, events)
         copies = repeat_events(events, k)
         outside: dict[str, int] = {}
-        try:
-            reco = sim.simulate(copies, seed=seed, domain_counts=outside)
+        try:  # one torch thread count wherever it runs: the same bits (devices.torch_threads)
+            with torch_threads():
+                reco = sim.simulate(copies, seed=seed, domain_counts=outside)
         except InputError as err:  # e.g. NaN in a condition: say where
             raise InputError(f"{where}: {err}") from None
         out, replaced = _assemble(sim, copies, reco, self.keep, where)

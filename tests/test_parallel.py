@@ -303,3 +303,18 @@ def test_cli_validate_many_files_is_partitioned_and_refuses_in_memory_options(
     assert code == 2 and "--max-events is not available in partitioned mode" in (
         capsys.readouterr().err
     )
+
+
+def test_a_local_cluster_leaves_the_environment_and_skips_malloc_trim():
+    pytest.importorskip("distributed")
+    before = dict(os.environ)
+    with executor(workers=1) as ex:
+        assert ex.describe()["workers"] == 1
+        trims = ex.client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        threads = ex.client.run(lambda: os.environ.get("OMP_NUM_THREADS"))
+        assert list(ex.map(abs, [-4, 5], quiet=True, key="t")) in (
+            [(0, 4), (1, 5)],
+            [(1, 5), (0, 4)],
+        )
+    assert list(trims.values()) == [None] and list(threads.values()) == ["1"]
+    assert dict(os.environ) == before

@@ -27,6 +27,7 @@ import awkward as ak
 import numpy as np
 
 from hepgen.anomaly.density import DensityModel, nonfinite_problems
+from hepgen.devices import torch_threads
 from hepgen.errors import InputError
 from hepgen.fastsim import FastSim
 from hepgen.io.collections import flatten_collection
@@ -262,7 +263,8 @@ class _ScoreJob:
         if self.scorer is None:
             self.scorer = _scorer(self.model.get(), self.model_dir, self.branch)
         outside: dict[str, int] = {}
-        out, counts = self.scorer.score(events, where, outside)
+        with torch_threads():  # one thread count wherever it runs: the same bits
+            out, counts = self.scorer.score(events, where, outside)
         return out, {**counts, "n_events": len(events), "outside": outside}
 
 

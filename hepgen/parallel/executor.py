@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -203,7 +204,11 @@ def executor(
             )
         yield Executor(scheduler, "scheduler")
         return
+    environ = dict(os.environ)
     with contextlib.ExitStack() as stack:
+        # Dask's nanny writes its workers' environment into this process's os.environ when
+        # it starts (or restarts) a worker: put the caller's back afterwards
+        stack.callback(_restore_environ, environ)
         if scheduler is not None:
             try:
                 client = stack.enter_context(distributed.Client(scheduler, timeout="30s"))
@@ -214,16 +219,35 @@ def executor(
                 ) from None
             kind = "scheduler"
         else:
-            cluster = stack.enter_context(
-                distributed.LocalCluster(
-                    n_workers=_check_workers(workers),
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=":0",  # a free port: never a clash with a running one
-                    silence_logs=logging.WARNING,
-                )
-            )
+            cluster = stack.enter_context(_local_cluster(distributed, _check_workers(workers)))
             client = stack.enter_context(distributed.Client(cluster))
             kind = "local"
         log.info("running on Dask (%s): %s", kind, client.dashboard_link or client.scheduler)
         yield Executor(client, kind)
+
+
+def _restore_environ(environ: dict[str, str]) -> None:
+    for key in set(os.environ) - set(environ):
+        del os.environ[key]
+    os.environ.update(environ)
+
+
+def _local_cluster(distributed: Any, workers: int) -> Any:
+    """A local cluster of ``workers`` one-thread processes.
+
+    Dask's default ``MALLOC_TRIM_THRESHOLD_=65536`` for its workers makes our partitions
+    (many short-lived arrays) about 2x slower (measured: 1.72 s vs 0.67 s for a warm 50k-event
+    partition); it is left out here (a scheduler's own workers: set
+    ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_: null`` in their config).
+    """
+    import dask
+
+    trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+    with dask.config.set(trim):
+        return distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",  # a free port: never a clash with a running one
+            silence_logs=logging.WARNING,
+        )
