@@ -254,19 +254,11 @@ def test_dask_workers_give_the_same_events_even_when_a_worker_is_killed(producti
     assert [o["rows"] for o in manifest["outputs"]] == [1100, 600, 1350]
     assert scored["n_events"] == 3050
     local = score_file(model, inputs, tmp_path / "scored.root", block=BLOCK, quiet=True)
-    here = _read([tmp_path / "scored.root"])
-    there = _read([tmp_path / "scored" / Path(p).name for p in inputs])
-    # a likelihood is a sum: torch's float32 reductions on 1 thread (a Dask worker) and on
-    # several (this process) may differ in the last bits; generation above is bit-identical
+    # one torch thread for the model calls here and on the workers: the same bits
     _assert_identical(
-        here[[f for f in here.fields if f != "Jet_anomaly_score"]],
-        there[[f for f in there.fields if f != "Jet_anomaly_score"]],
+        _read([tmp_path / "scored.root"]),
+        _read([tmp_path / "scored" / Path(p).name for p in inputs]),
     )
-    x, y = (np.asarray(ak.ravel(a["Jet_anomaly_score"])) for a in (here, there))
-    finite = np.isfinite(x)
-    assert np.array_equal(finite, np.isfinite(y))
-    worst = np.max(np.abs(x[finite] - y[finite]) / np.maximum(np.abs(x[finite]), 1.0))
-    assert worst < 1e-5, worst  # float32 rounding
     assert local["n_scored"] == scored["n_scored"]
 
 
