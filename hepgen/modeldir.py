@@ -351,10 +351,12 @@ class ModelHandle:
 
     Examples
     --------
-    >>> import pickle
+    >>> import copy
     >>> handle = ModelHandle("some/model", accept=FASTSIM_KINDS, command="generate")
-    >>> pickle.loads(pickle.dumps(handle)).directory.endswith("model")
-    True
+    >>> handle.model = "a loaded model"
+    >>> sent = copy.deepcopy(handle)  # what pickling for a worker keeps
+    >>> sent.directory.endswith("model"), sent.model
+    (True, None)
     """
 
     def __init__(

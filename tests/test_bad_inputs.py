@@ -472,8 +472,23 @@ CASES: dict[str, tuple[Case, str | None]] = {
     ),
     "generate-output-is-a-directory": (
         lambda w: (
-            ["generate", f"{w.d}/fastsim", f"{w.d}/jets.root", "-o", f"{w.d}/adir"],
+            [
+                "generate",
+                f"{w.d}/fastsim",
+                f"{w.d}/jets.root",
+                "-o",
+                f"{w.d}/adir",
+                "--output-layout",
+                "single",
+            ],
             ["adir", "is a directory"],
+        ),
+        None,
+    ),
+    "generate-folder-holds-a-file": (
+        lambda w: (
+            ["generate", f"{w.d}/fastsim", f"{w.d}/jets.root", "-o", f"{w.d}/jets.root/out"],
+            ["jets.root"],
         ),
         None,
     ),

@@ -221,6 +221,7 @@ def test_dask_workers_give_the_same_events_even_when_a_worker_is_killed(producti
     targets = {"hepgen-generate-1-": "executing", "hepgen-generate-4-": "memory"}
     markers = tmp_path / "markers"
     markers.mkdir()
+    environ = dict(os.environ)  # a plain LocalCluster's nanny writes into it
     with (
         distributed.LocalCluster(
             n_workers=2,
@@ -244,6 +245,8 @@ def test_dask_workers_give_the_same_events_even_when_a_worker_is_killed(producti
             scheduler=client,
             quiet=True,
         )
+    os.environ.clear()
+    os.environ.update(environ)
     assert sorted(os.listdir(markers)) == sorted(targets)  # both kills happened
     out = tmp_path / "dask"
     assert sorted(os.listdir(out)) == sorted([MANIFEST, *(Path(p).name for p in inputs)])
@@ -297,8 +300,9 @@ def test_cli_validate_many_files_is_partitioned_and_refuses_in_memory_options(
     )
 
 
-def test_a_local_cluster_leaves_the_environment_and_skips_malloc_trim():
+def test_a_local_cluster_leaves_the_environment_and_skips_malloc_trim(monkeypatch):
     pytest.importorskip("distributed")
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # left by another cluster
     before = dict(os.environ)
     with executor(workers=1) as ex:
         assert ex.describe()["workers"] == 1
