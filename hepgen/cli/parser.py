@@ -255,10 +255,12 @@ def _add_generate(sub: Any) -> None:
     """The ``generate`` command's arguments."""
     p = sub.add_parser(
         "generate",
-        help="run a trained fast simulation over a ROOT file",
+        help="run a trained fast simulation over ROOT files",
         description="Generate the reco collection (collections layout) or the target "
-        "branches (flat/objects layouts) for every event or row of INPUT (chunked; inputs "
-        "larger than memory are fine) and write OUT.root with every other input branch kept "
+        "branches (flat/objects layouts) for every event or row of INPUT (in partitions; "
+        "inputs larger than memory are fine; in this process, or on Dask with --workers or "
+        "--scheduler) and write OUT.root, or one file per input into a folder, with every "
+        "other input branch kept "
         "and the replaced full-simulation branches kept as FullSimJet_* (collections) or "
         "FullSim_* (flat/objects). Warns with counts when conditions fall outside the "
         "training domain; never overwrites its input.",
@@ -271,6 +273,7 @@ def _add_generate(sub: Any) -> None:
         "--step-size",
         dest="batch_size",
         type=int,
+        metavar="N",
         default=100_000,
         help="events per partition (a worker holds one at a time), rounded up to a multiple "
         "of --seed-block",
