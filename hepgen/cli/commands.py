@@ -199,8 +199,13 @@ def _check_model_job(args: argparse.Namespace, step_option: str, step: int) -> N
 
 
 def _production_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The executor and layout arguments of ``generate_file`` / ``score_file``."""
+    """The arguments that ``generate_file`` and ``score_file`` share: tree, device, progress,
+    output format and layout, executor, seed block."""
     return {
+        "tree": args.tree,
+        "device": args.device,
+        "quiet": args.quiet,
+        "output_format": args.output_format,
         "layout": args.output_layout,
         "workers": args.workers,
         "scheduler": args.scheduler,
@@ -230,13 +235,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         args.model,
         args.input,
         args.output,
-        tree=args.tree,
         step_size=args.batch_size,
         seed=args.seed,
-        device=args.device,
-        quiet=args.quiet,
         oversample=args.oversample,
-        output_format=args.output_format,
         keep_full_sim=not args.drop_full_sim,
         **_production_args(args),
     )
@@ -278,11 +279,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         args.input,
         args.output,
         branch=args.branch,
-        tree=args.tree,
         step_size=args.step_size,
-        device=args.device,
-        quiet=args.quiet,
-        output_format=args.output_format,
         **_production_args(args),
     )
     if stats["kind"] == "density":

@@ -231,7 +231,8 @@ def _executor(p: argparse.ArgumentParser) -> None:
 
 
 def _production(p: argparse.ArgumentParser) -> None:
-    """The options of generate and score over many files."""
+    """The output and executor options of generate and score over many files."""
+    _output_format(p)
     _executor(p)
     p.add_argument(
         "--output-layout",
@@ -249,6 +250,7 @@ def _production(p: argparse.ArgumentParser) -> None:
         help="entries per seed block (default 10000): events are seeded by (seed, file UUID, "
         "entry // N), so the output is the same for any step size and any number of workers",
     )
+    p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
 
 
 def _add_generate(sub: Any) -> None:
@@ -301,9 +303,7 @@ def _add_generate(sub: Any) -> None:
         help="do not keep the replaced full-simulation branches (FullSimJet_*, FullSim_*); "
         "the log names what was dropped",
     )
-    _output_format(p)
     _production(p)
-    p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     _common(p)
 
 
@@ -343,9 +343,7 @@ def _add_score(sub: Any) -> None:
         metavar="DEVICE",
         help="auto (default: a GPU when torch sees one), cpu, cuda or cuda:N",
     )
-    _output_format(p)
     _production(p)
-    p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     _common(p)
 
 

@@ -143,8 +143,8 @@ def plan_partitions(
     plan: list[Partition] = []
     seen: dict[str, str] = {}
     for index, path in enumerate(resolve_files(files)):
-        n = int(open_tree(path, tree).num_entries)
-        uid = file_uuid(path)
+        t = open_tree(path, tree)  # one open per file: entries and UUID from the same handle
+        n, uid = int(t.num_entries), t.file.uuid.hex
         if uid in seen:
             log.warning(
                 "files '%s' and '%s' have the same ROOT UUID (copies of one file?): their "
