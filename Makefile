@@ -30,6 +30,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS),bench]"
 	$(PY) benchmarks/run.py --output benchmarks/results
 
 lint: $(STAMP)

@@ -158,9 +158,11 @@ def rational_quadratic_spline(
     )
 
     knots = ys if inverse else xs
-    # Bin k holds knots[k] <= v < knots[k + 1]; v == B belongs to the last bin.
-    idx = torch.searchsorted(knots, v.unsqueeze(-1), right=True) - 1
-    idx = idx.clamp(0, n_bins - 1)
+    # Bin k holds knots[k] <= v < knots[k + 1]; v == B belongs to the last bin: k is the
+    # number of interior knots <= v.  A comparison count rather than torch.searchsorted: the
+    # same index, no data-dependent search, and it exports (ONNX has no searchsorted) and
+    # fuses under torch.compile.
+    idx = (v.unsqueeze(-1) >= knots[..., 1:-1]).sum(dim=-1, keepdim=True)
     x_k = xs.gather(-1, idx).squeeze(-1)
     w_k = widths.gather(-1, idx).squeeze(-1)
     y_k = ys.gather(-1, idx).squeeze(-1)
