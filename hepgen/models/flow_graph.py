@@ -221,11 +221,8 @@ class _FlowGraph(nn.Module):
         # per step: index of the context term of the first layer and of each block
         self.first_terms: list[int] = []
         self.block_terms: list[list[int]] = []
-        self.softmax_scale: list[float] = []
         for i, s in enumerate(splines):
             net = s.transform_net if isinstance(s, RQCouplingTransform) else s.autoregressive_net
-            hidden = getattr(net, "hidden_features", None)
-            self.softmax_scale.append(1.0 / float(hidden) ** 0.5 if hidden else 1.0)
             if isinstance(s, RQCouplingTransform):
                 self._coupling(i, net, ctx, device)
             else:
@@ -260,7 +257,17 @@ class _FlowGraph(nn.Module):
             )
             blocks.append(ctx.add(block.context_layer.weight, block.context_layer.bias, "sigmoid"))
         self.block_terms.append(blocks)
-        self._linear(f"s{i}_out", net.final_layer.weight, net.final_layer.bias, device)
+        self._final(i, net, net.final_layer.weight, device)
+
+    def _final(self, i: int, net: nn.Module, weight: Tensor, device: Any) -> None:
+        """The conditioner's last layer, with nflows' scaling of the width and height logits
+        by 1 / sqrt(hidden_features) folded into its rows (feature-major, 3K - 1 each)."""
+        hidden = getattr(net, "hidden_features", None)
+        scale = torch.ones(3 * self.n_bins - 1, dtype=weight.dtype, device=weight.device)
+        scale[: 2 * self.n_bins] = 1.0 / float(hidden) ** 0.5 if hidden else 1.0
+        scale = scale.repeat(weight.shape[0] // len(scale))
+        bias = net.final_layer.bias
+        self._linear(f"s{i}_out", weight * scale[:, None], bias * scale, device)
 
     def _made(self, i: int, net: nn.Module, ctx: _ContextTerms, device: Any) -> None:
         def masked(layer: nn.Module) -> Tensor:
@@ -275,7 +282,7 @@ class _FlowGraph(nn.Module):
             self._linear(f"s{i}_b{j}_1", masked(l1), l1.bias, device)
             blocks.append(ctx.add(block.context_layer.weight, block.context_layer.bias, "none"))
         self.block_terms.append(blocks)
-        self._linear(f"s{i}_out", masked(net.final_layer), net.final_layer.bias, device)
+        self._final(i, net, masked(net.final_layer), device)
 
     # -- evaluation pieces --------------------------------------------------------------------
     def _mm(self, x: Tensor, name: str) -> Tensor:
@@ -300,25 +307,24 @@ class _FlowGraph(nn.Module):
         """Spline parameters of step ``i`` (rows, outputs of the net's layer ``out``) for
         conditioner inputs ``x`` (already in the step's layout)."""
         x = x.clamp(-self.tail_bound, self.tail_bound)
-        h = self._mm(x, f"s{i}_in") + terms[self.first_terms[i]]
+        h = self._mm(x, f"s{i}_in").add_(terms[self.first_terms[i]])
         coupling = self.kind == "coupling"
         for j, term in enumerate(self.block_terms[i]):
             t = self._mm(torch.relu(h), f"s{i}_b{j}_0")
             if coupling:
-                t = self._mm(torch.relu(t), f"s{i}_b{j}_1") * terms[term]
+                t = self._mm(t.relu_(), f"s{i}_b{j}_1").mul_(terms[term])
             else:
-                t = self._mm(torch.relu(t + terms[term]), f"s{i}_b{j}_1")
-            h = h + t
+                t = self._mm(t.add_(terms[term]).relu_(), f"s{i}_b{j}_1")
+            h = h.add_(t)
         return self._mm(h, f"s{i}_{out}")
 
     def _spline(self, i: int, v: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         k = self.n_bins
-        scale = self.softmax_scale[i]
         params = params.view(v.shape[0], v.shape[1], 3 * k - 1)
         return rational_quadratic_spline(
             v,
-            params[..., :k] * scale,
-            params[..., k : 2 * k] * scale,
+            params[..., :k],
+            params[..., k : 2 * k],
             params[..., 2 * k :],
             inverse=inverse,
             tail_bound=self.tail_bound,

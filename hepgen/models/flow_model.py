@@ -90,6 +90,48 @@ class FlowModel(TorchModel):
     has_likelihood = True
     default_batch_size = DEFAULT_BATCH_SIZE
 
+    def __init__(
+        self,
+        settings: Any = None,
+        seed: int = 0,
+        device: str = "auto",
+        engine: str = "auto",
+        precision: str = "float32",
+    ) -> None:
+        super().__init__(settings=settings, seed=seed, device=device)
+        self.engine = engine
+        self.precision = precision
+
+    def set_inference(self, engine: str = "auto", precision: str = "float32") -> FlowModel:
+        """Choose how :meth:`sample` and :meth:`log_prob` evaluate the flow; returns ``self``.
+
+        Parameters
+        ----------
+        engine : {"auto", "eager", "graph", "compiled"}
+            :mod:`hepgen.models.engine`.
+        precision : {"float32", "bfloat16"}
+            Of the conditioners' matrix products (not with ``"eager"``); accept a reduced
+            precision only after :func:`hepgen.models.engine.check_precision`.
+        """
+        from hepgen.models.engine import check_engine
+
+        check_engine(engine, precision)
+        self.engine, self.precision = engine, precision
+        self.__dict__.pop("engine_", None)
+        return self
+
+    @property
+    def engine_(self) -> Any:
+        """The :class:`~hepgen.models.engine.FlowEngine` of :attr:`engine` and
+        :attr:`precision` (built on first use)."""
+        from hepgen.models.engine import FlowEngine
+
+        engine = self.__dict__.get("engine_")
+        if engine is None or engine.flow is not self.module_:
+            engine = FlowEngine(self.module_, self.engine, self.precision)
+            self.__dict__["engine_"] = engine
+        return engine
+
     @property
     def flow_(self) -> Any:
         """The :class:`~hepgen.models.flow.ConditionalFlow` (``module_``)."""
@@ -159,11 +201,61 @@ class FlowModel(TorchModel):
         )
         assert x is not None
         device = next(self.module_.parameters()).device
+        engine = self.engine_
         out = []
+        was_training = self.module_.training
         self.module_.eval()
-        with torch.inference_mode():
-            for start in range(0, c.shape[0], batch_size):
-                xb = torch.from_numpy(x[start : start + batch_size]).to(device)
-                cb = torch.from_numpy(c[start : start + batch_size]).to(device)
-                out.append(self.module_.log_prob(xb, cb).double().cpu().numpy())
+        try:
+            with torch.inference_mode():
+                for start in range(0, c.shape[0], batch_size):
+                    xb = torch.from_numpy(x[start : start + batch_size]).to(device)
+                    cb = torch.from_numpy(c[start : start + batch_size]).to(device)
+                    out.append(engine.log_prob(xb, cb).double().cpu().numpy())
+        finally:
+            self.module_.train(was_training)
         return np.concatenate(out) if out else np.empty(0)
+
+    # ------------------------------------------------------------------ sampling
+    def sample(
+        self,
+        conditions: np.ndarray,
+        seed: int | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """One draw per row of ``conditions`` (n, C): targets (n, D), float32, model space.
+
+        The base noise comes from a seeded :class:`torch.Generator` on the flow's device,
+        batch after batch (the same seed and batch size give the same noise, whatever the
+        engine); the flow is evaluated by :attr:`engine_`.  ``batch_size`` defaults to
+        :func:`hepgen.models.engine.batch_size_for` the device.
+        """
+        import torch
+
+        from hepgen.models.engine import batch_size_for
+
+        self._check_fitted()
+        c, _ = check_model_inputs(
+            conditions, n_conditions=self.n_conditions_, where=f"{self.kind} sample"
+        )
+        flow = self.module_
+        device = next(flow.parameters()).device
+        batch = batch_size or batch_size_for(device)
+        generator = torch.Generator(device=device)
+        generator.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+        engine = self.engine_
+        out = []
+        was_training = flow.training
+        flow.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, c.shape[0], batch):
+                    cb = torch.from_numpy(c[start : start + batch]).to(device)
+                    z = torch.randn(
+                        (cb.shape[0], flow.n_features), generator=generator, device=device
+                    )
+                    out.append(engine.from_latent(z, cb).cpu().numpy())
+        finally:
+            flow.train(was_training)
+        if not out:
+            return np.empty((0, flow.n_features), dtype=np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)
