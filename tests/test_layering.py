@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"dataset", "prepare", "training"},
     {"models"},
     {"modeldir"},
-    {"fastsim", "validation", "anomaly", "generate", "modelcard"},
+    {"fastsim", "validation", "anomaly", "generate", "modelcard", "export"},
     {"cli", "demo", "hepgen", "__main__"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -17,13 +17,16 @@
 
 Everything here works on model-space float32 matrices; ROOT files, configs and physical units
 live in the layers above.  The training engine (:mod:`hepgen.training`) is the layer below.
+:mod:`~hepgen.models.onnx_backend` runs exported generators in onnxruntime, without torch.
+
+The names that need torch (the networks and the torch models) or xgboost are imported on
+first use (PEP 562), so that ``import hepgen.models`` and the torch-free ONNX path
+(:class:`~hepgen.models.onnx_backend.OnnxGenerator`) never load torch.
 """
 
+from typing import Any
+
 from hepgen.models.base import GenerativeModel, NoLikelihoodError, TorchModel
-from hepgen.models.efficiency import EfficiencyModel
-from hepgen.models.flow import ConditionalFlow, FlowSettings, load_flow, save_flow
-from hepgen.models.flow_model import FlowModel
-from hepgen.models.gan import ConditionalGAN, GANModel, GANSettings, load_gan, save_gan
 from hepgen.models.registry import KINDS, MODEL_CLASSES, model_class
 
 __all__ = [
@@ -45,3 +48,32 @@ __all__ = [
     "save_flow",
     "save_gan",
 ]
+
+#: Names imported on first use (they import torch or xgboost): name -> module.
+_LAZY = {
+    "ConditionalFlow": "hepgen.models.flow",
+    "FlowSettings": "hepgen.models.flow",
+    "load_flow": "hepgen.models.flow",
+    "save_flow": "hepgen.models.flow",
+    "FlowModel": "hepgen.models.flow_model",
+    "ConditionalGAN": "hepgen.models.gan",
+    "GANModel": "hepgen.models.gan",
+    "GANSettings": "hepgen.models.gan",
+    "load_gan": "hepgen.models.gan",
+    "save_gan": "hepgen.models.gan",
+    "EfficiencyModel": "hepgen.models.efficiency",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # the next access is a plain lookup
+        return value
+    raise AttributeError(f"module 'hepgen.models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

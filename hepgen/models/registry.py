@@ -5,25 +5,50 @@ the command line) asks :func:`model_class` instead of naming classes, so a new k
 module with a :class:`~hepgen.models.base.GenerativeModel` subclass plus one entry in
 :data:`MODEL_CLASSES`.  Whether a kind has a likelihood is the class's
 :attr:`~hepgen.models.base.GenerativeModel.has_likelihood`, never an ``isinstance`` check.
+The classes are named by import path and imported on first use (they import torch), so that
+the registry, and the fast simulation that reads it, load without torch (the ONNX backend).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from hepgen.errors import InputError, did_you_mean
-from hepgen.models.base import GenerativeModel
-from hepgen.models.flow_model import FlowModel
-from hepgen.models.gan_model import GANModel
+
+if TYPE_CHECKING:
+    from hepgen.models.base import GenerativeModel
 
 __all__ = ["KINDS", "MODEL_CLASSES", "model_class"]
 
-#: The generator class of each kind (read-only; each class's ``kind`` is its key).
-MODEL_CLASSES: Mapping[str, type[GenerativeModel]] = MappingProxyType(
+
+class _LazyClasses(Mapping[str, "type[GenerativeModel]"]):
+    """A read-only mapping kind -> class whose classes are imported on first access."""
+
+    def __init__(self, paths: Mapping[str, str]) -> None:
+        self._paths = dict(paths)
+
+    def __getitem__(self, kind: str) -> type[GenerativeModel]:
+        module, name = self._paths[kind].split(":")
+        return getattr(importlib.import_module(module), name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __repr__(self) -> str:
+        return f"MODEL_CLASSES({self._paths!r})"
+
+
+#: The generator class of each kind (read-only; each class's ``kind`` is its key), imported
+#: on first access.
+MODEL_CLASSES: Mapping[str, type[GenerativeModel]] = _LazyClasses(
     {
-        "flow": FlowModel,
-        "gan": GANModel,
+        "flow": "hepgen.models.flow_model:FlowModel",
+        "gan": "hepgen.models.gan_model:GANModel",
     }
 )
 
@@ -58,9 +83,8 @@ def model_class(kind: str) -> type[GenerativeModel]:
     ...
     hepgen.errors.InputError: unknown model kind 'flows'; expected 'flow' or 'gan' (did you ...
     """
-    cls = MODEL_CLASSES.get(kind) if isinstance(kind, str) else None
-    if cls is None:
+    if not isinstance(kind, str) or kind not in KINDS:
         known = " or ".join(", ".join(repr(k) for k in KINDS).rsplit(", ", 1))
         hint = did_you_mean(kind, KINDS) if isinstance(kind, str) else ""
         raise InputError(f"unknown model kind {kind!r}; expected {known}{hint}")
-    return cls
+    return MODEL_CLASSES[kind]

@@ -30,11 +30,12 @@ import logging
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hepgen.training import TrainingError, TrainingResult
-from hepgen.training.distributed import is_main_process
 from hepgen.utils import to_jsonable, write_json
+
+if TYPE_CHECKING:  # hepgen.training imports torch: imported where a stage runs
+    from hepgen.training import TrainingResult
 
 __all__ = [
     "FINISHED",
@@ -55,6 +56,8 @@ FINISHED = "finished"
 
 def check_resumable(checkpoints: Path, directory: str | Path) -> None:
     """Raise :class:`TrainingError` naming ``directory`` when ``checkpoints`` holds no file."""
+    from hepgen.training import TrainingError
+
     if not checkpoints.is_dir() or not any(p.is_file() for p in checkpoints.rglob("*")):
         raise TrainingError(
             f"cannot resume: '{directory}' holds no training checkpoints (no files in "
@@ -79,6 +82,8 @@ def _canonical(value: Any) -> str:
 
 
 def _read_marker(path: Path, stage: str, fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+    from hepgen.training import TrainingError
+
     try:
         marker = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -179,6 +184,9 @@ def run_stage(
     (:mod:`hepgen.training.distributed`) every rank runs the stage and rank 0 alone writes
     its files.
     """
+    from hepgen.training import TrainingResult
+    from hepgen.training.distributed import is_main_process
+
     if checkpoints is None:
         if fit is None:
             raise ValueError("run_stage without a checkpoint folder needs fit")
