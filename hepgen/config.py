@@ -265,6 +265,22 @@ class ModelConfig(_Strict):
         "collections, false for flat/objects, where true is refused)",
     )
 
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="Precision of the flow's conditioner matrix products when generating; "
+        "bfloat16 is checked after training (sample parity for the same latent draws and the "
+        "held-out classifier AUC, recorded in the model card) and used only when it passes",
+    )
+
+    @model_validator(mode="after")
+    def _precision_of_flows(self) -> ModelConfig:
+        if self.precision != "float32" and self.kind != "flow":
+            raise ValueError(
+                f"model.precision: {self.precision} is for flows (model.kind: flow); a "
+                f"{self.kind} generates in float32"
+            )
+        return self
+
     def generator_settings(self) -> FlowSettings | GANSettings:
         """The settings of the generator that ``kind`` selects."""
         settings = getattr(self, self.kind)

@@ -120,6 +120,12 @@ class _GenerateJob:
     def __init__(self, model: ModelHandle, oversample: int, keep: bool) -> None:
         self.model, self.oversample, self.keep = model, oversample, keep
 
+    @property
+    def max_threads(self) -> int | None:
+        """Seed blocks side by side (:func:`hepgen.parallel.production.block_threads`): not
+        with the compiled engine (a compiled function is not called from several threads)."""
+        return 1 if (self.model.inference or {}).get("engine") == "compiled" else None
+
     def process(self, events: ak.Array, where: str, seed: int) -> tuple[ak.Array, dict[str, Any]]:
         sim, k = self.model.get(), self.oversample
         n_gen = _gen_objects(sim, events)
@@ -155,6 +161,9 @@ def generate_file(
     workers: int | None = None,
     scheduler: Any = None,
     block: int = SEED_BLOCK,
+    backend: str = "torch",
+    engine: str = "auto",
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """Generate the reco collection (or the target branches) for every event (row) of
     ``inputs`` and write ``output`` (see the module docstring for what is kept).
@@ -199,6 +208,16 @@ def generate_file(
         Run on an existing Dask scheduler.
     block : int
         Seed block in entries (:data:`~hepgen.parallel.partitions.SEED_BLOCK`).
+    backend : {"torch", "onnx"}
+        What runs the generators of a model directory, here and on every worker
+        (:meth:`FastSim.load`): ``"onnx"`` needs an export folder (``hepgen export``) and
+        never imports torch; its draws differ from torch's for a seed (same distribution).
+    engine : {"auto", "eager", "graph", "compiled"}
+        How the flows evaluate with the torch backend (:mod:`hepgen.models.engine`).
+    precision : {"float32", "bfloat16"} or None
+        Of the response flow's conditioners (:meth:`FastSim.set_inference`): ``None`` takes
+        the model card's accepted ``model.precision``; a reduced precision without an
+        accepted check is refused.
 
     Returns
     -------
@@ -221,7 +240,7 @@ def generate_file(
     sim = (
         model
         if isinstance(model, FastSim)
-        else load_model(model, device, accept=FASTSIM_KINDS, command="generate")
+        else load_model(model, device, accept=FASTSIM_KINDS, command="generate", backend=backend)
     )
     model_dir = None if isinstance(model, FastSim) else os.fspath(Path(model).resolve())
     tree = tree or sim.config.data.tree
@@ -229,13 +248,23 @@ def generate_file(
     paths = resolve_files(inputs)
     fmt = _check_inputs(sim, paths, tree, output_format)
     plan = plan_partitions(paths, tree, step_size, block)
-    handle = ModelHandle(model_dir or sim, device, accept=FASTSIM_KINDS, command="generate")
+    inference = _inference(sim, backend, engine, precision)
+    handle = ModelHandle(
+        model_dir or sim,
+        device,
+        accept=FASTSIM_KINDS,
+        command="generate",
+        backend=backend,
+        inference=inference,
+    )
     handle.model = sim  # already loaded here
     job = _GenerateJob(handle, oversample, keep_full_sim)
     extra = {
         "command": "generate",
         "model": model_dir,
         "model_hash": model_hash(model_dir) if model_dir else None,
+        "backend": getattr(sim, "backend_", "torch"),
+        **{k: v for k, v in (inference or {}).items() if k != "force"},
         "oversample": oversample,
         "keep_full_sim": keep_full_sim,
         "format": fmt,
@@ -364,3 +393,20 @@ def _report_full_sim(sim: FastSim, replaced: list[str], keep: bool) -> dict[str,
             _listing(replaced),
         )
     return {"kept": {}, "dropped": list(replaced)}
+
+
+def _inference(
+    sim: FastSim, backend: str, engine: str, precision: str | None
+) -> dict[str, Any] | None:
+    """Apply ``engine`` and ``precision`` to ``sim`` (torch backend); returns them resolved
+    for the workers and the manifest (``None`` for the ONNX backend, which takes neither)."""
+    if backend != "torch":
+        if engine != "auto" or precision is not None:
+            raise InputError(
+                f"engine and precision are settings of the torch backend; backend {backend!r} "
+                "runs the graphs as exported (hepgen export --precision)"
+            )
+        return None
+    sim.set_inference(engine, precision)
+    resolved = getattr(sim.response_, "precision", "float32")
+    return {"engine": engine, "precision": resolved, "force": True}

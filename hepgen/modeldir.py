@@ -29,6 +29,7 @@ import hashlib
 import importlib
 import json
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,6 +258,7 @@ def load_model(
     *,
     accept: Iterable[str] | None = None,
     command: str | None = None,
+    backend: str = "torch",
 ) -> Any:
     """The model of a directory, by the ``kind`` of its card (no code is executed).
 
@@ -271,6 +273,9 @@ def load_model(
         every kind in :data:`KINDS`.
     command : str or None
         The ``hepgen`` command that loads it (``"generate"``), named in the messages.
+    backend : {"torch", "onnx"}
+        What runs a fast simulation's generators (:meth:`hepgen.FastSim.load`): ``"onnx"``
+        needs an export folder (``hepgen export DIR --format onnx -o OUT``) and no torch.
 
     Returns
     -------
@@ -285,7 +290,14 @@ def load_model(
     """
     _, card = read_card(directory, accept, user="load_model", command=command)
     entry = model_kind(card["kind"])
-    return entry.model_class().from_card(directory, card, device=device)
+    if backend == "torch":
+        return entry.model_class().from_card(directory, card, device=device)
+    if entry.loader != _FASTSIM:
+        raise InputError(
+            f"'{directory}' holds {entry.what}: backend {backend!r} runs fast simulations "
+            "only; load it with backend 'torch'"
+        )
+    return entry.model_class().from_card(directory, card, device=device, backend=backend)
 
 
 def model_hash(directory: str | os.PathLike) -> str:
@@ -312,8 +324,11 @@ def model_hash(directory: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+#: One model load at a time in a process (seed blocks run on threads).
+_LOAD_LOCK = threading.Lock()
+
 #: Models loaded by :func:`cached_model`, per process (Dask workers load a model once).
-_CACHE: dict[tuple[str, str, str, str], Any] = {}
+_CACHE: dict[tuple[str, str, str, str, str], Any] = {}
 
 
 def cached_model(
@@ -322,15 +337,17 @@ def cached_model(
     *,
     accept: Iterable[str] | None = None,
     command: str | None = None,
+    backend: str = "torch",
 ) -> Any:
     """:func:`load_model`, loaded once per process and model (keyed by the resolved path,
-    device and :func:`model_hash`: a retrained model in the same folder is loaded anew)."""
+    device, backend and :func:`model_hash`: a retrained model in the same folder is loaded
+    anew)."""
     path = Path(directory).resolve()
-    key = (os.fspath(path), device, model_hash(path), ",".join(sorted(accept or ())))
+    key = (os.fspath(path), device, model_hash(path), ",".join(sorted(accept or ())), backend)
     if key not in _CACHE:
         if len(_CACHE) >= 4:  # a long-lived worker that saw many models keeps the newest
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = load_model(path, device, accept=accept, command=command)
+        _CACHE[key] = load_model(path, device, accept=accept, command=command, backend=backend)
     return _CACHE[key]
 
 
@@ -348,6 +365,11 @@ class ModelHandle:
         The kinds the caller takes (as :func:`load_model`).
     command : str or None
         Named in the messages.
+    backend : {"torch", "onnx"}
+        What runs the generators (as :func:`load_model`), on every process.
+    inference : dict or None
+        Keyword arguments of the model's ``set_inference`` (engine, precision), applied
+        after loading on every process.
 
     Examples
     --------
@@ -366,11 +388,15 @@ class ModelHandle:
         *,
         accept: Iterable[str] | None = None,
         command: str | None = None,
+        backend: str = "torch",
+        inference: dict[str, Any] | None = None,
     ) -> None:
         is_path = isinstance(model, str | os.PathLike)
         self.directory = os.fspath(Path(model).resolve()) if is_path else None
         self.model = None if is_path else model
         self.device, self.accept, self.command = device, tuple(accept or ()), command
+        self.backend = backend
+        self.inference = inference
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -379,10 +405,22 @@ class ModelHandle:
         return state
 
     def get(self) -> Any:
-        """The model (loaded on first use in this process)."""
-        if self.model is None:
+        """The model (loaded on first use in this process; threads that ask at once wait for
+        one load)."""
+        if self.model is not None:
+            return self.model
+        with _LOAD_LOCK:
+            if self.model is not None:
+                return self.model
             assert self.directory is not None
-            self.model = cached_model(
-                self.directory, self.device, accept=self.accept or None, command=self.command
+            model = cached_model(
+                self.directory,
+                self.device,
+                accept=self.accept or None,
+                command=self.command,
+                backend=getattr(self, "backend", "torch"),
             )
+            if self.inference and hasattr(model, "set_inference"):
+                model.set_inference(**self.inference)
+            self.model = model
         return self.model

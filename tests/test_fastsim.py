@@ -206,3 +206,69 @@ def test_load_model_picks_the_class_by_kind(fitted, tmp_path):
         hepgen.load_model(out, accept=("density",), command="info")
     with pytest.raises(InputError, match=r"not a hepgen model directory.*'hepgen generate' takes"):
         hepgen.load_model(tmp_path, command="generate")
+
+
+def test_fakes_drawn_beside_the_response_give_the_same_bits(fitted, jets_file, monkeypatch):
+    """The fakes run on a second thread while the efficiency and the response run on this
+    one (hepgen.fastsim.assembly): the events are the bits of one after the other."""
+    import hepgen.fastsim.assembly as assembly
+
+    sim, _ = fitted
+    events = read_events(jets_file, GEN, entry_stop=1000)
+    monkeypatch.setattr(assembly, "use_threads", lambda: True)
+    threaded = sim.simulate(events, seed=7)
+    monkeypatch.setattr(assembly, "use_threads", lambda: False)
+    alone = sim.simulate(events, seed=7)
+    assert threaded.fields == alone.fields and ak.sum(alone["Jet_genJetIdx"] < 0) > 0
+    for f in alone.fields:
+        assert ak.array_equal(threaded[f], alone[f]) and threaded[f].type == alone[f].type
+
+
+def test_matched_then_fakes_is_the_order_of_a_stable_sort_by_event():
+    from hepgen.fastsim.assembly import jagged_records, matched_then_fakes
+
+    rng = np.random.default_rng(0)
+    m, f = rng.integers(0, 4, 60), rng.integers(0, 3, 60)
+    m[:3], f[1:4] = 0, 0  # events without matched objects, without fakes, with neither
+    a = rng.normal(size=m.sum()).astype(np.float32)
+    b = rng.normal(size=f.sum()).astype(np.float32)
+    cols, counts = matched_then_fakes(m, f, {"x": a}, {"x": b})
+    event = np.concatenate([np.repeat(np.arange(60), m), np.repeat(np.arange(60), f)])
+    is_fake = np.concatenate([np.zeros(m.sum()), np.ones(f.sum())])
+    order = np.lexsort((is_fake, event))
+    assert np.array_equal(cols["x"], np.concatenate([a, b])[order])
+    assert cols["x"].dtype == np.float32 and np.array_equal(counts, m + f)
+    records = jagged_records(cols, counts)
+    assert ak.array_equal(records.x, ak.unflatten(cols["x"], counts))
+    with pytest.raises(ValueError, match="column 'x'"):
+        jagged_records({"x": a}, counts)
+
+
+def test_an_error_while_writing_is_the_generate_error_and_leaves_no_file(
+    fitted, jets_file, tmp_path, monkeypatch
+):
+    """The writing thread's error is raised by generate (at the next chunk or at the end);
+    the output is atomic: an existing file is left as it was, no temporary file remains."""
+    import threading
+
+    from hepgen.generate import generate_file
+    from hepgen.io.writer import RootWriter
+
+    _, out = fitted
+    threads = []
+
+    def failing(self, data, first, n):
+        threads.append(threading.current_thread().name)
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(RootWriter, "_write", failing)
+    target = tmp_path / "out.root"
+    target.write_bytes(b"earlier")
+    with pytest.raises(OSError, match="no space left"):  # 5 chunks: raised by the second
+        generate_file(out, jets_file, target, quiet=True, step_size=1000, block=1000)
+    with pytest.raises(OSError, match="no space left"), RootWriter(target) as writer:
+        writer.extend(ak.Array({"run": [1, 2]}))  # one chunk: raised at the end
+    assert threads[0] == "hepgen-writer" and len(threads) == 2
+    assert target.read_bytes() == b"earlier" and [p.name for p in tmp_path.iterdir()] == [
+        "out.root"
+    ]

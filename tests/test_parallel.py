@@ -300,17 +300,21 @@ def test_cli_validate_many_files_is_partitioned_and_refuses_in_memory_options(
     )
 
 
-def test_a_local_cluster_leaves_the_environment_and_skips_malloc_trim(monkeypatch):
+def test_a_local_cluster_leaves_the_environment_and_keeps_freed_memory(monkeypatch):
+    from hepgen.devices import MALLOC_SETTINGS
+
     pytest.importorskip("distributed")
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # left by another cluster
+    for name in MALLOC_SETTINGS:
+        monkeypatch.delenv(name, raising=False)  # left by another cluster
     before = dict(os.environ)
     with executor(workers=1) as ex:
         assert ex.describe()["workers"] == 1
-        trims = ex.client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        trims = ex.client.run(lambda: {k: os.environ.get(k) for k in MALLOC_SETTINGS})
         threads = ex.client.run(lambda: os.environ.get("OMP_NUM_THREADS"))
         assert list(ex.map(abs, [-4, 5], quiet=True, key="t")) in (
             [(0, 4), (1, 5)],
             [(1, 5), (0, 4)],
         )
-    assert list(trims.values()) == [None] and list(threads.values()) == ["1"]
+    # Dask's own 64 KiB trim threshold is replaced by hepgen's settings
+    assert list(trims.values()) == [MALLOC_SETTINGS] and list(threads.values()) == ["1"]
     assert dict(os.environ) == before

@@ -55,3 +55,13 @@ def test_check_weights_lives_in_stats_only():
 
     assert callable(hepgen.stats.check_weights)
     assert not hasattr(hepgen.utils, "check_weights")  # one home, no re-export
+
+
+def test_retain_freed_memory_respects_the_user_s_settings() -> None:
+    import sys
+
+    from hepgen.devices import retain_freed_memory
+
+    assert retain_freed_memory({"MALLOC_TRIM_THRESHOLD_": "0"}) is False
+    if sys.platform == "linux":  # glibc: the settings are applied
+        assert retain_freed_memory({}) is True

@@ -57,7 +57,10 @@ def configure_process(environ: dict[str, str] | None = None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``hepgen`` command; returns the exit code."""
+    from hepgen.devices import retain_freed_memory
+
     configure_process()
+    retain_freed_memory()  # the command's own process: see hepgen.devices.MALLOC_SETTINGS
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -94,7 +94,8 @@ def _check_seed_and_device(args: argparse.Namespace) -> None:
     if seed is not None and not 0 <= seed < 2**63:
         raise InputError(f"--seed must be an integer with 0 <= seed < 2**63, got {seed}")
     device = getattr(args, "device", None)
-    if device is not None and device.startswith("cuda"):
+    onnx = getattr(args, "backend", "torch") == "onnx"  # onnxruntime checks its own devices
+    if device is not None and device.startswith("cuda") and not onnx:
         from hepgen.devices import resolve_device
 
         resolve_device(args.device)
@@ -239,6 +240,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         oversample=args.oversample,
         keep_full_sim=not args.drop_full_sim,
+        backend=args.backend,
+        engine=args.engine,
+        precision=args.precision,
         **_production_args(args),
     )
     draws = f" x {args.oversample} draws" if args.oversample > 1 else ""
@@ -346,6 +350,22 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(card, indent=2))
     else:
         print(format_card(card))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from hepgen.export import export_model
+
+    result = export_model(
+        args.model,
+        args.output,
+        target=args.target,
+        precision=args.precision,
+        tolerance=args.tolerance,
+        overwrite=args.overwrite,
+        on_report=lambda report: _print(args, report.summary()),
+    )
+    _print(args, result.summary_lines()[-1])
     return 0
 
 
@@ -550,6 +570,7 @@ COMMANDS = {
     "score": _cmd_score,
     "scan": _cmd_scan,
     "info": _cmd_info,
+    "export": _cmd_export,
     "validate": _cmd_validate,
     "demo": _cmd_demo,
 }

@@ -287,6 +287,30 @@ def _add_generate(sub: Any) -> None:
         metavar="DEVICE",
         help="auto (default: a GPU when torch sees one), cpu, cuda or cuda:N",
     )
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="what runs the generators: torch (default) or onnx, ONNX Runtime over an "
+        "export folder (hepgen export MODEL --format onnx -o OUT; no torch needed; other "
+        "draws than torch for a seed, the same distribution)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("auto", "eager", "graph", "compiled"),
+        default="auto",
+        help="how the flows evaluate (torch backend): auto (the static graph), eager (the "
+        "nflows layers), graph, or compiled (torch.compile of the graph: tens of seconds to "
+        "compile per process, faster from millions of objects on)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default=None,
+        help="of the response flow's conditioner matrix products (torch backend; default: the "
+        "model's accepted model.precision, else float32); bfloat16 needs a check accepted "
+        "after training (model card, inference)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tree", default=None, help="tree name (default: the model's)")
     p.add_argument(
@@ -396,6 +420,53 @@ def _add_info(sub: Any) -> None:
     )
     p.add_argument("model", type=Path, help="model directory")
     p.add_argument("--json", action="store_true", help="print hepgen-model.json instead")
+    _common(p)
+
+
+def _add_export(sub: Any) -> None:
+    """The ``export`` command's arguments."""
+    p = sub.add_parser(
+        "export",
+        help="export a model's generators to ONNX or TorchScript, checked for parity",
+        description="Write an export folder: the model directory copied unchanged, one graph "
+        "per generator and role (onnx/<stem>.sample.onnx, onnx/<stem>.log_prob.onnx for "
+        "flows; or torchscript/*.pt) and export.json. Every graph is run against the Python "
+        "model on the same inputs (4096 rows); when one differs by more than the tolerance "
+        "the export is refused (exit code 1) and nothing is written. The graphs work in "
+        "model space: preprocessing and the efficiency model stay outside (docs/export.md).",
+    )
+    p.add_argument(
+        "model",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="model directory (hepgen train, or a density model); only read",
+    )
+    p.add_argument(
+        "--format",
+        dest="target",
+        required=True,
+        choices=("onnx", "torchscript"),
+        help="onnx (opset 18, ONNX Runtime) or torchscript (torch.jit)",
+    )
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT", help="export folder to write"
+    )
+    p.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="dtype of the flows' conditioner matrix products (the splines stay float32); "
+        "bfloat16 needs a runtime with bfloat16 kernels (torchscript on CPU)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        metavar="X",
+        help="largest |difference| of the samples accepted, model-space units (log_prob: 10 X "
+        "nats); default 1e-4 in float32, 0.05 in bfloat16",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
     _common(p)
 
 
@@ -560,6 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score(sub)
     _add_scan(sub)
     _add_info(sub)
+    _add_export(sub)
     _add_validate(sub)
     _add_demo(sub)
     return parser

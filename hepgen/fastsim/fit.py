@@ -30,7 +30,6 @@ from hepgen.models.efficiency import EfficiencyModel
 from hepgen.models.registry import model_class
 from hepgen.models.stages import run_stage
 from hepgen.preprocessing import Preprocessor
-from hepgen.training.distributed import barrier, current, is_main_process
 
 if TYPE_CHECKING:
     from hepgen.dataset import PairedObjects
@@ -212,6 +211,8 @@ def fit_efficiency(
 ) -> EfficiencyModel | None:
     """The efficiency classifier on every gen object of the training events (None when the
     layout has no efficiency model)."""
+    from hepgen.training.distributed import barrier, current, is_main_process
+
     if not sim.has_efficiency_model:
         return None
     pre = sim.preprocessor_

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from hepgen.config import Config, parse_config
-from hepgen.devices import resolve_device
+from hepgen.devices import check_device, resolve_device
 from hepgen.errors import InputError, require
 from hepgen.fastsim.columns import (
     OVERSAMPLE_DRAW,
@@ -41,6 +41,7 @@ from hepgen.fastsim.fit import (
     time_shares,
     training_notes,
 )
+from hepgen.fastsim.inference import check_precisions, choose_precision
 from hepgen.modeldir import (
     FASTSIM_FORMAT_VERSION,
     FASTSIM_KINDS,
@@ -50,10 +51,10 @@ from hepgen.modeldir import (
 )
 from hepgen.models.base import NoLikelihoodError
 from hepgen.models.efficiency import EfficiencyModel
+from hepgen.models.onnx_backend import OnnxGenerator, check_backend, read_export
 from hepgen.models.registry import model_class
 from hepgen.models.stages import check_resumable, clear_checkpoints
 from hepgen.preprocessing import Preprocessor
-from hepgen.training.distributed import barrier, init_from_env, is_main_process
 from hepgen.utils import write_json
 
 __all__ = ["FastSim"]
@@ -186,6 +187,7 @@ class FastSim:
             checkpoints of other settings.
         """
         from hepgen.provenance import provenance
+        from hepgen.training.distributed import barrier, is_main_process
 
         cfg = self.config
         checkpoints = Path(output) / "checkpoints" if output is not None else None
@@ -203,6 +205,7 @@ class FastSim:
             self, split, settings, response_settings, checkpoints, resume, quiet
         )
         self.fakes_ = fit_fakes(self, pairs, is_val, fake_settings(), checkpoints, resume, quiet)
+        self.inference_ = check_precisions(self, split)
         self.notes_ = training_notes(self, split.weight_notes)
         self.provenance_ = provenance(pairs.files, cfg.seed, config=cfg.source)
         self.summary_ = {
@@ -219,6 +222,8 @@ class FastSim:
     def _check_before_reading(self, checkpoints: Path | None, output: Any, resume: bool) -> Any:
         """The checks before any data is read (seed, resumable checkpoints, device, xgboost);
         returns the training settings."""
+        from hepgen.training.distributed import init_from_env
+
         check_seed(self.config.seed)
         if resume:
             if checkpoints is None:
@@ -461,49 +466,39 @@ class FastSim:
     def _simulate_events(
         self, events: Any, seed: int | None, domain_counts: dict[str, int] | None
     ) -> Any:
-        import awkward as ak
-
+        from hepgen.fastsim.assembly import beside, draw_fakes, jagged_records, matched_then_fakes
         from hepgen.io.collections import flatten_collection
 
         seeds = np.random.SeedSequence(seed).spawn(3)
         flat = flatten_collection(events, self.gen, self.condition_names)
         conds = {k: flat[k] for k in self.condition_names}
         self._check_domain(conds, domain_counts)
-        rng = np.random.default_rng(seeds[0])
-        keep = (self.efficiency(conds) > rng.random(len(flat))) if len(flat) else np.zeros(0, bool)
-        kept = {k: v[keep] for k, v in conds.items()}
-        dtypes = self.preprocessor_.dtypes
-        reco = (
-            self.sample(kept, seed=int(seeds[1].generate_state(1)[0]))
-            if keep.any()
-            else {t: np.zeros(0, dtype=dtypes[t]) for t in self.target_names}
-        )
-        n_events = flat.n_events
-        matched_counts = np.bincount(flat.event_index[keep], minlength=n_events)
-        idx_name = self.config.data.index_branch
-        gen_idx = flat.local_index[keep].astype(np.int32)
-        columns = {t: np.asarray(reco[t]) for t in self.target_names}
-        counts = matched_counts
-        if self.fakes_ is not None:
-            frng = np.random.default_rng(seeds[2])
-            n_fake = self.fakes_.counts(flat.counts, frng)
-            if n_fake.sum():
-                fake_event = np.repeat(np.arange(n_events), n_fake)
-                fakes = self.fakes_.sample(flat.counts[fake_event], seed=int(frng.integers(2**31)))
-                # per event: matched objects first, then the fakes
-                order_key = np.concatenate([flat.event_index[keep], fake_event])
-                is_fake = np.concatenate(
-                    [np.zeros(keep.sum(), bool), np.ones(len(fake_event), bool)]
+        # the fakes need the gen multiplicities only: drawn on a second thread meanwhile
+        # (each generator on one thread with its own seed: the same bits as one by one)
+        with beside(draw_fakes, self.fakes_, flat.counts, seeds[2]) as fakes_drawn:
+            rng = np.random.default_rng(seeds[0])
+            keep = (
+                (self.efficiency(conds) > rng.random(len(flat))) if len(flat) else np.zeros(0, bool)
+            )
+            dtypes = self.preprocessor_.dtypes
+            reco = (
+                self.sample(
+                    {k: v[keep] for k, v in conds.items()}, seed=int(seeds[1].generate_state(1)[0])
                 )
-                order = np.lexsort((is_fake, order_key))
-                for t in self.target_names:
-                    # both parts already carry the stored dtype (stored_dtypes)
-                    columns[t] = np.concatenate([columns[t], fakes[t]])[order]
-                gen_idx = np.concatenate([gen_idx, np.full(len(fake_event), -1, np.int32)])[order]
-                counts = matched_counts + n_fake
-        out = {t: ak.unflatten(columns[t], counts) for t in self.target_names}
-        out[idx_name] = ak.unflatten(gen_idx, counts)
-        return ak.zip(out, depth_limit=1)
+                if keep.any()
+                else {t: np.zeros(0, dtype=dtypes[t]) for t in self.target_names}
+            )
+            n_fake, fakes = fakes_drawn.result()
+        idx_name = self.config.data.index_branch
+        columns = {t: np.asarray(reco[t]) for t in self.target_names}
+        columns[idx_name] = flat.local_index[keep].astype(np.int32)
+        counts = np.bincount(flat.event_index[keep], minlength=flat.n_events)
+        if fakes is not None:  # per event: matched objects first, then the fakes
+            # both parts already carry the stored dtype (stored_dtypes)
+            fakes = {t: fakes[t] for t in self.target_names}
+            fakes[idx_name] = np.full(int(n_fake.sum()), -1, np.int32)
+            columns, counts = matched_then_fakes(counts, n_fake, columns, fakes)
+        return jagged_records(columns, counts)
 
     # ------------------------------------------------------------------ persistence
     def card(self) -> dict[str, Any]:
@@ -536,6 +531,7 @@ class FastSim:
             "data_summary": getattr(self, "summary_", None),
             "provenance": getattr(self, "provenance_", None),
             "notes": getattr(self, "notes_", []),
+            "inference": getattr(self, "inference_", None),
         }
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -558,7 +554,9 @@ class FastSim:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, device: str = "cpu") -> FastSim:
+    def load(
+        cls, directory: str | os.PathLike, device: str = "cpu", backend: str = "torch"
+    ) -> FastSim:
         """Read a model directory written by :meth:`save` (no code is executed).
 
         Parameters
@@ -566,32 +564,52 @@ class FastSim:
         directory : path
         device : {"auto", "cpu", "cuda", "cuda:N"}
             Where the generators run.
+        backend : {"torch", "onnx"}
+            What runs the generators: torch (the safetensors weights), or ONNX Runtime
+            (:class:`~hepgen.models.onnx_backend.OnnxGenerator`) over the graphs of an export
+            folder (``hepgen export DIR --format onnx -o OUT``; torch is then never imported).
+            The onnx backend draws its noise with numpy: for a seed, other samples than the
+            torch backend's, from the same distribution.
 
         Raises
         ------
         InputError
             Missing or corrupt files, a directory of another kind of model (a density
-            model), or a ``format_version`` this hepgen cannot read.
+            model), a ``format_version`` this hepgen cannot read, an unknown backend, or
+            ``backend="onnx"`` for a directory without an ONNX export.
+
+        Examples
+        --------
+        >>> sim = FastSim.load("exported_dir", backend="onnx")  # doctest: +SKIP
         """
-        device = resolve_device(device)
+        backend = check_backend(backend)
+        device = resolve_device(device) if backend == "torch" else check_device(device)
         _, card = read_card(directory, FASTSIM_KINDS, user="FastSim.load")
-        return cls.from_card(directory, card, device=device)
+        return cls.from_card(directory, card, device=device, backend=backend)
 
     @classmethod
     def from_card(
-        cls, directory: str | os.PathLike, card: dict[str, Any], device: str = "cpu"
+        cls,
+        directory: str | os.PathLike,
+        card: dict[str, Any],
+        device: str = "cpu",
+        backend: str = "torch",
     ) -> FastSim:
         """The fast simulation of ``directory`` whose card :func:`hepgen.modeldir.read_card`
-        has read and checked (what :func:`hepgen.load_model` calls).
+        has read and checked (what :func:`hepgen.load_model` calls); ``backend`` as
+        :meth:`load`.
 
         Raises
         ------
         InputError
-            Invalid card content or missing or damaged weights (the file named).
+            Invalid card content, missing or damaged weights or graphs (the file named), or
+            ``backend="onnx"`` without an ONNX export in ``directory``.
         """
-        device = resolve_device(device)
+        backend = check_backend(backend)
+        device = resolve_device(device) if backend == "torch" else check_device(device)
         directory = Path(directory)
         path = directory / MODEL_FILE
+        manifest = read_export(directory, "onnx") if backend == "onnx" else None
         try:
             config = parse_config(card["config"], source=os.fspath(path))
             sim = cls(config, device=device)
@@ -600,8 +618,13 @@ class FastSim:
         except KeyError as err:
             raise InputError(f"'{path}': missing key {err}") from None
         kind = config.model.kind
-        model = model_class(kind)
-        sim.response_ = model.load(directory, device=device, name=kind)
+
+        def generator(name: str) -> Any:
+            if manifest is not None:
+                return OnnxGenerator.from_export(directory, name, manifest, device=device)
+            return model_class(kind).load(directory, device=device, name=name)
+
+        sim.response_ = generator(kind)
         sim.efficiency_ = (
             EfficiencyModel.load(directory, name="efficiency")
             if card.get("efficiency") is not None or sim.has_efficiency_model
@@ -612,9 +635,48 @@ class FastSim:
             sim.fakes_ = Fakes(
                 table=np.asarray(fakes["table"]),
                 preprocessor=Preprocessor.from_dict(fakes["preprocessing"]),
-                model=model.load(directory, device=device, name=f"fakes_{kind}"),
+                model=generator(f"fakes_{kind}"),
                 multiplicity=fakes["multiplicity"],
             )
+        sim.backend_ = backend
         sim.card_ = card
         sim.notes_ = card.get("notes", [])
+        sim.inference_ = card.get("inference")
+        if backend == "torch":
+            sim.set_inference()
         return sim
+
+    def set_inference(
+        self, engine: str = "auto", precision: str | None = None, force: bool = False
+    ) -> FastSim:
+        """Choose how the flows evaluate (:mod:`hepgen.models.engine`); returns ``self``.
+
+        Parameters
+        ----------
+        engine : {"auto", "eager", "graph", "compiled"}
+            For the response and the fakes flow.
+        precision : {"float32", "bfloat16"} or None
+            Of the response flow's conditioner matrix products.  ``None``: the configured
+            ``model.precision`` when its check after training was accepted (model card,
+            ``inference``), else float32.  The fakes flow stays float32 (it is not checked).
+        force : bool
+            Use a reduced ``precision`` that no accepted check in the model card covers.
+
+        Raises
+        ------
+        InputError
+            ``precision`` reduced without an accepted check and without ``force``, or a
+            GAN's response asked for a reduced precision.
+        """
+        self._check_fitted()
+        precision = choose_precision(getattr(self, "inference_", None), precision, force)
+        response = self.response_
+        if not hasattr(response, "set_inference"):
+            if precision != "float32":
+                raise InputError(f"precision {precision}: a {self.config.model.kind} has none")
+            return self
+        response.set_inference(engine, precision)
+        fakes = getattr(self.fakes_, "model", None)
+        if hasattr(fakes, "set_inference"):
+            fakes.set_inference(engine, "float32")
+        return self

@@ -8,13 +8,22 @@ the job or cannot be written is refused before anything is written.  ``fmt="rntu
 an RNTuple instead; TTree is the default.  Atomic writes, counters (dtypes, and what a round
 trip between the two formats keeps) and the format choice are described in ``docs/data.md``,
 section "Writing ROOT files".
+
+By default the writer converts and compresses on a thread of its own (``background=True``):
+:meth:`RootWriter.extend` checks and arranges a chunk, hands it over through a queue of one
+chunk and returns, so the caller computes the next chunk while this one is compressed
+(zlib and lz4 release the GIL) and written.  The chunks are written in order, the file is
+the same; an error of the writing thread is raised by the next :meth:`~RootWriter.extend` or
+by the end of the ``with`` block, and the temporary file is then removed.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import re
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -196,6 +205,48 @@ def rntuple_fields(events: ak.Array | Mapping[str, ak.Array]) -> dict[str, ak.Ar
     return out
 
 
+class _WritingThread:
+    """Runs the writes of one file in order on a thread, with at most ``depth`` waiting.
+
+    The first error stops the writing: the writes after it are skipped and the error is
+    raised in the caller's thread by :meth:`submit` or :meth:`check`.
+    """
+
+    def __init__(self, depth: int = 1) -> None:
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._thread = threading.Thread(target=self._run, name="hepgen-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            task = self._queue.get()
+            if task is None:
+                return
+            if self._error is None and not self._cancelled:
+                try:
+                    task()
+                except BaseException as err:  # raised in the caller's thread
+                    self._error = err
+
+    def check(self) -> None:
+        """Raise the error of an earlier write, if any."""
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, task: Callable[[], None]) -> None:
+        """Queue a write (waits while ``depth`` writes are waiting)."""
+        self.check()
+        self._queue.put(task)
+
+    def close(self, cancel: bool = False) -> None:
+        """Wait for the queued writes (``cancel``: skip those not yet started)."""
+        self._cancelled = cancel
+        self._queue.put(None)
+        self._thread.join()
+
+
 class RootWriter:
     """Write one TTree or RNTuple chunk by chunk into a ROOT file, atomically.
 
@@ -213,6 +264,10 @@ class RootWriter:
         The TTree title (the RNTuple description).
     fmt : {"ttree", "rntuple"}
         The format of the output (see the module docstring).
+    background : bool
+        Convert, compress and write on a thread of the writer's own, one chunk queued at
+        most (see the module docstring); the arrays given to :meth:`extend` must then not be
+        changed in place afterwards.  ``False``: :meth:`extend` writes before it returns.
 
     Examples
     --------
@@ -233,6 +288,7 @@ class RootWriter:
         protect: Iterable[str | os.PathLike] = (),
         title: str = "",
         fmt: OutputFormat = "ttree",
+        background: bool = True,
     ) -> None:
         self.path = check_local_output(path)
         self.tree = tree
@@ -240,11 +296,13 @@ class RootWriter:
         # URLs of remote inputs cannot be the local output; only local paths are compared
         self.protect = [Path(p) for p in protect if "://" not in os.fspath(p)]
         self.title = title
+        self.background = background
         self._file: uproot.WritableDirectory | None = None
         self._tree = None
         self._tmp: Path | None = None
         self._branches: list[str] | None = None
         self._branches_in_order: list[str] | None = None
+        self._thread: _WritingThread | None = None
         self.n_written = 0
 
     def __enter__(self) -> RootWriter:
@@ -263,39 +321,62 @@ class RootWriter:
         events : ak.Array or mapping of str to array
             Records whose fields are branch names (see :func:`group_collections`). Every
             chunk must have the same branches as the first.
+
+        Raises
+        ------
+        InputError
+            Branches that cannot be written, or other branches than the first chunk's.
+        Exception
+            With ``background=True``: the error of an earlier chunk's writing.
         """
         if self._file is None:
             raise RuntimeError("RootWriter.extend() called outside its 'with' block")
+        if self._thread is not None:
+            self._thread.check()
         rntuple = self.fmt == "rntuple"
         data = rntuple_fields(events) if rntuple else group_collections(events)
         if not data:
             raise InputError(f"nothing to write to '{self.path}': the events have no branches")
-        if rntuple:  # one record array, its fields in the first chunk's order
-            if self._branches_in_order is not None and sorted(data) == self._branches:
-                data = {k: data[k] for k in self._branches_in_order}
-            record = ak.zip(data, depth_limit=1)
-        if self._tree is None:
+        first = self._branches is None
+        if first:
             self._branches = sorted(data)
-            if rntuple:
-                self._branches_in_order = list(data)
-                self._tree = self._file.mkrntuple(
-                    self.tree, record.layout.form, description=self.title
-                )
-            else:
-                self._tree = self._file.mktree(
-                    self.tree, {k: v.type for k, v in data.items()}, title=self.title
-                )
+            self._branches_in_order = list(data)
         elif sorted(data) != self._branches:
-            missing = sorted(set(self._branches) - set(data))
-            extra = sorted(set(data) - set(self._branches))
+            missing = sorted(set(self._branches) - set(data))  # type: ignore[arg-type]
+            extra = sorted(set(data) - set(self._branches))  # type: ignore[arg-type]
             raise InputError(
                 f"chunk written to '{self.path}' has different branches than the first chunk "
                 f"(missing: {missing}, extra: {extra})"
             )
+        if rntuple:  # one record array, its fields in the first chunk's order
+            data = {k: data[k] for k in self._branches_in_order}  # type: ignore[union-attr]
         n = len(next(iter(data.values())))
-        if n:
-            self._tree.extend(record if rntuple else data)
         self.n_written += n
+        if not self.background:
+            self._write(data, first, n)
+            return
+        if self._thread is None:
+            self._thread = _WritingThread()
+        self._thread.submit(lambda: self._write(data, first, n))
+
+    def _write(self, data: dict[str, ak.Array], first: bool, n: int) -> None:
+        """Make the tree (first chunk) and append ``n`` rows (on the writing thread)."""
+        assert self._file is not None
+        if self.fmt == "rntuple":
+            record = ak.zip(data, depth_limit=1)
+            if first:
+                self._tree = self._file.mkrntuple(
+                    self.tree, record.layout.form, description=self.title
+                )
+            if n:
+                self._tree.extend(record)
+            return
+        if first:
+            self._tree = self._file.mktree(
+                self.tree, {k: v.type for k, v in data.items()}, title=self.title
+            )
+        if n:
+            self._tree.extend(data)
 
     def __exit__(
         self,
@@ -304,12 +385,22 @@ class RootWriter:
         tb: TracebackType | None,
     ) -> None:
         assert self._tmp is not None
+        error: BaseException | None = None
         try:
-            if self._file is not None:
-                self._file.close()
+            if self._thread is not None:  # the queued chunks written (or, on an error, not)
+                self._thread.close(cancel=exc_type is not None)
+                error = self._thread._error
+                self._thread = None
         finally:
-            self._file = None
-        if exc_type is None and self._tree is None:
+            try:
+                if self._file is not None:
+                    self._file.close()
+            finally:
+                self._file = None
+        if exc_type is None and error is not None:
+            self._tmp.unlink(missing_ok=True)
+            raise error
+        if exc_type is None and self._branches is None:
             self._tmp.unlink(missing_ok=True)
             raise InputError(f"no events were written to '{self.path}'")
         if exc_type is None:

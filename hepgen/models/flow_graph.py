@@ -142,42 +142,6 @@ def _reorder(m: Tensor, rows: Tensor | None, columns: Tensor | None) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# the context part of every conditioner, in one matrix product
-# --------------------------------------------------------------------------------------------
-
-_ACTIVATIONS = ("sigmoid", "relu", "none")
-
-
-class _ContextTerms:
-    """Collects ``(weight (H, C), bias (H,), activation)`` terms of the context; lays them
-    out grouped by activation so that one product and one call per activation evaluate all."""
-
-    def __init__(self) -> None:
-        self.terms: list[tuple[Tensor, Tensor, str]] = []
-
-    def add(self, weight: Tensor, bias: Tensor | None, activation: str) -> int:
-        if bias is None:
-            bias = weight.new_zeros(weight.shape[0])
-        self.terms.append((weight.detach(), bias.detach(), activation))
-        return len(self.terms) - 1
-
-    def build(self) -> tuple[Tensor, Tensor, list[int], list[tuple[int, int]]]:
-        """(weight (sum H, C), bias, group boundaries [sigmoid end, relu end], per term
-        (group, offset within the group))."""
-        order = sorted(range(len(self.terms)), key=lambda i: _ACTIVATIONS.index(self.terms[i][2]))
-        where: list[tuple[int, int]] = [(0, 0)] * len(self.terms)
-        offsets = dict.fromkeys(_ACTIVATIONS, 0)
-        for i in order:
-            w, _, act = self.terms[i]
-            where[i] = (_ACTIVATIONS.index(act), offsets[act])
-            offsets[act] += w.shape[0]
-        weight = torch.cat([self.terms[i][0] for i in order])
-        bias = torch.cat([self.terms[i][1] for i in order])
-        ends = [offsets["sigmoid"], offsets["sigmoid"] + offsets["relu"]]
-        return weight, bias, ends, where
-
-
-# --------------------------------------------------------------------------------------------
 # the graphs
 # --------------------------------------------------------------------------------------------
 
@@ -217,21 +181,14 @@ class _FlowGraph(nn.Module):
         if self.has_embedding:
             self._linear("embed0", embedding[0].weight, embedding[0].bias, device)
             self._linear("embed1", embedding[2].weight, embedding[2].bias, device)
-        ctx = _ContextTerms()
-        # per step: index of the context term of the first layer and of each block
-        self.first_terms: list[int] = []
-        self.block_terms: list[list[int]] = []
         for i, s in enumerate(splines):
             net = s.transform_net if isinstance(s, RQCouplingTransform) else s.autoregressive_net
             if isinstance(s, RQCouplingTransform):
-                self._coupling(i, net, ctx, device)
+                self._coupling(i, net, device)
             else:
-                self._made(i, net, ctx, device)
+                self._made(i, net, device)
         self.hidden_width = int(flow.settings.hidden_features)
-        weight, bias, ends, where = ctx.build()
-        self._linear("context", weight, bias, device)
-        self.group_ends = ends
-        self.term_where = where
+        self.n_blocks = int(flow.settings.n_blocks)
 
     # -- reading the conditioners -------------------------------------------------------------
     def _linear(self, name: str, weight: Tensor, bias: Tensor | None, device: Any) -> None:
@@ -242,12 +199,20 @@ class _FlowGraph(nn.Module):
         b = bias.detach() if bias is not None else weight.new_zeros(weight.shape[0])
         self.register_buffer(f"{name}_b", b.to(device, torch.float32), persistent=False)
 
-    def _coupling(self, i: int, net: ClampedResidualNet, ctx: _ContextTerms, device: Any) -> None:
+    def _context(self, i: int, terms: list[tuple[Tensor, Tensor]], device: Any) -> None:
+        """One product for every context term of step ``i``: the first layer's, then each
+        block's, side by side (``(weight (H, C), bias (H,))`` each)."""
+        weight = torch.cat([w for w, _ in terms])
+        bias = torch.cat([b for _, b in terms])
+        self._linear(f"s{i}_ctx", weight, bias, device)
+
+    def _coupling(self, i: int, net: ClampedResidualNet, device: Any) -> None:
         n_id = self.n_identity[i]
         w = net.initial_layer.weight
         self._linear(f"s{i}_in", w[:, :n_id], None, device)
-        self.first_terms.append(ctx.add(w[:, n_id:], net.initial_layer.bias, "none"))
-        blocks = []
+        terms = [(w[:, n_id:], net.initial_layer.bias)]
+        terms += [(b.context_layer.weight, b.context_layer.bias) for b in net.blocks]
+        self._context(i, terms, device)
         for j, block in enumerate(net.blocks):
             self._linear(
                 f"s{i}_b{j}_0", block.linear_layers[0].weight, block.linear_layers[0].bias, device
@@ -255,8 +220,6 @@ class _FlowGraph(nn.Module):
             self._linear(
                 f"s{i}_b{j}_1", block.linear_layers[1].weight, block.linear_layers[1].bias, device
             )
-            blocks.append(ctx.add(block.context_layer.weight, block.context_layer.bias, "sigmoid"))
-        self.block_terms.append(blocks)
         self._final(i, net, net.final_layer.weight, device)
 
     def _final(self, i: int, net: nn.Module, weight: Tensor, device: Any) -> None:
@@ -269,19 +232,18 @@ class _FlowGraph(nn.Module):
         bias = net.final_layer.bias
         self._linear(f"s{i}_out", weight * scale[:, None], bias * scale, device)
 
-    def _made(self, i: int, net: nn.Module, ctx: _ContextTerms, device: Any) -> None:
+    def _made(self, i: int, net: nn.Module, device: Any) -> None:
         def masked(layer: nn.Module) -> Tensor:
             return layer.weight * layer.mask
 
         self._linear(f"s{i}_in", masked(net.initial_layer), net.initial_layer.bias, device)
-        self.first_terms.append(ctx.add(net.context_layer.weight, net.context_layer.bias, "relu"))
-        blocks = []
+        terms = [(net.context_layer.weight, net.context_layer.bias)]
+        terms += [(b.context_layer.weight, b.context_layer.bias) for b in net.blocks]
+        self._context(i, terms, device)
         for j, block in enumerate(net.blocks):
             l0, l1 = block.linear_layers
             self._linear(f"s{i}_b{j}_0", masked(l0), l0.bias, device)
             self._linear(f"s{i}_b{j}_1", masked(l1), l1.bias, device)
-            blocks.append(ctx.add(block.context_layer.weight, block.context_layer.bias, "none"))
-        self.block_terms.append(blocks)
         self._final(i, net, masked(net.final_layer), device)
 
     # -- evaluation pieces --------------------------------------------------------------------
@@ -293,28 +255,39 @@ class _FlowGraph(nn.Module):
             return torch.addmm(b, x, w)
         return torch.mm(x.to(self._mm_dtype), w).float() + b
 
-    def _contexts(self, c: Tensor) -> list[Tensor]:
-        """Every context term, evaluated: one product, one sigmoid, one ReLU."""
+    def _embedded(self, c: Tensor) -> Tensor:
+        """The context the conditioners see (the embedding net's output, when there is one)."""
         if self.has_embedding:
-            c = self._mm(torch.relu(self._mm(c, "embed0")), "embed1")
-        out = self._mm(c, "context")
-        s_end, r_end = self.group_ends
-        groups = [torch.sigmoid(out[:, :s_end]), torch.relu(out[:, s_end:r_end]), out[:, r_end:]]
-        width = self.hidden_width
-        return [groups[group][:, offset : offset + width] for group, offset in self.term_where]
+            return self._mm(torch.relu(self._mm(c, "embed0")), "embed1")
+        return c
+
+    def _terms(self, i: int, c: Tensor) -> list[Tensor]:
+        """The context terms of step ``i``: the first layer's (ReLU for MADE), then one per
+        block (the sigmoid gates of a coupling net), from one product.  Computed step by step,
+        not for all steps at once: a (rows, steps x blocks x hidden) block of them falls out
+        of the caches and was slower than the separate products."""
+        out = self._mm(c, f"s{i}_ctx")
+        h = self.hidden_width
+        first, rest = out[:, :h], out[:, h:]
+        if self.kind == "coupling":
+            rest = torch.sigmoid(rest)
+        else:
+            first = torch.relu(first)
+        return [first] + [rest[:, j * h : (j + 1) * h] for j in range(self.n_blocks)]
 
     def _conditioner(self, i: int, x: Tensor, terms: list[Tensor], out: str = "out") -> Tensor:
         """Spline parameters of step ``i`` (rows, outputs of the net's layer ``out``) for
-        conditioner inputs ``x`` (already in the step's layout)."""
+        conditioner inputs ``x`` (already in the step's layout) and the step's context
+        ``terms`` (:meth:`_terms`)."""
         x = x.clamp(-self.tail_bound, self.tail_bound)
-        h = self._mm(x, f"s{i}_in").add_(terms[self.first_terms[i]])
+        h = self._mm(x, f"s{i}_in").add_(terms[0])
         coupling = self.kind == "coupling"
-        for j, term in enumerate(self.block_terms[i]):
+        for j, term in enumerate(terms[1:]):
             t = self._mm(torch.relu(h), f"s{i}_b{j}_0")
             if coupling:
-                t = self._mm(t.relu_(), f"s{i}_b{j}_1").mul_(terms[term])
+                t = self._mm(t.relu_(), f"s{i}_b{j}_1").mul_(term)
             else:
-                t = self._mm(t.add_(terms[term]).relu_(), f"s{i}_b{j}_1")
+                t = self._mm(t.add_(term).relu_(), f"s{i}_b{j}_1")
             h = h.add_(t)
         return self._mm(h, f"s{i}_{out}")
 
@@ -395,10 +368,11 @@ class SamplingGraph(_FlowGraph):
         del self._maps
 
     def forward(self, z: Tensor, c: Tensor) -> Tensor:
-        terms = self._contexts(c)
+        c = self._embedded(c)
         n = len(self.layouts)
         y = torch.addmm(self.map_b(n), z, self.map_w(n))
         for i in range(n - 1, -1, -1):
+            terms = self._terms(i, c)
             if self.kind == "coupling":
                 k = self.n_identity[i]
                 identity = y[:, :k]
@@ -473,11 +447,12 @@ class DensityGraph(_FlowGraph):
         del self._maps
 
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
-        terms = self._contexts(c)
+        c = self._embedded(c)
         n = len(self.layouts)
         y = torch.addmm(self.map0_b, x, self.map0_w)
         total = x.new_zeros(x.shape[0])
         for i in range(n):
+            terms = self._terms(i, c)
             if self.kind == "coupling":
                 k = self.n_identity[i]
                 identity = y[:, :k]

@@ -28,6 +28,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -42,10 +43,12 @@ from hepgen.parallel.partitions import SEED_BLOCK, Partition, block_seeds, read_
 from hepgen.utils import write_json
 
 __all__ = [
+    "BLOCK_THREAD",
     "LAYOUTS",
     "MANIFEST",
     "PARTS",
     "PartitionJob",
+    "block_threads",
     "check_outputs",
     "merge_parts",
     "output_names",
@@ -62,6 +65,9 @@ LAYOUTS: tuple[str, ...] = ("single", "per-file", "per-partition")
 MANIFEST = "manifest.json"
 #: Hidden folder of the part files of a Dask run (removed at the end).
 PARTS = ".hepgen-parts"
+#: Name prefix of the threads that run a partition's seed blocks side by side
+#: (:func:`run_partition`); a job starts no further threads inside them.
+BLOCK_THREAD = "hepgen-block"
 
 
 class PartitionJob(Protocol):
@@ -86,14 +92,37 @@ def _add(total: dict[str, Any], counts: dict[str, Any]) -> None:
 
 
 def _blocks(
-    job: PartitionJob, partition: Partition, seed: int, block: int
+    job: PartitionJob, partition: Partition, seed: int, block: int, threads: int = 1
 ) -> Iterable[tuple[ak.Array, dict[str, Any]]]:
-    """The job's output for each seed block of a partition (one partition read at a time)."""
+    """The job's output for each seed block of a partition (one partition read at a time),
+    in block order; with ``threads > 1`` the blocks run on that many threads.
+
+    Blocks are seeded independently (:func:`~hepgen.parallel.partitions.block_seeds`), so
+    running them side by side gives the same bits.  The model calls release the GIL, and one
+    torch intra-op thread per block is the production setting
+    (:data:`hepgen.devices.PRODUCTION_THREADS`): the torch thread count is set once here,
+    around the pool (setting it is process-wide, not per thread).
+    """
     events = read_partition(partition)
-    for start, stop, block_seed in block_seeds(partition, seed, block):
+
+    def one(args: tuple[int, int, int]) -> tuple[ak.Array, dict[str, Any]]:
+        start, stop, block_seed = args
         part = events[start - partition.start : stop - partition.start]
         where = f"file '{partition.path}', tree '{partition.tree}', entries {start}-{stop - 1}"
-        yield job.process(part, where, block_seed)
+        return job.process(part, where, block_seed)
+
+    seeds = list(block_seeds(partition, seed, block))
+    threads = min(threads, len(seeds))
+    if threads <= 1:
+        yield from map(one, seeds)
+        return
+    from hepgen.devices import torch_threads
+
+    with (
+        torch_threads(),
+        ThreadPoolExecutor(threads, thread_name_prefix=BLOCK_THREAD) as pool,
+    ):
+        yield from pool.map(one, seeds)
 
 
 def _part_path(folder: Path, partition: Partition) -> Path:
@@ -108,12 +137,14 @@ def run_partition(
     block: int,
     output: str | None,
     fmt: str,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """One task: the job over one partition, written to ``output`` (atomically) or, with
-    ``output=None``, returned as rows.  Idempotent (a re-run writes the same file)."""
+    ``output=None``, returned as rows.  Idempotent (a re-run writes the same file).
+    ``threads``: seed blocks run side by side (:func:`_blocks`)."""
     counts: dict[str, Any] = {}
     rows = []
-    for out, c in _blocks(job, partition, seed, block):
+    for out, c in _blocks(job, partition, seed, block, threads):
         rows.append(out)
         _add(counts, c)
     result: dict[str, Any] = {"counts": counts, "rows": sum(len(r) for r in rows)}
@@ -273,7 +304,10 @@ def produce(
             )
     start_time = time.perf_counter()
     out = Path(output)
-    task = functools.partial(run_partition, job=job, seed=seed, block=block, fmt=fmt)
+    threads = block_threads(job) if executor.in_process else 1
+    task = functools.partial(
+        run_partition, job=job, seed=seed, block=block, fmt=fmt, threads=threads
+    )
     sizes = [p.entries for p in plan]
     counts: dict[str, Any] = {}
     key = f"hepgen-{desc or 'job'}"
@@ -288,6 +322,16 @@ def produce(
         public = {k: v for k, v in result["counts"].items() if not k.startswith("_")}
         write_json(out / MANIFEST, {**result, "counts": public})
     return result
+
+
+def block_threads(job: PartitionJob) -> int:
+    """Threads for the seed blocks of an in-process run: one per usable CPU, at most the
+    job's ``max_threads`` (a job that is not safe on threads says 1).  A Dask worker runs
+    one thread (its cluster has one process per core)."""
+    from hepgen.devices import usable_cpus
+
+    limit = getattr(job, "max_threads", None)
+    return max(1, min(usable_cpus(), limit if limit is not None else usable_cpus()))
 
 
 def _stream(
