@@ -12,7 +12,7 @@ TORCH_INDEX ?=
 PIP_INDEX := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 STAMP := $(VENV)/.hepgen-installed
 
-.PHONY: demo test test-slow bench lint clean
+.PHONY: demo test test-slow bench bench-gpu lint clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS),bench]"
 	$(PY) benchmarks/run.py --output benchmarks/results
+
+# the sampling and generate benchmarks on CUDA (batches up to 1e6); exits 0 without a GPU
+bench-gpu: $(STAMP)
+	benchmarks/gpu.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

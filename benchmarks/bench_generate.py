@@ -25,6 +25,16 @@ says what hepgen's extras cost (or save: its faster spline and conditioner).
 Reported: gen jets/s of both, ``ratio`` = hepgen gen jets/s / plain gen jets/s (> 1: hepgen
 faster), hepgen's reco objects and fakes, and the same with ``device="cuda"`` when a GPU is
 present.  Target (issue 4): >= 50k gen jets/s end to end on 2 CPU cores for the default model.
+
+``engines`` (issue 18): the same hepgen job with ``engine="eager"`` (the nflows layers),
+``"compiled"`` (the graph through ``torch.compile``; the best of 2 calls, so the compilation
+of the first is not counted) and the default graph engine with ``precision="bfloat16"``
+(conditioner matmuls of the response flow; the fakes flow stays float32), each with gen
+jets/s and ``ratio`` to the plain job.  The fast simulation is trained with
+``model.precision: bfloat16`` so that its bf16 check runs after training (``bf16_check``:
+sample parity and classifier AUC, from the model card); a refused check is recorded as
+``refused`` for that variant.  The main ``hepgen_*`` numbers are the default engine in float32
+(``precision="float32"`` asked for explicitly).
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ from _timing import best_time
 from bench_flow import plain_flow, plain_sample
 
 from hepgen.config import load_config
+from hepgen.errors import InputError
 from hepgen.fastsim import FastSim
 from hepgen.generate import generate_file
 from hepgen.resources import config_path
@@ -56,7 +67,12 @@ TRAIN_EVENTS = 20_000
 def _fast_sim(train_file: Path, model_dir: Path, device: str) -> FastSim:
     cfg = load_config(config_path("toy_jets_flow.yaml"))
     cfg = cfg.override(
-        {"training.max_epochs": 1, "training.time_limit": None, "training.selection": "loss"}
+        {
+            "training.max_epochs": 1,
+            "training.time_limit": None,
+            "training.selection": "loss",
+            "model.precision": "bfloat16",  # its check after training: the bf16 variant
+        }
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the toy has no b-tag sentinels
@@ -110,9 +126,16 @@ def _one_device(device: str, train_file: Path, gen_file: Path, work: Path) -> di
     sim = FastSim.load(work / f"model_{device}", device=device)
     load_s = time.perf_counter() - t0
 
-    def hepgen_job():
+    def hepgen_job(engine: str = "auto", precision: str = "float32"):
         return generate_file(
-            sim, gen_file, work / f"hepgen_{device}.root", seed=1, quiet=True, device=device
+            sim,
+            gen_file,
+            work / f"hepgen_{device}.root",
+            seed=1,
+            quiet=True,
+            device=device,
+            engine=engine,
+            precision=precision,
         )
 
     t_h, stats = best_time(hepgen_job, 2)
@@ -152,7 +175,45 @@ def _one_device(device: str, train_file: Path, gen_file: Path, work: Path) -> di
         "ratio": round(t_p / t_h, 3),
         "target_gen_jets_per_s": 50_000,
         "meets_target": bool(n_gen / t_h >= 50_000) if device == "cpu" else None,
+        "engines": _engines(hepgen_job, n_gen, t_p),
+        "bf16_check": _bf16_check(sim),
     }
+
+
+def _engines(job, n_gen: int, t_plain: float) -> dict:
+    """gen jets/s of the hepgen job per engine and precision (best of 2 calls), and the ratio
+    to the plain job; a refused precision or a failure is recorded."""
+    out: dict = {}
+    for name, engine, precision in (
+        ("eager", "eager", "float32"),
+        ("compiled", "compiled", "float32"),
+        ("graph_bf16", "auto", "bfloat16"),
+    ):
+        try:
+            seconds, _ = best_time(lambda e=engine, p=precision: job(e, p), 2)
+        except InputError as err:
+            out[name] = {"refused": str(err)[:300]}
+            continue
+        except Exception as err:  # a benchmark records a failing variant and goes on
+            out[name] = {"error": f"{type(err).__name__}: {err}"[:300]}
+            continue
+        out[name] = {
+            "engine": engine,
+            "precision": precision,
+            "hepgen_s": round(seconds, 3),
+            "hepgen_gen_jets_per_s": round(n_gen / seconds, 1),
+            "ratio": round(t_plain / seconds, 3),
+        }
+    return out
+
+
+def _bf16_check(sim: FastSim) -> dict | None:
+    """The model card's bf16 check: parity of samples and classifier AUCs, accepted or not."""
+    check = (getattr(sim, "inference_", None) or {}).get("checks", {}).get("bfloat16")
+    if not check:
+        return None
+    keys = ("parity", "auc_float32", "auc", "auc_interval", "accepted")
+    return {k: check[k] for k in keys if k in check}
 
 
 def run(quick: bool = False) -> dict:
@@ -167,7 +228,8 @@ def run(quick: bool = False) -> dict:
     -------
     dict
         Per device: events, gen jets, hepgen and plain seconds and gen jets/s, their ratio
-        (hepgen / plain), the one-epoch training and model-loading times.
+        (hepgen / plain), the one-epoch training and model-loading times; ``engines``: the
+        same job per engine and precision; ``bf16_check``: the model card's bf16 check.
     """
     warnings.filterwarnings("ignore", message=".*triangular_solve.*")  # plain LULinear.inverse
     n_events = 20_000 if quick else 200_000
