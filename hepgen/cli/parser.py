@@ -299,9 +299,10 @@ def _add_generate(sub: Any) -> None:
         "--engine",
         choices=("auto", "eager", "graph", "compiled"),
         default="auto",
-        help="how the flows evaluate (torch backend): auto (the static graph), eager (the "
-        "nflows layers), graph, or compiled (torch.compile of the graph: tens of seconds to "
-        "compile per process, faster from millions of objects on)",
+        help="how the flows evaluate (torch backend): eager (the nflows layers), graph (the "
+        "static graph that is exported), compiled (torch.compile of the graph: tens of "
+        "seconds to compile per process, then faster; blocks run on one thread) or auto "
+        "(default: eager on the CPU in float32, else graph)",
     )
     p.add_argument(
         "--precision",
