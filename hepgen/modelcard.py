@@ -191,6 +191,25 @@ def _tail_lines(card: dict[str, Any]) -> list[str]:
             )
         versions = prov.get("versions", {})
         lines.append("    versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    lines.extend(_inference_lines(card.get("inference")))
     for note in card.get("notes") or []:
         lines.append(f"  note: {note}")
+    return lines
+
+
+def _inference_lines(inference: dict[str, Any] | None) -> list[str]:
+    """The generation precision and its checks after training (``inference`` entry)."""
+    if not inference:
+        return []
+    lines = [f"  generation precision (model.precision): {inference.get('precision')}"]
+    for precision, check in (inference.get("checks") or {}).items():
+        parity = check.get("parity", {})
+        low, high = check.get("auc_interval", [float("nan")] * 2)
+        verdict = "accepted" if check.get("accepted") else "refused (float32 is used)"
+        lines.append(
+            f"    {precision} check: {verdict}; samples max |diff| {parity.get('max_abs', 0):.2g}"
+            f" (99th percentile {parity.get('p99_abs', 0):.2g}, tolerance "
+            f"{parity.get('tolerance', 0):.2g}); classifier AUC {check.get('auc', 0):.3f}, "
+            f"float32 {check.get('auc_float32', 0):.3f} [{low:.3f}, {high:.3f}]"
+        )
     return lines

@@ -100,3 +100,10 @@ def test_generate_takes_engine_and_precision(bf16_model: Path, tmp_path: Path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "precision bfloat16 is not accepted" in err[0], err
     assert not (tmp_path / "o2.root").exists()
+
+
+def test_info_shows_the_check(bf16_model: Path, capsys) -> None:
+    assert main(["info", str(bf16_model)]) == 0
+    out = capsys.readouterr().out
+    assert "generation precision (model.precision): bfloat16" in out
+    assert "bfloat16 check: accepted; samples max |diff|" in out

@@ -144,10 +144,17 @@ def training_arrays(
 
 
 def sample_module(
-    module: Any, conditions: np.ndarray, seed: int | None, batch_size: int
+    module: Any,
+    conditions: np.ndarray,
+    seed: int | None,
+    batch_size: int,
+    sampler: Callable[[Any, Any], Any] | None = None,
 ) -> np.ndarray:
     """Draw one sample per row of ``conditions`` from a torch module with
     ``sample(c, generator=...)`` and ``n_features``, batch by batch in eval mode.
+
+    ``sampler(c, generator)`` replaces ``module.sample`` when given (a flow evaluated by its
+    :class:`~hepgen.models.engine.FlowEngine`).
 
     A seeded :class:`torch.Generator` on the module's device makes the draws reproducible for
     the same seed and batch size; ``seed=None`` draws a fresh seed.  The module's train/eval
@@ -164,6 +171,7 @@ def sample_module(
     device = module_device(module)
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+    draw = sampler or (lambda c, g: module.sample(c, generator=g))
     out = []
     was_training = module.training
     module.eval()
@@ -171,7 +179,7 @@ def sample_module(
         with torch.inference_mode():
             for start in range(0, conditions.shape[0], batch_size):
                 c = torch.from_numpy(conditions[start : start + batch_size]).to(device)
-                out.append(module.sample(c, generator=generator).cpu().numpy())
+                out.append(draw(c, generator).cpu().numpy())
     finally:
         module.train(was_training)
     if not out:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hepgen.models.base import TorchModel, check_model_inputs
+from hepgen.models.base import TorchModel, check_model_inputs, sample_module
 from hepgen.models.selection import metric_cost
 
 __all__ = ["DEFAULT_BATCH_SIZE", "SAMPLE_COST_PER_PASS", "FlowModel"]
@@ -237,25 +237,11 @@ class FlowModel(TorchModel):
         c, _ = check_model_inputs(
             conditions, n_conditions=self.n_conditions_, where=f"{self.kind} sample"
         )
-        flow = self.module_
+        flow, engine = self.module_, self.engine_
         device = next(flow.parameters()).device
-        batch = batch_size or batch_size_for(device)
-        generator = torch.Generator(device=device)
-        generator.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
-        engine = self.engine_
-        out = []
-        was_training = flow.training
-        flow.eval()
-        try:
-            with torch.inference_mode():
-                for start in range(0, c.shape[0], batch):
-                    cb = torch.from_numpy(c[start : start + batch]).to(device)
-                    z = torch.randn(
-                        (cb.shape[0], flow.n_features), generator=generator, device=device
-                    )
-                    out.append(engine.from_latent(z, cb).cpu().numpy())
-        finally:
-            flow.train(was_training)
-        if not out:
-            return np.empty((0, flow.n_features), dtype=np.float32)
-        return np.concatenate(out).astype(np.float32, copy=False)
+
+        def draw(cb: Any, generator: Any) -> Any:
+            z = torch.randn((cb.shape[0], flow.n_features), generator=generator, device=device)
+            return engine.from_latent(z, cb)
+
+        return sample_module(flow, c, seed, batch_size or batch_size_for(device), sampler=draw)
