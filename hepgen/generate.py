@@ -120,12 +120,6 @@ class _GenerateJob:
     def __init__(self, model: ModelHandle, oversample: int, keep: bool) -> None:
         self.model, self.oversample, self.keep = model, oversample, keep
 
-    @property
-    def max_threads(self) -> int | None:
-        """Seed blocks side by side (:func:`hepgen.parallel.production.block_threads`): not
-        with the compiled engine (a compiled function is not called from several threads)."""
-        return 1 if (self.model.inference or {}).get("engine") == "compiled" else None
-
     def process(self, events: ak.Array, where: str, seed: int) -> tuple[ak.Array, dict[str, Any]]:
         sim, k = self.model.get(), self.oversample
         n_gen = _gen_objects(sim, events)

@@ -162,11 +162,21 @@ def test_a_failing_compiler_falls_back_to_the_graph(monkeypatch, caplog) -> None
 
 
 @pytest.mark.slow
-def test_the_compiled_engine_computes_the_graph() -> None:
+def test_the_compiled_engine_computes_the_graph_also_on_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     flow = perturbed_flow("coupling", "lu", 0)
-    z, c = torch.randn(300, 5), torch.randn(300, 3)
-    x = FlowEngine(flow, "compiled").from_latent(z, c)
-    assert torch.allclose(x, FlowEngine(flow, "graph").from_latent(z, c), atol=1e-5)
+    engine, graph = FlowEngine(flow, "compiled"), FlowEngine(flow, "graph")
+    g = torch.Generator().manual_seed(1)
+    batches = [
+        (torch.randn(n, 5, generator=g), torch.randn(n, 3, generator=g))
+        for n in (1, 7, 300, 1, 64, 300)
+    ]
+    with ThreadPoolExecutor(3) as pool:  # the first calls compile while others wait
+        threaded = list(pool.map(lambda zc: engine.from_latent(*zc), batches))
+    for (z, c), x in zip(batches, threaded, strict=True):
+        assert torch.allclose(x, graph.from_latent(z, c), atol=1e-5)
+        assert torch.equal(x, engine.from_latent(z, c))
 
 
 def test_every_engine_draws_the_same_noise() -> None:

@@ -301,7 +301,7 @@ def _add_generate(sub: Any) -> None:
         default="auto",
         help="how the flows evaluate (torch backend): eager (the nflows layers), graph (the "
         "static graph that is exported), compiled (torch.compile of the graph: tens of "
-        "seconds to compile per process, then faster; blocks run on one thread) or auto "
+        "seconds to compile per process, then faster) or auto "
         "(default: eager on the CPU in float32, else graph)",
     )
     p.add_argument(
