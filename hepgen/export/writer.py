@@ -19,6 +19,9 @@ from typing import Any
 
 from hepgen._version import __version__
 from hepgen.errors import InputError
+
+# the folder's contract is the reader's (the ONNX backend): one definition of it
+from hepgen.models.onnx_backend import EXPORT_FILE, EXPORT_FORMAT, EXPORT_FORMAT_VERSION
 from hepgen.models.parity import ParityReport
 
 __all__ = [
@@ -30,11 +33,6 @@ __all__ = [
     "export_model",
 ]
 
-#: The manifest of an export folder.
-EXPORT_FILE = "export.json"
-#: Its ``format`` and ``format_version``.
-EXPORT_FORMAT = "hepgen-export"
-EXPORT_FORMAT_VERSION = 1
 #: Export targets: the graphs' folder and file suffix.
 TARGETS = {"onnx": ("onnx", ".onnx"), "torchscript": ("torchscript", ".pt")}
 #: Input and output names of the two graph roles.

@@ -4,19 +4,21 @@ A trained flow is an nflows ``CompositeTransform``: per step a permutation, an `
 a spline transform whose conditioner is a residual MLP, and a closing ``LULinear``.  Evaluated
 layer by layer in eager PyTorch, a sampling call issues thousands of small operations, of
 which the conditioners' matrix products are only half the time.  The graphs here compute the
-same function with far fewer operations, and without the operations that exporters and
-compilers refuse:
+same function with fewer operations, and without the operations that exporters and compilers
+refuse (on the CPU in eager PyTorch they are no faster than the layers: the memory-bound
+elementwise work remains; :mod:`hepgen.models.engine` compiles them):
 
 * Every linear piece between two spline transforms (inverse ``LULinear``, permutation,
   coupling split and merge) is folded into **one affine map per step**, its inverse
   precomputed in float64 once; no ``linalg.solve_triangular`` at run time.  The map writes its
   output with the next step's untouched (identity) columns first, so the coupling split is a
   view.
-* Everything that depends on the context only (the conditioners' context layers and gates,
-  the first layer's context half, of every step and block) is **one matrix product** before
-  the first step.
-* The spline finds its bin by counting knots (:func:`~hepgen.models.spline.rational_quadratic_spline`
-  with ``bins="count"``): no ``searchsorted``, no data-dependent control flow.
+* What depends on the context only (the first layer's context half and every block's context
+  layer or gate) is **one matrix product per step**.  (One product for all steps at once was
+  slower: its (rows, steps x blocks x hidden) output falls out of the caches.)
+* The spline finds its bin by counting knots
+  (:func:`~hepgen.models.spline.rational_quadratic_spline`): no ``searchsorted``, no
+  data-dependent control flow.
 
 So a graph traces to a fixed sequence of tensor operations: it exports to ONNX (opset 18, both
 exporters) and TorchScript and runs under ``torch.compile``.  The autoregressive family keeps
@@ -27,7 +29,8 @@ weights once.
 rounded to bfloat16, float32 accumulation in the kernels that have it) and everything else in
 float32: the spline arithmetic, the affine maps, the log-determinants.  Reduced precision over
 the spline itself breaks parity (a bin boundary moves), so it never reaches it; whether the
-bf16 conditioners keep a given model's quality is for :func:`hepgen.models.parity` to decide.
+bf16 conditioners keep a given model's quality is for
+:func:`hepgen.models.engine.check_precision` to decide.
 
 Only the function is copied: a graph holds its own tensors (buffers, not parameters), so it
 never trains and never changes the flow it came from.
@@ -332,8 +335,9 @@ class SamplingGraph(_FlowGraph):
     ``forward(z, c)`` takes the base-space draws ``z`` (n, D) and the contexts ``c`` (n, C),
     both float32 on the graph's device, and returns the samples (n, D): for the same ``z``
     the samples of :meth:`ConditionalFlow.from_latent` up to float32 rounding (about 1e-6 in
-    float32; see :func:`hepgen.models.parity` for bfloat16).  The noise is the caller's, so a
-    graph is a pure function: exported, it needs no random-number generator.
+    float32; for bfloat16 see :func:`hepgen.models.engine.check_precision`).  The noise is
+    the caller's, so a graph is a pure function: exported, it needs no random-number
+    generator.
 
     Examples
     --------
