@@ -60,6 +60,7 @@ from hepgen.settings.base import NestedProblems, check_nested, one_line, problem
 from hepgen.settings.base import Strict as _Strict
 from hepgen.settings.models import (
     GENERATOR_SETTINGS,
+    SPLINE_KINDS,
     EfficiencySettings,
     FlowSettings,
     GANSettings,
@@ -278,6 +279,14 @@ class ModelConfig(_Strict):
             raise ValueError(
                 f"model.precision: {self.precision} is for flows (model.kind: flow); a "
                 f"{self.kind} generates in float32"
+            )
+        if self.precision != "float32" and (
+            self.flow.kind not in SPLINE_KINDS or self.flow.levels > 1
+        ):
+            raise ValueError(
+                f"model.precision: {self.precision} needs a single-scale RQ-spline flow "
+                f"(model.flow.kind coupling or autoregressive, levels 1); kind "
+                f"{self.flow.kind!r} generates in float32"
             )
         return self
 

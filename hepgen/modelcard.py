@@ -50,9 +50,7 @@ def _format_density(card: dict[str, Any]) -> list[str]:
         f"{data.get('n_validation')} validation events",
         "  features:   " + names("features"),
         "  conditions: " + names("conditions"),
-        f"  flow: {s.get('kind')} RQ-spline, {s.get('n_transforms')} transforms, "
-        f"{s.get('hidden_features')} hidden x {s.get('n_blocks')} blocks, {s.get('n_bins')} "
-        f"bins, tail bound {s.get('tail_bound')}; {arch.get('n_parameters')} parameters",
+        *_flow_lines(s, arch),
     ]
     trend = card.get("trend")
     if trend or card.get("conditional") is False:
@@ -72,6 +70,40 @@ def _format_density(card: dict[str, Any]) -> list[str]:
                 f"  largest interval of {name} without training events: "
                 f"[{gap[0]:.5g}, {gap[1]:.5g}]"
             )
+    return lines
+
+
+def _flow_lines(s: dict[str, Any], arch: dict[str, Any]) -> list[str]:
+    """The flow's architecture line, by family, and its cost class (``architecture.cost``,
+    absent from the cards of hepgen before the flow families)."""
+    kind = s.get("kind")
+    net = f"{s.get('hidden_features')} hidden x {s.get('n_blocks')} blocks"
+    levels = f", {s['levels']} levels" if (s.get("levels") or 1) > 1 else ""
+    if kind in ("coupling", "autoregressive", None):
+        what = (
+            f"{kind} RQ-spline, {s.get('n_transforms')} transforms, {net}, {s.get('n_bins')} "
+            f"bins, tail bound {s.get('tail_bound')}, mixing {s.get('mixing')}{levels}"
+        )
+    elif kind == "residual":
+        what = (
+            f"residual, {s.get('n_transforms')} blocks, {net}, Lipschitz bound "
+            f"{s.get('lipschitz')}, fixed-point inverse to {s.get('inverse_tolerance')} in at "
+            f"most {s.get('inverse_max_iterations')} iterations"
+        )
+    elif kind == "flow-matching":
+        solver = (
+            f"dopri5 at tolerance {s.get('ode_tolerance')}"
+            if s.get("sampler") == "dopri5"
+            else f"{s.get('sampler')} x {s.get('n_steps')} steps"
+        )
+        what = f"flow-matching, velocity field {net}, sampler {solver}"
+    else:
+        mixing = "" if kind == "glow" else f", mixing {s.get('mixing')}"
+        what = f"{kind}, {s.get('n_transforms')} transforms, {net}{mixing}{levels}"
+    lines = [f"  flow: {what}; {arch.get('n_parameters')} parameters"]
+    cost = arch.get("cost")
+    if cost:
+        lines.append(f"  cost: sampling {cost.get('sample')}; density {cost.get('log_prob')}")
     return lines
 
 
@@ -116,12 +148,7 @@ def format_card(card: dict[str, Any]) -> str:
         shown = ", ".join(f"{k} {v}" for k, v in settings.items())
         lines.append(f"  gan: {shown}; {arch.get('n_parameters')} parameters")
     else:
-        lines.append(
-            f"  flow: {settings.get('kind')} RQ-spline, {settings.get('n_transforms')} "
-            f"transforms, {settings.get('hidden_features')} hidden x {settings.get('n_blocks')} "
-            f"blocks, {settings.get('n_bins')} bins, tail bound {settings.get('tail_bound')}, "
-            f"mixing {settings.get('mixing')}; {arch.get('n_parameters')} parameters"
-        )
+        lines.extend(_flow_lines(settings, arch))
     eff = card.get("efficiency") or {}
     if eff:
         es = eff.get("summary") or {}

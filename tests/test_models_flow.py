@@ -77,6 +77,13 @@ def test_settings_round_trip_and_defaults():
         "mixing": "lu",
         "embedding_features": 0,
         "dropout": 0.0,
+        "levels": 1,
+        "lipschitz": 0.9,
+        "inverse_tolerance": 1e-6,
+        "inverse_max_iterations": 200,
+        "sampler": "midpoint",
+        "n_steps": 4,
+        "ode_tolerance": 1e-5,
     }
     other = FlowSettings(
         kind="autoregressive", mixing="permutation", embedding_features=4, tail_bound=5, dropout=0.1
@@ -97,7 +104,7 @@ def test_settings_unknown_keys_are_named():
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("kind", "maf"),
+        ("kind", "nsf"),
         ("mixing", "naive"),
         ("n_transforms", 0),
         ("n_bins", 1000),

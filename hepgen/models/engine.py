@@ -107,9 +107,17 @@ class FlowEngine:
     def __init__(self, flow: Any, engine: str = "auto", precision: str = "float32") -> None:
         check_engine(engine, precision)
         self.flow = flow
+        graphs = bool(getattr(flow, "has_graph", False))
         if engine == "auto":
             on_gpu = next(flow.parameters()).device.type != "cpu"
-            engine = "graph" if on_gpu or precision != "float32" else "eager"
+            engine = "graph" if graphs and (on_gpu or precision != "float32") else "eager"
+        if not graphs and (engine == "graph" or precision != "float32"):
+            what = "engine 'graph'" if engine == "graph" else f"precision {precision!r}"
+            raise ValueError(
+                f"{what} needs a single-scale RQ-spline flow (kind coupling or "
+                f"autoregressive, levels 1); this flow is kind {flow.settings.kind!r} with "
+                f"levels {flow.settings.levels}: use engine 'eager' or 'compiled' in float32"
+            )
         self.engine = engine
         self.precision = precision
         self._graphs: dict[str, Any] = {}
@@ -155,11 +163,27 @@ class FlowEngine:
     def _build(self, role: str) -> Any:
         from hepgen.models.flow_graph import DensityGraph, SamplingGraph
 
-        cls = SamplingGraph if role == "sample" else DensityGraph
-        graph = cls(self.flow, self.precision)
+        if not getattr(self.flow, "has_graph", False):  # compiled: the module's own code
+            graph: Any = _ModuleRole(self.flow, role)
+        else:
+            cls = SamplingGraph if role == "sample" else DensityGraph
+            graph = cls(self.flow, self.precision)
         if self.engine != "compiled":
             return graph
         return _compiled(graph)
+
+
+class _ModuleRole:
+    """One direction of a flow without a static graph, as a function of two tensors
+    (``from_latent`` or ``log_prob``), for ``torch.compile``."""
+
+    def __init__(self, flow: Any, role: str) -> None:
+        self.flow, self.role = flow, role
+
+    def __call__(self, a: Any, b: Any) -> Any:
+        if self.role == "sample":
+            return self.flow._from_latent(a, b)
+        return self.flow.log_prob(a, b)
 
 
 def _compiled(graph: Any) -> Any:

@@ -43,26 +43,28 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from nflows.distributions.normal import StandardNormal
-from nflows.flows.base import Flow
-from nflows.transforms import CompositeTransform, RandomPermutation
 from nflows.transforms.base import Transform
 from torch import Tensor, nn
 
 from hepgen.models.files import load_module, save_module
-from hepgen.models.modules import check_module_args, module_device
+from hepgen.models.flows import build_flow
+from hepgen.models.flows.base import FlowModule, check_rows
+from hepgen.models.flows.transforms import (
+    TransformFlow,
+    alternating_mask,
+    coupling_net,
+    mixing_layers,
+)
 from hepgen.models.spline import (  # MIN_BIN_*: re-exported, their home before the split
     MIN_BIN_HEIGHT,  # noqa: F401
     MIN_BIN_WIDTH,  # noqa: F401
     MIN_DERIVATIVE,
-    ClampedResidualNet,
-    LinalgLULinear,
     RQAutoregressiveTransform,
     RQCouplingTransform,
     rational_quadratic_spline,
     without_logabsdet,
 )
-from hepgen.settings.models import FlowSettings
+from hepgen.settings.models import SPLINE_KINDS, FlowSettings
 
 __all__ = [
     "FLOW_FORMAT",
@@ -77,7 +79,7 @@ __all__ = [
 FLOW_FORMAT = "hepgen-flow"
 FLOW_FORMAT_VERSION = 1
 
-KINDS = ("coupling", "autoregressive")
+KINDS = SPLINE_KINDS
 MIXINGS = ("lu", "permutation", "none")
 
 
@@ -86,7 +88,7 @@ MIXINGS = ("lu", "permutation", "none")
 # --------------------------------------------------------------------------------------------
 
 
-class ConditionalFlow(nn.Module):
+class ConditionalFlow(TransformFlow):
     """Conditional normalizing flow p(x | c) on nflows (RQ spline coupling or autoregressive).
 
     Parameters
@@ -170,6 +172,8 @@ class ConditionalFlow(nn.Module):
     (torch.Size([4, 2]), torch.Size([4]))
     """
 
+    kinds = SPLINE_KINDS
+
     def __init__(
         self,
         n_features: int,
@@ -177,16 +181,57 @@ class ConditionalFlow(nn.Module):
         settings: FlowSettings = FlowSettings(),
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        check_module_args(n_features, n_conditions, settings, FlowSettings, seed)
-        self.n_features = n_features
-        self.n_conditions = n_conditions
-        self.settings = settings
-        self.seed = seed
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.flow = _build_flow(n_features, n_conditions, settings)
-        self.float()
+        super().__init__(n_features, n_conditions, settings, seed)
+
+    @property
+    def has_graph(self) -> bool:
+        """Whether :mod:`hepgen.models.flow_graph` can build the static graphs (single scale)."""
+        return self.settings.levels == 1
+
+    def cost(self) -> dict[str, Any]:
+        """The cost class (:meth:`hepgen.models.flows.base.FlowModule.cost`)."""
+        if self.settings.kind == "autoregressive":
+            d = self.n_features
+            return {
+                "sample": f"D = {d} passes (one per target)",
+                "log_prob": "1 pass",
+                "sample_passes": d,
+                "log_prob_passes": 1,
+            }
+        return super().cost()
+
+    # -- the chain ----------------------------------------------------------------------------
+
+    def _step(self, index: int, n_features: int, context: int) -> list[Transform]:
+        s = self.settings
+        if s.kind == "coupling":
+            spline: Transform = RQCouplingTransform(
+                mask=alternating_mask(n_features, odd=bool(index % 2)),
+                transform_net_create_fn=coupling_net(s, context),
+                num_bins=s.n_bins,
+                tails="linear",
+                tail_bound=s.tail_bound,
+            )
+        else:
+            spline = RQAutoregressiveTransform(
+                features=n_features,
+                hidden_features=s.hidden_features,
+                context_features=context,
+                num_bins=s.n_bins,
+                tails="linear",
+                tail_bound=s.tail_bound,
+                num_blocks=s.n_blocks,
+                use_residual_blocks=True,
+                random_mask=False,
+                dropout_probability=s.dropout,
+            )
+        return [*mixing_layers(n_features, s.mixing), spline]
+
+    def _initialise(self, transform: Transform) -> None:
+        if isinstance(transform, RQCouplingTransform):
+            _identity_init(transform.transform_net.final_layer, self.settings.n_bins)
+        elif isinstance(transform, RQAutoregressiveTransform):
+            _identity_init(transform.autoregressive_net.final_layer, self.settings.n_bins)
 
     # -- evaluation ---------------------------------------------------------------------------
 
@@ -208,135 +253,18 @@ class ConditionalFlow(nn.Module):
         """
         x = self._as_input(x, self.n_features, "x")
         c = self._as_input(c, self.n_conditions, "c")
-        _check_rows(x, c)
+        check_rows(x, c)
         if x.shape[0] == 0:
             return x.new_zeros(0)
         return self.flow.log_prob(x, context=c)
 
     forward = log_prob
 
-    def sample(self, c: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """One draw of x ~ p(x | c) per row of ``c``.
-
-        Parameters
-        ----------
-        c : Tensor of shape (n, C)
-            Contexts (any float dtype; cast to float32 on the module's device).
-        generator : torch.Generator or None
-            Source of the base noise; ``None`` uses the global RNG.  The noise is drawn on the
-            generator's device and moved to the module's, so a CPU generator gives the same
-            noise whether the flow runs on CPU or CUDA.  The same generator state gives the
-            same samples.
-
-        Returns
-        -------
-        Tensor of shape (n, D), float32
-            Samples in model space; no autograd graph is built.
-        """
-        c = self._as_input(c, self.n_conditions, "c")
-        with torch.no_grad():
-            noise_device = generator.device if generator is not None else c.device
-            z = torch.randn(
-                (c.shape[0], self.n_features),
-                generator=generator,
-                device=noise_device,
-                dtype=torch.float32,
-            )
-            return self._inverse(z.to(c.device), c)
-
-    def to_latent(self, x: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-        """Map targets to the base space: ``z = f(x; c)`` and ``log|det df/dx|``.
-
-        Parameters
-        ----------
-        x : Tensor of shape (n, D)
-        c : Tensor of shape (n, C)
-
-        Returns
-        -------
-        z : Tensor of shape (n, D), float32
-        logabsdet : Tensor of shape (n,), float32
-        """
-        x = self._as_input(x, self.n_features, "x")
-        c = self._as_input(c, self.n_conditions, "c")
-        _check_rows(x, c)
-        return self.flow._transform(x, context=self.flow._embedding_net(c))
-
-    def from_latent(self, z: Tensor, c: Tensor) -> Tensor:
-        """Map base-space points to targets: ``x = f^-1(z; c)`` (what :meth:`sample` applies).
-
-        Parameters
-        ----------
-        z : Tensor of shape (n, D)
-        c : Tensor of shape (n, C)
-
-        Returns
-        -------
-        Tensor of shape (n, D), float32
-        """
-        z = self._as_input(z, self.n_features, "z")
-        c = self._as_input(c, self.n_conditions, "c")
-        _check_rows(z, c)
-        return self._inverse(z, c)
-
-    def _inverse(self, z: Tensor, c: Tensor) -> Tensor:
-        if z.shape[0] == 0:
-            return z.new_zeros((0, self.n_features))
+    def _from_latent(self, z: Tensor, c: Tensor) -> Tensor:
         # The inverse's log-Jacobian is discarded here: the splines skip computing it.
         with without_logabsdet(self):
             x, _ = self.flow._transform.inverse(z, context=self.flow._embedding_net(c))
         return x
-
-    def describe(self) -> dict[str, Any]:
-        """Architecture summary: ``n_features``, ``n_conditions``, ``settings`` (a dict),
-        ``n_parameters``."""
-        return {
-            "n_features": self.n_features,
-            "n_conditions": self.n_conditions,
-            "settings": self.settings.to_dict(),
-            "n_parameters": int(sum(p.numel() for p in self.parameters())),
-        }
-
-    def _as_input(self, t: Any, width: int, name: str) -> Tensor:
-        device = module_device(self)
-        t = torch.as_tensor(t).to(device=device, dtype=torch.float32)
-        if t.ndim != 2 or t.shape[1] != width:
-            raise ValueError(
-                f"{name} must have shape (n, {width}) for this flow, got {tuple(t.shape)}"
-            )
-        return t
-
-    def extra_repr(self) -> str:
-        return (
-            f"n_features={self.n_features}, n_conditions={self.n_conditions}, "
-            f"kind={self.settings.kind!r}, seed={self.seed}"
-        )
-
-
-def _check_rows(x: Tensor, c: Tensor) -> None:
-    if x.shape[0] != c.shape[0]:
-        raise ValueError(
-            f"targets and contexts must have the same number of rows, got {x.shape[0]} and "
-            f"{c.shape[0]}"
-        )
-
-
-def _alternating_mask(n_features: int, odd: bool) -> Tensor:
-    """1 marks the transformed features; with one feature it is always transformed (the
-    spline then depends on the context only)."""
-    if n_features == 1:
-        return torch.ones(1, dtype=torch.int64)
-    mask = torch.zeros(n_features, dtype=torch.int64)
-    mask[int(odd) :: 2] = 1
-    return mask
-
-
-def _mixing(n_features: int, mixing: str) -> list[Transform]:
-    if mixing == "lu":
-        return [RandomPermutation(n_features), LinalgLULinear(n_features, identity_init=True)]
-    if mixing == "permutation":
-        return [RandomPermutation(n_features)]
-    return []
 
 
 def _identity_init(final_layer: nn.Linear, n_bins: int) -> None:
@@ -354,72 +282,12 @@ def _identity_init(final_layer: nn.Linear, n_bins: int) -> None:
         bias[:, 2 * n_bins :] = math.log(math.expm1(1.0 - MIN_DERIVATIVE))
 
 
-def _build_flow(n_features: int, n_conditions: int, s: FlowSettings) -> Flow:
-    """The nflows ``Flow`` for the settings (uses the global RNG: call it seeded)."""
-    context = s.embedding_features or n_conditions
-    transforms: list[Transform] = []
-    for i in range(s.n_transforms):
-        transforms.extend(_mixing(n_features, s.mixing))
-        if s.kind == "coupling":
-
-            def conditioner(n_in: int, n_out: int) -> nn.Module:
-                return ClampedResidualNet(
-                    n_in,
-                    n_out,
-                    hidden_features=s.hidden_features,
-                    context_features=context,
-                    num_blocks=s.n_blocks,
-                    dropout_probability=s.dropout,
-                    bound=s.tail_bound,
-                )
-
-            transforms.append(
-                RQCouplingTransform(
-                    mask=_alternating_mask(n_features, odd=bool(i % 2)),
-                    transform_net_create_fn=conditioner,
-                    num_bins=s.n_bins,
-                    tails="linear",
-                    tail_bound=s.tail_bound,
-                )
-            )
-        else:
-            transforms.append(
-                RQAutoregressiveTransform(
-                    features=n_features,
-                    hidden_features=s.hidden_features,
-                    context_features=context,
-                    num_bins=s.n_bins,
-                    tails="linear",
-                    tail_bound=s.tail_bound,
-                    num_blocks=s.n_blocks,
-                    use_residual_blocks=True,
-                    random_mask=False,
-                    dropout_probability=s.dropout,
-                )
-            )
-    for t in transforms:
-        if isinstance(t, RQCouplingTransform):
-            _identity_init(t.transform_net.final_layer, s.n_bins)
-        elif isinstance(t, RQAutoregressiveTransform):
-            _identity_init(t.autoregressive_net.final_layer, s.n_bins)
-    if s.mixing == "lu":
-        transforms.append(LinalgLULinear(n_features, identity_init=True))
-    embedding = None
-    if s.embedding_features:
-        embedding = nn.Sequential(
-            nn.Linear(n_conditions, s.hidden_features),
-            nn.ReLU(),
-            nn.Linear(s.hidden_features, s.embedding_features),
-        )
-    return Flow(CompositeTransform(transforms), StandardNormal([n_features]), embedding)
-
-
 # --------------------------------------------------------------------------------------------
 # files
 # --------------------------------------------------------------------------------------------
 
 
-def save_flow(flow: ConditionalFlow, directory: str | Path, name: str = "flow") -> list[Path]:
+def save_flow(flow: FlowModule, directory: str | Path, name: str = "flow") -> list[Path]:
     """Write ``NAME.safetensors`` (state dict) and ``NAME.json`` (metadata), atomically.
 
     Parameters
@@ -461,7 +329,7 @@ def save_flow(flow: ConditionalFlow, directory: str | Path, name: str = "flow") 
 
 def load_flow(
     directory: str | Path, name: str = "flow", device: str | torch.device = "cpu"
-) -> ConditionalFlow:
+) -> FlowModule:
     """Rebuild a flow written by :func:`save_flow` (JSON + safetensors; no code is executed).
 
     Parameters
@@ -493,5 +361,5 @@ def load_flow(
         label="flow",
         settings_from_dict=FlowSettings.from_dict,
         device=device,
-        build=lambda d, c, settings, seed: ConditionalFlow(d, c, settings, seed=seed),
+        build=lambda d, c, settings, seed: build_flow(d, c, settings, seed=seed),
     )

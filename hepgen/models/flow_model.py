@@ -37,9 +37,10 @@ DEFAULT_BATCH_SIZE = 4096
 SAMPLE_COST_PER_PASS = 0.35
 
 
-def _negative_log_prob(module: Any, batch: dict[str, Any]) -> Any:
-    """The per-event loss of a flow: ``-log p(x | c)``, shape (n,)."""
-    return -module.log_prob(batch["x"], batch["c"])
+def _flow_loss(module: Any, batch: dict[str, Any]) -> Any:
+    """The per-event loss of a flow, shape (n,): ``-log p(x | c)``, or the family's own
+    (:meth:`hepgen.models.flows.base.FlowModule.loss`)."""
+    return module.loss(batch["x"], batch["c"])
 
 
 class FlowModel(TorchModel):
@@ -145,19 +146,21 @@ class FlowModel(TorchModel):
         return FlowSettings()
 
     def _build(self, n_features: int, n_conditions: int, settings: Any) -> Any:
-        from hepgen.models.flow import ConditionalFlow
+        from hepgen.models.flows import build_flow
 
-        return ConditionalFlow(n_features, n_conditions, settings, seed=self.seed)
+        return build_flow(n_features, n_conditions, settings, seed=self.seed)
 
     def _objective(self, settings: Any) -> Any:
         from hepgen.training import LikelihoodObjective
 
-        return LikelihoodObjective(_negative_log_prob)
+        return LikelihoodObjective(_flow_loss)
 
     def _metric_cost(
         self, selection: str, n_validation: int, n_train: int, settings: Any
     ) -> float | None:
-        passes = self.n_features_ if settings.kind == "autoregressive" else 1
+        passes = self.module_.cost()["sample_passes"] if hasattr(self, "module_") else None
+        if passes is None:  # data-dependent (an adaptive solver, fixed-point iterations)
+            passes = self.n_features_
         return metric_cost(selection, n_validation, n_train, SAMPLE_COST_PER_PASS * passes)
 
     @staticmethod

@@ -15,8 +15,13 @@ from pydantic import Field, field_validator, model_validator
 from hepgen.settings.base import Device, Float, Settings
 
 __all__ = [
+    "COUPLING_KINDS",
     "DEFAULT_N_CRITIC",
+    "FLOW_KINDS",
     "GENERATOR_SETTINGS",
+    "KIND_DEFAULTS",
+    "SAMPLERS",
+    "SPLINE_KINDS",
     "EfficiencySettings",
     "FlowSettings",
     "GANSettings",
@@ -26,48 +31,114 @@ __all__ = [
 DEFAULT_N_CRITIC = {"wgan-gp": 5, "cramer": 1}
 
 
+#: The flow families of ``model.flow.kind``: the RQ-spline kinds (nflows layers, with a static
+#: inference graph, bfloat16 and ONNX export), the affine and additive families of the
+#: literature, residual flows and conditional flow matching (:mod:`hepgen.models.flows`).
+FLOW_KINDS = (
+    "coupling",
+    "autoregressive",
+    "nice",
+    "realnvp",
+    "glow",
+    "maf",
+    "iaf",
+    "residual",
+    "flow-matching",
+)
+#: The spline kinds: :class:`hepgen.models.flow.ConditionalFlow`.
+SPLINE_KINDS = ("coupling", "autoregressive")
+#: The kinds built of coupling layers: the ones a multi-scale architecture (``levels``) applies to.
+COUPLING_KINDS = ("coupling", "nice", "realnvp", "glow")
+#: Samplers of flow matching: fixed-step Euler, midpoint and RK4, adaptive Dormand-Prince 5(4).
+SAMPLERS = ("euler", "midpoint", "rk4", "dopri5")
+
+#: Defaults that differ by kind, applied where a setting is left out (so the card and the
+#: model file always hold the values used).  Flow matching spends its network budget on one
+#: velocity field evaluated a few times per draw: wider and deeper than one conditioner.
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "flow-matching": {"hidden_features": 256, "n_blocks": 3},
+    "residual": {"n_transforms": 8, "hidden_features": 128, "n_blocks": 1},
+}
+
+
 class FlowSettings(Settings):
-    """Architecture of a conditional rational-quadratic spline flow.
+    """Architecture of a conditional normalizing flow (every family of ``model.flow.kind``).
 
     Parameters
     ----------
-    kind : {"coupling", "autoregressive"}
-        RQ spline coupling flow (one pass to sample) or masked autoregressive RQ spline flow
-        (D passes to sample).
+    kind : str
+        The family (:data:`FLOW_KINDS`; :mod:`hepgen.models.flows` compares their costs):
+        ``"coupling"`` (RQ-spline coupling, the default) and ``"autoregressive"`` (masked
+        autoregressive RQ spline); ``"nice"`` (additive coupling), ``"realnvp"`` (affine
+        coupling), ``"glow"`` (ActNorm, LU linear, affine coupling), ``"maf"`` / ``"iaf"``
+        (masked / inverse autoregressive affine), ``"residual"`` (invertible residual blocks)
+        and ``"flow-matching"`` (a continuous flow: a velocity field trained by conditional
+        optimal-transport flow matching, sampled by an ODE solver).
     n_transforms : int
-        Number of spline transforms (>= 1).
+        Number of transforms, i.e. coupling, autoregressive or residual steps (>= 1; not used
+        by flow matching).
     hidden_features : int
-        Width of the conditioner networks (and of the embedding net's hidden layer).
+        Width of the conditioner networks (of the velocity field for flow matching; of the
+        embedding net's hidden layer).  Default 128 (256 for flow matching).
     n_blocks : int
-        Residual blocks per conditioner (>= 1).
+        Residual blocks per conditioner (>= 1).  Default 2 (3 for flow matching, 1 for
+        residual flows, where a block is one residual transform's hidden layer count).
     n_bins : int
-        Spline bins per dimension (1 to 999).
+        Spline bins per dimension (1 to 999; spline kinds).
     tail_bound : float
         The splines act on [-tail_bound, tail_bound] (model-space units, i.e. standard
-        deviations of the standardised data); outside it each transform is the identity.
+        deviations of the standardised data); outside it each transform is the identity.  The
+        conditioners of every discrete-step family see their inputs clamped to this interval.
     mixing : {"lu", "permutation", "none"}
-        Layer between two spline transforms: a learned LU-decomposed linear map, a fixed
-        random permutation, or nothing.
+        Layer between two spline, additive or affine transforms: a learned LU-decomposed
+        linear map, a fixed random permutation, or nothing (Glow always uses ActNorm and an LU
+        map, its invertible 1x1 convolution).
     embedding_features : int
         Output width of the context embedding MLP; 0 gives the raw context to every
         conditioner.
     dropout : float
         Dropout probability inside the conditioners, in [0, 1).
+    levels : int
+        Multi-scale architecture of the coupling kinds (``coupling``, ``nice``, ``realnvp``,
+        ``glow``): the transforms are spread over ``levels`` levels and half of the remaining
+        dimensions leave to the base distribution after each level but the last (RealNVP's
+        factor-out).  1 (default) is a single scale; each level needs >= 2 dimensions.
+    lipschitz : float
+        Residual flows: the Lipschitz bound of each residual branch, in (0, 1), enforced by
+        spectral normalisation.
+    inverse_tolerance : float
+        Residual flows: the fixed-point inverse stops when no coordinate moves by more than
+        this (model-space units).
+    inverse_max_iterations : int
+        Residual flows: iteration cap of the fixed-point inverse; not converging by then is an
+        error.
+    sampler : {"euler", "midpoint", "rk4", "dopri5"}
+        Flow matching: the ODE solver of sampling (fixed-step Euler, midpoint or RK4, or the
+        adaptive Dormand-Prince 5(4)).
+    n_steps : int
+        Flow matching: steps of a fixed-step sampler (1 to 1000).
+    ode_tolerance : float
+        Flow matching: absolute and relative tolerance of the adaptive solver (sampling with
+        ``"dopri5"``, and every ``log_prob``).
 
     Raises
     ------
     ConfigError
-        A value of the wrong type or out of range (the message names the setting).
+        A value of the wrong type or out of range, or ``levels`` > 1 with a kind that is not
+        a coupling flow (the message names the setting).
 
     References
     ----------
-    C. Durkan et al., "Neural Spline Flows", NeurIPS 2019, arXiv:1906.04032.
+    C. Durkan et al., "Neural Spline Flows", NeurIPS 2019, arXiv:1906.04032; the other
+    families' papers are cited by their classes in :mod:`hepgen.models.flows`.
 
     Examples
     --------
     >>> s = FlowSettings(kind="autoregressive", n_bins=8)
     >>> FlowSettings.from_dict(s.to_dict()) == s
     True
+    >>> FlowSettings(kind="flow-matching").hidden_features
+    256
     >>> FlowSettings(n_bins=0)
     Traceback (most recent call last):
     ...
@@ -76,7 +147,17 @@ class FlowSettings(Settings):
 
     family: ClassVar[str] = "flow"
 
-    kind: Literal["coupling", "autoregressive"] = "coupling"
+    kind: Literal[
+        "coupling",
+        "autoregressive",
+        "nice",
+        "realnvp",
+        "glow",
+        "maf",
+        "iaf",
+        "residual",
+        "flow-matching",
+    ] = "coupling"
     n_transforms: int = Field(6, ge=1)
     hidden_features: int = Field(128, ge=1)
     n_blocks: int = Field(2, ge=1)
@@ -85,6 +166,30 @@ class FlowSettings(Settings):
     mixing: Literal["lu", "permutation", "none"] = "lu"
     embedding_features: int = Field(0, ge=0)
     dropout: Float = Field(0.0, ge=0, lt=1)
+    levels: int = Field(1, ge=1, le=8)
+    lipschitz: Float = Field(0.9, gt=0, lt=1)
+    inverse_tolerance: Float = Field(1e-6, gt=0, allow_inf_nan=False)
+    inverse_max_iterations: int = Field(200, ge=1)
+    sampler: Literal["euler", "midpoint", "rk4", "dopri5"] = "midpoint"
+    n_steps: int = Field(4, ge=1, le=1000)
+    ode_tolerance: Float = Field(1e-5, gt=0, lt=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: Any) -> Any:
+        """Fill the settings left out with the kind's defaults (:data:`KIND_DEFAULTS`)."""
+        if isinstance(data, dict) and data.get("kind") in KIND_DEFAULTS:
+            return {**KIND_DEFAULTS[data["kind"]], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _levels_for_coupling(self) -> FlowSettings:
+        if self.levels > 1 and self.kind not in COUPLING_KINDS:
+            raise ValueError(
+                f"levels > 1 (multi-scale) applies to the coupling kinds {COUPLING_KINDS}, "
+                f"not to kind {self.kind!r}"
+            )
+        return self
 
 
 class GANSettings(Settings):
