@@ -196,6 +196,13 @@ def generator_graph(
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     module = model.module_.eval()
     kind = model.kind
+    if kind == "flow" and not getattr(module, "has_graph", False):
+        s = module.settings
+        raise InputError(
+            f"the {role} flow is kind {s.kind!r} (levels {s.levels}); export writes the static "
+            "graphs of the single-scale RQ-spline flows (kind coupling or autoregressive, "
+            "levels 1): generate this model with the torch backend"
+        )
     if kind == "flow":
         sample: nn.Module = SamplingGraph(module, precision).eval()
         log_prob: nn.Module | None = DensityGraph(module, precision).eval()
