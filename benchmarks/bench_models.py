@@ -32,6 +32,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import yaml
+from _jets_task import held_out_quality, simulate_task, sizes
 from _timing import best_time
 
 from hepgen.config import load_config
@@ -39,7 +40,6 @@ from hepgen.fastsim import FastSim
 from hepgen.generate import generate_file
 from hepgen.io.reader import read_events
 from hepgen.resources import config_path
-from hepgen.sim import simulate_to_file
 from hepgen.validation.files import validate_files
 
 __all__ = ["run"]
@@ -77,7 +77,6 @@ def _one_model(kind: str, cfg_path: Path, train: Path, heldout: Path, work: Path
         quiet=True,
     )
     metrics = json.loads((report / "metrics.json").read_text())  # with the "objects" block
-    ks = {t: round(metrics["features"][t]["ks"]["statistic"], 5) for t in sim.target_names}
     events = read_events(heldout, sim.condition_names)
     flat = {k: ak.to_numpy(ak.flatten(events[k])) for k in sim.condition_names}
     n_rows = min(100_000, len(next(iter(flat.values()))))
@@ -86,11 +85,7 @@ def _one_model(kind: str, cfg_path: Path, train: Path, heldout: Path, work: Path
     objects = metrics["objects"]
     return {
         "quality": {
-            "auc": round(metrics["c2st"]["auc"], 5),
-            "auc_ci": [round(v, 5) for v in metrics["c2st"]["auc_ci"]],
-            "auc_baseline": round(metrics["baseline"]["c2st"]["auc"], 5),
-            "ks_max": max(ks.values()),
-            "ks": ks,
+            **held_out_quality(metrics, sim.target_names),
             "mmd2": metrics["mmd"]["value"],
             "mmd_pvalue": metrics["mmd"]["pvalue"],
             "efficiency": [
@@ -130,15 +125,15 @@ def run(quick: bool = False) -> dict:
     dict
         ``flow`` and ``gan``: quality, training and sampling numbers; ``ratio``: GAN / flow.
     """
-    n_train, n_heldout, limit = (6_000, 5_000, 30.0) if quick else (60_000, 20_000, 300.0)
+    n_train, n_heldout = sizes(quick)
+    limit = 30.0 if quick else 300.0
     out: dict = {"n_train_events": n_train, "n_heldout_events": n_heldout, "time_limit_s": limit}
     with tempfile.TemporaryDirectory(prefix="hepgen_bench_models_") as tmp:
         work = Path(tmp)
-        train = simulate_to_file(work / "train.root", "jets", n_train, seed=31, quiet=True)
-        heldout = simulate_to_file(work / "heldout.root", "jets", n_heldout, seed=32, quiet=True)
+        train, heldout = simulate_task(work, n_train, n_heldout)
         for kind, name in CONFIGS.items():
             cfg_path = _config(name, limit, work)
-            out[kind] = _one_model(kind, cfg_path, Path(train), Path(heldout), work)
+            out[kind] = _one_model(kind, cfg_path, train, heldout, work)
     flow, gan = out["flow"], out["gan"]
     out["ratio"] = {
         "auc_minus_half": round(

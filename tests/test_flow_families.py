@@ -206,3 +206,28 @@ def test_trains_on_jets(kind, jets, tmp_path: Path):
     assert np.isfinite(ratio_fast).all()
     ks = ks_2samp(ratio_fast, ratio_full).statistic
     assert ks <= 0.05, f"{kind}: KS of the pt response {ks:.3f}"
+
+
+@pytest.mark.parametrize("engine", ["graph", "compiled"])
+def test_engines_beyond_eager_are_for_spline_flows(engine):
+    from hepgen.models.engine import FlowEngine
+
+    flow = nontrivial("realnvp", 3, 2, hidden_features=8, n_transforms=2)
+    assert FlowEngine(flow, "auto").engine == "eager"
+    with pytest.raises(ValueError, match=f"engine '{engine}' needs a single-scale RQ-spline"):
+        FlowEngine(flow, engine)
+    with pytest.raises(ValueError, match="precision 'bfloat16'"):
+        FlowEngine(flow, "auto", "bfloat16")
+    multiscale = nontrivial("coupling", 8, 2, hidden_features=8, n_transforms=2, levels=2)
+    with pytest.raises(ValueError, match="levels 2"):
+        FlowEngine(multiscale, engine)
+
+
+def test_bfloat16_is_refused_for_other_kinds_in_the_config():
+    from hepgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs a single-scale RQ-spline flow"):
+        load_config(
+            config_path("toy_jets_flow.yaml"),
+            [("model.flow.kind", "glow"), ("model.precision", "bfloat16")],
+        )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from hepgen.settings.models import FLOW_KINDS
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -20,6 +23,11 @@ SMALL = {
     "02_validation.ipynb": "N_EVENTS = 4000\nSEED = 1",
     "03_anomaly_scan.ipynb": (
         "N_EVENTS = 60_000\nSIGNAL_FRACTION = 0.003\nMAX_EPOCHS = 3\nSEED = 1"
+    ),
+    # every family, a few fixed epochs instead of a time budget
+    "04_flow_zoo.ipynb": (
+        "N_TRAIN_EVENTS = 4000\nN_TEST_EVENTS = 2000\nBUDGET = None\nMAX_EPOCHS = 2\n"
+        f"FAMILIES = {list(FLOW_KINDS)!r}\nSEED = 1"
     ),
 }
 
@@ -66,5 +74,22 @@ def test_03_anomaly_scan(tmp_path: Path) -> None:
     text = _text(nb)
     assert "most significant window" in text and "report:" in text
     assert text.count("observed") >= 5  # one line per window
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 2
+
+
+def test_04_flow_zoo(tmp_path: Path) -> None:
+    nb = _execute("04_flow_zoo.ipynb", tmp_path)
+    text = _text(nb)
+    assert "reference vs reference classifier AUC" in text and "worst KS (target)" in text
+    table = {}  # family -> its row of the printed table: AUC [CI], worst KS (target), NLL, ...
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) > 8 and parts[0] in FLOW_KINDS and parts[2].startswith("["):
+            table[parts[0]] = parts
+    assert sorted(table) == sorted(FLOW_KINDS)  # every family trained, sampled and compared
+    for kind, row in table.items():
+        auc, ks, nll = float(row[1]), float(row[4]), float(row[6])
+        assert 0.45 < auc < 1.0 and 0.0 < ks < 0.5 and np.isfinite(nll), (kind, row)
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 2

@@ -675,8 +675,11 @@ class FastSim:
             if precision != "float32":
                 raise InputError(f"precision {precision}: a {self.config.model.kind} has none")
             return self
-        response.set_inference(engine, precision)
         fakes = getattr(self.fakes_, "model", None)
-        if hasattr(fakes, "set_inference"):
-            fakes.set_inference(engine, "float32")
+        try:
+            response.set_inference(engine, precision)
+            if hasattr(fakes, "set_inference"):
+                fakes.set_inference(engine, "float32")
+        except ValueError as err:  # an engine the flow family has not (the graph engine)
+            raise InputError(str(err)) from None
         return self

@@ -16,7 +16,9 @@
     pays from a few million rows on.  When compilation fails (no C++ compiler, an
     unsupported platform) the engine warns once and runs the graph.
 ``"auto"``
-    On the CPU in float32 the nflows layers: the graph computes the same function at the
+    The module itself for the flow families without a static graph (every kind but the
+    single-scale RQ-spline flows: their own code is their only engine).  For the spline
+    flows, on the CPU in float32 the nflows layers: the graph computes the same function at the
     same speed there (both spend their time in the conditioners' matrix products and in
     memory-bound elementwise operations; measured 40-48k rows/s each on one core, the layers
     slightly ahead), and the layers give exactly the draws of earlier hepgen versions.  On a
@@ -111,12 +113,12 @@ class FlowEngine:
         if engine == "auto":
             on_gpu = next(flow.parameters()).device.type != "cpu"
             engine = "graph" if graphs and (on_gpu or precision != "float32") else "eager"
-        if not graphs and (engine == "graph" or precision != "float32"):
-            what = "engine 'graph'" if engine == "graph" else f"precision {precision!r}"
+        if not graphs and (engine != "eager" or precision != "float32"):
+            what = f"engine {engine!r}" if engine != "eager" else f"precision {precision!r}"
             raise ValueError(
                 f"{what} needs a single-scale RQ-spline flow (kind coupling or "
                 f"autoregressive, levels 1); this flow is kind {flow.settings.kind!r} with "
-                f"levels {flow.settings.levels}: use engine 'eager' or 'compiled' in float32"
+                f"levels {flow.settings.levels}: use engine 'eager' (or 'auto') in float32"
             )
         self.engine = engine
         self.precision = precision
@@ -163,27 +165,11 @@ class FlowEngine:
     def _build(self, role: str) -> Any:
         from hepgen.models.flow_graph import DensityGraph, SamplingGraph
 
-        if not getattr(self.flow, "has_graph", False):  # compiled: the module's own code
-            graph: Any = _ModuleRole(self.flow, role)
-        else:
-            cls = SamplingGraph if role == "sample" else DensityGraph
-            graph = cls(self.flow, self.precision)
+        cls = SamplingGraph if role == "sample" else DensityGraph
+        graph = cls(self.flow, self.precision)
         if self.engine != "compiled":
             return graph
         return _compiled(graph)
-
-
-class _ModuleRole:
-    """One direction of a flow without a static graph, as a function of two tensors
-    (``from_latent`` or ``log_prob``), for ``torch.compile``."""
-
-    def __init__(self, flow: Any, role: str) -> None:
-        self.flow, self.role = flow, role
-
-    def __call__(self, a: Any, b: Any) -> Any:
-        if self.role == "sample":
-            return self.flow._from_latent(a, b)
-        return self.flow.log_prob(a, b)
 
 
 def _compiled(graph: Any) -> Any:

@@ -117,6 +117,10 @@ class FlowModel(TorchModel):
         from hepgen.models.engine import check_engine
 
         check_engine(engine, precision)
+        if hasattr(self, "module_"):  # the family must support it (ValueError otherwise)
+            from hepgen.models.engine import FlowEngine
+
+            FlowEngine(self.module_, engine, precision)
         self.engine, self.precision = engine, precision
         self.__dict__.pop("engine_", None)
         return self
