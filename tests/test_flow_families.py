@@ -25,10 +25,9 @@ KINDS = list(FLOW_KINDS)
 
 #: Settings per kind for the exactness checks: flow matching inverts its ODE with the
 #: adaptive solver at a tight tolerance (a fixed-step sampler is not the inverse of the
-#: density direction), residual flows iterate their fixed point to float32 precision.
+#: density direction).
 EXACT = {
     "flow-matching": {"sampler": "dopri5", "ode_tolerance": 1e-7, "hidden_features": 32},
-    "residual": {"inverse_tolerance": 1e-6},
 }
 
 

@@ -57,7 +57,12 @@ SAMPLERS = ("euler", "midpoint", "rk4", "dopri5")
 #: velocity field evaluated a few times per draw: wider and deeper than one conditioner.
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     "flow-matching": {"hidden_features": 256, "n_blocks": 3},
-    "residual": {"n_transforms": 8, "hidden_features": 128, "n_blocks": 1},
+    "residual": {
+        "n_transforms": 8,
+        "hidden_features": 128,
+        "n_blocks": 1,
+        "inverse_tolerance": 1e-7,  # to float32 resolution (the stall rule ends it there)
+    },
 }
 
 
@@ -108,7 +113,8 @@ class FlowSettings(Settings):
         spectral normalisation.
     inverse_tolerance : float
         Residual flows: the fixed-point inverse stops when no coordinate moves by more than
-        this (model-space units).
+        this times max(1, |x|) (default 1e-7 for the residual kind: float32's resolution;
+        a row whose steps stop shrinking within 16x of it has reached that resolution).
     inverse_max_iterations : int
         Residual flows: iteration cap of the fixed-point inverse; not converging by then is an
         error.
