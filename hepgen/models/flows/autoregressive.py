@@ -89,7 +89,7 @@ class MAFFlow(TransformFlow):
     def cost(self) -> dict[str, Any]:
         d = self.n_features
         return {
-            "sample": f"D = {d} passes per step (one per target)",
+            "sample": f"D = {d} passes (one per target)",
             "log_prob": "1 pass",
             "sample_passes": d,
             "log_prob_passes": 1,
@@ -151,7 +151,7 @@ class IAFFlow(MAFFlow):
         d = self.n_features
         return {
             "sample": "1 pass",
-            "log_prob": f"D = {d} passes per step (one per target)",
+            "log_prob": f"D = {d} passes (one per target)",
             "sample_passes": 1,
             "log_prob_passes": d,
         }
