@@ -87,7 +87,8 @@ def test_log_det_is_autograds(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_log_prob_normalises(kind):
     """A 1-D conditional density integrates to one (trapezoid on a fine grid)."""
-    flow = nontrivial(kind, 1, 2, hidden_features=16, n_transforms=3)
+    loose = {"ode_tolerance": 1e-5} if kind == "flow-matching" else {}  # 1e-7 stalls at |x| > 10
+    flow = nontrivial(kind, 1, 2, hidden_features=16, n_transforms=3, **loose)
     grid = torch.linspace(-12, 12, 6001)[:, None]
     c = torch.full((len(grid), 2), 0.3)
     with torch.no_grad():
