@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from nflows.transforms import AffineCouplingTransform, RandomPermutation
+from nflows.transforms import RandomPermutation
 from nflows.transforms.base import Transform
 
 from hepgen.models.flows.transforms import (
     SafeActNorm,
+    SoftClampedAffineCoupling,
     TransformFlow,
     alternating_mask,
     coupling_net,
@@ -75,7 +76,7 @@ class GlowFlow(TransformFlow):
             SafeActNorm(n_features),
             RandomPermutation(n_features),
             LinalgLULinear(n_features, identity_init=True),
-            AffineCouplingTransform(
+            SoftClampedAffineCoupling(
                 mask=alternating_mask(n_features, odd=bool(index % 2)),
                 transform_net_create_fn=coupling_net(self.settings, context),
             ),
@@ -85,5 +86,5 @@ class GlowFlow(TransformFlow):
         return [LinalgLULinear(n_features, identity_init=True)]
 
     def _initialise(self, transform: Transform) -> None:
-        if isinstance(transform, AffineCouplingTransform):
+        if isinstance(transform, SoftClampedAffineCoupling):
             zero_last_layer(transform.transform_net.final_layer)

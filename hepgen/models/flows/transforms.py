@@ -30,6 +30,7 @@ import torch
 from nflows.distributions.normal import StandardNormal
 from nflows.flows.base import Flow
 from nflows.transforms import (
+    AffineCouplingTransform,
     CompositeTransform,
     MaskedAffineAutoregressiveTransform,
     MultiscaleCompositeTransform,
@@ -44,9 +45,11 @@ from hepgen.models.spline import ClampedResidualNet, LinalgLULinear
 from hepgen.settings.models import FlowSettings
 
 __all__ = [
+    "MAX_LOG_SCALE",
     "ClampedAffineAutoregressive",
     "DiagonalScaling",
     "SafeActNorm",
+    "SoftClampedAffineCoupling",
     "TransformFlow",
     "alternating_mask",
     "coupling_net",
@@ -220,6 +223,31 @@ class DiagonalScaling(Transform):
 
     def inverse(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return inputs * torch.exp(-self.log_scale), -self.log_scale.sum().expand(inputs.shape[0])
+
+
+#: Largest |log scale| of one affine coupling step: scales from e^-3 to e^3 (0.05 to 20).
+MAX_LOG_SCALE = 3.0
+
+
+class SoftClampedAffineCoupling(AffineCouplingTransform):
+    """nflows' affine coupling step with the scale ``exp(3 tanh(u / 3))`` (RealNVP's
+    exponential scale, soft-clamped to [e^-3, e^3]) instead of nflows' ``sigmoid(u + 2) +
+    1e-3``.
+
+    nflows' scale lies in (0.001, 1.001) in the density direction: a step can only contract,
+    never stretch, a region of the targets, so a narrow peak (a detector response, a
+    sentinel spike) can be widened to the Gaussian only by the linear mixing layers; the
+    RealNVP flow reached a held-out AUC of 0.620 on the jets task with it, 0.541 with this
+    scale (100 s of training on 30k events, one thread).
+    The tanh keeps both directions finite in float32 (a step changes a value by at most a
+    factor 20).  Same constructor and state dict as nflows' layer; a zero conditioner output
+    is the identity.
+    """
+
+    def _scale_and_shift(self, transform_params: Tensor) -> tuple[Tensor, Tensor]:
+        n = self.num_transform_features
+        log_scale = MAX_LOG_SCALE * torch.tanh(transform_params[:, n:, ...] / MAX_LOG_SCALE)
+        return torch.exp(log_scale), transform_params[:, :n, ...]
 
 
 class SafeActNorm(ActNorm):
