@@ -231,3 +231,26 @@ def test_bfloat16_is_refused_for_other_kinds_in_the_config():
             config_path("toy_jets_flow.yaml"),
             [("model.flow.kind", "glow"), ("model.precision", "bfloat16")],
         )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_card_states_the_cost_class(kind):
+    """``hepgen info`` prints each family's architecture and its cost class."""
+    from hepgen.modelcard import format_card
+
+    flow = build_flow(6, 3, FlowSettings(kind=kind, n_transforms=2, hidden_features=8))
+    text = format_card({"kind": "flow", "architecture": flow.describe()})
+    line = next(t for t in text.splitlines() if t.startswith("  flow: "))
+    assert (
+        line.startswith(f"  flow: {kind}")
+        and f"{flow.describe()['n_parameters']} parameters" in line
+    )
+    cost = flow.cost()
+    assert f"  cost: sampling {cost['sample']}; density {cost['log_prob']}" in text
+    expected = {"maf": "D = 6 passes", "autoregressive": "D = 6 passes", "iaf": "1 pass"}
+    if kind in expected:
+        assert cost["sample"].startswith(expected[kind])
+    if kind == "iaf":
+        assert cost["log_prob"].startswith("D = 6 passes")
+    if kind == "flow-matching":
+        assert "midpoint, 4 steps: 8 velocity evaluations" in text
