@@ -204,6 +204,7 @@ class ConditionalFlow(TransformFlow):
 
     def _step(self, index: int, n_features: int, context: int) -> list[Transform]:
         s = self.settings
+        mixing = mixing_layers(n_features, s.mixing)  # first: the RNG order of hepgen <= 0.1
         if s.kind == "coupling":
             spline: Transform = RQCouplingTransform(
                 mask=alternating_mask(n_features, odd=bool(index % 2)),
@@ -225,7 +226,7 @@ class ConditionalFlow(TransformFlow):
                 random_mask=False,
                 dropout_probability=s.dropout,
             )
-        return [*mixing_layers(n_features, s.mixing), spline]
+        return [*mixing, spline]
 
     def _initialise(self, transform: Transform) -> None:
         if isinstance(transform, RQCouplingTransform):
