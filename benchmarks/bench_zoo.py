@@ -12,8 +12,9 @@ nothing to it).
 for the whole fit (20 s with ``quick``; ``HEPGEN_ZOO_BUDGET`` or ``--budget`` to change), of
 which the response flow gets 75 % (``hepgen.fastsim.RESPONSE_SHARE``) and the fakes flow, of
 the same kind, the rest; ``training.max_epochs`` and every other training key are the
-config's (60 epochs, batch 4096, cosine schedule, patience 8, kept epoch by mean KS), except
-the learning rate of flow matching, 1e-2 (:data:`LEARNING_RATES`).  Each
+config's (60 epochs, batch 4096, cosine schedule, patience 8, kept epoch by mean KS, and
+``learning_rate: null``: each kind's default, 1e-3, or 1e-2 for flow matching,
+``hepgen.settings.models.KIND_LEARNING_RATES``).  Each
 family runs in its own process with torch and OpenMP at ONE thread, ``jobs`` processes at a
 time (default 2: one core each on a 2-core machine; ``HEPGEN_ZOO_JOBS`` or ``--jobs``).
 
@@ -88,12 +89,6 @@ DEFAULT_JOBS = 2
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
-#: Learning rates that differ from the config's 1e-3, by kind (docs/flows.md): flow matching
-#: regresses a velocity field, and at 1e-3 it reached a held-out AUC of 0.532 against 0.512
-#: at 1e-2 (60 epochs, midpoint with 4 steps).
-LEARNING_RATES = {"flow-matching": 1e-2}
-
-
 def family_config(kind: str, budget: float, max_epochs: int | None = None) -> Any:
     """The task's config for one family (see the module docstring).
 
@@ -119,8 +114,6 @@ def family_config(kind: str, budget: float, max_epochs: int | None = None) -> An
         "model.flow": {**flow, "kind": kind} if kind in SPLINE_KINDS else {"kind": kind},
         "training.time_limit": budget,
     }
-    if kind in LEARNING_RATES:
-        overrides["training.learning_rate"] = LEARNING_RATES[kind]
     if max_epochs is not None:
         overrides["training.max_epochs"] = max_epochs
     return config.override(overrides)

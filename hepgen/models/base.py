@@ -302,6 +302,10 @@ class TorchModel(GenerativeModel):
 
         return TrainingSettings(seed=self.seed, device=self.device)
 
+    def _default_learning_rate(self, settings: Any) -> float:
+        """The learning rate of ``training.learning_rate: null`` for these settings."""
+        return 1e-3
+
     def _metric_fn(
         self, val: Mapping[str, np.ndarray], selection: str, seed: int
     ) -> Callable[[Any], float | Mapping[str, float | None] | None]:
@@ -389,6 +393,8 @@ class TorchModel(GenerativeModel):
         module = self._build(x.shape[1], c.shape[1], settings)
         if training is None:
             training = self._default_training(settings)
+        if training.learning_rate is None:
+            training = training.replace(learning_rate=self._default_learning_rate(settings))
         self.module_ = module
         self.n_features_, self.n_conditions_ = x.shape[1], c.shape[1]
         metric = cost = None

@@ -154,6 +154,11 @@ class FlowModel(TorchModel):
 
         return build_flow(n_features, n_conditions, settings, seed=self.seed)
 
+    def _default_learning_rate(self, settings: Any) -> float:
+        from hepgen.settings.models import KIND_LEARNING_RATES
+
+        return KIND_LEARNING_RATES.get(settings.kind, 1e-3)
+
     def _objective(self, settings: Any) -> Any:
         from hepgen.training import LikelihoodObjective
 

@@ -106,6 +106,9 @@ class GANModel(TorchModel):
     def _default_training(self, settings: GANSettings) -> Any:
         return default_gan_training(settings, seed=self.seed, device=self.device)
 
+    def _default_learning_rate(self, settings: GANSettings) -> float:
+        return float(default_gan_training(settings).learning_rate)
+
     def _metric_fn(
         self, val: Mapping[str, np.ndarray], selection: str, seed: int
     ) -> Callable[[torch.nn.Module], Mapping[str, float | None]]:

@@ -20,6 +20,7 @@ __all__ = [
     "FLOW_KINDS",
     "GENERATOR_SETTINGS",
     "KIND_DEFAULTS",
+    "KIND_LEARNING_RATES",
     "SAMPLERS",
     "SPLINE_KINDS",
     "EfficiencySettings",
@@ -65,6 +66,12 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "inverse_tolerance": 1e-7,  # to float32 resolution (the stall rule ends it there)
     },
 }
+
+
+#: Learning rates of ``training.learning_rate: null`` that differ from 1e-3, by kind: flow
+#: matching regresses a velocity field and reached a held-out AUC of 0.532 at 1e-3, 0.519 at
+#: 3e-3 and 0.512 at 1e-2 on the jets task (60 epochs, midpoint sampler with 4 steps).
+KIND_LEARNING_RATES: dict[str, float] = {"flow-matching": 1e-2}
 
 
 class FlowSettings(Settings):
@@ -185,8 +192,9 @@ class FlowSettings(Settings):
     @classmethod
     def _kind_defaults(cls, data: Any) -> Any:
         """Fill the settings left out with the kind's defaults (:data:`KIND_DEFAULTS`)."""
-        if isinstance(data, dict) and data.get("kind") in KIND_DEFAULTS:
-            return {**KIND_DEFAULTS[data["kind"]], **data}
+        kind = data.get("kind") if isinstance(data, dict) else None
+        if isinstance(kind, str) and kind in KIND_DEFAULTS:
+            return {**KIND_DEFAULTS[kind], **data}
         return data
 
     @model_validator(mode="after")

@@ -52,8 +52,10 @@ class TrainingSettings(Settings):
         Passes over the training set at most.  ``None``: chosen from the data size (below).
     batch_size : int or None
         Events per batch at most.  ``None``: chosen from the data size.
-    learning_rate : float
-        Peak AdamW learning rate.
+    learning_rate : float or None
+        Peak AdamW learning rate (default 1e-3).  ``None``: the model's own default, chosen
+        when it is fitted (1e-3 for the likelihood flows, 1e-2 for flow matching, the GAN's
+        recipe), else 1e-3.
     weight_decay : float
         AdamW's decoupled weight decay.
     schedule : {"cosine", "plateau", "constant"}
@@ -117,7 +119,7 @@ class TrainingSettings(Settings):
 
     max_epochs: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=1)
-    learning_rate: Float = Field(1e-3, gt=0, allow_inf_nan=False)
+    learning_rate: Float | None = Field(1e-3, gt=0, allow_inf_nan=False)
     weight_decay: Float = Field(1e-5, ge=0, allow_inf_nan=False)
     schedule: Literal["cosine", "plateau", "constant"] = "cosine"
     warmup_steps: int = Field(0, ge=0)
@@ -179,6 +181,7 @@ class TrainingSettings(Settings):
                 every = min(AUTO_METRIC_EVERY_MAX, math.ceil(metric_cost / AUTO_METRIC_SHARE))
         chosen = [name for name in AUTO_FIELDS if getattr(self, name) is None]
         values: dict[str, Any] = {
+            "learning_rate": 1e-3 if self.learning_rate is None else self.learning_rate,
             "batch_size": batch,
             "max_epochs": epochs,
             "patience": patience,
