@@ -82,7 +82,7 @@ class GlowFlow(TransformFlow):
             ),
         ]
 
-    def _closing(self, n_features: int) -> list[Transform]:
+    def _closing(self, n_features: int, context: int) -> list[Transform]:
         return [LinalgLULinear(n_features, identity_init=True)]
 
     def _initialise(self, transform: Transform) -> None:

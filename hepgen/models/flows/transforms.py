@@ -11,8 +11,9 @@ and after each level but the last half of the remaining dimensions leave for the
 distribution (``nflows.transforms.MultiscaleCompositeTransform``); later levels work on
 fewer dimensions, so a deep flow costs less where the data need less.
 
-The layers shared by several families are here too: :class:`DiagonalScaling` (NICE's
-rescaling), :class:`SafeActNorm` (Glow's activation normalisation) and
+The layers shared by several families are here too: :class:`ConditionalScaling` (NICE's
+rescaling, conditional), :class:`SoftClampedAffineCoupling` (RealNVP's and Glow's step),
+:class:`SafeActNorm` (Glow's activation normalisation) and
 :class:`ClampedAffineAutoregressive` (MAF's step), each a thin layer on nflows.
 
 References
@@ -47,7 +48,7 @@ from hepgen.settings.models import FlowSettings
 __all__ = [
     "MAX_LOG_SCALE",
     "ClampedAffineAutoregressive",
-    "DiagonalScaling",
+    "ConditionalScaling",
     "SafeActNorm",
     "SoftClampedAffineCoupling",
     "TransformFlow",
@@ -82,9 +83,10 @@ class TransformFlow(FlowModule):
         of width ``context``."""
         raise NotImplementedError
 
-    def _closing(self, n_features: int) -> list[Transform]:
-        """Transforms after the last step of a level (default: a last LU map with
-        ``mixing="lu"``, so that every output is a learned mix)."""
+    def _closing(self, n_features: int, context: int) -> list[Transform]:
+        """Transforms after the last step of a level on ``n_features`` columns, with a
+        context of width ``context`` (default: a last LU map with ``mixing="lu"``, so that
+        every output is a learned mix)."""
         return (
             [LinalgLULinear(n_features, identity_init=True)] if self.settings.mixing == "lu" else []
         )
@@ -106,7 +108,7 @@ class TransformFlow(FlowModule):
             for _ in range(n_steps):
                 steps.extend(self._step(index, width, context))
                 index += 1
-            steps.extend(self._closing(width))
+            steps.extend(self._closing(width, context))
             for t in steps:
                 self._initialise(t)
             chains.append(CompositeTransform(steps))
@@ -206,25 +208,6 @@ def zero_last_layer(layer: nn.Linear) -> None:
         layer.bias.zero_()
 
 
-class DiagonalScaling(Transform):
-    """``z = x * exp(s)``: a learned per-feature scale, NICE's last layer (starts at 1).
-
-    Parameters
-    ----------
-    n_features : int
-    """
-
-    def __init__(self, n_features: int) -> None:
-        super().__init__()
-        self.log_scale = nn.Parameter(torch.zeros(n_features))
-
-    def forward(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return inputs * torch.exp(self.log_scale), self.log_scale.sum().expand(inputs.shape[0])
-
-    def inverse(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return inputs * torch.exp(-self.log_scale), -self.log_scale.sum().expand(inputs.shape[0])
-
-
 #: Largest |log scale| of one affine coupling step: scales from e^-3 to e^3 (0.05 to 20).
 MAX_LOG_SCALE = 3.0
 
@@ -248,6 +231,44 @@ class SoftClampedAffineCoupling(AffineCouplingTransform):
         n = self.num_transform_features
         log_scale = MAX_LOG_SCALE * torch.tanh(transform_params[:, n:, ...] / MAX_LOG_SCALE)
         return torch.exp(log_scale), transform_params[:, :n, ...]
+
+
+class ConditionalScaling(Transform):
+    """``z = x * exp(s(c))``: a per-feature scale that is a function of the context, a small
+    MLP (C -> hidden -> D, ReLU) whose output is soft-clamped to [-3, 3] by ``3 tanh(u / 3)``;
+    it starts at 1 (zero last layer).
+
+    Parameters
+    ----------
+    n_features : int
+        D.
+    context_features : int
+        Width of the context it receives.
+    hidden_features : int
+        Width of its hidden layer.
+    """
+
+    def __init__(self, n_features: int, context_features: int, hidden_features: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(context_features, hidden_features),
+            nn.ReLU(),
+            nn.Linear(hidden_features, n_features),
+        )
+        zero_last_layer(self.net[-1])
+
+    def _log_scale(self, context: Tensor | None, like: Tensor) -> Tensor:
+        if context is None:
+            return like.new_zeros(like.shape)
+        return MAX_LOG_SCALE * torch.tanh(self.net(context) / MAX_LOG_SCALE)
+
+    def forward(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        log_scale = self._log_scale(context, inputs)
+        return inputs * torch.exp(log_scale), log_scale.sum(dim=1)
+
+    def inverse(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        log_scale = self._log_scale(context, inputs)
+        return inputs * torch.exp(-log_scale), -log_scale.sum(dim=1)
 
 
 class SafeActNorm(ActNorm):
