@@ -48,7 +48,7 @@ from torch import Tensor, nn
 
 from hepgen.models.files import load_module, save_module
 from hepgen.models.flows import build_flow
-from hepgen.models.flows.base import FlowModule, check_rows
+from hepgen.models.flows.base import FlowModule, autoregressive_cost
 from hepgen.models.flows.transforms import (
     TransformFlow,
     alternating_mask,
@@ -191,13 +191,7 @@ class ConditionalFlow(TransformFlow):
     def cost(self) -> dict[str, Any]:
         """The cost class (:meth:`hepgen.models.flows.base.FlowModule.cost`)."""
         if self.settings.kind == "autoregressive":
-            d = self.n_features
-            return {
-                "sample": f"D = {d} passes (one per target)",
-                "log_prob": "1 pass",
-                "sample_passes": d,
-                "log_prob_passes": 1,
-            }
+            return autoregressive_cost(self.n_features, sampling=True)
         return super().cost()
 
     # -- the chain ----------------------------------------------------------------------------
@@ -235,31 +229,6 @@ class ConditionalFlow(TransformFlow):
             _identity_init(transform.autoregressive_net.final_layer, self.settings.n_bins)
 
     # -- evaluation ---------------------------------------------------------------------------
-
-    def log_prob(self, x: Tensor, c: Tensor) -> Tensor:
-        """Log-density of targets given contexts, in model space.
-
-        Parameters
-        ----------
-        x : Tensor of shape (n, D)
-            Targets (any float dtype; cast to float32 on the module's device).
-        c : Tensor of shape (n, C)
-            Contexts, one per row of ``x``.
-
-        Returns
-        -------
-        Tensor of shape (n,), float32
-            ``log p(x | c)`` in nats per event (density per unit of the model-space
-            coordinates).  Differentiable when gradients are enabled.
-        """
-        x = self._as_input(x, self.n_features, "x")
-        c = self._as_input(c, self.n_conditions, "c")
-        check_rows(x, c)
-        if x.shape[0] == 0:
-            return x.new_zeros(0)
-        return self.flow.log_prob(x, context=c)
-
-    forward = log_prob
 
     def _from_latent(self, z: Tensor, c: Tensor) -> Tensor:
         # The inverse's log-Jacobian is discarded here: the splines skip computing it.

@@ -13,6 +13,7 @@ from typing import Any
 
 from nflows.transforms.base import InverseTransform, Transform
 
+from hepgen.models.flows.base import autoregressive_cost
 from hepgen.models.flows.transforms import (
     ClampedAffineAutoregressive,
     TransformFlow,
@@ -87,13 +88,7 @@ class MAFFlow(TransformFlow):
         return [*mixing_layers(n_features, self.settings.mixing), self._made(n_features, context)]
 
     def cost(self) -> dict[str, Any]:
-        d = self.n_features
-        return {
-            "sample": f"D = {d} passes (one per target)",
-            "log_prob": "1 pass",
-            "sample_passes": d,
-            "log_prob_passes": 1,
-        }
+        return autoregressive_cost(self.n_features, sampling=True)
 
 
 class IAFFlow(MAFFlow):
@@ -148,10 +143,4 @@ class IAFFlow(MAFFlow):
         return [*mixing, InverseTransform(self._made(n_features, context))]
 
     def cost(self) -> dict[str, Any]:
-        d = self.n_features
-        return {
-            "sample": "1 pass",
-            "log_prob": f"D = {d} passes (one per target)",
-            "sample_passes": 1,
-            "log_prob_passes": d,
-        }
+        return autoregressive_cost(self.n_features, sampling=False)

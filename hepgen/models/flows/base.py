@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from hepgen.models.modules import check_module_args, module_device
 from hepgen.settings.models import FlowSettings
 
-__all__ = ["FlowModule", "check_rows", "standard_normal_log_prob"]
+__all__ = ["FlowModule", "autoregressive_cost", "check_rows", "standard_normal_log_prob"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -50,6 +50,21 @@ def check_rows(x: Tensor, c: Tensor) -> None:
             f"targets and contexts must have the same number of rows, got {x.shape[0]} and "
             f"{c.shape[0]}"
         )
+
+
+def autoregressive_cost(n_features: int, sampling: bool) -> dict[str, Any]:
+    """The cost class of an autoregressive flow: one pass one way, one per target (D) the
+    other way, in sampling (``sampling=True``: MAF, the autoregressive spline) or in
+    densities (IAF)."""
+    d = (f"D = {n_features} passes (one per target)", n_features)
+    one = ("1 pass", 1)
+    sample, log_prob = (d, one) if sampling else (one, d)
+    return {
+        "sample": sample[0],
+        "log_prob": log_prob[0],
+        "sample_passes": sample[1],
+        "log_prob_passes": log_prob[1],
+    }
 
 
 class FlowModule(nn.Module):

@@ -41,7 +41,7 @@ from nflows.transforms.base import Transform
 from nflows.transforms.normalization import ActNorm
 from torch import Tensor, nn
 
-from hepgen.models.flows.base import FlowModule
+from hepgen.models.flows.base import FlowModule, check_rows
 from hepgen.models.spline import ClampedResidualNet, LinalgLULinear
 from hepgen.settings.models import FlowSettings
 
@@ -126,6 +126,18 @@ class TransformFlow(FlowModule):
                 nn.Linear(s.hidden_features, s.embedding_features),
             )
         return Flow(transform, StandardNormal([d]), embedding)
+
+    def log_prob(self, x: Tensor, c: Tensor) -> Tensor:
+        """:meth:`FlowModule.log_prob <hepgen.models.flows.base.FlowModule.log_prob>`,
+        evaluated by nflows' ``Flow.log_prob`` (the numbers of earlier hepgen versions)."""
+        x = self._as_input(x, self.n_features, "x")
+        c = self._as_input(c, self.n_conditions, "c")
+        check_rows(x, c)
+        if x.shape[0] == 0:
+            return x.new_zeros(0)
+        return self.flow.log_prob(x, context=c)
+
+    forward = log_prob
 
     def _to_latent(self, x: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         return self.flow._transform(x, context=self.flow._embedding_net(c))
