@@ -8,7 +8,7 @@ one typed declaration each, checked when a file is read (no torch needed).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -35,7 +35,7 @@ DEFAULT_N_CRITIC = {"wgan-gp": 5, "cramer": 1}
 #: The flow families of ``model.flow.kind``: the RQ-spline kinds (nflows layers, with a static
 #: inference graph, bfloat16 and ONNX export), the affine and additive families of the
 #: literature, residual flows and conditional flow matching (:mod:`hepgen.models.flows`).
-FLOW_KINDS = (
+FlowKind = Literal[
     "coupling",
     "autoregressive",
     "nice",
@@ -45,13 +45,15 @@ FLOW_KINDS = (
     "iaf",
     "residual",
     "flow-matching",
-)
+]
+FLOW_KINDS: tuple[str, ...] = get_args(FlowKind)
 #: The spline kinds: :class:`hepgen.models.flow.ConditionalFlow`.
 SPLINE_KINDS = ("coupling", "autoregressive")
 #: The kinds built of coupling layers: the ones a multi-scale architecture (``levels``) applies to.
 COUPLING_KINDS = ("coupling", "nice", "realnvp", "glow")
 #: Samplers of flow matching: fixed-step Euler, midpoint and RK4, adaptive Dormand-Prince 5(4).
-SAMPLERS = ("euler", "midpoint", "rk4", "dopri5")
+Sampler = Literal["euler", "midpoint", "rk4", "dopri5"]
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
 
 #: Defaults that differ by kind, applied where a setting is left out (so the card and the
 #: model file always hold the values used).  Flow matching evaluates one velocity field
@@ -161,17 +163,7 @@ class FlowSettings(Settings):
 
     family: ClassVar[str] = "flow"
 
-    kind: Literal[
-        "coupling",
-        "autoregressive",
-        "nice",
-        "realnvp",
-        "glow",
-        "maf",
-        "iaf",
-        "residual",
-        "flow-matching",
-    ] = "coupling"
+    kind: FlowKind = "coupling"
     n_transforms: int = Field(6, ge=1)
     hidden_features: int = Field(128, ge=1)
     n_blocks: int = Field(2, ge=1)
@@ -184,7 +176,7 @@ class FlowSettings(Settings):
     lipschitz: Float = Field(0.9, gt=0, lt=1)
     inverse_tolerance: Float = Field(1e-6, gt=0, allow_inf_nan=False)
     inverse_max_iterations: int = Field(200, ge=1)
-    sampler: Literal["euler", "midpoint", "rk4", "dopri5"] = "midpoint"
+    sampler: Sampler = "midpoint"
     n_steps: int = Field(4, ge=1, le=1000)
     ode_tolerance: Float = Field(1e-5, gt=0, lt=1)
 
