@@ -65,7 +65,9 @@ from hepgen.settings.models import (
     FlowSettings,
     GANSettings,
 )
+from hepgen.settings.sampling import SamplingSettings
 from hepgen.settings.training import TrainingSettings
+from hepgen.settings.vae import VAESettings
 
 __all__ = [
     "LAYOUTS",
@@ -248,17 +250,20 @@ class ModelConfig(_Strict):
     """``model``: which generator, its architecture, and the efficiency classifier.
 
     ``kind`` chooses the generator of the response (and of the fakes): ``flow`` (a conditional
-    normalizing flow, with a likelihood) or ``gan`` (a conditional GAN, no likelihood).
-    ``flow``, ``gan`` and ``efficiency`` are typed settings
+    normalizing flow, with a likelihood), ``gan`` (a conditional GAN, no likelihood) or
+    ``vae`` (a conditional variational autoencoder: a lower bound on the likelihood).
+    ``flow``, ``gan``, ``vae`` and ``efficiency`` are typed settings
     (:class:`~hepgen.settings.FlowSettings`, :class:`~hepgen.settings.GANSettings`,
-    :class:`~hepgen.settings.EfficiencySettings`), checked when the file is read, not after
-    hours of training.  Switching ``kind`` is the only change needed to move between a flow
-    and a GAN.
+    :class:`~hepgen.settings.VAESettings`, :class:`~hepgen.settings.EfficiencySettings`),
+    checked when the file is read, not after hours of training.  Switching ``kind`` is the
+    only change needed to move between the generator families.
     """
 
-    kind: Literal["flow", "gan"] = "flow"
+    kind: Literal["flow", "gan", "vae"] = "flow"
     flow: FlowSettings = Field(default_factory=FlowSettings)
     gan: GANSettings = Field(default_factory=GANSettings)
+    vae: VAESettings = Field(default_factory=VAESettings)
+    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
     efficiency: EfficiencySettings = Field(default_factory=EfficiencySettings)
     fakes: bool | None = Field(
         None,
@@ -290,7 +295,7 @@ class ModelConfig(_Strict):
             )
         return self
 
-    def generator_settings(self) -> FlowSettings | GANSettings:
+    def generator_settings(self) -> FlowSettings | GANSettings | VAESettings:
         """The settings of the generator that ``kind`` selects."""
         settings = getattr(self, self.kind)
         assert isinstance(settings, GENERATOR_SETTINGS[self.kind])

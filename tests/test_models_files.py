@@ -99,12 +99,15 @@ def fitted(kind: Kind, seed: int = 7, device: str = "cpu") -> TorchModel:
 
 
 def test_registry_maps_every_kind_to_its_class():
-    assert KINDS == ("flow", "gan")
+    assert KINDS == ("flow", "gan", "vae")
     assert model_class("flow") is FlowModel and model_class("gan") is GANModel
+    assert model_class("vae").__name__ == "VAEModel"
     for kind, cls in MODEL_CLASSES.items():
         assert cls.kind == kind and issubclass(cls, GenerativeModel)
     assert FlowModel.has_likelihood and not GANModel.has_likelihood
-    with pytest.raises(InputError, match=r"unknown model kind 'flows'; expected 'flow' or 'gan'"):
+    with pytest.raises(
+        InputError, match=r"unknown model kind 'flows'; expected 'flow', 'gan' or 'vae'"
+    ):
         model_class("flows")
     with pytest.raises(InputError, match=r"did you mean 'gan'\?"):
         model_class("GAN")

@@ -405,12 +405,25 @@ def test_wgan_gp_short_training_learns_the_marginals():
 
 @pytest.mark.slow
 def test_wgan_gp_learns_the_conditional_density():
-    # measured (100 epochs, ~55 s on one thread, checkpoint of epoch 61 chosen by KS):
-    # worst KS 0.078, mean error 0.073, width error 0.19; energy score 0.424 (Cramer: 0.413)
-    model, result = train_toy(WGAN, epochs=100, lr=3e-4)
+    """100 epochs take WGAN-GP from the marginals (15 epochs: per-point mean error 0.6, width
+    error 1.1) to most of p(x | c), not to the Cramer GAN's 8-epoch quality.
+
+    The trajectory oscillates (the per-epoch KS of the marginals swings between 0.02 and 0.3)
+    and is chaotic: rounding differences (today's code against that of commit 06dd028, same
+    seeds) part the trajectories after ~12 epochs.  The numbers first recorded here (worst KS
+    0.078 at the KS-chosen epoch 61) were one trajectory that does not reproduce: the code of
+    that commit with the same torch (2.13.0) gives 0.237 on this machine (AMD EPYC), the
+    failure of the old bound of 0.12: not a regression.  The checkpoint is now chosen by the
+    energy score, a proper score of p(x | c), instead of the marginals' KS.
+    Measured (100 epochs, 2-3 min on a loaded core; four runs: seeds 0 and 1, by energy score
+    and by KS, and the old commit): worst KS 0.14-0.24, mean error 0.08-0.23, width error
+    0.25-0.50, best energy score 0.427-0.448 (Cramer, 8 epochs: 0.413; the truth ~0.41);
+    seed 0 here: 0.144, 0.185, 0.297, 0.437.
+    """
+    model, result = train_toy(WGAN, epochs=100, lr=3e-4, selection="loss")
     q = quality(model)
-    assert q["ks"] < 0.12 and q["mean"] < 0.12 and q["width"] < 0.3, q
-    assert min(h["val_loss"] for h in result.history) < 0.44
+    assert q["ks"] < 0.3 and q["mean"] < 0.3 and q["width"] < 0.65, q
+    assert min(h["val_loss"] for h in result.history) < 0.46
 
 
 # --------------------------------------------------------------------------------------------

@@ -343,7 +343,7 @@ def test_models_package_imports_no_torch() -> None:
         from hepgen.models import KINDS, NoLikelihoodError, model_class
         from hepgen.models.onnx_backend import OnnxGenerator
         import hepgen.fastsim, hepgen.generate
-        assert KINDS == ("flow", "gan")
+        assert KINDS == ("flow", "gan", "vae")
         assert "torch" not in sys.modules
         try:
             m.ConditionalFlow

@@ -11,7 +11,10 @@
 * :mod:`~hepgen.models.gan_nets` (networks, files),
   :mod:`~hepgen.models.gan_objective` (the adversarial training step) and
   :mod:`~hepgen.models.gan_model` (:class:`GANModel`): conditional WGAN-GP and Cramer GANs,
-  all re-exported by :mod:`~hepgen.models.gan`;
+  all re-exported by :mod:`~hepgen.models.gan` (the losses: :mod:`~hepgen.models.gan_losses`);
+* :mod:`~hepgen.models.vae` (network, files), :mod:`~hepgen.models.vae_objective` and
+  :mod:`~hepgen.models.vae_model` (:class:`VAEModel`): the conditional VAE;
+* :mod:`~hepgen.models.latent`: how the generators draw their noise (temperature, truncation);
 * :mod:`~hepgen.models.selection`: the physics metrics that choose the kept checkpoint;
 * :mod:`~hepgen.models.efficiency`: P(reconstructed | gen features), an xgboost classifier.
 
@@ -26,7 +29,7 @@ first use (PEP 562), so that ``import hepgen.models`` and the torch-free ONNX pa
 
 from typing import Any
 
-from hepgen.models.base import GenerativeModel, NoLikelihoodError, TorchModel
+from hepgen.models.base import GenerativeModel, NoEncoderError, NoLikelihoodError, TorchModel
 from hepgen.models.registry import KINDS, MODEL_CLASSES, model_class
 
 __all__ = [
@@ -34,14 +37,18 @@ __all__ = [
     "MODEL_CLASSES",
     "ConditionalFlow",
     "ConditionalGAN",
+    "ConditionalVAE",
     "EfficiencyModel",
     "FlowModel",
     "FlowSettings",
     "GANModel",
     "GANSettings",
     "GenerativeModel",
+    "NoEncoderError",
     "NoLikelihoodError",
     "TorchModel",
+    "VAEModel",
+    "VAESettings",
     "load_flow",
     "load_gan",
     "model_class",
@@ -61,6 +68,9 @@ _LAZY = {
     "GANSettings": "hepgen.models.gan",
     "load_gan": "hepgen.models.gan",
     "save_gan": "hepgen.models.gan",
+    "ConditionalVAE": "hepgen.models.vae",
+    "VAEModel": "hepgen.models.vae_model",
+    "VAESettings": "hepgen.settings.vae",
     "EfficiencyModel": "hepgen.models.efficiency",
 }
 

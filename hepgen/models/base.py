@@ -22,13 +22,16 @@ import numpy as np
 
 from hepgen.devices import resolve_device
 from hepgen.errors import HepgenError, InputError
+from hepgen.models.latent import DEFAULT_LATENT, LatentOptions
 from hepgen.models.selection import check_selection, selection_metric
 
 __all__ = [
     "GenerativeModel",
+    "NoEncoderError",
     "NoLikelihoodError",
     "TorchModel",
     "check_model_inputs",
+    "map_rows",
     "sample_module",
     "training_arrays",
 ]
@@ -37,7 +40,11 @@ _M = TypeVar("_M", bound="TorchModel")
 
 
 class NoLikelihoodError(HepgenError, TypeError):
-    """Raised by ``log_prob`` of models without a tractable likelihood (GANs)."""
+    """Raised by ``log_prob`` of models without a tractable likelihood (GANs, VAEs)."""
+
+
+class NoEncoderError(HepgenError, TypeError):
+    """Raised by ``encode`` of models that cannot map an event to its latent code (GANs)."""
 
 
 def check_model_inputs(
@@ -143,18 +150,56 @@ def training_arrays(
     return data, val
 
 
+def map_rows(
+    module: Any,
+    fn: Callable[..., Any],
+    arrays: tuple[np.ndarray, ...],
+    batch_size: int,
+    width: int,
+    dtype: Any = np.float32,
+) -> np.ndarray:
+    """``fn(*tensors)`` batch by batch over the rows of ``arrays`` (numpy, same length), on
+    the module's device, in eval mode and inference mode; the results concatenated.
+
+    Returns
+    -------
+    np.ndarray of shape (n, width) (or (n,) for ``width=0``), of ``dtype``
+    """
+    import torch
+
+    from hepgen.models.modules import module_device
+
+    device = module_device(module)
+    n = arrays[0].shape[0]
+    out = []
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, n, batch_size):
+                batch = (torch.from_numpy(a[start : start + batch_size]).to(device) for a in arrays)
+                out.append(fn(*batch).cpu().numpy().astype(dtype, copy=False))
+    finally:
+        module.train(was_training)
+    if not out:
+        return np.empty((0, width) if width else (0,), dtype=dtype)
+    return np.concatenate(out)
+
+
 def sample_module(
     module: Any,
     conditions: np.ndarray,
     seed: int | None,
     batch_size: int,
     sampler: Callable[[Any, Any], Any] | None = None,
+    latent: LatentOptions = DEFAULT_LATENT,
 ) -> np.ndarray:
     """Draw one sample per row of ``conditions`` from a torch module with
-    ``sample(c, generator=...)`` and ``n_features``, batch by batch in eval mode.
+    ``sample(c, generator=..., latent=...)`` and ``n_features``, batch by batch in eval mode.
 
     ``sampler(c, generator)`` replaces ``module.sample`` when given (a flow evaluated by its
-    :class:`~hepgen.models.engine.FlowEngine`).
+    :class:`~hepgen.models.engine.FlowEngine`; it applies the latent options itself);
+    ``latent`` is the temperature and truncation of the noise (:mod:`hepgen.models.latent`).
 
     A seeded :class:`torch.Generator` on the module's device makes the draws reproducible for
     the same seed and batch size; ``seed=None`` draws a fresh seed.  The module's train/eval
@@ -170,8 +215,10 @@ def sample_module(
 
     device = module_device(module)
     generator = torch.Generator(device=device)
-    generator.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
-    draw = sampler or (lambda c, g: module.sample(c, generator=g))
+    # a fresh seed from the OS, not torch.seed(), which would reseed the caller's global RNG
+    fresh = int(np.random.SeedSequence().entropy % 2**63)
+    generator.manual_seed(int(seed) if seed is not None else fresh)
+    draw = sampler or (lambda c, g: module.sample(c, generator=g, latent=latent))
     out = []
     was_training = module.training
     module.eval()
@@ -226,9 +273,17 @@ class GenerativeModel(abc.ABC):
 
     @abc.abstractmethod
     def sample(
-        self, conditions: np.ndarray, seed: int | None = None, batch_size: int | None = None
+        self,
+        conditions: np.ndarray,
+        seed: int | None = None,
+        batch_size: int | None = None,
+        *,
+        temperature: float | None = None,
+        truncation: float | None = None,
     ) -> np.ndarray:
-        """One draw per row of ``conditions`` (n, C) -> targets (n, D), float32."""
+        """One draw per row of ``conditions`` (n, C) -> targets (n, D), float32; the noise
+        at ``temperature`` (default 1) and truncated at ``truncation`` (default: not)
+        (:class:`~hepgen.models.latent.LatentOptions`)."""
 
     def log_prob(self, targets: np.ndarray, conditions: np.ndarray) -> np.ndarray:
         """Log-density (n,) in model space; models without a likelihood raise."""
@@ -236,6 +291,26 @@ class GenerativeModel(abc.ABC):
             f"a '{self.kind}' model has no tractable likelihood: log_prob needs a flow "
             "(model.kind: flow)"
         )
+
+    #: Whether :meth:`fit` runs under DistributedDataParallel (torchrun): one optimizer and
+    #: one per-event loss (flows); adversarial training (two optimizers) runs in one process.
+    distributed_training: ClassVar[bool] = False
+    #: Whether :meth:`encode` maps events to latent codes (flows: exactly; VAEs: the
+    #: posterior mean) or raises :class:`NoEncoderError` (GANs).
+    has_encoder: ClassVar[bool] = False
+
+    def encode(self, targets: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+        """Latent codes (n, latent size) of events ``targets`` (n, D) at ``conditions``
+        (n, C), model space; models without an encoder raise :class:`NoEncoderError`."""
+        raise NoEncoderError(
+            f"a '{self.kind}' model has no encoder: latent codes of given events need a flow "
+            "(exact) or a VAE (the posterior mean)"
+        )
+
+    def decode(self, latent: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+        """Events (n, D) of latent codes (n, latent size) at ``conditions`` (n, C), model
+        space: the inverse of :meth:`encode` (a VAE: the decoder's mean)."""
+        raise NoEncoderError(f"a '{self.kind}' model has no encoder to decode with")
 
     @abc.abstractmethod
     def describe(self) -> dict[str, Any]:
@@ -426,19 +501,29 @@ class TorchModel(GenerativeModel):
         conditions: np.ndarray,
         seed: int | None = None,
         batch_size: int | None = None,
+        *,
+        temperature: float | None = None,
+        truncation: float | None = None,
     ) -> np.ndarray:
         """One draw per row of ``conditions`` (n, C): targets (n, D), float32, model space.
 
         A seeded :class:`torch.Generator` on the module's device draws the noise batch after
         batch: the same seed and batch size give the same samples; ``batch_size`` defaults
-        to :attr:`default_batch_size`.
+        to :attr:`default_batch_size`.  ``temperature`` and ``truncation`` change how the
+        noise is drawn (:class:`~hepgen.models.latent.LatentOptions`; default: as trained).
+
+        Raises
+        ------
+        InputError
+            Bad conditions, or a temperature or truncation that is not positive and finite.
         """
         self._check_fitted()
+        latent = LatentOptions.of(temperature, truncation)
         c, _ = check_model_inputs(
             conditions, n_conditions=self.n_conditions_, where=f"{self.kind} sample"
         )
         batch = self.default_batch_size if batch_size is None else batch_size
-        return sample_module(self.module_, c, seed, batch)
+        return sample_module(self.module_, c, seed, batch, latent=latent)
 
     # ------------------------------------------------------------------ persistence
     def describe(self) -> dict[str, Any]:

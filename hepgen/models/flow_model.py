@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hepgen.models.base import TorchModel, check_model_inputs, sample_module
+from hepgen.models.base import TorchModel, check_model_inputs, map_rows, sample_module
 from hepgen.models.selection import metric_cost
 
 __all__ = ["DEFAULT_BATCH_SIZE", "SAMPLE_COST_PER_PASS", "FlowModel"]
@@ -89,6 +89,8 @@ class FlowModel(TorchModel):
 
     kind = "flow"
     has_likelihood = True
+    has_encoder = True
+    distributed_training = True
     default_batch_size = DEFAULT_BATCH_SIZE
 
     def __init__(
@@ -227,25 +229,69 @@ class FlowModel(TorchModel):
             self.module_.train(was_training)
         return np.concatenate(out) if out else np.empty(0)
 
+    # ------------------------------------------------------------------ latent space
+    def encode(
+        self, targets: np.ndarray, conditions: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> np.ndarray:
+        """The exact latent point ``z = f(x; c)`` of each event: shape (n, D), float32.
+
+        Raises
+        ------
+        InputError
+            Wrong widths or NaN/inf values.
+        """
+        self._check_fitted()
+        c, x = check_model_inputs(
+            conditions, targets, self.n_conditions_, self.n_features_, where="flow encode"
+        )
+        assert x is not None
+        flow = self.module_
+        return map_rows(
+            flow, lambda xb, cb: flow.to_latent(xb, cb)[0], (x, c), batch_size, self.n_features_
+        )
+
+    def decode(
+        self, latent: np.ndarray, conditions: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> np.ndarray:
+        """Events ``x = f^-1(z; c)`` of latent points (n, D): shape (n, D), float32 (the
+        inverse of :meth:`encode`, evaluated by :attr:`engine_`).
+
+        Raises
+        ------
+        InputError
+            Wrong widths or NaN/inf values.
+        """
+        self._check_fitted()
+        c, z = check_model_inputs(
+            conditions, latent, self.n_conditions_, self.n_features_, where="flow decode"
+        )
+        assert z is not None
+        engine = self.engine_
+        return map_rows(self.module_, engine.from_latent, (z, c), batch_size, self.n_features_)
+
     # ------------------------------------------------------------------ sampling
     def sample(
         self,
         conditions: np.ndarray,
         seed: int | None = None,
         batch_size: int | None = None,
+        *,
+        temperature: float | None = None,
+        truncation: float | None = None,
     ) -> np.ndarray:
         """One draw per row of ``conditions`` (n, C): targets (n, D), float32, model space.
 
         The base noise comes from a seeded :class:`torch.Generator` on the flow's device,
         batch after batch (the same seed and batch size give the same noise, whatever the
         engine); the flow is evaluated by :attr:`engine_`.  ``batch_size`` defaults to
-        :func:`hepgen.models.engine.batch_size_for` the device.
+        :func:`hepgen.models.engine.batch_size_for` the device.  ``temperature`` scales the
+        base noise and ``truncation`` truncates it (:mod:`hepgen.models.latent`).
         """
-        import torch
-
         from hepgen.models.engine import batch_size_for
+        from hepgen.models.latent import LatentOptions, draw_latent
 
         self._check_fitted()
+        latent = LatentOptions.of(temperature, truncation)
         c, _ = check_model_inputs(
             conditions, n_conditions=self.n_conditions_, where=f"{self.kind} sample"
         )
@@ -253,7 +299,7 @@ class FlowModel(TorchModel):
         device = next(flow.parameters()).device
 
         def draw(cb: Any, generator: Any) -> Any:
-            z = torch.randn((cb.shape[0], flow.n_features), generator=generator, device=device)
+            z = draw_latent((cb.shape[0], flow.n_features), generator, device, latent)
             return engine.from_latent(z, cb)
 
         return sample_module(flow, c, seed, batch_size or batch_size_for(device), sampler=draw)

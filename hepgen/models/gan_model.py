@@ -9,6 +9,8 @@ recall and coverage of the generator every epoch.
 References
 ----------
 M. G. Bellemare et al., arXiv:1705.10743; I. Gulrajani et al., arXiv:1704.00028;
+I. Goodfellow et al., arXiv:1406.2661; M. Arjovsky et al., arXiv:1701.07875;
+J. H. Lim, J. C. Ye, arXiv:1705.02894; T. Miyato et al., arXiv:1802.05957;
 A. Maevskiy et al. (LHCb), "Fast data-driven simulation of Cherenkov detectors using
 generative adversarial networks", arXiv:1905.11825 (the LHCb RICH GAN).
 """
@@ -42,7 +44,7 @@ class GANModel(TorchModel):
     ----------
     settings : GANSettings or None
         Architecture and loss (default :class:`~hepgen.models.gan_nets.GANSettings`: Cramer
-        GAN).
+        GAN; ``docs/gans.md`` compares the losses).
     seed : int
         Seed of the initialisation (and default seed of the training loop).
     device : {"auto", "cpu", "cuda", "cuda:N"}
@@ -68,6 +70,8 @@ class GANModel(TorchModel):
     References
     ----------
     M. G. Bellemare et al., arXiv:1705.10743; I. Gulrajani et al., arXiv:1704.00028;
+    I. Goodfellow et al., arXiv:1406.2661; M. Arjovsky et al., arXiv:1701.07875;
+    J. H. Lim, J. C. Ye, arXiv:1705.02894; T. Miyato et al., arXiv:1802.05957;
     A. Maevskiy et al., arXiv:1905.11825 (the LHCb RICH GAN).
 
     Examples

@@ -2,7 +2,8 @@
 
 :class:`ConditionalGAN` holds a generator ``G(z, c) -> x`` (z ~ N(0, 1) of ``latent_dim``
 numbers, c the conditions, x the targets, all model-space float32) and a critic ``D(x, c)``,
-both residual MLPs without batch normalisation, configured by :class:`GANSettings`;
+both residual MLPs without batch normalisation (the critic optionally spectrally normalised),
+configured by :class:`GANSettings`;
 :func:`save_gan` / :func:`load_gan` store it as safetensors + JSON (no pickle).  The
 adversarial objective is in :mod:`hepgen.models.gan_objective`, the model protocol in
 :mod:`hepgen.models.gan_model`.
@@ -13,6 +14,8 @@ M. Mirza, S. Osindero, "Conditional generative adversarial nets", arXiv:1411.178
 I. Gulrajani et al., "Improved training of Wasserstein GANs", NeurIPS 2017, arXiv:1704.00028.
 M. G. Bellemare et al., "The Cramer distance as a solution to biased Wasserstein gradients",
 arXiv:1705.10743.
+T. Miyato et al., "Spectral normalization for generative adversarial networks", ICLR 2018,
+arXiv:1802.05957.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from hepgen.models.files import load_module, save_module
+from hepgen.models.latent import DEFAULT_LATENT, LatentOptions, draw_latent
 from hepgen.models.modules import check_module_args, module_device
-from hepgen.settings.models import DEFAULT_N_CRITIC, GANSettings
+from hepgen.settings.models import DEFAULT_N_CRITIC, GAN_LOSSES, GANSettings
 
 __all__ = [
     "DEFAULT_N_CRITIC",
@@ -41,8 +45,8 @@ __all__ = [
 
 GAN_FORMAT = "hepgen-gan"
 GAN_FORMAT_VERSION = 1
-LOSSES = ("cramer", "wgan-gp")
-#: Critic updates per generator update when ``n_critic`` is not given, per loss.
+#: The losses of ``GANSettings.loss`` (:mod:`hepgen.models.gan_losses`).
+LOSSES = GAN_LOSSES
 _LEAKY_SLOPE = 0.2
 #: Soft bound of the generator's conditional log-scale (``conditional_scale``).
 _MAX_LOG_SCALE = 5.0
@@ -122,6 +126,15 @@ class _Generator(nn.Module):
         return loc + torch.exp(_MAX_LOG_SCALE * torch.tanh(log_scale / _MAX_LOG_SCALE)) * out
 
 
+def _spectral_norm(net: nn.Module) -> None:
+    """Spectrally normalise every linear layer of ``net`` in place (Miyato et al. 2018); the
+    power-iteration vectors are drawn from the global RNG (seeded by the caller)."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for layer in [m for m in net.modules() if isinstance(m, nn.Linear)]:
+        spectral_norm(layer)
+
+
 class ConditionalGAN(nn.Module):
     """Generator ``G(z, c) -> x`` and critic ``D(x, c)`` of a conditional GAN (residual MLPs).
 
@@ -152,6 +165,15 @@ class ConditionalGAN(nn.Module):
     has batch normalisation: it would couple the events of a batch, and the conditional
     gradient penalty needs per-event gradients; the critic may use layer normalisation.
 
+    With ``settings.spectral_norm`` every linear layer of the critic is spectrally normalised
+    (Miyato et al. 2018; :func:`torch.nn.utils.parametrizations.spectral_norm`): its weight is
+    ``W / sigma(W)``, with ``sigma`` estimated by one power iteration per forward pass in
+    training mode (the stored estimate in evaluation mode).  The state dict holds ``W``
+    (``...parametrizations.weight.original``) and the power-iteration vectors (``_u``,
+    ``_v``), so files, checkpoints and resume carry the estimate.  A residual block is then
+    at most 2-Lipschitz, the critic at most ``2^critic_blocks`` (with leaky ReLUs; layer
+    normalisation is not bounded).
+
     With ``settings.ema`` set, a copy of the generator follows its weights,
     ``theta_ema <- d theta_ema + (1 - d) theta`` after each generator update with
     ``d = min(ema, (1 + t) / (10 + t))`` (t: generator updates so far, so early averages do not
@@ -171,6 +193,8 @@ class ConditionalGAN(nn.Module):
     gradients", arXiv:1705.10743.
     Y. Yazici et al., "The unusual effectiveness of averaging in GAN training", ICLR 2019,
     arXiv:1806.04498.
+    T. Miyato et al., "Spectral normalization for generative adversarial networks",
+    ICLR 2018, arXiv:1802.05957.
 
     Examples
     --------
@@ -208,6 +232,8 @@ class ConditionalGAN(nn.Module):
                 s.dropout,
                 s.layer_norm,
             )
+            if s.spectral_norm:
+                _spectral_norm(self.critic)
         self.generator_ema: nn.Module | None = None
         if s.ema is not None:
             self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
@@ -227,27 +253,34 @@ class ConditionalGAN(nn.Module):
     forward = generate
 
     def critic_output(self, x: Tensor, c: Tensor) -> Tensor:
-        """``D(x, c)``: shape (n, critic_outputs) (k for Cramer's h, 1 for WGAN-GP)."""
+        """``D(x, c)``: shape (n, critic_outputs) (k for Cramer's h, 1 for the others)."""
         return self.critic(torch.cat([x, c], dim=1))
 
     def latent(
-        self, n: int, generator: torch.Generator | None = None, device: torch.device | None = None
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | None = None,
+        options: LatentOptions = DEFAULT_LATENT,
     ) -> Tensor:
-        """Standard-normal latent noise (n, latent_dim), float32, drawn on ``generator``'s
+        """Latent noise (n, latent_dim), float32: standard normal, or with the temperature
+        and truncation of ``options`` (:mod:`hepgen.models.latent`), drawn on ``generator``'s
         device (the global RNG when None) and moved to ``device`` (default: the module's)."""
         device = module_device(self) if device is None else device
-        source = generator.device if generator is not None else device
-        z = torch.randn(
-            (n, self.settings.latent_dim), generator=generator, device=source, dtype=torch.float32
-        )
-        return z.to(device)
+        return draw_latent((n, self.settings.latent_dim), generator, device, options)
 
-    def sample(self, c: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample(
+        self,
+        c: Tensor,
+        generator: torch.Generator | None = None,
+        latent: LatentOptions = DEFAULT_LATENT,
+    ) -> Tensor:
         """One draw x ~ G(., c) per row of ``c`` (n, C) with the sampling generator (the EMA
-        one when there is one); float32 (n, D), no autograd graph."""
+        one when there is one); float32 (n, D), no autograd graph.  ``latent``: temperature
+        and truncation of the noise (the truncation trick)."""
         c = self._as_input(c, self.n_conditions, "c")
         with torch.no_grad():
-            return self.generate(self.latent(c.shape[0], generator), c, ema=True)
+            return self.generate(self.latent(c.shape[0], generator, options=latent), c, ema=True)
 
     @torch.no_grad()
     def update_ema(self, n_updates: int) -> None:

@@ -38,6 +38,7 @@ import numpy as np
 from hepgen.devices import PRODUCTION_THREADS, check_device
 from hepgen.errors import InputError, MissingDependencyError
 from hepgen.models.base import NoLikelihoodError, check_model_inputs
+from hepgen.models.latent import LatentOptions, draw_latent_numpy
 
 __all__ = [
     "BACKENDS",
@@ -379,7 +380,13 @@ class OnnxGenerator:
         return self._density is not None
 
     def sample(
-        self, conditions: np.ndarray, seed: int | None = None, batch_size: int | None = None
+        self,
+        conditions: np.ndarray,
+        seed: int | None = None,
+        batch_size: int | None = None,
+        *,
+        temperature: float | None = None,
+        truncation: float | None = None,
     ) -> np.ndarray:
         """One draw per row of ``conditions`` (n, C): targets (n, D), float32, model space.
 
@@ -392,12 +399,16 @@ class OnnxGenerator:
         batch_size : int or None
             Rows per graph call (default :data:`DEFAULT_BATCH_SIZE`); the samples do not
             depend on it.
+        temperature, truncation : float or None
+            How the noise is drawn (:class:`~hepgen.models.latent.LatentOptions`; default:
+            as trained).
 
         Raises
         ------
         InputError
             Wrong shape or width, or NaN/inf conditions.
         """
+        latent = LatentOptions.of(temperature, truncation)
         c, _ = check_model_inputs(
             conditions, n_conditions=self.n_conditions_, where=f"{self.kind} sample (onnx)"
         )
@@ -407,7 +418,7 @@ class OnnxGenerator:
         out = np.empty((c.shape[0], self.n_features_), dtype=np.float32)
         for start in range(0, c.shape[0], batch):
             cb = c[start : start + batch]
-            z = rng.standard_normal((cb.shape[0], self.n_noise_), dtype=np.float32)
+            z = draw_latent_numpy(rng, (cb.shape[0], self.n_noise_), latent)
             out[start : start + cb.shape[0]] = self._sample.run(None, {z_name: z, c_name: cb})[0]
         return out
 

@@ -49,6 +49,7 @@ MODEL_CLASSES: Mapping[str, type[GenerativeModel]] = _LazyClasses(
     {
         "flow": "hepgen.models.flow_model:FlowModel",
         "gan": "hepgen.models.gan_model:GANModel",
+        "vae": "hepgen.models.vae_model:VAEModel",
     }
 )
 
@@ -81,7 +82,7 @@ def model_class(kind: str) -> type[GenerativeModel]:
     >>> model_class("flows")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    hepgen.errors.InputError: unknown model kind 'flows'; expected 'flow' or 'gan' (did you ...
+    hepgen.errors.InputError: unknown model kind 'flows'; expected 'flow', 'gan' or 'vae' (did you ...
     """
     if not isinstance(kind, str) or kind not in KINDS:
         known = " or ".join(", ".join(repr(k) for k in KINDS).rsplit(", ", 1))

@@ -15,6 +15,7 @@ from hepgen.settings.models import (
     FlowSettings,
     GANSettings,
 )
+from hepgen.settings.sampling import SamplingSettings
 from hepgen.settings.scan import (
     DENSITY_FLOW,
     DENSITY_TRAINING,
@@ -23,6 +24,7 @@ from hepgen.settings.scan import (
     ScanSettings,
 )
 from hepgen.settings.training import TrainingSettings
+from hepgen.settings.vae import VAESettings
 
 __all__ = [
     "DEFAULT_N_CRITIC",
@@ -35,9 +37,11 @@ __all__ = [
     "Float",
     "FlowSettings",
     "GANSettings",
+    "SamplingSettings",
     "ScanSection",
     "ScanSettings",
     "Settings",
     "Strict",
     "TrainingSettings",
+    "VAESettings",
 ]

@@ -1,4 +1,5 @@
-"""Settings of the models: the flow and GAN generators and the efficiency classifier.
+"""Settings of the models: the flow and GAN generators and the efficiency classifier (the
+VAE's are :mod:`hepgen.settings.vae`).
 
 These are the ``model.flow``, ``model.gan`` and ``model.efficiency`` sections of a
 configuration and the arguments of :class:`hepgen.models.flow.ConditionalFlow`,
@@ -13,11 +14,17 @@ from typing import Any, ClassVar, Literal, get_args
 from pydantic import Field, field_validator, model_validator
 
 from hepgen.settings.base import Device, Float, Settings
+from hepgen.settings.vae import VAESettings
 
 __all__ = [
     "COUPLING_KINDS",
+    "DEFAULT_ADAM_BETAS",
+    "DEFAULT_GAN_LEARNING_RATES",
+    "DEFAULT_GAN_OPTIMIZER",
+    "DEFAULT_GP_LAMBDA",
     "DEFAULT_N_CRITIC",
     "FLOW_KINDS",
+    "GAN_LOSSES",
     "GENERATOR_SETTINGS",
     "KIND_DEFAULTS",
     "KIND_LEARNING_RATES",
@@ -28,8 +35,61 @@ __all__ = [
     "GANSettings",
 ]
 
-#: Critic updates per generator update when ``n_critic`` is left out, by GAN loss.
-DEFAULT_N_CRITIC = {"wgan-gp": 5, "cramer": 1}
+#: The adversarial losses of ``model.gan.loss`` (:mod:`hepgen.models.gan_losses`).
+GANLoss = Literal["cramer", "wgan-gp", "wgan-clip", "minimax", "non-saturating", "hinge"]
+GAN_LOSSES: tuple[str, ...] = get_args(GANLoss)
+#: Critic updates per generator update when ``n_critic`` is left out, by GAN loss: 5 for the
+#: Wasserstein critics (Arjovsky et al. 2017; Gulrajani et al. 2017) and for the hinge loss
+#: with spectral normalisation (Miyato et al. 2018, their ResNet setting), 1 for the original
+#: GAN (Goodfellow et al. 2014: k = 1) and for the Cramer GAN (its critic is not trained to
+#: convergence: Bellemare et al. 2017).
+DEFAULT_N_CRITIC = {
+    "cramer": 1,
+    "wgan-gp": 5,
+    "wgan-clip": 5,
+    "minimax": 1,
+    "non-saturating": 1,
+    "hinge": 5,
+}
+#: Gradient-penalty weight when ``gp_lambda`` is left out, by loss: 10 for the penalised
+#: Wasserstein and Cramer critics (Gulrajani et al.), none where the paper has none (weight
+#: clipping bounds the WGAN critic; the minimax and hinge critics are unconstrained, or
+#: spectrally normalised).
+DEFAULT_GP_LAMBDA = {
+    "cramer": 10.0,
+    "wgan-gp": 10.0,
+    "wgan-clip": 0.0,
+    "minimax": 0.0,
+    "non-saturating": 0.0,
+    "hinge": 0.0,
+}
+#: Optimizer of both networks when ``optimizer`` is left out, by loss: RMSProp for the
+#: weight-clipped WGAN (Arjovsky et al.: momentum made its training unstable), Adam otherwise.
+DEFAULT_GAN_OPTIMIZER = {loss: "rmsprop" if loss == "wgan-clip" else "adam" for loss in GAN_LOSSES}
+#: Adam's betas when ``adam_betas`` is left out, by loss: (0, 0.9) of Gulrajani et al. and
+#: Miyato et al. (hinge), (0.5, 0.999) of the DCGAN recipe for the original GAN (Radford et
+#: al. 2016, arXiv:1511.06434); unused with RMSProp.
+DEFAULT_ADAM_BETAS = {
+    "cramer": (0.0, 0.9),
+    "wgan-gp": (0.0, 0.9),
+    "wgan-clip": (0.0, 0.9),
+    "minimax": (0.5, 0.999),
+    "non-saturating": (0.5, 0.999),
+    "hinge": (0.0, 0.9),
+}
+#: Learning rate of ``training.learning_rate: null`` (and of
+#: :func:`hepgen.models.gan_objective.default_gan_training`), by loss: WGAN with clipping
+#: 5e-5 (Arjovsky et al.), the DCGAN and SN-GAN value 2e-4 for minimax, non-saturating and
+#: hinge (Radford et al.; Miyato et al.), 3e-4 for WGAN-GP and 1e-3 for Cramer (measured on
+#: the toys of the tests: see :func:`~hepgen.models.gan_objective.default_gan_training`).
+DEFAULT_GAN_LEARNING_RATES = {
+    "cramer": 1e-3,
+    "wgan-gp": 3e-4,
+    "wgan-clip": 5e-5,
+    "minimax": 2e-4,
+    "non-saturating": 2e-4,
+    "hinge": 2e-4,
+}
 
 
 #: The flow families of ``model.flow.kind``: the RQ-spline kinds (nflows layers, with a static
@@ -204,8 +264,10 @@ class GANSettings(Settings):
 
     Parameters
     ----------
-    loss : {"cramer", "wgan-gp"}
-        Cramer (energy-distance) GAN or Wasserstein GAN with gradient penalty.
+    loss : {"cramer", "wgan-gp", "wgan-clip", "minimax", "non-saturating", "hinge"}
+        The adversarial loss (:mod:`hepgen.models.gan_losses`): the Cramer (energy-distance)
+        GAN, the Wasserstein GAN with gradient penalty or with weight clipping, the original
+        GAN's minimax loss and its non-saturating generator loss, or the hinge loss.
     latent_dim : int
         Gaussian noise numbers per event fed to the generator.
     hidden_features : int
@@ -217,14 +279,27 @@ class GANSettings(Settings):
     critic_blocks : int
         Residual blocks of the critic (>= 0).
     critic_output_dim : int
-        Size k of the Cramer critic's output h(x, c) in R^k; the WGAN-GP critic outputs 1.
+        Size k of the Cramer critic's output h(x, c) in R^k; the other critics output 1
+        number (a logit for minimax and non-saturating).
     n_critic : int or None
-        Critic updates per generator update; left out: 5 for WGAN-GP, 1 for Cramer
+        Critic updates per generator update; left out: the loss's default
         (:data:`DEFAULT_N_CRITIC`).
-    gp_lambda : float
-        Weight of the gradient penalty (>= 0).
-    adam_betas : tuple of two floats
-        Adam's (beta1, beta2) for both networks, each in [0, 1).
+    gp_lambda : float or None
+        Weight of the gradient penalty (>= 0; 0: none); left out: the loss's default
+        (:data:`DEFAULT_GP_LAMBDA`: 10 for Cramer and WGAN-GP, 0 for the others).
+    optimizer : {"adam", "rmsprop"} or None
+        Optimizer of both networks; left out: RMSProp for ``wgan-clip``, Adam otherwise
+        (:data:`DEFAULT_GAN_OPTIMIZER`).
+    adam_betas : tuple of two floats or None
+        Adam's (beta1, beta2) for both networks, each in [0, 1); left out: the loss's default
+        (:data:`DEFAULT_ADAM_BETAS`).  Unused with RMSProp.
+    clip_value : float
+        ``wgan-clip``: every critic parameter is clipped to [-c, c] after each critic update
+        (default 0.01, Arjovsky et al.); unused by the other losses.
+    spectral_norm : bool
+        Spectral normalisation of every linear layer of the critic (Miyato et al. 2018): each
+        weight is divided by its largest singular value, estimated by one power iteration per
+        forward pass.  Usable with every loss.
     ema : float or None
         Decay of the exponential moving average of the generator weights used for sampling,
         in (0, 1); ``None`` samples with the trained generator itself.
@@ -246,22 +321,31 @@ class GANSettings(Settings):
 
     References
     ----------
+    I. Goodfellow et al., "Generative adversarial nets", NeurIPS 2014, arXiv:1406.2661;
+    M. Arjovsky, S. Chintala, L. Bottou, "Wasserstein GAN", arXiv:1701.07875;
     I. Gulrajani et al., "Improved training of Wasserstein GANs", arXiv:1704.00028;
     M. G. Bellemare et al., "The Cramer distance as a solution to biased Wasserstein
-    gradients", arXiv:1705.10743.
+    gradients", arXiv:1705.10743; J. H. Lim, J. C. Ye, "Geometric GAN", arXiv:1705.02894;
+    T. Miyato et al., "Spectral normalization for generative adversarial networks",
+    ICLR 2018, arXiv:1802.05957.
 
     Examples
     --------
     >>> s = GANSettings(loss="wgan-gp", latent_dim=8)
-    >>> s.n_critic, s.adam_betas
-    (5, (0.0, 0.9))
+    >>> s.n_critic, s.gp_lambda, s.optimizer, s.adam_betas
+    (5, 10.0, 'adam', (0.0, 0.9))
     >>> GANSettings.from_dict(s.to_dict()) == s
     True
+    >>> c = GANSettings(loss="wgan-clip")
+    >>> c.n_critic, c.gp_lambda, c.optimizer, c.clip_value
+    (5, 0.0, 'rmsprop', 0.01)
+    >>> GANSettings(loss="hinge", spectral_norm=True, n_critic=1).n_critic
+    1
     """
 
     family: ClassVar[str] = "gan"
 
-    loss: Literal["cramer", "wgan-gp"] = "cramer"
+    loss: GANLoss = "cramer"
     latent_dim: int = Field(16, ge=1)
     hidden_features: int = Field(128, ge=1)
     n_blocks: int = Field(2, ge=0)
@@ -270,7 +354,10 @@ class GANSettings(Settings):
     critic_output_dim: int = Field(32, ge=1)
     n_critic: int | None = Field(None, ge=1)
     gp_lambda: Float = Field(10.0, ge=0, allow_inf_nan=False)
+    optimizer: Literal["adam", "rmsprop"] = "adam"
     adam_betas: tuple[Float, Float] = (0.0, 0.9)
+    clip_value: Float = Field(0.01, gt=0, allow_inf_nan=False)
+    spectral_norm: bool = False
     ema: Float | None = Field(0.999, gt=0, lt=1)
     dropout: Float = Field(0.0, ge=0, lt=1)
     layer_norm: bool = False
@@ -279,12 +366,20 @@ class GANSettings(Settings):
     @model_validator(mode="before")
     @classmethod
     def _defaults(cls, data: Any) -> Any:
-        """``n_critic`` left out (or null) takes the loss's default; ``adam_betas`` given as a
-        list (YAML, JSON) is a pair."""
+        """``n_critic``, ``gp_lambda``, ``optimizer`` and ``adam_betas`` left out (or null)
+        take the loss's defaults; ``adam_betas`` given as a list (YAML, JSON) is a pair."""
         if isinstance(data, dict):
             data = dict(data)
-            if data.get("n_critic") is None:
-                data["n_critic"] = DEFAULT_N_CRITIC.get(data.get("loss", "cramer"), 1)
+            loss = data.get("loss", "cramer")
+            tables = {
+                "n_critic": DEFAULT_N_CRITIC,
+                "gp_lambda": DEFAULT_GP_LAMBDA,
+                "optimizer": DEFAULT_GAN_OPTIMIZER,
+                "adam_betas": DEFAULT_ADAM_BETAS,
+            }
+            for key, table in tables.items():
+                if data.get(key) is None and isinstance(loss, str) and loss in table:
+                    data[key] = table[loss]
             if isinstance(data.get("adam_betas"), list):
                 data["adam_betas"] = tuple(data["adam_betas"])
         return data
@@ -298,7 +393,7 @@ class GANSettings(Settings):
 
     @property
     def critic_outputs(self) -> int:
-        """Outputs of the critic network: ``critic_output_dim`` (Cramer) or 1 (WGAN-GP)."""
+        """Outputs of the critic network: ``critic_output_dim`` (Cramer) or 1 (the others)."""
         return self.critic_output_dim if self.loss == "cramer" else 1
 
 
@@ -351,4 +446,8 @@ class EfficiencySettings(Settings):
 
 
 #: The settings class of each generator kind (``model.kind``).
-GENERATOR_SETTINGS: dict[str, type[Settings]] = {"flow": FlowSettings, "gan": GANSettings}
+GENERATOR_SETTINGS: dict[str, type[Settings]] = {
+    "flow": FlowSettings,
+    "gan": GANSettings,
+    "vae": VAESettings,
+}

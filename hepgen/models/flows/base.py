@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hepgen.models.latent import DEFAULT_LATENT, LatentOptions, draw_latent
 from hepgen.models.modules import check_module_args, module_device
 from hepgen.settings.models import FlowSettings
 
@@ -164,7 +165,12 @@ class FlowModule(nn.Module):
         otherwise (the training loop minimises its weighted mean)."""
         return -self.log_prob(x, c)
 
-    def sample(self, c: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample(
+        self,
+        c: Tensor,
+        generator: torch.Generator | None = None,
+        latent: LatentOptions = DEFAULT_LATENT,
+    ) -> Tensor:
         """One draw of x ~ p(x | c) per row of ``c``.
 
         Parameters
@@ -174,6 +180,8 @@ class FlowModule(nn.Module):
         generator : torch.Generator or None
             Source of the base noise (drawn on the generator's device, then moved to the
             module's); ``None`` uses the global RNG.
+        latent : LatentOptions
+            Temperature and truncation of the base noise (:mod:`hepgen.models.latent`).
 
         Returns
         -------
@@ -182,14 +190,8 @@ class FlowModule(nn.Module):
         """
         c = self._as_input(c, self.n_conditions, "c")
         with torch.no_grad():
-            noise_device = generator.device if generator is not None else c.device
-            z = torch.randn(
-                (c.shape[0], self.n_features),
-                generator=generator,
-                device=noise_device,
-                dtype=torch.float32,
-            )
-            return self.from_latent(z.to(c.device), c)
+            z = draw_latent((c.shape[0], self.n_features), generator, c.device, latent)
+            return self.from_latent(z, c)
 
     def to_latent(self, x: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         """Map targets to the base space: ``z = f(x; c)`` and ``log|det df/dx|``.
