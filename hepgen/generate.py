@@ -158,6 +158,8 @@ def generate_file(
     backend: str = "torch",
     engine: str = "auto",
     precision: str | None = None,
+    temperature: float | None = None,
+    truncation: float | None = None,
 ) -> dict[str, Any]:
     """Generate the reco collection (or the target branches) for every event (row) of
     ``inputs`` and write ``output`` (see the module docstring for what is kept).
@@ -212,6 +214,11 @@ def generate_file(
         Of the response flow's conditioners (:meth:`FastSim.set_inference`): ``None`` takes
         the model card's accepted ``model.precision``; a reduced precision without an
         accepted check is refused.
+    temperature, truncation : float or None
+        The response's noise: temperature and truncation threshold psi
+        (:mod:`hepgen.models.latent`); ``None``: the model's ``model.sampling`` (by default
+        the trained model's noise).  The values used are in the manifest (``sampling``) and
+        in every output file's ``hepgen_metadata``.
 
     Returns
     -------
@@ -243,6 +250,8 @@ def generate_file(
     fmt = _check_inputs(sim, paths, tree, output_format)
     plan = plan_partitions(paths, tree, step_size, block)
     inference = _inference(sim, backend, engine, precision)
+    before = sim.sampling_  # a FastSim object given by the caller gets its own back
+    sampling = _sampling(sim, temperature, truncation)
     handle = ModelHandle(
         model_dir or sim,
         device,
@@ -250,6 +259,7 @@ def generate_file(
         command="generate",
         backend=backend,
         inference=inference,
+        sampling=sampling,
     )
     handle.model = sim  # already loaded here
     job = _GenerateJob(handle, oversample, keep_full_sim)
@@ -262,22 +272,26 @@ def generate_file(
         "oversample": oversample,
         "keep_full_sim": keep_full_sim,
         "format": fmt,
+        "sampling": sampling,
     }
-    check_outputs(plan, output, layout, paths)
-    manifest = produce(
-        job,
-        plan,
-        output,
-        workers=workers,
-        scheduler=scheduler,
-        layout=layout,
-        seed=seed,
-        block=block,
-        fmt=fmt,
-        quiet=quiet,
-        desc="generate",
-        manifest=extra,
-    )
+    try:
+        check_outputs(plan, output, layout, paths)
+        manifest = produce(
+            job,
+            plan,
+            output,
+            workers=workers,
+            scheduler=scheduler,
+            layout=layout,
+            seed=seed,
+            block=block,
+            fmt=fmt,
+            quiet=quiet,
+            desc="generate",
+            manifest=extra,
+        )
+    finally:
+        sim.set_sampling(before.temperature, before.truncation)
     counts = manifest["counts"]
     seconds = manifest["seconds"]
     full_sim = _report_full_sim(sim, list(counts.get("_replaced", {})), keep_full_sim)
@@ -292,6 +306,7 @@ def generate_file(
     return {
         **{k: counts.get(k, 0) for k in ("events", "gen_objects", "reco_objects", "fakes")},
         "oversample": oversample,
+        "sampling": sampling,
         "outside_domain": bad,
         "seconds": seconds,
         # simulated gen objects (K per input object with oversampling) per second
@@ -387,6 +402,26 @@ def _report_full_sim(sim: FastSim, replaced: list[str], keep: bool) -> dict[str,
             _listing(replaced),
         )
     return {"kept": {}, "dropped": list(replaced)}
+
+
+def _sampling(sim: FastSim, temperature: float | None, truncation: float | None) -> dict[str, Any]:
+    """The response's noise for this production (the arguments over the model's
+    ``model.sampling``), applied to ``sim``; logged when it is not the trained model's."""
+    if temperature is not None or truncation is not None:
+        base = sim.config.model.sampling
+        sim.set_sampling(
+            base.temperature if temperature is None else temperature,
+            base.truncation if truncation is None else truncation,
+        )
+    options = sim.sampling_
+    if not options.is_default:
+        log.info(
+            "sampling at temperature %g, truncation %s: the samples trade diversity for "
+            "fidelity and no longer follow the trained model",
+            options.temperature,
+            "none" if options.truncation is None else f"{options.truncation:g}",
+        )
+    return options.to_dict()
 
 
 def _inference(

@@ -107,6 +107,19 @@ def _flow_lines(s: dict[str, Any], arch: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _vae_lines(s: dict[str, Any], arch: dict[str, Any]) -> list[str]:
+    """The VAE's architecture line, its active latent dimensions and its likelihood."""
+    active = arch.get("active_dimensions")
+    active_text = "" if active is None else f", {active} of {s.get('latent_dim')} active"
+    lines = [
+        f"  vae: latent {s.get('latent_dim')}{active_text}, {s.get('hidden_features')} hidden "
+        f"x {s.get('n_blocks')} blocks, beta {s.get('beta')}, free bits {s.get('free_bits')}; "
+        f"{arch.get('n_parameters')} parameters",
+        "  likelihood: none exact; ELBO and IWAE lower bounds (hepgen score --bound)",
+    ]
+    return lines
+
+
 def format_card(card: dict[str, Any]) -> str:
     """Format the content of ``hepgen-model.json`` as a plain-text model card."""
     if card.get("kind") == "density":
@@ -147,8 +160,18 @@ def format_card(card: dict[str, Any]) -> str:
     if card.get("kind") == "gan":
         shown = ", ".join(f"{k} {v}" for k, v in settings.items())
         lines.append(f"  gan: {shown}; {arch.get('n_parameters')} parameters")
+    elif card.get("kind") == "vae":
+        lines.extend(_vae_lines(settings, arch))
     else:
         lines.extend(_flow_lines(settings, arch))
+    sampling = ((card.get("config") or {}).get("model") or {}).get("sampling") or {}
+    if sampling.get("temperature", 1.0) != 1.0 or sampling.get("truncation") is not None:
+        psi = sampling.get("truncation")
+        lines.append(
+            f"  sampling: temperature {sampling.get('temperature', 1.0):g}, truncation "
+            f"{'none' if psi is None else f'{psi:g}'} (model.sampling: the default of "
+            "generate; the samples trade diversity for fidelity)"
+        )
     eff = card.get("efficiency") or {}
     if eff:
         es = eff.get("summary") or {}

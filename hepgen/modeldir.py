@@ -14,7 +14,7 @@ and sits below the models it loads; a new kind of model is its module plus one e
 Examples
 --------
 >>> sorted(KINDS)
-['density', 'flow', 'gan']
+['density', 'flow', 'gan', 'vae']
 >>> KINDS["density"].what
 'a density model'
 >>> read_card("no/such/dir")
@@ -370,6 +370,9 @@ class ModelHandle:
     inference : dict or None
         Keyword arguments of the model's ``set_inference`` (engine, precision), applied
         after loading on every process.
+    sampling : dict or None
+        Keyword arguments of the model's ``set_sampling`` (temperature, truncation), applied
+        after loading on every process (``None``: the model's own, i.e. its config's).
 
     Examples
     --------
@@ -390,6 +393,7 @@ class ModelHandle:
         command: str | None = None,
         backend: str = "torch",
         inference: dict[str, Any] | None = None,
+        sampling: dict[str, Any] | None = None,
     ) -> None:
         is_path = isinstance(model, str | os.PathLike)
         self.directory = os.fspath(Path(model).resolve()) if is_path else None
@@ -397,6 +401,7 @@ class ModelHandle:
         self.device, self.accept, self.command = device, tuple(accept or ()), command
         self.backend = backend
         self.inference = inference
+        self.sampling = sampling
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -422,5 +427,7 @@ class ModelHandle:
             )
             if self.inference and hasattr(model, "set_inference"):
                 model.set_inference(**self.inference)
+            if hasattr(model, "set_sampling"):  # also resets a cached model's earlier choice
+                model.set_sampling(**(getattr(self, "sampling", None) or {}))
             self.model = model
         return self.model

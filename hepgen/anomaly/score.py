@@ -38,7 +38,7 @@ from hepgen.modeldir import FASTSIM_KINDS, ModelHandle, load_model, model_hash
 from hepgen.models.base import NoLikelihoodError
 from hepgen.parallel import SEED_BLOCK, check_outputs, plan_partitions, produce
 
-__all__ = ["DEFAULT_BRANCH", "load_scorer", "score_file"]
+__all__ = ["BOUNDS", "DEFAULT_BRANCH", "load_scorer", "score_file"]
 
 log = logging.getLogger(__name__)
 
@@ -72,26 +72,62 @@ def load_scorer(model: Any, device: str = "cpu") -> DensityModel | FastSim:
     return load_model(model, device, accept=("density", *FASTSIM_KINDS), command="score")
 
 
-def _scorer(model: DensityModel | FastSim, model_dir: Any, branch: str) -> _Scorer:
+#: The lower bounds ``hepgen score --bound`` takes for a VAE fast simulation.
+BOUNDS = ("elbo", "iwae")
+
+
+def _scorer(
+    model: DensityModel | FastSim,
+    model_dir: Any,
+    branch: str,
+    bound: str | None = None,
+    iwae_samples: int | None = None,
+) -> _Scorer:
     """The scorer of a model.
 
     Raises
     ------
     NoLikelihoodError
-        A fast simulation whose response has no likelihood (a GAN).
+        A fast simulation whose response has no likelihood (a GAN), or a VAE without an
+        explicit ``bound``.
+    InputError
+        A ``bound`` for a model with an exact likelihood, or an unknown bound.
     """
+    where = f"'{model_dir}'" if not isinstance(model_dir, DensityModel | FastSim) else "this model"
+    if bound is not None and bound not in BOUNDS:
+        raise InputError(f"--bound {bound!r}: expected one of {BOUNDS}")
+    has_bound = isinstance(model, FastSim) and hasattr(model.response_, "log_prob_bound")
+    if bound is not None and not has_bound:
+        raise InputError(
+            f"--bound {bound}: {where} has an exact likelihood (or none); a bound is for a "
+            "VAE fast simulation"
+        )
     if not isinstance(model, FastSim):
         return _DensityScorer(model, branch)
-    if not model.response_.has_likelihood:
-        where = f"'{model_dir}'" if not isinstance(model_dir, FastSim) else "this model"
+    kind = model.response_.kind
+    if has_bound and bound is None:
         raise NoLikelihoodError(
-            f"{where} is a fast simulation with a GAN response (model.kind: gan), which has "
-            "no tractable likelihood to score with; train it with model.kind: flow, or "
-            "score with a density model"
+            f"{where} is a fast simulation with a VAE response (model.kind: {kind}): it has a "
+            "lower bound on log p, not log p, and the bound's gap differs between events and "
+            "models, so its scores are no likelihood ratios; to score with the bound anyway "
+            "say which: --bound iwae (tighter) or --bound elbo"
         )
+    if not model.response_.has_likelihood and not has_bound:
+        raise NoLikelihoodError(
+            f"{where} is a fast simulation with a {kind.upper()} response (model.kind: {kind}), "
+            "which has no tractable likelihood to score with; train it with model.kind: "
+            "flow, or score with a density model"
+        )
+    if bound is None:
+        density: Any = lambda targets, conds, seed: model.log_prob(targets, conds)  # noqa: E731
+    else:
+
+        def density(targets: Any, conds: Any, seed: int) -> np.ndarray:
+            return model.log_prob_bound(targets, conds, method=bound, k=iwae_samples, seed=seed)
+
     if model.layout == "collections":
-        return _FastSimScorer(model, branch)
-    return _RowScorer(model, branch)
+        return _FastSimScorer(model, branch, density)
+    return _RowScorer(model, branch, density)
 
 
 def _check_branch_name(branch: str) -> None:
@@ -127,6 +163,8 @@ def score_file(
     workers: int | None = None,
     scheduler: Any = None,
     block: int = SEED_BLOCK,
+    bound: str | None = None,
+    iwae_samples: int | None = None,
 ) -> dict[str, Any]:
     """Write ``output``: every event of ``inputs`` with its anomaly score (module docstring).
 
@@ -156,6 +194,13 @@ def score_file(
         As :func:`hepgen.generate.generate_file`: one output file, one per input file or
         one per partition; in-process, a local Dask cluster or a scheduler; the block that
         partitions are aligned to (scores are deterministic: no seed).
+    bound : {"iwae", "elbo"} or None
+        For a VAE fast simulation only, which has no exact likelihood: score with this lower
+        bound on log p (its negative).  Required for a VAE (refused otherwise), so that nobody
+        takes a bound for a likelihood by accident.  The IWAE's samples are seeded per seed
+        block, so the scores do not depend on the step size.
+    iwae_samples : int or None
+        Importance samples K of the IWAE bound (default: the model's ``iwae_samples``).
 
     Returns
     -------
@@ -173,7 +218,7 @@ def score_file(
         Missing files, trees or branches (the file named), non-finite model inputs, an
         output that is an input, a score branch already in the input.
     NoLikelihoodError
-        A GAN fast simulation.
+        A GAN fast simulation, or a VAE one without ``bound``.
     """
     _check_branch_name(branch)
     if (
@@ -183,7 +228,7 @@ def score_file(
     ):
         raise InputError(f"step size must be a positive number of events, got {step_size!r}")
     model = load_scorer(model_dir, device=device)
-    scorer = _scorer(model, model_dir, branch)
+    scorer = _scorer(model, model_dir, branch, bound, iwae_samples)
     tree = tree or (model.config.data.tree if isinstance(model, FastSim) else "Events")
     fmt = check_format(output_format) if output_format is not None else None
     paths = resolve_files(inputs)
@@ -197,14 +242,17 @@ def score_file(
     kinds = ("density", *FASTSIM_KINDS)
     handle = ModelHandle(model_path or model, device, accept=kinds, command="score")
     handle.model = model  # already loaded here
-    job = _ScoreJob(handle, model_dir, branch)
+    job = _ScoreJob(handle, model_dir, branch, bound, iwae_samples)
     extra = {
         "command": "score",
         "model": os.fspath(Path(model_path).resolve()) if model_path is not None else None,
         "model_hash": model_hash(model_path) if model_path is not None else None,
         "branch": scorer.branch,
         "format": fmt,
+        "score": "-log p" if bound is None else f"-{bound} bound on log p",
     }
+    if bound == "iwae":
+        extra["iwae_samples"] = iwae_samples
     manifest = produce(
         job,
         plan,
@@ -234,6 +282,7 @@ def score_file(
     return {
         "kind": scorer.kind,
         "branch": scorer.branch,
+        "score": extra["score"],
         **counts,
         "outside_domain": bad,
         "seconds": seconds,
@@ -252,8 +301,16 @@ class _ScoreJob:
     """Scores one seed block of events (picklable for Dask: a model read from a directory is
     reloaded on the worker, once per process)."""
 
-    def __init__(self, model: ModelHandle, model_dir: Any, branch: str) -> None:
+    def __init__(
+        self,
+        model: ModelHandle,
+        model_dir: Any,
+        branch: str,
+        bound: str | None = None,
+        iwae_samples: int | None = None,
+    ) -> None:
         self.model, self.model_dir, self.branch = model, model_dir, branch
+        self.bound, self.iwae_samples = bound, iwae_samples
         self.scorer: _Scorer | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -261,10 +318,12 @@ class _ScoreJob:
 
     def process(self, events: ak.Array, where: str, seed: int) -> tuple[ak.Array, dict[str, Any]]:
         if self.scorer is None:
-            self.scorer = _scorer(self.model.get(), self.model_dir, self.branch)
+            self.scorer = _scorer(
+                self.model.get(), self.model_dir, self.branch, self.bound, self.iwae_samples
+            )
         outside: dict[str, int] = {}
         with torch_threads():  # one thread count wherever it runs: the same bits
-            out, counts = self.scorer.score(events, where, outside)
+            out, counts = self.scorer.score(events, where, outside, seed)
         return out, {**counts, "n_events": len(events), "outside": outside}
 
 
@@ -278,8 +337,9 @@ class _Scorer:
         raise NotImplementedError
 
     def score(
-        self, events: ak.Array, where: str, outside: dict[str, int]
+        self, events: ak.Array, where: str, outside: dict[str, int], seed: int = 0
     ) -> tuple[ak.Array, dict[str, int]]:
+        """The chunk with its score branch, and its counts (``seed``: of a bound's draws)."""
         raise NotImplementedError
 
     @staticmethod
@@ -317,7 +377,7 @@ class _DensityScorer(_Scorer):
             )
 
     def score(
-        self, events: ak.Array, where: str, outside: dict[str, int]
+        self, events: ak.Array, where: str, outside: dict[str, int], seed: int = 0
     ) -> tuple[ak.Array, dict[str, int]]:
         cols = {k: ak.to_numpy(events[k]) for k in self.names}
         _check_finite(cols, where, "events")
@@ -337,9 +397,9 @@ class _DensityScorer(_Scorer):
 class _FastSimScorer(_Scorer):
     kind = "fastsim"
 
-    def __init__(self, sim: FastSim, branch: str) -> None:
+    def __init__(self, sim: FastSim, branch: str, density: Any) -> None:
         data = sim.config.data
-        self.sim = sim
+        self.sim, self.density = sim, density
         self.branch = f"{data.reco}_{branch}"
         self.conditions = sim.condition_names
         self.targets = sim.target_names
@@ -352,7 +412,7 @@ class _FastSimScorer(_Scorer):
         self._check_branches(path, tree, self.needed, "fast simulation", self.branch)
 
     def score(
-        self, events: ak.Array, where: str, outside: dict[str, int]
+        self, events: ak.Array, where: str, outside: dict[str, int], seed: int = 0
     ) -> tuple[ak.Array, dict[str, int]]:
         sim = self.sim
         data = sim.config.data
@@ -373,7 +433,7 @@ class _FastSimScorer(_Scorer):
             for k, v in bad.items():
                 if v:
                     outside[k] = outside.get(k, 0) + v
-            score[reco_rows] = -sim.log_prob(targets, conds)
+            score[reco_rows] = -self.density(targets, conds, seed)
         out = ak.with_field(events, ak.unflatten(score, reco.counts), self.branch)
         scored = score[reco_rows]
         return out, {
@@ -389,8 +449,8 @@ class _RowScorer(_Scorer):
 
     kind = "fastsim"
 
-    def __init__(self, sim: FastSim, branch: str) -> None:
-        self.sim = sim
+    def __init__(self, sim: FastSim, branch: str, density: Any) -> None:
+        self.sim, self.density = sim, density
         self.layout = sim.row_layout
         self.suffix = branch
         self.branches = list(self.layout.per_object(branch))
@@ -408,7 +468,7 @@ class _RowScorer(_Scorer):
             )
 
     def score(
-        self, events: ak.Array, where: str, outside: dict[str, int]
+        self, events: ak.Array, where: str, outside: dict[str, int], seed: int = 0
     ) -> tuple[ak.Array, dict[str, int]]:
         sim = self.sim
         resolved = self.layout.resolve(events.fields, where)
@@ -426,7 +486,7 @@ class _RowScorer(_Scorer):
             for k, v in sim.preprocessor_.out_of_domain(conds).items():
                 if v:
                     outside[k] = outside.get(k, 0) + v
-            score[rows] = -sim.log_prob(targets, conds)
+            score[rows] = -self.density(targets, conds, seed)
         out = events
         for name, values in resolved.unstack({self.suffix: score}, n_rows).items():
             out = ak.with_field(out, values, name)

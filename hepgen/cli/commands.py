@@ -243,6 +243,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         backend=args.backend,
         engine=args.engine,
         precision=args.precision,
+        temperature=args.temperature,
+        truncation=args.truncation,
         **_production_args(args),
     )
     draws = f" x {args.oversample} draws" if args.oversample > 1 else ""
@@ -278,12 +280,16 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from hepgen.anomaly.score import score_file
 
     _check_model_job(args, "--step-size", args.step_size)
+    if args.iwae_samples is not None and (args.bound != "iwae" or args.iwae_samples < 1):
+        raise InputError(f"--iwae-samples {args.iwae_samples}: a positive K for --bound iwae")
     stats = score_file(
         args.model,
         args.input,
         args.output,
         branch=args.branch,
         step_size=args.step_size,
+        bound=args.bound,
+        iwae_samples=args.iwae_samples,
         **_production_args(args),
     )
     if stats["kind"] == "density":
@@ -296,7 +302,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     _print(
         args,
         f"scored {what} in {stats['seconds']:.1f} s "
-        f"({stats['rows_per_second'] or 0:.0f} rows/s) into branch {stats['branch']}",
+        f"({stats['rows_per_second'] or 0:.0f} rows/s) into branch {stats['branch']}"
+        + ("" if args.bound is None else f" ({stats['score']})"),
     )
     _print_outputs(args, stats)
     return 0
@@ -390,6 +397,26 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             raise InputError(f"--metrics: unknown metric(s) {unknown}; choose from {list(known)}")
     if not 0.0 < args.alpha < 1.0:
         raise InputError(f"--alpha must be strictly between 0 and 1, got {args.alpha}")
+    tradeoff: dict[str, Any] = {}
+    if args.tradeoff is not None or args.tradeoff_knob or args.tradeoff_values is not None:
+        from hepgen.validation.tradeoff import parse_tradeoff_values
+
+        if args.tradeoff is None:
+            raise InputError("--tradeoff-knob/--tradeoff-values need --tradeoff MODEL_DIR")
+        if args.config is None:
+            raise InputError(
+                "--tradeoff needs --config: the model is sampled at the conditions of the "
+                "config's matched pairs"
+            )
+        tradeoff = {
+            "tradeoff": args.tradeoff,
+            "tradeoff_knob": args.tradeoff_knob,
+            "tradeoff_values": (
+                None
+                if args.tradeoff_values is None
+                else parse_tradeoff_values(args.tradeoff_values)
+            ),
+        }
     config = None
     if args.config is not None:
         from hepgen.config import load_config
@@ -422,10 +449,22 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             config=config,
             max_events=args.max_events,
             condition_bins=bins,
+            **tradeoff,
             **common,
         )
     verdict = result.verdict()
     lines = _validate_lines(result, files, verdict, time.perf_counter() - start, args)
+    if tradeoff:
+        t = json.loads(Path(files.metrics).read_text())["tradeoff"]
+        shown = ", ".join("none" if v is None else f"{v:g}" for v in t["values"])
+        lines.append(
+            f"sampling trade-off ({t['knob']} {shown}): precision "
+            + " ".join(f"{v:.3f}" for v in t["precision"])
+            + ", recall "
+            + " ".join(f"{v:.3f}" for v in t["recall"])
+            + f" (reference vs reference {t['baseline']['precision']:.3f}, "
+            f"{t['baseline']['recall']:.3f})"
+        )
     _print(args, "\n".join(lines))
     failure = nonfinite_failure(result.nonfinite, "--allow-nonfinite")
     if failure:

@@ -143,10 +143,10 @@ def launch_train(args: argparse.Namespace, config: Any) -> int:
     n = int(args.devices)
     check_devices(n, config.training.device)
     kind = config.model.kind
-    if n > 1 and not model_class(kind).has_likelihood:
+    if n > 1 and not model_class(kind).distributed_training:
         raise InputError(
-            f"--devices {n}: model.kind '{kind}' trains in one process only (adversarial "
-            "training does not run under DistributedDataParallel); use --devices 1"
+            f"--devices {n}: model.kind '{kind}' trains in one process only "
+            "(DistributedDataParallel is for the flows); use --devices 1"
         )
     command = torchrun_command(n, train_argv(args))
     env = dict(os.environ)

@@ -312,6 +312,24 @@ def _add_generate(sub: Any) -> None:
         "model's accepted model.precision, else float32); bfloat16 needs a check accepted "
         "after training (model card, inference)",
     )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        metavar="T",
+        help="scale of the response's noise (default: the model's model.sampling, 1 unless "
+        "configured): T < 1 trades diversity for fidelity (flows, VAEs, GANs); recorded in "
+        "the manifest and in each output file's hepgen_metadata",
+    )
+    p.add_argument(
+        "--truncation",
+        type=float,
+        default=None,
+        metavar="PSI",
+        help="the truncation trick: every noise component drawn from a normal truncated to "
+        "[-PSI, PSI] (default: the model's model.sampling, none unless configured); recorded "
+        "like --temperature",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tree", default=None, help="tree name (default: the model's)")
     p.add_argument(
@@ -351,6 +369,21 @@ def _add_score(sub: Any) -> None:
         default="anomaly_score",
         metavar="NAME",
         help="score branch name (default anomaly_score)",
+    )
+    p.add_argument(
+        "--bound",
+        choices=("iwae", "elbo"),
+        default=None,
+        help="a VAE fast simulation has no exact likelihood: score with the negative of this "
+        "lower bound on log p instead (required for a VAE, refused for other models); the "
+        "bound's gap differs between events and models, so it is not for likelihood ratios",
+    )
+    p.add_argument(
+        "--iwae-samples",
+        type=int,
+        default=None,
+        metavar="K",
+        help="importance samples of --bound iwae (default: the model's iwae_samples)",
     )
     p.add_argument(
         "--tree", default=None, help="tree name (default: Events, or the fast simulation's)"
@@ -549,6 +582,30 @@ def _add_validate(sub: Any) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-plots", type=int, default=60, help="most feature histograms drawn")
+    p.add_argument(
+        "--tradeoff",
+        type=Path,
+        default=None,
+        metavar="MODEL_DIR",
+        help="with --config: add the section 'Sampling trade-off', the precision, recall, "
+        "density and coverage of this fast simulation's samples at the reference's "
+        "conditions for each truncation threshold psi or temperature T (the model trained "
+        "with the config)",
+    )
+    p.add_argument(
+        "--tradeoff-knob",
+        choices=("truncation", "temperature"),
+        default=None,
+        help="the knob swept (default: truncation for a GAN response, temperature for a "
+        "flow or VAE)",
+    )
+    p.add_argument(
+        "--tradeoff-values",
+        default=None,
+        metavar="V,V,...",
+        help="comma-separated values of the knob, 'none' for as trained (default: "
+        "0.5,1,1.5,2,none for truncation, 0.6,0.8,1,1.2 for temperature)",
+    )
     _add_verdict_options(p)
     _executor(p)
     p.add_argument(

@@ -38,10 +38,12 @@ __all__ = [
     "PARITY_CONDITIONS",
     "ExportGraph",
     "GeneratorGraph",
+    "VAEGraph",
     "domain_conditions",
     "generator_graph",
     "load_graphs",
     "model_files",
+    "vae_sample_path",
 ]
 
 #: Rows of conditions drawn from the training domain for the parity check.
@@ -92,6 +94,48 @@ class GeneratorGraph(nn.Module):
         return self.net(torch.cat([z, c], dim=1))
 
 
+class VAEGraph(nn.Module):
+    """``x = decoder(prior(e_z; c), c) + noise``: a VAE's sampling path on noise given by the
+    caller.
+
+    Parameters
+    ----------
+    vae : ConditionalVAE
+        The trained VAE; its prior (when conditional) and decoder are copied, so the VAE is
+        never changed.
+
+    Notes
+    -----
+    ``forward(e, c)`` takes standard normal draws ``e`` (n, latent_dim + D): the first
+    ``latent_dim`` columns give ``z = m_p(c) + s_p(c) e_z`` from the prior, the last D the
+    decoder's noise, ``x = m_x(z, c) + s_x(z, c) e_x``; what
+    :meth:`~hepgen.models.vae.ConditionalVAE.sample` computes from its two draws.
+
+    References
+    ----------
+    D. P. Kingma, M. Welling, arXiv:1312.6114; K. Sohn, H. Lee, X. Yan, NeurIPS 2015.
+    """
+
+    def __init__(self, vae: Any) -> None:
+        super().__init__()
+        self.vae = copy.deepcopy(vae).eval().requires_grad_(False)
+        self.n_features = int(vae.n_features)
+        self.n_conditions = int(vae.n_conditions)
+        self.latent_dim = int(vae.latent_dim)
+        self.n_latent = self.latent_dim + self.n_features
+
+    def forward(self, e: Tensor, c: Tensor) -> Tensor:
+        return vae_sample_path(self.vae, e, c, self.latent_dim)
+
+
+def vae_sample_path(vae: Any, e: Tensor, c: Tensor, latent_dim: int) -> Tensor:
+    """The VAE's sample of noise ``e`` (n, latent_dim + D) at conditions ``c`` (n, C)."""
+    e_z, e_x = e[:, :latent_dim], e[:, latent_dim:]
+    mean_p, log_p = vae.prior_params(c)
+    mean_x, log_x = vae.decode(mean_p + torch.exp(log_p) * e_z, c)
+    return mean_x + torch.exp(log_x) * e_x
+
+
 @dataclasses.dataclass
 class ExportGraph:
     """One generator of a model directory, ready to export and to check.
@@ -102,10 +146,10 @@ class ExportGraph:
         File stem (``flow``, ``gan``, ``fakes_flow``, ``fakes_gan``).
     role : {"response", "fakes", "density"}
         What the generator is in its model directory.
-    kind : {"flow", "gan"}
+    kind : {"flow", "gan", "vae"}
     n_features, n_conditions, n_latent : int
         Widths D of the targets, C of the conditions and of the noise ``z`` (D for a flow,
-        ``latent_dim`` for a GAN).
+        ``latent_dim`` for a GAN, ``latent_dim + D`` for a VAE).
     sample : nn.Module
         ``forward(z, c) -> x``.
     log_prob : nn.Module or None
@@ -216,8 +260,18 @@ def generator_graph(
         reference_sample = _numpy_fn(lambda z, c: module.generate(z, c, ema=True))
         n_latent = int(module.settings.latent_dim)
         used = "float32"
-    else:  # pragma: no cover - the registry holds flow and gan only
-        raise InputError(f"model kind {kind!r} has no exportable graph (flow or gan)")
+    elif kind == "vae":
+        sample = VAEGraph(module).eval()
+        log_prob = reference_log_prob = None
+        latent_dim = int(module.latent_dim)
+        reference_sample = _numpy_fn(lambda e, c: vae_sample_path(module, e, c, latent_dim))
+        n_latent = latent_dim + int(module.n_features)
+        used = "float32"
+    else:
+        raise InputError(
+            f"the {role} generator is a {kind}: export writes the graphs of flows, GANs and "
+            "VAEs; generate this model with the torch backend"
+        )
     return ExportGraph(
         stem=stem,
         role=role,

@@ -60,16 +60,16 @@ def check_seed(seed: Any) -> None:
 
 def check_distributed(sim: FastSim, dist: Any) -> None:
     """Under torchrun (``dist``: :class:`hepgen.training.distributed.DistributedContext`),
-    refuse a generator that is not trained by a plain likelihood (InputError, before any data
-    is read): DistributedDataParallel runs one loss and one optimizer (adversarial training
-    has two optimizers and a double backward)."""
+    refuse a generator whose class does not train distributed
+    (:attr:`~hepgen.models.base.GenerativeModel.distributed_training`; InputError, before
+    any data is read): DistributedDataParallel runs one loss and one optimizer (adversarial
+    training has two optimizers and a double backward)."""
     kind = sim.config.model.kind
-    if not model_class(kind).has_likelihood:
+    if not model_class(kind).distributed_training:
         raise InputError(
             f"model.kind '{kind}': training on {dist.world_size} processes "
-            "(DistributedDataParallel) supports likelihood-trained generators (flow) only; "
-            "adversarial training (two optimizers, the gradient penalty's double backward) "
-            "runs in one process: use --devices 1 or leave out torchrun"
+            "(DistributedDataParallel) is for the flows; a "
+            f"{kind} trains in one process: use --devices 1 or leave out torchrun"
         )
 
 

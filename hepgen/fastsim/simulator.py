@@ -21,6 +21,7 @@ import numpy as np
 from hepgen.config import Config, parse_config
 from hepgen.devices import check_device, resolve_device
 from hepgen.errors import InputError, require
+from hepgen.fastsim import latent_space
 from hepgen.fastsim.columns import (
     OVERSAMPLE_DRAW,
     OVERSAMPLE_WEIGHT,
@@ -51,6 +52,7 @@ from hepgen.modeldir import (
 )
 from hepgen.models.base import NoLikelihoodError
 from hepgen.models.efficiency import EfficiencyModel
+from hepgen.models.latent import LatentOptions
 from hepgen.models.onnx_backend import OnnxGenerator, check_backend, read_export
 from hepgen.models.registry import model_class
 from hepgen.models.stages import check_resumable, clear_checkpoints
@@ -258,7 +260,12 @@ class FastSim:
 
     # ------------------------------------------------------------------ inference
     def sample(
-        self, conditions: Mapping[str, np.ndarray], seed: int | None = None
+        self,
+        conditions: Mapping[str, np.ndarray],
+        seed: int | None = None,
+        *,
+        temperature: float | None = None,
+        truncation: float | None = None,
     ) -> dict[str, np.ndarray]:
         """Reco features for every gen row (no efficiency step): raw targets, physical units.
 
@@ -268,6 +275,10 @@ class FastSim:
             Every condition feature (gen units, e.g. GeV).
         seed : int or None
             Seeds the draws.
+        temperature, truncation : float or None
+            The noise's temperature and truncation threshold psi
+            (:mod:`hepgen.models.latent`); ``None``: :attr:`sampling_` (the config's
+            ``model.sampling`` or :meth:`set_sampling`; by default the trained model's).
 
         Returns
         -------
@@ -275,8 +286,14 @@ class FastSim:
             Each target, shape (n,), in the dtype seen in training (integers stay integers).
         """
         self._check_fitted()
+        latent = self.sampling_
         c = self.preprocessor_.transform_conditions(conditions)
-        z = self.response_.sample(c, seed=seed)
+        z = self.response_.sample(
+            c,
+            seed=seed,
+            temperature=latent.temperature if temperature is None else temperature,
+            truncation=latent.truncation if truncation is None else truncation,
+        )
         return stored_dtypes(
             self.preprocessor_.dtypes, self.preprocessor_.inverse_targets(z, conditions)
         )
@@ -296,17 +313,106 @@ class FastSim:
         """
         self._check_fitted()
         if not self.response_.has_likelihood:
+            kind = self.response_.kind
+            bound = (
+                "; FastSim.log_prob_bound gives its ELBO or IWAE lower bound"
+                if hasattr(self.response_, "log_prob_bound")
+                else ""
+            )
             raise NoLikelihoodError(
-                "FastSim.log_prob: this fast simulation's response is a GAN (model.kind: gan), "
-                "which has no tractable likelihood; train it with model.kind: flow for "
-                "log-densities (anomaly scores, likelihood ratios)"
+                f"FastSim.log_prob: this fast simulation's response is a {kind.upper()} (model.kind: "
+                f"{kind}), which has no tractable likelihood{bound}; train it with "
+                "model.kind: flow for log-densities (anomaly scores, likelihood ratios)"
             )
         data = {**conditions, **targets}
+        z, c, jac = self._model_space(data)
+        return self.response_.log_prob(z, c) + jac
+
+    def log_prob_bound(
+        self,
+        targets: Mapping[str, np.ndarray],
+        conditions: Mapping[str, np.ndarray],
+        method: str = "iwae",
+        k: int | None = None,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """A lower bound on log p(reco | gen) for a VAE response, physical units, shape (n,).
+
+        ``method``: ``"elbo"`` or ``"iwae"`` with ``k`` importance samples (default: the
+        model's ``iwae_samples``), plus the preprocessing's log-Jacobian as for
+        :meth:`log_prob`.  A bound, not a density: its gap to log p differs between events and
+        models, so a ratio of two bounds is not a likelihood ratio.
+
+        Raises
+        ------
+        NoLikelihoodError
+            A response without such a bound (a GAN; a flow has the exact :meth:`log_prob`).
+        """
+        self._check_fitted()
+        if not hasattr(self.response_, "log_prob_bound"):
+            raise NoLikelihoodError(
+                f"FastSim.log_prob_bound: a {self.config.model.kind} response has no "
+                "likelihood bound (a flow has the exact FastSim.log_prob)"
+            )
+        z, c, jac = self._model_space({**conditions, **targets})
+        return self.response_.log_prob_bound(z, c, method=method, k=k, seed=seed) + jac
+
+    def _model_space(self, data: Mapping[str, np.ndarray]) -> tuple[Any, Any, Any]:
+        """Targets, conditions (model space) and the targets' log-Jacobian of ``data``."""
         pre = self.preprocessor_
         z = pre.transform_targets(data, rng=np.random.default_rng(0))
         c = pre.transform_conditions(data)
         jac = pre.target_log_abs_det_jacobian(data, rng=np.random.default_rng(0))
-        return self.response_.log_prob(z, c) + jac
+        return z, c, jac
+
+    # ------------------------------------------------------------------ latent space
+    @property
+    def sampling_(self) -> LatentOptions:
+        """The noise :meth:`sample` draws by default (:meth:`set_sampling`; initially the
+        config's ``model.sampling``)."""
+        options = self.__dict__.get("_sampling")
+        if options is None:
+            s = self.config.model.sampling
+            options = LatentOptions(s.temperature, s.truncation)
+        return options
+
+    def set_sampling(
+        self, temperature: float | None = None, truncation: float | None = None
+    ) -> FastSim:
+        """Draw every later sample at ``temperature`` with the noise truncated at
+        ``truncation`` (:mod:`hepgen.models.latent`; ``None``, ``None``: back to the
+        config's); returns ``self``.  Raises InputError for a non-positive value."""
+        if temperature is None and truncation is None:
+            self.__dict__.pop("_sampling", None)
+        else:
+            self.__dict__["_sampling"] = LatentOptions.of(temperature, truncation)
+        return self
+
+    def encode(self, objects: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Latent codes (n, size) of reco objects given with their gen conditions
+        (:func:`hepgen.fastsim.latent_space.encode`: flows exact, VAEs the posterior mean)."""
+        self._check_fitted()
+        return latent_space.encode(self, objects)
+
+    def decode(
+        self, latent: np.ndarray, conditions: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Reco objects (physical units) of latent codes at gen conditions
+        (:func:`hepgen.fastsim.latent_space.decode`)."""
+        self._check_fitted()
+        return latent_space.decode(self, latent, conditions)
+
+    def interpolate(
+        self,
+        start: Mapping[str, Any],
+        end: Mapping[str, Any],
+        steps: int = 11,
+        path: str = "slerp",
+    ) -> dict[str, np.ndarray]:
+        """A latent walk from one reco object to another
+        (:func:`hepgen.fastsim.latent_space.interpolate`)."""
+        self._check_fitted()
+        return latent_space.interpolate(self, start, end, steps, path)  # type: ignore[arg-type]
 
     def efficiency(self, conditions: Mapping[str, np.ndarray]) -> np.ndarray:
         """P(reconstructed | gen features), shape (n,); ones without an efficiency model

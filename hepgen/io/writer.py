@@ -38,6 +38,7 @@ from hepgen.utils import default_file_mode
 
 __all__ = [
     "FORMATS",
+    "METADATA_KEY",
     "OutputFormat",
     "RootWriter",
     "check_format",
@@ -51,6 +52,9 @@ __all__ = [
 OutputFormat = Literal["ttree", "rntuple"]
 #: The formats :class:`RootWriter` writes.
 FORMATS: tuple[str, ...] = ("ttree", "rntuple")
+#: Key of the JSON text (a ``TObjString``) that hepgen's productions write beside the tree:
+#: the command, the model and its hash, the seed and the sampling settings of the file.
+METADATA_KEY = "hepgen_metadata"
 
 
 def check_format(fmt: object, what: str = "output format") -> OutputFormat:
@@ -268,6 +272,9 @@ class RootWriter:
         Convert, compress and write on a thread of the writer's own, one chunk queued at
         most (see the module docstring); the arrays given to :meth:`extend` must then not be
         changed in place afterwards.  ``False``: :meth:`extend` writes before it returns.
+    metadata : str or None
+        Text (JSON) written as a ``TObjString`` under :data:`METADATA_KEY` when the file is
+        complete; read it back with ``uproot.open(path)["hepgen_metadata"]``.
 
     Examples
     --------
@@ -289,8 +296,10 @@ class RootWriter:
         title: str = "",
         fmt: OutputFormat = "ttree",
         background: bool = True,
+        metadata: str | None = None,
     ) -> None:
         self.path = check_local_output(path)
+        self.metadata = metadata
         self.tree = tree
         self.fmt = check_format(fmt)
         # URLs of remote inputs cannot be the local output; only local paths are compared
@@ -391,6 +400,9 @@ class RootWriter:
                 self._thread.close(cancel=exc_type is not None)
                 error = self._thread._error
                 self._thread = None
+            if exc_type is None and error is None and self.metadata is not None:
+                assert self._file is not None
+                self._file[METADATA_KEY] = self.metadata
         finally:
             try:
                 if self._file is not None:

@@ -23,6 +23,7 @@ model's hash, written last, so its presence says the production is complete.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import shutil
@@ -34,6 +35,7 @@ from typing import Any, Literal, Protocol
 
 import awkward as ak
 
+from hepgen._version import __version__
 from hepgen.errors import InputError
 from hepgen.io.reader import read_entries
 from hepgen.io.writer import RootWriter
@@ -138,10 +140,12 @@ def run_partition(
     output: str | None,
     fmt: str,
     threads: int = 1,
+    metadata: str | None = None,
 ) -> dict[str, Any]:
     """One task: the job over one partition, written to ``output`` (atomically) or, with
     ``output=None``, returned as rows.  Idempotent (a re-run writes the same file).
-    ``threads``: seed blocks run side by side (:func:`_blocks`)."""
+    ``threads``: seed blocks run side by side (:func:`_blocks`); ``metadata``: the JSON text
+    written beside the tree (:class:`~hepgen.io.writer.RootWriter`)."""
     counts: dict[str, Any] = {}
     rows = []
     for out, c in _blocks(job, partition, seed, block, threads):
@@ -151,16 +155,18 @@ def run_partition(
     if output is None:
         result["events"] = ak.concatenate(rows) if len(rows) > 1 else rows[0]
         return result
-    with RootWriter(output, tree=partition.tree, fmt=fmt) as writer:  # type: ignore[arg-type]
+    with RootWriter(output, tree=partition.tree, fmt=fmt, metadata=metadata) as writer:  # type: ignore[arg-type]
         for r in rows:
             writer.extend(r)
     return result
 
 
-def merge_parts(parts: list[str], output: str, tree: str, fmt: str) -> int:
+def merge_parts(
+    parts: list[str], output: str, tree: str, fmt: str, metadata: str | None = None
+) -> int:
     """Concatenate part files (in order) into ``output``, atomically, one part in memory at a
     time; the parts are removed afterwards.  Returns the rows written."""
-    with RootWriter(output, tree=tree, fmt=fmt) as writer:  # type: ignore[arg-type]
+    with RootWriter(output, tree=tree, fmt=fmt, metadata=metadata) as writer:  # type: ignore[arg-type]
         for part in parts:
             n = _entries(part, tree)
             if n:
@@ -305,17 +311,28 @@ def produce(
     start_time = time.perf_counter()
     out = Path(output)
     threads = block_threads(job) if executor.in_process else 1
+    metadata = json.dumps(
+        {**(manifest or {}), "seed": seed, "seed_block": block, "hepgen_version": __version__},
+        sort_keys=True,
+        default=str,
+    )
     task = functools.partial(
-        run_partition, job=job, seed=seed, block=block, fmt=fmt, threads=threads
+        run_partition,
+        job=job,
+        seed=seed,
+        block=block,
+        fmt=fmt,
+        threads=threads,
+        metadata=metadata,
     )
     sizes = [p.entries for p in plan]
     counts: dict[str, Any] = {}
     key = f"hepgen-{desc or 'job'}"
     run = functools.partial(executor.map, sizes=sizes, desc=desc, quiet=quiet, key=key)
     if layout == "single" or (layout == "per-file" and executor.in_process):
-        outputs = _stream(task, plan, out, layout, fmt, run, counts)
+        outputs = _stream(task, plan, out, layout, fmt, run, counts, metadata)
     else:
-        outputs = _by_parts(task, plan, out, layout, fmt, run, executor, counts)
+        outputs = _by_parts(task, plan, out, layout, fmt, run, executor, counts, metadata)
     result = _manifest(plan, outputs, out, layout, counts, seed, block, executor, manifest)
     result["seconds"] = time.perf_counter() - start_time
     if layout != "single":  # counts named "_..." are the job's own, not the manifest's
@@ -342,6 +359,7 @@ def _stream(
     fmt: str,
     run: Callable[..., Any],
     counts: dict[str, Any],
+    metadata: str | None = None,
 ) -> dict[Any, tuple[Path, int]]:
     """The rows of every partition (in plan order) streamed into one writer per output."""
     targets = (
@@ -363,7 +381,7 @@ def _stream(
                     if writer is not None:
                         writer.__exit__(None, None, None)
                         written[current] = (current, writer.n_written)
-                    writer = RootWriter(target, tree=p.tree, fmt=fmt)  # type: ignore[arg-type]
+                    writer = RootWriter(target, tree=p.tree, fmt=fmt, metadata=metadata)  # type: ignore[arg-type]
                     writer.__enter__()
                     current = target
                 writer.extend(r["events"])
@@ -388,6 +406,7 @@ def _by_parts(
     run: Callable[..., Any],
     executor: Executor,
     counts: dict[str, Any],
+    metadata: str | None = None,
 ) -> dict[Any, tuple[Path, int]]:
     """Every partition written to its own file by its task; with ``"per-file"``, the parts of
     each input merged into its output (a task per file)."""
@@ -411,7 +430,7 @@ def _by_parts(
     for i, p in enumerate(plan):
         groups.setdefault(p.file_index, []).append(os.fspath(paths[i]))
     files = sorted(groups)
-    merge = _MergeTask(groups, {k: os.fspath(names[k]) for k in files}, plan[0].tree, fmt)
+    merge = _MergeTask(groups, {k: os.fspath(names[k]) for k in files}, plan[0].tree, fmt, metadata)
     merged = executor.map(merge, files, quiet=True, key=f"{run.keywords['key']}-merge")
     written = {files[i]: (names[files[i]], n) for i, n in merged}
     shutil.rmtree(out / PARTS, ignore_errors=True)
@@ -433,11 +452,19 @@ class _PartTask:
 class _MergeTask:
     """Picklable: the parts of input file ``k`` merged into its output."""
 
-    def __init__(self, groups: dict[int, list[str]], outputs: dict[int, str], tree: str, fmt: str):
+    def __init__(
+        self,
+        groups: dict[int, list[str]],
+        outputs: dict[int, str],
+        tree: str,
+        fmt: str,
+        metadata: str | None = None,
+    ):
         self.groups, self.outputs, self.tree, self.fmt = groups, outputs, tree, fmt
+        self.metadata = metadata
 
     def __call__(self, k: int) -> int:
-        return merge_parts(self.groups[k], self.outputs[k], self.tree, self.fmt)
+        return merge_parts(self.groups[k], self.outputs[k], self.tree, self.fmt, self.metadata)
 
 
 def _manifest(

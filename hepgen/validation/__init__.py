@@ -9,6 +9,9 @@ Layers, each usable on its own with plain numpy arrays and optional per-event we
 * :mod:`~hepgen.validation.mmd`: maximum mean discrepancy with permutation or block p-values;
 * :mod:`~hepgen.validation.distances`: FPD and KPD (JetNet definitions);
 * :mod:`~hepgen.validation.fidelity`: precision, recall, density and coverage (PRDC);
+* :mod:`~hepgen.validation.tradeoff`: PRDC of a fast simulation's samples against the
+  reference for each sampling temperature or truncation threshold (the fidelity/diversity
+  trade-off, the report's "Sampling trade-off" section);
 * :mod:`~hepgen.validation.compare`: all of them at once, with a reference-vs-reference
   baseline and conditional bins (:func:`compare`), into a
   :class:`~hepgen.validation.result.ValidationResult`;
@@ -47,6 +50,7 @@ from hepgen.validation.mmd import MMDResult, mmd2_unbiased, mmd_test
 from hepgen.validation.partitioned import validate_partitioned
 from hepgen.validation.report import write_report
 from hepgen.validation.samples import Table, as_table
+from hepgen.validation.tradeoff import SamplingTradeoff, sampling_tradeoff
 from hepgen.validation.univariate import (
     Chi2Result,
     KSResult,
@@ -66,6 +70,7 @@ __all__ = [
     "KSResult",
     "MMDResult",
     "PRDCResult",
+    "SamplingTradeoff",
     "Table",
     "ValidationResult",
     "as_table",
@@ -83,6 +88,7 @@ __all__ = [
     "mmd_test",
     "parse_condition_bins",
     "prdc",
+    "sampling_tradeoff",
     "separation_power",
     "validate_files",
     "validate_partitioned",

@@ -112,6 +112,9 @@ def validate_files(
     quiet: bool = False,
     allow_nonfinite: bool = False,
     alpha: float = DEFAULT_ALPHA,
+    tradeoff: Any = None,
+    tradeoff_knob: str | None = None,
+    tradeoff_values: Sequence[float | None] | None = None,
 ) -> tuple[ValidationResult, ReportFiles]:
     """Compare ``candidate`` with ``reference`` (ROOT files) and write a report to ``output``.
 
@@ -148,6 +151,19 @@ def validate_files(
         comparison fails (``hepgen validate`` exits 1) and the verdict is not PASS.
     alpha : float
         Significance level of the verdict.
+    tradeoff : path, FastSim or None
+        A fast simulation (its model directory, or a fitted :class:`~hepgen.FastSim`) whose
+        fidelity/diversity trade-off the report shows: precision, recall, density and
+        coverage of its samples at the reference's conditions for each value of
+        ``tradeoff_knob`` (:func:`~hepgen.validation.tradeoff.sampling_tradeoff`), in
+        ``metrics.json`` under ``tradeoff`` and in the section "Sampling trade-off".
+        Config mode only; the model's conditions and targets must be the config's.  Seeded
+        by ``seed`` (0 when None); timed as ``timings["tradeoff"]``.
+    tradeoff_knob : {"truncation", "temperature"} or None
+        Default: truncation for a GAN response, temperature for a flow or VAE.
+    tradeoff_values : sequence of (float or None) or None
+        Thresholds psi or temperatures T; ``None`` in it: as trained.  Default: see
+        :func:`~hepgen.validation.tradeoff.default_tradeoff`.
 
     Returns
     -------
@@ -159,7 +175,8 @@ def validate_files(
     ------
     InputError
         Bad settings or output folder (before any data is read), unreadable inputs, files
-        that share no physics feature.
+        that share no physics feature, a trade-off without a config or with a model of
+        other conditions or targets.
     """
     # a URL stays a string (uproot reads it); a Path would merge the '//' of 'https://'
     reference, candidate = (p if is_url(p) else Path(p) for p in (reference, candidate))
@@ -169,6 +186,7 @@ def validate_files(
     if config is not None and getattr(config, "source", None):
         sources.append(Path(config.source))
     check_report_dir(output, sources)
+    sweep = _tradeoff_setup(tradeoff, tradeoff_knob, tradeoff_values, config, device)
     t_read = time.perf_counter()
     groups, extra, config, condition_bins, tree = _read(
         reference,
@@ -197,6 +215,8 @@ def validate_files(
     )
     result.timings = {"read": t_read, **result.timings}
     primary = groups[0]
+    if sweep is not None:
+        extra["tradeoff"] = _run_tradeoff(sweep, primary, result, seed, device)
     if primary.excluded:
         extra["excluded"] = dict(primary.excluded)
     inputs = _report_inputs(reference, candidate, tree, result, config, weights, primary)
@@ -210,6 +230,71 @@ def validate_files(
         quiet=quiet,
     )
     return result, files
+
+
+def _tradeoff_setup(
+    tradeoff: Any, knob: str | None, values: Any, config: Any, device: str
+) -> tuple[Any, str, list[float | None]] | None:
+    """The fast simulation, knob and values of the trade-off, checked before any data is
+    read; ``None`` without a trade-off."""
+    if tradeoff is None:
+        if knob is not None or values is not None:
+            raise InputError(
+                "tradeoff_knob/tradeoff_values (--tradeoff-knob/--tradeoff-values) need a "
+                "model to sample (tradeoff, --tradeoff MODEL_DIR)"
+            )
+        return None
+    if config is None:
+        raise InputError(
+            "the sampling trade-off (--tradeoff) needs --config: the model is sampled at the "
+            "conditions of the config's matched pairs"
+        )
+    from hepgen.modeldir import FASTSIM_KINDS, load_model
+    from hepgen.validation.tradeoff import default_tradeoff
+
+    sim = (
+        tradeoff
+        if hasattr(tradeoff, "sample") and hasattr(tradeoff, "config")
+        else load_model(tradeoff, device=device, accept=FASTSIM_KINDS, command="validate")
+    )
+    for role, have, want in (
+        ("conditions", list(sim.condition_names), [f.name for f in config.schema.conditions]),
+        ("targets", list(sim.target_names), [f.name for f in config.schema.targets]),
+    ):
+        if have != want:
+            extra_ = [n for n in have if n not in want]
+            missing = [n for n in want if n not in have]
+            diff = "; ".join(
+                [f"only the model has {extra_}"] * bool(extra_)
+                + [f"only the config has {missing}"] * bool(missing)
+            )
+            raise InputError(
+                f"the trade-off model's {role} {have} are not the config's {want} "
+                f"({diff or 'the same names in another order'}): "
+                "give the model trained with this config"
+            )
+    knob, values = default_tradeoff(str(sim.config.model.kind), knob, values)
+    return sim, knob, values
+
+
+def _run_tradeoff(
+    sweep: tuple[Any, str, list[float | None]],
+    primary: SampleGroup,
+    result: ValidationResult,
+    seed: int | None,
+    device: str,
+) -> dict[str, Any]:
+    """The trade-off on the reference's matched pairs (timed in ``result.timings``), as
+    plain JSON."""
+    from hepgen.validation.tradeoff import sampling_tradeoff
+
+    sim, knob, values = sweep
+    t0 = time.perf_counter()
+    found = sampling_tradeoff(
+        sim, primary.reference, knob, values, seed=0 if seed is None else seed, device=device
+    )
+    result.timings["tradeoff"] = time.perf_counter() - t0
+    return found.to_dict()
 
 
 def _read(

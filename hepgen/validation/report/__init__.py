@@ -28,6 +28,7 @@ from hepgen.validation.report.plots import (
     plot_edges,
     plot_feature,
     plot_roc,
+    plot_tradeoff,
     weighted_correlation,
 )
 from hepgen.validation.result import ValidationResult
@@ -97,7 +98,9 @@ def write_report(
         Reference and candidate tables holding the compared features (for the histograms); the
         first pair is the one the multivariate tests ran on (correlation plot).
     extra : mapping or None
-        More top-level keys for ``metrics.json`` (e.g. ``objects``).
+        More top-level keys for ``metrics.json`` (e.g. ``objects``; ``tradeoff``, from
+        :meth:`~hepgen.validation.tradeoff.SamplingTradeoff.to_dict`, adds the section
+        "Sampling trade-off" and ``plots/tradeoff.png``).
     inputs : mapping or None
         Shown at the top of the page (files, tree, options).
     max_plots : int
@@ -191,6 +194,8 @@ def _write(
                 plot_dir / f"conditional_{_safe(var)}.png", var, entry
             )
             bar.update(1)
+        if metrics.get("tradeoff"):
+            plots["tradeoff"] = plot_tradeoff(plot_dir / "tradeoff.png", metrics["tradeoff"])
     metrics_path = write_json(directory / "metrics.json", metrics)
     html_path = directory / "report.html"
     atomic_write_text(html_path, render_html(metrics, plots, title=title, inputs=inputs))

@@ -320,7 +320,8 @@ def render_html(
         The ``metrics.json`` content (``ValidationResult.to_dict()``, plus ``objects`` when the
         comparison came from a config).
     plots : dict
-        ``{"features": {name: png}, "roc": png, "correlation": png, "conditional": {var: png}}``.
+        ``{"features": {name: png}, "roc": png, "correlation": png, "conditional": {var: png},
+        "tradeoff": png}``.
     title : str
         Page title.
     inputs : dict or None
@@ -343,6 +344,7 @@ def render_html(
     )
     if m.get("conditional"):
         out.append(_conditional_html(m["conditional"], plots.get("conditional") or {}))
+    out += _tradeoff_html(m, plots)
     out += _distributions_html(plots)
     out += _notes_and_timings_html(m)
     if m.get("verdict"):
@@ -502,6 +504,60 @@ def _importances_html(m: dict[str, Any]) -> list[str]:
         )
         + "</table>"
     ]
+
+
+def _tradeoff_html(m: dict[str, Any], plots: dict[str, Any]) -> list[str]:
+    """The sampling trade-off of a fast simulation: PRDC per knob value (plot and table)."""
+    t = m.get("tradeoff")
+    if not t:
+        return []
+    knob = t.get("knob")
+    symbol = "&psi;" if knob == "truncation" else "T"
+    n = t.get("n_events") or {}
+    base = t.get("baseline") or {}
+    metrics = ("precision", "recall", "density", "coverage")
+    out = [
+        "<h2 id='tradeoff'>Sampling trade-off</h2><p class='small'>"
+        f"The model ({html.escape(str(t.get('kind')))} response) sampled at the conditions of "
+        f"{_num(n.get('candidate'))} reference rows, for each {html.escape(str(knob))} "
+        f"{symbol} (the other knob as trained), against {_num(n.get('reference'))} other "
+        "reference rows: precision and density measure fidelity (generated rows on the "
+        "reference's manifold), recall and coverage diversity (PRDC, k = "
+        f"{_num(t.get('k'))}, seed {_num(t.get('seed'))}). The baseline compares the two "
+        "halves of the reference: a perfect model at this size. Colours: closeness to the "
+        "baseline (green within 0.05, amber 0.1).</p>"
+    ]
+    if plots.get("tradeoff"):
+        out.append(f"<img src='{_img(plots['tradeoff'])}' style='width:900px'>")
+    head = "".join(f"<th>{k}</th>" for k in metrics)
+    rows = []
+    for i, v in enumerate(t.get("values") or []):
+        label = "none" if v is None else _num(v)
+        trained = i == t.get("as_trained")
+        if trained:
+            label = f"<b>{label} (as trained)</b>"
+        cells = "".join(
+            _td(t[k][i], status(t[k][i], base.get(k), kind="difference"), ".3f") for k in metrics
+        )
+        rows.append(f"<tr><td class='name'>{label}</td>{cells}</tr>")
+    rows.append(
+        "<tr><td class='name'><i>reference vs reference</i></td>"
+        + "".join(_td(base.get(k), fmt=".3f") for k in metrics)
+        + "</tr>"
+    )
+    out.append(
+        f"<table><tr><th class='name'>{html.escape(str(knob))} {symbol}</th>{head}</tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+    notes = t.get("notes") or []
+    if notes:
+        out.append(
+            "<ul class='notes'>"
+            + "".join(f"<li>{html.escape(str(x))}</li>" for x in notes)
+            + "</ul>"
+        )
+    return out
 
 
 def _distributions_html(plots: dict[str, Any]) -> list[str]:

@@ -30,6 +30,7 @@ __all__ = [
     "plot_edges",
     "plot_feature",
     "plot_roc",
+    "plot_tradeoff",
     "weighted_correlation",
 ]
 
@@ -276,4 +277,77 @@ def plot_conditional(path: Path, variable: str, entry: dict[str, Any]) -> Path:
     ax.set_ylabel("KS statistic")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8, ncol=2)
+    return _save(fig, path)
+
+
+def _tradeoff_positions(knob: str, values: Sequence[float | None]) -> tuple[np.ndarray, list[str]]:
+    """x positions and tick labels of a trade-off's knob values: a number at its value;
+    ``None`` (as trained) at 1 for a temperature, and one step right of the largest threshold
+    for a truncation (psi -> infinity is no truncation), labelled "none"."""
+    finite = sorted(float(v) for v in values if v is not None)
+    if knob == "temperature":
+        none_at = 1.0
+    elif finite:
+        step = float(np.median(np.diff(finite))) if len(finite) > 1 else 0.5 * finite[0]
+        none_at = finite[-1] + max(step, 0.1 * finite[-1])
+    else:
+        none_at = 1.0
+    xs = np.array([none_at if v is None else float(v) for v in values])
+    labels = ["none" if v is None else f"{float(v):g}" for v in values]
+    return xs, labels
+
+
+@_styled
+def plot_tradeoff(path: Path, entry: dict[str, Any]) -> Path:
+    """Precision and recall (left), density and coverage (right) against the knob value of
+    a sampling trade-off (the ``tradeoff`` entry of ``metrics.json``), with the
+    reference-vs-reference baseline as dashed lines and the trained setting marked."""
+    knob = entry["knob"]
+    xs, labels = _tradeoff_positions(knob, entry["values"])
+    order = np.argsort(xs, kind="stable")
+    fig = Figure(figsize=(11, 4.3))
+    axes = fig.subplots(1, 2)
+    symbol = r"$\psi$" if knob == "truncation" else "$T$"
+    base = entry.get("baseline") or {}
+    panels = (
+        (
+            axes[0],
+            (("precision", "tab:blue", "o"), ("recall", "tab:red", "s")),
+            "precision (fidelity), recall (diversity)",
+        ),
+        (
+            axes[1],
+            (("density", "tab:green", "^"), ("coverage", "tab:purple", "D")),
+            "density, coverage",
+        ),
+    )
+    trained = entry.get("as_trained")
+    for ax, metrics, ylabel in panels:
+        for name, color, marker in metrics:
+            ys = np.asarray(entry[name], dtype=float)
+            ax.plot(xs[order], ys[order], marker=marker, color=color, label=name)
+            if base.get(name) is not None:
+                ax.axhline(base[name], color=color, ls="--", lw=1, label=f"{name}, ref. vs ref.")
+        if trained is not None:
+            ax.axvline(xs[trained], color="0.5", ls=":", lw=1.5)
+            ax.text(
+                xs[trained],
+                0.02,
+                " as trained",
+                transform=ax.get_xaxis_transform(),
+                color="0.4",
+                fontsize=9,
+                rotation=90,
+                va="bottom",
+                ha="right",
+            )
+        ax.set_xticks(xs, labels=labels)
+        ax.margins(x=0.06)
+        ax.set_xlabel(f"{knob} {symbol}")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8, loc="best")
+    axes[0].set_ylim(0.0, 1.05)
+    tops = [float(np.max(entry[m])) for m in ("density", "coverage")]
+    tops += [base[m] for m in ("density", "coverage") if base.get(m) is not None]
+    axes[1].set_ylim(0.0, max(1.05, 1.08 * max(tops)))
     return _save(fig, path)
