@@ -49,13 +49,11 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +64,7 @@ if str(HERE) not in sys.path:  # run as a script: the shared helpers sit beside 
     sys.path.insert(0, str(HERE))
 
 from _jets_task import CONFIG, held_out_quality, simulate_task, sizes  # noqa: E402
-from _timing import best_time  # noqa: E402
+from _workers import env_list, launch, run_parallel, throughput  # noqa: E402
 
 from hepgen.settings.models import FLOW_KINDS, SPLINE_KINDS  # noqa: E402
 
@@ -87,8 +85,6 @@ NLL_S = 120.0
 SPEED_TOLERANCE = 0.1
 #: Family processes at a time.
 DEFAULT_JOBS = 2
-#: Thread-limiting environment of the family processes.
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
 def family_config(kind: str, budget: float, max_epochs: int | None = None) -> Any:
@@ -122,17 +118,11 @@ def family_config(kind: str, budget: float, max_epochs: int | None = None) -> An
 
 
 def _throughput(fn: Any, max_rows: int) -> tuple[float, int]:
-    """Rows/s of ``fn(n)`` (which evaluates ``n`` rows) and the rows timed: up to
-    ``max_rows``, fewer where a call would exceed :data:`MAX_CALL_S` (a probe of
-    :data:`PROBE_ROWS` rows decides); best of 3 calls, one when a call takes over
-    :data:`SLOW_CALL_S`."""
-    probe = min(PROBE_ROWS, max_rows)
-    t_probe, _ = best_time(lambda: fn(probe), 1)
-    rows = int(min(max_rows, max(probe, probe / max(t_probe, 1e-9) * MAX_CALL_S)))
-    best, _ = best_time(lambda: fn(rows), 1)
-    if best < SLOW_CALL_S:
-        best = min(best, best_time(lambda: fn(rows), 2)[0])
-    return round(rows / best, 1), rows
+    """:func:`_workers.throughput` with this benchmark's limits (:data:`MAX_CALL_S`,
+    :data:`PROBE_ROWS`, :data:`SLOW_CALL_S`)."""
+    return throughput(
+        fn, max_rows, max_call_s=MAX_CALL_S, probe_rows=PROBE_ROWS, slow_call_s=SLOW_CALL_S
+    )
 
 
 def _build_error(config: Any) -> str | None:
@@ -244,33 +234,9 @@ def _family(kind: str, train: Path, heldout: Path, work: Path, budget: float) ->
 
 def _launch(kind: str, train: Path, heldout: Path, work: Path, budget: float) -> dict:
     """Run :func:`_family` in a fresh process at one thread; its result or the failure."""
-    folder = work / kind
-    folder.mkdir(parents=True, exist_ok=True)
-    result = folder / "result.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind]
-    cmd += ["--train", str(train), "--heldout", str(heldout), "--work", str(folder)]
-    cmd += ["--budget", str(budget)]
-    env = {**os.environ, **ONE_THREAD}
+    args = ["--train", str(train), "--heldout", str(heldout), "--budget", str(budget)]
     timeout = 4 * budget + 1800  # fit, generate and validate; a hung family is stopped
-    log = folder / "log.txt"
-    start = time.perf_counter()
-    try:
-        with log.open("w") as stream:
-            proc = subprocess.run(
-                cmd, env=env, stdout=stream, stderr=subprocess.STDOUT, timeout=timeout
-            )
-        rc: int | str = proc.returncode
-    except subprocess.TimeoutExpired:
-        rc = f"timed out after {timeout:.0f} s"
-    wall = round(time.perf_counter() - start, 1)
-    if result.exists():
-        out = json.loads(result.read_text())
-    else:
-        tail = log.read_text(errors="replace").strip().splitlines()[-8:] or [""]
-        out = {"kind": kind, "error": f"process exit {rc}: {tail[-1]}", "log_tail": tail}
-    out["process_wall_s"] = wall
-    print(f"[zoo] {kind}: {out.get('error', 'ok')} ({wall} s)", file=sys.stderr, flush=True)
-    return out
+    return launch(Path(__file__), kind, work / kind, args, timeout, key="kind", tag="zoo")
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -340,11 +306,6 @@ def _default_verdict(families: dict[str, dict]) -> dict:
     return {"beats_coupling": beats, "beats_on_sampling_only": sampling_only, "note": note}
 
 
-def _env_list(name: str) -> list[str] | None:
-    value = os.environ.get(name, "").strip()
-    return [v.strip() for v in value.split(",") if v.strip()] or None
-
-
 def run(
     quick: bool = False,
     families: list[str] | None = None,
@@ -371,7 +332,7 @@ def run(
         ``task`` (sizes, budget, threads, settings rule), ``families`` (per kind: quality,
         training, speed, model, or ``error``), ``default`` and ``table`` (markdown).
     """
-    families = families or _env_list("HEPGEN_ZOO_FAMILIES") or list(FLOW_KINDS)
+    families = families or env_list("HEPGEN_ZOO_FAMILIES") or list(FLOW_KINDS)
     unknown = sorted(set(families) - set(FLOW_KINDS))
     if unknown:
         raise SystemExit(f"unknown families {unknown}; known: {', '.join(FLOW_KINDS)}")
@@ -397,8 +358,7 @@ def run(
     with tempfile.TemporaryDirectory(prefix="hepgen_bench_zoo_") as tmp:
         work = Path(tmp)
         train, heldout = simulate_task(work, n_train, n_heldout)
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            results = list(pool.map(lambda k: _launch(k, train, heldout, work, budget), families))
+        results = run_parallel(families, lambda k: _launch(k, train, heldout, work, budget), jobs)
     out["families"] = {r["kind"]: r for r in results}
     out["default"] = _default_verdict(out["families"])
     out["table"] = markdown_table(out["families"])
