@@ -16,6 +16,7 @@ Later stages (train, generate, validate) are added here as they land.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import time
 from pathlib import Path
@@ -258,6 +259,7 @@ def _fastsim_chain(
         config=flow_config,
         seed=seed,
         quiet=quiet,
+        model=sim,  # its held-out likelihood; its training file for the data-copying test
     )
     timings["validate_s"] = time.perf_counter() - start
     vsum = result.summary()
@@ -275,6 +277,11 @@ def _fastsim_chain(
         "fake_fraction": objects.get("fake_fraction"),
         "report": os.fspath(report.html.relative_to(output)),
         "verdict": result.verdict(),
+        "heldout_log_likelihood": (
+            json.loads(report.metrics.read_text()).get("likelihood") or {}
+        ).get("total"),
+        "data_copying_pvalue": result.memorisation.pvalue if result.memorisation else None,
+        "prd_f8_f1_8": [result.prd.f_8, result.prd.f_1_8] if result.prd else None,
     }
     training_summary = {
         "epochs": len(history),
@@ -344,6 +351,12 @@ def _say_summary(summary: dict[str, Any], prepared: dict[str, Any], output: Path
         f"{validation['max_target_ks']:.4f}"
     )
     say("  per-target KS: " + ", ".join(f"{k} {v:.4f}" for k, v in validation["target_ks"].items()))
+    like, copy_p = validation["heldout_log_likelihood"], validation["data_copying_pvalue"]
+    if like and copy_p is not None:
+        say(
+            f"  held-out log-likelihood {like['mean']:.3f} +- {like['stderr']:.3f} nats per jet; "
+            f"data-copying test p {copy_p:.2g} (small: copies its training jets)"
+        )
     say(f"  report: {output / validation['report']}")
     say(
         f"  verdict: {validation['verdict']['verdict']} "

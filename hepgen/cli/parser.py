@@ -565,7 +565,9 @@ def _add_validate(sub: Any) -> None:
         nargs="+",
         default=None,
         metavar="NAME",
-        help="subset of: ks chi2 w1 separation_power c2st mmd fpd kpd prdc",
+        help="subset of: ks chi2 w1 separation_power c2st mmd fpd kpd prdc prd ndb "
+        "memorisation inception (default: all; memorisation with a training sample, "
+        "inception with a class label)",
     )
     p.add_argument(
         "--c2st-repeats",
@@ -606,6 +608,7 @@ def _add_validate(sub: Any) -> None:
         help="comma-separated values of the knob, 'none' for as trained (default: "
         "0.5,1,1.5,2,none for truncation, 0.6,0.8,1,1.2 for temperature)",
     )
+    _add_model_options(p)
     _add_verdict_options(p)
     _executor(p)
     p.add_argument(
@@ -626,6 +629,51 @@ def _add_validate(sub: Any) -> None:
         "(default 100000), seeded by file and entry",
     )
     _common(p)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """``validate``'s options about the model, its training sample, class labels and style."""
+    p.add_argument(
+        "--train",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the generator's training file(s): adds the data-copying test (are generated rows "
+        "closer to the training rows than held-out reference rows are?); default: the files "
+        "recorded in the card of --model, or of the model named in the candidate's "
+        "hepgen_metadata when it exists",
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        metavar="MODEL_DIR",
+        help="with --config: the fast simulation that made the candidate; adds its held-out "
+        "log-likelihood on the reference (a VAE: its IWAE bound) and names its training files",
+    )
+    p.add_argument(
+        "--label",
+        default=None,
+        metavar="NAME",
+        help="class feature of the Inception-score analogue (a classifier trained on the "
+        "reference predicts it); default with --config: its first categorical condition",
+    )
+    p.add_argument(
+        "--style",
+        default=None,
+        metavar="EXPERIMENT",
+        help="experiment style of the plots: CMS, ATLAS, LHCb or ALICE (mplhep, with the "
+        "experiment's 'Simulation' label; default: neutral)",
+    )
+    p.add_argument(
+        "--units",
+        nargs="+",
+        default=None,
+        metavar="NAME=UNIT",
+        help="units for axis labels, e.g. Jet_pt=GeV Jet_phi=rad (default: inferred from the "
+        "names: pt, mass, energy in GeV; phi in rad; eta and ratios dimensionless)",
+    )
 
 
 def _add_verdict_options(p: argparse.ArgumentParser) -> None:

@@ -35,10 +35,15 @@ from typing import Any
 import numpy as np
 
 from hepgen.errors import InputError, did_you_mean
-from hepgen.progress import progress
 from hepgen.stats import effective_sample_size as effective_n
 from hepgen.utils import to_jsonable
 from hepgen.validation._checks import check_weights
+from hepgen.validation.multivariate import (
+    MetricInputs,
+    run_multivariate,
+    timed,
+    train_table,
+)
 from hepgen.validation.result import MULTIVARIATE_METRICS, PER_FEATURE_METRICS, ValidationResult
 from hepgen.validation.samples import Table, as_table, check_same_features
 from hepgen.validation.verdict import (
@@ -140,24 +145,9 @@ def _check_nonfinite(table: Table, notes: list[str]) -> None:
             raise InputError(f"{table.label}: {int(bad_w.sum())} weights are NaN or infinite")
 
 
-def _finite_rows(table: Table) -> Table:
-    rows = np.isfinite(table.values).all(axis=1)
-    return table if rows.all() else table.select_rows(rows)
-
-
 def _seeds(seed: int | None, n: int) -> list[int]:
     ss = np.random.SeedSequence(seed)
     return [int(s.generate_state(1)[0]) for s in ss.spawn(n)]
-
-
-def _timed(
-    timings: dict[str, float], key: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
-) -> Any:
-    t0 = time.perf_counter()
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
 
 
 def _per_feature(
@@ -187,94 +177,20 @@ def _per_feature(
         if "ks" in metrics:
             # the KS p-value of discrete features is resampled: seeded per feature
             rng = np.random.default_rng([seed, j])
-            entry["ks"] = _timed(timings, "ks", uv.ks_test, *args, name=label, seed=rng)
+            entry["ks"] = timed(timings, "ks", uv.ks_test, *args, name=label, seed=rng)
         if "chi2" in metrics:
-            entry["chi2"] = _timed(
-                timings, "chi2", uv.chi2_test, *args, integer=integer, name=label
-            )
+            entry["chi2"] = timed(timings, "chi2", uv.chi2_test, *args, integer=integer, name=label)
             if entry["chi2"].pvalue is None:
                 notes.append(
                     f"{label}: chi2 p-value is null: a single populated bin (constant feature)"
                 )
         if "w1" in metrics:
-            entry["w1"] = _timed(timings, "w1", uv.wasserstein1, *args, name=label)
+            entry["w1"] = timed(timings, "w1", uv.wasserstein1, *args, name=label)
         if "separation_power" in metrics:
-            entry["separation_power"] = _timed(
+            entry["separation_power"] = timed(
                 timings, "separation_power", uv.separation_power, *args, name=label
             )
         out[name] = entry
-    return out
-
-
-def _multivariate(
-    ref: Table,
-    cand: Table,
-    metrics: Sequence[str],
-    options: Mapping[str, Mapping[str, Any]],
-    seeds: list[int],
-    device: str,
-    timings: dict[str, float],
-    notes: list[str],
-    quiet: bool,
-) -> dict[str, Any]:
-    from hepgen.validation.c2st import classifier_test
-    from hepgen.validation.distances import frechet_physics_distance, kernel_physics_distance
-    from hepgen.validation.fidelity import prdc
-    from hepgen.validation.mmd import mmd_test
-
-    ref, cand = _finite_rows(ref), _finite_rows(cand)
-    if min(ref.n, cand.n) == 0:
-        notes.append("no rows finite in every feature: multivariate tests not run")
-        return dict.fromkeys(MULTIVARIATE_METRICS)
-    # A feature constant (and equal) in both samples carries no information and makes
-    # covariance matrices singular; leave it out of the multivariate tests.
-    keep = []
-    for j, name in enumerate(ref.names):
-        both = np.concatenate([ref.values[:, j], cand.values[:, j]])
-        if both.min() == both.max():
-            notes.append(f"{name}: constant in both samples, left out of the multivariate tests")
-        else:
-            keep.append(j)
-    out: dict[str, Any] = dict.fromkeys(MULTIVARIATE_METRICS)
-    if not keep:
-        notes.append("no non-constant features: multivariate tests not run")
-        return out
-    x, y = ref.values[:, keep], cand.values[:, keep]
-    wx, wy = ref.weights, cand.weights
-    names = [ref.names[j] for j in keep]
-    calls: dict[str, Callable[[], Any]] = {
-        "c2st": lambda: classifier_test(
-            x,
-            y,
-            wx,
-            wy,
-            feature_names=names,
-            device=device,
-            seed=seeds[0],
-            **dict(options.get("c2st", {})),
-        ),
-        "mmd": lambda: mmd_test(
-            x, y, wx, wy, device=device, seed=seeds[1], **dict(options.get("mmd", {}))
-        ),
-        "fpd": lambda: frechet_physics_distance(
-            x, y, wx, wy, seed=seeds[2], **dict(options.get("fpd", {}))
-        ),
-        "kpd": lambda: kernel_physics_distance(
-            x, y, wx, wy, device=device, seed=seeds[3], **dict(options.get("kpd", {}))
-        ),
-        "prdc": lambda: prdc(
-            x, y, wx, wy, device=device, seed=seeds[4], **dict(options.get("prdc", {}))
-        ),
-    }
-    todo = [m for m in MULTIVARIATE_METRICS if m in metrics]
-    with progress(total=len(todo), desc="multivariate tests", unit="test", quiet=quiet) as bar:
-        for key in todo:
-            try:
-                out[key] = _timed(timings, key, calls[key])
-            except InputError as exc:
-                # e.g. too few events for the classifier or for FPD: flagged, not fatal
-                notes.append(f"{key}: not computed: {exc}")
-            bar.update(1)
     return out
 
 
@@ -373,6 +289,7 @@ def _run(
     seeds: list[int],
     device: str,
     quiet: bool,
+    extra: MetricInputs | None = None,
 ) -> ValidationResult:
     notes: list[str] = []
     timings: dict[str, float] = {}
@@ -391,11 +308,14 @@ def _run(
     if per_feature:
         result.features = _per_feature(ref, cand, per_feature, timings, notes, seed=seeds[5])
     if any(m in metrics for m in MULTIVARIATE_METRICS):
-        mv = _multivariate(ref, cand, metrics, options, seeds, device, timings, notes, quiet)
+        mv = run_multivariate(
+            ref, cand, metrics, options, seeds, device, timings, notes, quiet, extra
+        )
         for key, value in mv.items():
             setattr(result, key, value)
+        result.label = extra.label if extra is not None else None
     if condition_bins:
-        result.conditional = _timed(
+        result.conditional = timed(
             timings,
             "conditional",
             _conditional,
@@ -425,6 +345,10 @@ def compare(
     quiet: bool = True,
     allow_nonfinite: bool = False,
     alpha: float = DEFAULT_ALPHA,
+    train: Any = None,
+    train_weights: Any = None,
+    label: str | None = None,
+    label_inputs: Sequence[str] | None = None,
 ) -> ValidationResult:
     """Compare a candidate sample with a reference sample on every metric.
 
@@ -438,7 +362,9 @@ def compare(
     feature_names : sequence of str or None
         Features to compare (default: all of the reference's).
     metrics : sequence of str or None
-        Subset of ``PER_FEATURE_METRICS + MULTIVARIATE_METRICS`` (default: all).
+        Subset of ``PER_FEATURE_METRICS + MULTIVARIATE_METRICS`` (default: all, without
+        ``memorisation`` when there is no ``train`` sample and without ``inception`` when
+        there is no ``label``; asked for explicitly without them, they are noted as not run).
     condition_bins : mapping or None
         ``{feature: edges or number of reference-quantile bins}``: run KS, chi2 and W1 of the
         other features inside each bin of each listed feature (1-D bins per variable).
@@ -460,6 +386,20 @@ def compare(
         reason and the verdict is not PASS).
     alpha : float
         Significance level of the verdict (:meth:`ValidationResult.verdict`).
+    train : array (n, d), mapping, DataFrame, awkward records, Table or None
+        The sample the generator was trained on, with the reference's features (a plain array:
+        in the reference's order): the data-copying test
+        (:func:`~hepgen.validation.memorisation.data_copying_test`) compares the candidate's
+        and the reference's distances to it.  The reference must be held out from training.
+    train_weights : array (n,) or None
+        Per-row weights of ``train``.
+    label : str or None
+        A class feature (e.g. the gen flavour) for the Inception-score analogue
+        (:func:`~hepgen.validation.inception.inception_score`): a classifier trained on part
+        of the reference predicts it from ``label_inputs``.
+    label_inputs : sequence of str or None
+        The classifier's inputs (default: every other feature; with a config, the reco
+        features).
 
     Returns
     -------
@@ -482,8 +422,15 @@ def compare(
     """
     from hepgen.devices import resolve_device
 
+    if metrics is None:
+        metrics = [*PER_FEATURE_METRICS, *MULTIVARIATE_METRICS]
+        metrics = [
+            m
+            for m in metrics
+            if not (m == "memorisation" and train is None) and not (m == "inception" and not label)
+        ]
     metrics = check_settings(
-        list(metrics) if metrics is not None else [*PER_FEATURE_METRICS, *MULTIVARIATE_METRICS],
+        list(metrics),
         options,
         PER_FEATURE_METRICS + MULTIVARIATE_METRICS,
         alpha,
@@ -492,15 +439,26 @@ def compare(
     ref, cand, nonfinite, pre_notes = _prepare(
         reference, candidate, reference_weights, candidate_weights, feature_names, allow_nonfinite
     )
-    seeds = _seeds(seed, 12)
-    run = functools.partial(
-        _run, metrics=metrics, options=options or {}, device=device, quiet=quiet
+    extra = MetricInputs(
+        train=None if train is None else train_table(train, train_weights, ref),
+        label=label,
+        label_inputs=label_inputs,
     )
-    result = run(ref, cand, condition_bins=condition_bins, seeds=seeds[:6])
+    if label is not None and label not in ref.names:
+        raise InputError(
+            f"label '{label}': not a compared feature" + did_you_mean(label, ref.names)
+        )
+    # 20 seeds: the first 12 as before the Inception/memorisation/PRD/NDB metrics came, so
+    # that the older metrics' results do not change; main run 0-5 + 12-15, baseline the rest.
+    seeds = _seeds(seed, 20)
+    run = functools.partial(
+        _run, metrics=metrics, options=options or {}, device=device, quiet=quiet, extra=extra
+    )
+    result = run(ref, cand, condition_bins=condition_bins, seeds=seeds[:6] + seeds[12:16])
     result.notes[:0] = pre_notes
     result.metrics, result.nonfinite, result.alpha = list(metrics), nonfinite, alpha
     if baseline:
-        _add_baseline(result, ref, cand, run, seeds[6:12])
+        _add_baseline(result, ref, cand, run, seeds[6:12] + seeds[16:20])
     return result
 
 

@@ -26,11 +26,18 @@ from hepgen.validation.compare import (
     ValidationResult,
     compare,
 )
-from hepgen.validation.inputs import SampleGroup, load_branch_groups, load_config_pairs
+from hepgen.validation.inputs import (
+    SampleGroup,
+    load_branch_groups,
+    load_config_pairs,
+    load_train_table,
+)
 from hepgen.validation.report import REPORT_CONTENTS, ReportFiles, write_report
+from hepgen.validation.samples import Table
+from hepgen.validation.trainset import training_files
 from hepgen.validation.verdict import DEFAULT_ALPHA, check_settings, merge_nonfinite
 
-__all__ = ["check_report_dir", "default_condition_bins", "validate_files"]
+__all__ = ["check_report_dir", "default_condition_bins", "training_files", "validate_files"]
 
 
 def check_report_dir(output: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
@@ -115,6 +122,11 @@ def validate_files(
     tradeoff: Any = None,
     tradeoff_knob: str | None = None,
     tradeoff_values: Sequence[float | None] | None = None,
+    train: str | Path | Sequence[str | Path] | None = None,
+    model: Any = None,
+    label: str | None = None,
+    style: str | None = None,
+    units: Mapping[str, str] | None = None,
 ) -> tuple[ValidationResult, ReportFiles]:
     """Compare ``candidate`` with ``reference`` (ROOT files) and write a report to ``output``.
 
@@ -164,6 +176,27 @@ def validate_files(
     tradeoff_values : sequence of (float or None) or None
         Thresholds psi or temperatures T; ``None`` in it: as trained.  Default: see
         :func:`~hepgen.validation.tradeoff.default_tradeoff`.
+    train : path, sequence of paths or None
+        The generator's training file(s), read like the reference: the data-copying test
+        (:func:`~hepgen.validation.memorisation.data_copying_test`) compares the candidate's
+        and the reference's distances to its rows.  Default: the input files recorded in
+        ``model``'s card, or in the card of the model named in the candidate's
+        ``hepgen_metadata`` (``hepgen generate`` output) when that directory exists; a note
+        says which.  Left out (with a note) when a training file is the reference itself.
+    model : path, FastSim or None
+        The fast simulation that made the candidate (config mode): the report gains its
+        held-out log-likelihood on the reference
+        (:func:`~hepgen.validation.likelihood.heldout_likelihood`; a VAE's IWAE bound,
+        labelled as a bound), and its card names the training files.
+    label : str or None
+        Class feature of the Inception-score analogue
+        (:func:`~hepgen.validation.inception.inception_score`).  Default with a config: its
+        first categorical condition (e.g. the gen flavour), predicted from the reco features.
+    style : {"CMS", "ATLAS", "LHCb", "ALICE"} or None
+        Experiment style of the plots (mplhep); None: neutral.
+    units : mapping of str to str or None
+        Units of features for axis labels (``{"Jet_pt": "GeV"}``), over the units inferred
+        from the names.
 
     Returns
     -------
@@ -182,11 +215,16 @@ def validate_files(
     reference, candidate = (p if is_url(p) else Path(p) for p in (reference, candidate))
     output = Path(output)
     _check_options(max_plots, max_events, metrics, options, alpha)
+    from hepgen.validation.report.style import check_style
+
+    check_style(style)  # before any work
     sources = [reference, candidate]
     if config is not None and getattr(config, "source", None):
         sources.append(Path(config.source))
     check_report_dir(output, sources)
     sweep = _tradeoff_setup(tradeoff, tradeoff_knob, tradeoff_values, config, device)
+    sim = _model_setup(model, config, device)
+    train_files, train_notes = training_files(train, model, candidate, reference)
     t_read = time.perf_counter()
     groups, extra, config, condition_bins, tree = _read(
         reference,
@@ -199,10 +237,16 @@ def validate_files(
         condition_bins=condition_bins,
         quiet=quiet,
     )
+    primary = groups[0]
+    train_table = _train_sample(train_files, primary, config, tree, weights, max_events, quiet)
     t_read = time.perf_counter() - t_read
-    _check_condition_bins(groups[0], condition_bins)
+    _check_condition_bins(primary, condition_bins)
+    label, label_inputs = _label(label, config, primary)
     result = _compare_groups(
         groups,
+        train=train_table,
+        label=label,
+        label_inputs=label_inputs,
         metrics=metrics,
         condition_bins=condition_bins,
         baseline=baseline,
@@ -214,9 +258,11 @@ def validate_files(
         alpha=alpha,
     )
     result.timings = {"read": t_read, **result.timings}
-    primary = groups[0]
+    result.notes.extend(train_notes)
     if sweep is not None:
         extra["tradeoff"] = _run_tradeoff(sweep, primary, result, seed, device)
+    if sim is not None:
+        extra["likelihood"] = _run_likelihood(sim, model, primary, result, seed)
     if primary.excluded:
         extra["excluded"] = dict(primary.excluded)
     inputs = _report_inputs(reference, candidate, tree, result, config, weights, primary)
@@ -228,8 +274,87 @@ def validate_files(
         inputs=inputs,
         max_plots=max_plots,
         quiet=quiet,
+        **{k: v for k, v in (("style", style), ("units", units)) if v is not None},
     )
     return result, files
+
+
+def _model_setup(model: Any, config: Any, device: str) -> Any:
+    """The fast simulation whose held-out likelihood the report shows (loaded before any
+    data is read), or None."""
+    if model is None:
+        return None
+    if config is None:
+        raise InputError(
+            "the held-out likelihood (--model) needs --config: the model is evaluated on the "
+            "config's matched pairs"
+        )
+    if hasattr(model, "sample") and hasattr(model, "config"):
+        return model
+    from hepgen.modeldir import FASTSIM_KINDS, load_model
+
+    return load_model(model, device=device, accept=FASTSIM_KINDS, command="validate")
+
+
+def _train_sample(
+    files: Sequence[Path],
+    primary: SampleGroup,
+    config: Any,
+    tree: str,
+    weights: str | None,
+    max_events: int | None,
+    quiet: bool,
+) -> Table | None:
+    """The training rows of the primary group's features, read like the reference."""
+    if not files:
+        return None
+    return load_train_table(
+        files,
+        primary.reference.names,
+        config=config,
+        tree=tree,
+        weights=weights or (config.data.weights if config is not None else None),
+        max_events=max_events,
+        quiet=quiet,
+    )
+
+
+def _label(
+    label: str | None, config: Any, primary: SampleGroup
+) -> tuple[str | None, list[str] | None]:
+    """The Inception analogue's class feature and its classifier's inputs: as given, or the
+    config's first categorical condition predicted from the targets and responses."""
+    names = primary.reference.names
+    if label is not None:
+        if label not in names:
+            from hepgen.errors import did_you_mean
+
+            raise InputError(
+                f"--label '{label}': not a compared feature" + did_you_mean(label, names)
+            )
+        if config is None:
+            return label, None
+    if config is None:
+        return None, None
+    conditions = [f.name for f in config.schema.conditions]
+    if label is None:
+        label = next((f.name for f in config.schema.conditions if f.kind == "categorical"), None)
+        if label is None:
+            return None, None
+    return label, [n for n in names if n not in conditions]
+
+
+def _run_likelihood(
+    sim: Any, model: Any, primary: SampleGroup, result: ValidationResult, seed: int | None
+) -> dict[str, Any]:
+    """The held-out log-likelihood of ``sim`` on the reference's pairs (timed), as JSON."""
+    from hepgen.validation.likelihood import heldout_likelihood
+
+    t0 = time.perf_counter()
+    name = str(model) if not hasattr(model, "sample") else None
+    found = heldout_likelihood(sim, primary.reference, seed=0 if seed is None else seed, model=name)
+    result.timings["likelihood"] = time.perf_counter() - t0
+    return found.to_dict()
 
 
 def _tradeoff_setup(
@@ -423,6 +548,9 @@ def _compare_groups(
     quiet: bool,
     allow_nonfinite: bool,
     alpha: float,
+    train: Table | None = None,
+    label: str | None = None,
+    label_inputs: Sequence[str] | None = None,
 ) -> ValidationResult:
     """Compare the primary group on every metric and the other groups on the per-feature
     metrics, merged into one result with the primary group's notes and skipped branches."""
@@ -430,6 +558,9 @@ def _compare_groups(
     result = compare(
         primary.reference,
         primary.candidate,
+        train=train,
+        label=label,
+        label_inputs=label_inputs,
         metrics=metrics,
         condition_bins=condition_bins,
         baseline=baseline,

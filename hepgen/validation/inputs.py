@@ -32,6 +32,7 @@ __all__ = [
     "choose_branches",
     "load_branch_groups",
     "load_config_pairs",
+    "load_train_table",
     "response_columns",
 ]
 
@@ -450,7 +451,7 @@ def load_config_pairs(
     """
     from scipy import stats
 
-    from hepgen.dataset import config_branches, load_pairs, resolve_layout
+    from hepgen.dataset import config_branches, resolve_layout
 
     update: dict[str, Any] = {"nonfinite": "drop"}
     if max_events is not None:
@@ -477,17 +478,9 @@ def load_config_pairs(
     tables = []
     summaries = []
     for path, label in ((reference, "reference"), (candidate, "candidate")):
-        pairs = load_pairs(config, files=[str(path)], quiet=quiet)
-        cols = pairs.pairs()
-        names = [f.name for f in config.schema.conditions] + [f.name for f in config.schema.targets]
-        for response, values in response_columns(config, cols).items():
-            cols[response] = values
-            names.append(response)
-        values = np.column_stack([np.asarray(cols[n], dtype=np.float64) for n in names])
-        integer = [bool(np.issubdtype(np.asarray(cols[n]).dtype, np.integer)) for n in names]
-        w = pairs.gen_weights[pairs.matched] if config.data.weights else None
-        tables.append(Table(names=names, values=values, weights=w, integer=integer, label=label))
-        summaries.append(pairs.summary())
+        table, summary = _pairs_table(config, [str(path)], label, quiet)
+        tables.append(table)
+        summaries.append(summary)
     objects: dict[str, Any] = {}
     for key, num, den in (("efficiency", "n_matched", "n_gen"), ("fake_fraction", "n_fakes", None)):
         k1 = summaries[0][num]
@@ -518,6 +511,75 @@ def load_config_pairs(
         skipped_nonfinite=nonfinite,
     )
     return group, objects
+
+
+def _pairs_table(
+    config: Any, files: Sequence[str], label: str, quiet: bool
+) -> tuple[Table, dict[str, Any]]:
+    """The matched pairs of ``files`` as a table (conditions, targets, responses) and the
+    pairs' summary (counts of gen, matched and fake objects)."""
+    from hepgen.dataset import load_pairs
+
+    pairs = load_pairs(config, files=[str(f) for f in files], quiet=quiet)
+    cols = pairs.pairs()
+    names = [f.name for f in config.schema.conditions] + [f.name for f in config.schema.targets]
+    for response, values in response_columns(config, cols).items():
+        cols[response] = values
+        names.append(response)
+    values = np.column_stack([np.asarray(cols[n], dtype=np.float64) for n in names])
+    integer = [bool(np.issubdtype(np.asarray(cols[n]).dtype, np.integer)) for n in names]
+    w = pairs.gen_weights[pairs.matched] if config.data.weights else None
+    table = Table(names=names, values=values, weights=w, integer=integer, label=label)
+    return table, pairs.summary()
+
+
+def load_train_table(
+    files: Sequence[str | Path],
+    names: Sequence[str],
+    *,
+    config: Any = None,
+    tree: str = "Events",
+    weights: str | None = None,
+    max_events: int | None = None,
+    quiet: bool = True,
+) -> Table:
+    """The training sample of a generator, as a table of the compared features ``names``.
+
+    With ``config``, the matched gen/reco pairs of the files as for the reference
+    (:func:`load_config_pairs`; events with a non-finite value dropped); without, the branches
+    ``names`` of the files (object collections flattened), all files concatenated.
+
+    Raises
+    ------
+    InputError
+        Naming the file and the branch or feature that is missing.
+    """
+    if config is not None:
+        update: dict[str, Any] = {"nonfinite": "drop"}
+        if max_events is not None:
+            update["max_events"] = max_events
+        config = config.model_copy(update={"data": config.data.model_copy(update=update)})
+        table, _ = _pairs_table(config, [str(f) for f in files], "training sample", quiet)
+        missing = [n for n in names if n not in table.names]
+        if missing:
+            raise InputError(f"training sample: no feature(s) {missing} from the config's pairs")
+        return table.select_columns(list(names))
+    parts = []
+    branches = [str(n) for n in names] + ([weights] if weights else [])
+    for f in files:
+        path = Path(f)
+        events = _read_file(path, tree, branches, max_events)
+        parts.append(_table(events, path, tree, list(names), weights, "training sample", "train"))
+    if len(parts) == 1:
+        return parts[0]
+    w = None if weights is None else np.concatenate([p.weights for p in parts])
+    return Table(
+        names=list(names),
+        values=np.concatenate([p.values for p in parts]),
+        weights=w,
+        integer=parts[0].integer,
+        label="training sample",
+    )
 
 
 def _row_nonfinite(resolved: Any, events: Any) -> dict[str, dict[str, int]]:

@@ -192,6 +192,8 @@ def validate_partitioned(
     alpha: float = DEFAULT_ALPHA,
     block: int = SEED_BLOCK,
     fine_edges: int = FINE_EDGES,
+    style: str | None = None,
+    units: Mapping[str, str] | None = None,
 ) -> tuple[ValidationResult, ReportFiles]:
     """Compare many candidate files with many reference files from mergeable statistics.
 
@@ -222,6 +224,9 @@ def validate_partitioned(
     fine_edges : int
         Fine reference-quantile bins for KS and W1 (the KS error bound falls as about
         ``1 / fine_edges``).
+    style, units
+        Plot style and axis units of the report
+        (:func:`~hepgen.validation.report.write_report`).
 
     Returns
     -------
@@ -252,8 +257,10 @@ def validate_partitioned(
 
     _check(subsample, seed, fine_edges, config)
     _check_options(max_plots, None, metrics, options, alpha)
+    # the data-copying test and the Inception analogue need inputs this mode does not take
+    default = [m for m in MULTIVARIATE_METRICS if m not in ("memorisation", "inception")]
     metrics = check_settings(
-        list(metrics) if metrics is not None else [*PER_FEATURE_METRICS, *MULTIVARIATE_METRICS],
+        list(metrics) if metrics is not None else [*PER_FEATURE_METRICS, *default],
         options,
         PER_FEATURE_METRICS + MULTIVARIATE_METRICS,
         alpha,
@@ -279,6 +286,7 @@ def validate_partitioned(
         inputs=_inputs(job, result, ex),
         max_plots=max_plots,
         quiet=quiet,
+        **{k: v for k, v in (("style", style), ("units", units)) if v is not None},
     )
     return result, files
 

@@ -19,8 +19,19 @@ __all__ = ["MULTIVARIATE_METRICS", "PER_FEATURE_METRICS", "ValidationResult"]
 
 #: Tests run on each feature alone.
 PER_FEATURE_METRICS = ("ks", "chi2", "w1", "separation_power")
-#: Tests run on all features together.
-MULTIVARIATE_METRICS = ("c2st", "mmd", "fpd", "kpd", "prdc")
+#: Tests run on all features together (``memorisation`` needs the training sample and
+#: ``inception`` a class label: without them they are left out with a note).
+MULTIVARIATE_METRICS = (
+    "c2st",
+    "mmd",
+    "fpd",
+    "kpd",
+    "prdc",
+    "prd",
+    "ndb",
+    "memorisation",
+    "inception",
+)
 
 
 @dataclasses.dataclass
@@ -36,7 +47,7 @@ class ValidationResult:
         Whether either sample carried weights.
     features : dict
         ``{name: {"ks": {...}, "chi2": {...}, "w1": float, "separation_power": float, ...}}``.
-    c2st, mmd, fpd, kpd, prdc : metric results or None
+    c2st, mmd, fpd, kpd, prdc, prd, ndb, memorisation, inception : metric results or None
         Multivariate results (``None`` when not run; the reason is in ``notes``).
     conditional : dict or None
         Per-feature tests in bins of condition variables.
@@ -58,6 +69,8 @@ class ValidationResult:
         For a comparison from sums merged over partitions
         (:func:`~hepgen.validation.partitioned.validate_partitioned`): executor, partitions,
         subsample (seed, fraction, rows) and the error bounds of KS and W1; else None.
+    label : str or None
+        The class feature the Inception-score analogue predicted (``inception``).
     """
 
     n_reference: int
@@ -72,6 +85,10 @@ class ValidationResult:
     fpd: Any = None
     kpd: Any = None
     prdc: Any = None
+    prd: Any = None
+    ndb: Any = None
+    memorisation: Any = None
+    inception: Any = None
     conditional: dict[str, Any] | None = None
     baseline: ValidationResult | None = None
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -80,6 +97,8 @@ class ValidationResult:
     nonfinite: dict[str, Any] = dataclasses.field(default_factory=dict)
     alpha: float = DEFAULT_ALPHA
     partitioned: dict[str, Any] | None = None
+    #: The class feature of the Inception-score analogue (``inception``), or None.
+    label: str | None = None
 
     @property
     def failure(self) -> str | None:
@@ -114,9 +133,14 @@ class ValidationResult:
         }
         for key in MULTIVARIATE_METRICS:
             out[key] = res(getattr(self, key))
+        if out.get("inception") is not None:
+            out["inception"]["label"] = self.label
         if self.conditional is not None:
             out["conditional"] = self.conditional
         out["summary"] = self.summary()
+        multiple = self.multiple_testing()
+        if multiple is not None:
+            out["multiple_testing"] = multiple
         if self.baseline is not None:
             out["baseline"] = self.baseline.to_dict(arrays=False)
         out["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
@@ -132,6 +156,14 @@ class ValidationResult:
             out["verdict"] = verdict
         return to_jsonable(out)
 
+    def multiple_testing(self, alpha: float = 0.05) -> dict[str, Any] | None:
+        """The per-feature p-values with their Holm and Benjamini-Hochberg adjustments and
+        the count of rejections against chance
+        (:func:`hepgen.validation.multiple.multiple_testing`), or None without p-values."""
+        from hepgen.validation.multiple import multiple_testing
+
+        return multiple_testing(self.features, alpha)
+
     def summary(self) -> dict[str, Any]:
         """Headline numbers: worst KS feature, per-feature p-value counts, AUC, MMD."""
         ks = {
@@ -144,6 +176,7 @@ class ValidationResult:
             if m.get(t) is not None and m[t].pvalue is not None and math.isfinite(m[t].pvalue)
         ]
         worst = max(ks, key=ks.get) if ks else None
+        multiple = self.multiple_testing()
         return {
             "max_ks": ks[worst] if worst is not None else None,
             "max_ks_feature": worst,
@@ -153,6 +186,9 @@ class ValidationResult:
             # make a few small p-values expected (look-elsewhere), so the count is reported.
             "n_pvalues_below_0.05": int(sum(p < 0.05 for p in pvalues)),
             "min_pvalue_bonferroni": min(1.0, min(pvalues) * len(pvalues)) if pvalues else None,
+            "expected_below_0.05": 0.05 * len(pvalues),
+            "n_rejected_holm": (multiple or {}).get("holm", {}).get("n_rejected"),
+            "n_rejected_bh": (multiple or {}).get("bh", {}).get("n_rejected"),
             "c2st_auc": self.c2st.auc if self.c2st is not None else None,
             "mmd": self.mmd.value if self.mmd is not None else None,
         }

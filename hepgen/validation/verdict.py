@@ -22,7 +22,9 @@ Three things that decide whether a validation may be trusted, kept apart from th
   - ``INCONCLUSIVE``: no multivariate test ran (or one that was asked for could not), no
     baseline, fewer than :data:`MIN_VERDICT_ROWS` rows, the baseline itself rejects (the two
     halves of the reference differ: the test is not calibrated for these data), or a test
-    rejects with an effect no larger than twice the baseline's.
+    rejects with an effect no larger than twice the baseline's, or the data-copying test
+    (:mod:`~hepgen.validation.memorisation`, when a training sample was given) rejects at
+    ``alpha``: a generator that returns its training rows can pass every two-sample test.
 
 Under the null each test rejects with probability ``alpha / n_tests``, so two identically
 distributed samples give PASS with probability about ``1 - 2 alpha`` (the candidate's tests and
@@ -49,6 +51,7 @@ __all__ = [
     "count_nonfinite",
     "decide_verdict",
     "merge_nonfinite",
+    "metric_function",
     "nonfinite_failure",
 ]
 
@@ -188,19 +191,26 @@ def _nonfinite_rates_differ(nonfinite: Mapping[str, Any], alpha: float) -> list[
 # settings
 
 
-def _metric_functions() -> dict[str, Any]:
-    from hepgen.validation.c2st import classifier_test
-    from hepgen.validation.distances import frechet_physics_distance, kernel_physics_distance
-    from hepgen.validation.fidelity import prdc
-    from hepgen.validation.mmd import mmd_test
+#: Where each multivariate metric's function lives (imported only to check its options).
+_METRIC_FUNCTIONS = {
+    "c2st": ("hepgen.validation.c2st", "classifier_test"),
+    "mmd": ("hepgen.validation.mmd", "mmd_test"),
+    "fpd": ("hepgen.validation.distances", "frechet_physics_distance"),
+    "kpd": ("hepgen.validation.distances", "kernel_physics_distance"),
+    "prdc": ("hepgen.validation.fidelity", "prdc"),
+    "prd": ("hepgen.validation.prd", "prd_curve"),
+    "ndb": ("hepgen.validation.ndb", "ndb_test"),
+    "memorisation": ("hepgen.validation.memorisation", "data_copying_test"),
+    "inception": ("hepgen.validation.inception", "inception_score"),
+}
 
-    return {
-        "c2st": classifier_test,
-        "mmd": mmd_test,
-        "fpd": frechet_physics_distance,
-        "kpd": kernel_physics_distance,
-        "prdc": prdc,
-    }
+
+def metric_function(metric: str) -> Any:
+    """The function of a multivariate metric (its module imported on first use)."""
+    import importlib
+
+    module, name = _METRIC_FUNCTIONS[metric]
+    return getattr(importlib.import_module(module), name)
 
 
 #: Options the comparison sets itself; a caller cannot pass them per metric.
@@ -212,6 +222,10 @@ _RESERVED = {
     "candidate",
     "reference_weights",
     "candidate_weights",
+    "train",
+    "train_weights",
+    "reference_labels",
+    "candidate_labels",
 }
 
 
@@ -255,15 +269,15 @@ def check_settings(
         raise InputError(f"metrics: unknown metric(s) {unknown}; choose from {list(known)}")
     if not (isinstance(alpha, int | float) and 0.0 < float(alpha) < 1.0):
         raise InputError(f"alpha={alpha!r}: expected a number strictly between 0 and 1")
-    functions = _metric_functions()
     for metric, opts in (options or {}).items():
-        if metric not in functions:
+        if metric not in _METRIC_FUNCTIONS:
             raise InputError(
-                f"options: no metric {metric!r} takes options; choose from {list(functions)}"
+                f"options: no metric {metric!r} takes options; choose from "
+                f"{list(_METRIC_FUNCTIONS)}"
             )
         if not isinstance(opts, Mapping):
             raise InputError(f"options[{metric!r}]: expected a mapping of keyword to value")
-        params = inspect.signature(functions[metric]).parameters
+        params = inspect.signature(metric_function(metric)).parameters
         for key, value in opts.items():
             if key not in params or key in _RESERVED:
                 allowed = sorted(
@@ -306,6 +320,29 @@ def _describe(key: str, res: Any) -> str:
     if key == "c2st":
         return f"classifier AUC {res.auc:.4f} (p {res.pvalue:.2g})"
     return f"MMD^2 {res.value:.3g} (p {res.pvalue:.2g})"
+
+
+def _copying(result: Any, alpha: float) -> str | None:
+    """The reason to withhold a PASS when the data-copying test rejects at ``alpha``: a
+    generator that returns its training rows matches the reference's distribution (and may
+    pass every two-sample test) without being a simulation.  With the near-duplicate count
+    rejecting too it is called copying; alone, C_T < 0 also means a distribution narrower
+    than the data's (its generated rows crowd the training rows' cores)."""
+    memo = getattr(result, "memorisation", None)
+    p = getattr(memo, "pvalue", None)
+    if p is None or not math.isfinite(p) or p >= alpha:
+        return None
+    near = (getattr(memo, "near_duplicates", None) or {}).get("pvalue")
+    test = f"data-copying test C_T {memo.statistic:.3g} (p {p:.2g} < {alpha:.2g})"
+    if near is not None and near < alpha:
+        return (
+            f"the candidate copies its training sample: {test}, and {near:.2g} for the excess "
+            "of generated rows within epsilon of a training row"
+        )
+    return (
+        f"generated rows lie closer to the training rows than held-out reference rows do: "
+        f"{test}; data copying, or a distribution narrower than the data's"
+    )
 
 
 def decide_verdict(result: Any, alpha: float = DEFAULT_ALPHA) -> dict[str, Any]:
@@ -380,6 +417,9 @@ def decide_verdict(result: Any, alpha: float = DEFAULT_ALPHA) -> dict[str, Any]:
                 f"{_describe(key, res)} rejects, but its effect {_g(effect)} is within "
                 f"{BASELINE_FACTOR:g} x the baseline's {_g(beffect)}"
             )
+    copying = _copying(result, alpha)
+    if copying:
+        inconclusive.insert(0, copying)
     if different:
         verdict, why = "DIFFERENT", different + inconclusive + reasons
     elif inconclusive:
