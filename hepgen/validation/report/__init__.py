@@ -12,6 +12,7 @@ beside a new page; what the folder held before is replaced.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +28,12 @@ from hepgen.validation.report.plots import (
     plot_correlation_difference,
     plot_edges,
     plot_feature,
+    plot_prd,
     plot_roc,
     plot_tradeoff,
     weighted_correlation,
 )
+from hepgen.validation.report.style import check_style
 from hepgen.validation.result import ValidationResult
 from hepgen.validation.samples import Table
 
@@ -83,6 +86,8 @@ def write_report(
     max_plots: int = 60,
     title: str = "hepgen validation report",
     quiet: bool = True,
+    units: Mapping[str, str] | None = None,
+    style: str | None = None,
 ) -> ReportFiles:
     """Write ``report.html``, ``metrics.json`` and ``plots/`` for a comparison.
 
@@ -110,15 +115,55 @@ def write_report(
         Page title.
     quiet : bool
         Silence the progress bar.
+    units : mapping or None
+        ``{feature: unit}`` (e.g. ``{"Jet_pt": "GeV"}``; "" = dimensionless) over the unit
+        inferred from each name (:func:`hepgen.validation.report.units.infer_unit`): axis
+        labels read "Jet_pt [GeV]", and the tables give W1 with its unit.
+    style : str or None
+        Plot style: ``"CMS"``, ``"ATLAS"``, ``"LHCb"`` or ``"ALICE"`` (case-insensitive: the
+        experiment's mplhep style and "Simulation" label), None for the neutral ROOT style.
 
     Returns
     -------
     ReportFiles
+
+    Raises
+    ------
+    hepgen.errors.InputError
+        For a bad ``max_plots``, ``units`` or ``style``.
+
+    Notes
+    -----
+    ``metrics.json`` gets ``timings["plots"]`` (seconds drawing all figures) and
+    ``plot_timings`` (seconds per kind: features, roc, prd, correlation, conditional,
+    tradeoff).
+
+    References
+    ----------
+    mplhep (experiment styles): https://mplhep.readthedocs.io
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from hepgen.validation.compare import compare
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(200, 1)), rng.normal(size=(200, 1))
+    >>> res = compare(x, y, feature_names=["Jet_pt"], metrics=["ks"], baseline=False)
+    >>> t = (Table(["Jet_pt"], x), Table(["Jet_pt"], y))
+    >>> out = write_report(Path(tempfile.mkdtemp()) / "r", res, [t], max_plots=0, style="CMS")
+    >>> sorted(p.name for p in out.directory.iterdir())
+    ['metrics.json', 'plots', 'report.html']
     """
     from hepgen.errors import InputError
 
     if isinstance(max_plots, bool) or int(max_plots) != max_plots or max_plots < 0:
         raise InputError(f"max_plots must be an integer >= 0, got {max_plots!r}")
+    style = check_style(style)
+    if units is not None and not (
+        isinstance(units, Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in units.items())
+    ):
+        raise InputError(f"units must map feature names to unit strings, got {units!r}")
     directory = Path(directory)
     with atomic_directory(directory) as tmp:
         files = _write(
@@ -130,6 +175,8 @@ def write_report(
             max_plots=max_plots,
             title=title,
             quiet=quiet,
+            units=units,
+            style=style,
         )
 
     def final(path: Any) -> Any:
@@ -155,9 +202,12 @@ def _write(
     max_plots: int,
     title: str,
     quiet: bool,
+    units: Mapping[str, str] | None = None,
+    style: str | None = None,
 ) -> ReportFiles:
     """Write the report into ``directory`` (the hidden folder that is swapped in later)."""
     plot_dir = directory / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)  # the layout holds plots/ even when empty
     metrics = result.to_dict()
     if extra:
         metrics.update(dict(extra))
@@ -170,8 +220,17 @@ def _write(
         )
     plots: dict[str, Any] = {"features": {}, "conditional": {}}
     conditional = (metrics.get("conditional") or {}).get("variables") or {}
+    spent: dict[str, float] = {}
+
+    def timed(kind: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*args, style=style, **kwargs)
+        finally:
+            spent[kind] = spent.get(kind, 0.0) + time.perf_counter() - start
+
     with progress(
-        total=len(drawn) + 2 + len(conditional), desc="plots", unit="plot", quiet=quiet
+        total=len(drawn) + 3 + len(conditional), desc="plots", unit="plot", quiet=quiet
     ) as bar:
         lookup: dict[str, tuple[Table, Table, int]] = {}
         for ref, cand in tables:
@@ -179,39 +238,75 @@ def _write(
                 lookup.setdefault(n, (ref, cand, j))
         for name in drawn:
             if name in lookup:
-                path = _feature_plot(plot_dir, name, *lookup[name], result.features[name])
+                path = timed(
+                    "features",
+                    _feature_plot,
+                    plot_dir,
+                    name,
+                    *lookup[name],
+                    result.features[name],
+                    units=units,
+                )
                 if path is not None:
                     plots["features"][name] = path
             bar.update(1)
         if result.c2st is not None and getattr(result.c2st, "fpr", None) is not None:
-            plots["roc"] = _roc_plot(plot_dir, result)
+            plots["roc"] = timed("roc", _roc_plot, plot_dir, result)
+        bar.update(1)
+        if getattr(getattr(result, "prd", None), "precision", None) is not None:
+            plots["prd"] = timed("prd", _prd_plot, plot_dir, result)
         bar.update(1)
         if tables and len(tables[0][0].names) >= 2:
-            plots["correlation"] = _correlation_plot(plot_dir, *tables[0], metrics)
+            plots["correlation"] = timed(
+                "correlation", _correlation_plot, plot_dir, *tables[0], metrics
+            )
         bar.update(1)
         for var, entry in conditional.items():
-            plots["conditional"][var] = plot_conditional(
-                plot_dir / f"conditional_{_safe(var)}.png", var, entry
+            plots["conditional"][var] = timed(
+                "conditional",
+                plot_conditional,
+                plot_dir / f"conditional_{_safe(var)}.png",
+                var,
+                entry,
+                units=units,
             )
             bar.update(1)
         if metrics.get("tradeoff"):
-            plots["tradeoff"] = plot_tradeoff(plot_dir / "tradeoff.png", metrics["tradeoff"])
+            plots["tradeoff"] = timed(
+                "tradeoff", plot_tradeoff, plot_dir / "tradeoff.png", metrics["tradeoff"]
+            )
+    metrics.setdefault("timings", {})["plots"] = round(sum(spent.values()), 4)
+    metrics["plot_timings"] = {k: round(v, 4) for k, v in spent.items()}
+    if units:
+        metrics["units"] = dict(units)
     metrics_path = write_json(directory / "metrics.json", metrics)
     html_path = directory / "report.html"
-    atomic_write_text(html_path, render_html(metrics, plots, title=title, inputs=inputs))
+    atomic_write_text(
+        html_path, render_html(metrics, plots, title=title, inputs=inputs, units=units)
+    )
     return ReportFiles(directory=directory, html=html_path, metrics=Path(metrics_path), plots=plots)
 
 
 def _feature_plot(
-    plot_dir: Path, name: str, ref: Table, cand: Table, j: int, tests: dict[str, Any]
+    plot_dir: Path,
+    name: str,
+    ref: Table,
+    cand: Table,
+    j: int,
+    tests: dict[str, Any],
+    *,
+    units: Mapping[str, str] | None = None,
+    style: str | None = None,
 ) -> Path | None:
     """The histogram of column ``j`` of both tables (finite values), or None when a sample
     has no finite value."""
     x, y = ref.values[:, j], cand.values[:, j]
+    wx, wy = ref.weights, cand.weights
     finite_x, finite_y = np.isfinite(x), np.isfinite(y)
-    wx = None if ref.weights is None else ref.weights[finite_x]
-    wy = None if cand.weights is None else cand.weights[finite_y]
-    x, y = x[finite_x], y[finite_y]
+    if not finite_x.all():  # (no copies of 1M values when all are finite)
+        x, wx = x[finite_x], None if wx is None else wx[finite_x]
+    if not finite_y.all():
+        y, wy = y[finite_y], None if wy is None else wy[finite_y]
     if not (x.size and y.size):
         return None
     integer = True if (ref.integer[j] and cand.integer[j]) else None
@@ -226,19 +321,38 @@ def _feature_plot(
         wy,
         annotation=_annotation(tests),
         log_x=log_x,
+        units=units,
+        style=style,
     )
 
 
-def _roc_plot(plot_dir: Path, result: ValidationResult) -> Path:
+def _roc_plot(plot_dir: Path, result: ValidationResult, *, style: str | None = None) -> Path:
     """ROC curves of the classifier test, with the reference-vs-reference baseline's."""
     curves = [("candidate vs reference", result.c2st.fpr, result.c2st.tpr, result.c2st.auc)]
     base = result.baseline.c2st if result.baseline is not None else None
     if base is not None and getattr(base, "fpr", None) is not None:
         curves.append(("reference vs reference", base.fpr, base.tpr, base.auc))
-    return plot_roc(plot_dir / "roc.png", curves)
+    return plot_roc(plot_dir / "roc.png", curves, style=style)
 
 
-def _correlation_plot(plot_dir: Path, ref: Table, cand: Table, metrics: dict[str, Any]) -> Path:
+def _prd_plot(plot_dir: Path, result: ValidationResult, *, style: str | None = None) -> Path:
+    """PRD curve of candidate vs reference beside the reference-vs-reference curve."""
+
+    def summary(prd: Any) -> str:
+        f8, f18 = getattr(prd, "f_8", None), getattr(prd, "f_1_8", None)
+        return "" if f8 is None or f18 is None else f"F8 {f8:.3f}, F1/8 {f18:.3f}"
+
+    prd = result.prd
+    curves = [("candidate vs reference", prd.precision, prd.recall, summary(prd))]
+    base = getattr(result.baseline, "prd", None) if result.baseline is not None else None
+    if base is not None and getattr(base, "precision", None) is not None:
+        curves.append(("reference vs reference", base.precision, base.recall, summary(base)))
+    return plot_prd(plot_dir / "prd.png", curves, style=style)
+
+
+def _correlation_plot(
+    plot_dir: Path, ref: Table, cand: Table, metrics: dict[str, Any], *, style: str | None = None
+) -> Path:
     """The correlation-difference matrix (rows finite in every feature); the full matrix goes
     to ``metrics["correlation_difference"]``, the plot shows at most
     :data:`MAX_CORRELATION_FEATURES` features (those whose correlations changed most)."""
@@ -246,7 +360,9 @@ def _correlation_plot(plot_dir: Path, ref: Table, cand: Table, metrics: dict[str
     fy = np.isfinite(cand.values).all(axis=1)
     wx = None if ref.weights is None else ref.weights[fx]
     wy = None if cand.weights is None else cand.weights[fy]
-    diff = weighted_correlation(cand.values[fy], wy) - weighted_correlation(ref.values[fx], wx)
+    corr_ref = weighted_correlation(ref.values[fx], wx)
+    corr_cand = weighted_correlation(cand.values[fy], wy)
+    diff = corr_cand - corr_ref
     shown = np.arange(len(ref.names))
     if len(shown) > MAX_CORRELATION_FEATURES:
         shown = np.sort(np.argsort(-np.abs(diff).max(axis=0))[:MAX_CORRELATION_FEATURES])
@@ -258,6 +374,9 @@ def _correlation_plot(plot_dir: Path, ref: Table, cand: Table, metrics: dict[str
         plot_dir / "correlation_difference.png",
         [ref.names[i] for i in shown],
         diff[np.ix_(shown, shown)],
+        corr_ref[np.ix_(shown, shown)] if len(shown) <= 30 else None,
+        corr_cand[np.ix_(shown, shown)] if len(shown) <= 30 else None,
+        style=style,
     )
     metrics["correlation_difference"] = {
         "features": list(ref.names),

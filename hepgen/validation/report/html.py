@@ -10,111 +10,44 @@ Colours compare each number with the reference-vs-reference baseline:
 * a feature with NaN or infinite values is red in the per-feature table whatever its tests
   say (the tests saw only its finite values).
 
-The page opens with the verdict (PASS / DIFFERENT / INCONCLUSIVE and why) and, in red, the
-non-finite values of each sample; it ends with the verdict line again.
+The page opens with the verdict (PASS / DIFFERENT / INCONCLUSIVE and why), in red the
+non-finite values of each sample, and the deciding numbers beside their baselines
+(:mod:`hepgen.validation.report.sections`); then the details, the sections of the generative
+metrics (PRD, NDB, memorisation, IS analogue, held-out likelihood), the plots (axis labels
+with units, :mod:`hepgen.validation.report.units`); it ends with the verdict line again.
+Wide tables scroll inside their own box: the page never scrolls sideways at 1400 px.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hepgen._version import __version__
+from hepgen.validation.report._base import (
+    BAD,
+    CSS,
+    NONE,
+    OK,
+    _get,
+    _img,
+    _num,
+    _td,
+    breakable,
+    scroll,
+    status,
+)
+from hepgen.validation.report.sections import (
+    glance_html,
+    metric_sections_html,
+    multiple_testing_lookup,
+)
+from hepgen.validation.report.units import unit_of
 
 __all__ = ["render_html", "status"]
-
-OK, WARN, BAD, NONE = "ok", "warn", "bad", "none"
-
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;
-color:#222;max-width:1400px}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
-table{border-collapse:collapse;margin:8px 0;font-size:0.9em}
-td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
-th{background:#f3f3f3}td.name,th.name{text-align:left;font-family:monospace}
-td.ok{background:#d9f2d9}td.warn{background:#fcebc2}td.bad{background:#f7c6c6}
-.grid{display:flex;flex-wrap:wrap;gap:10px}.grid figure{margin:0}
-.grid img{width:420px}figcaption{font-size:0.8em;text-align:center;font-family:monospace}
-.notes li{font-size:0.9em}.legend span{padding:2px 8px;margin-right:6px}
-.small{font-size:0.85em;color:#555}
-.verdict{font-size:1.2em;padding:6px 10px;border-radius:4px}
-.v-PASS{background:#d9f2d9}.v-DIFFERENT{background:#f7c6c6}.v-INCONCLUSIVE{background:#fcebc2}
-.alarm{border:2px solid #c00;padding:4px 12px;background:#fdeaea}.alarm h2{color:#c00}
-"""
-
-
-def _num(value: Any, fmt: str = ".4g") -> str:
-    if value is None:
-        return "&ndash;"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    try:
-        return format(float(value), fmt)
-    except (TypeError, ValueError):
-        return html.escape(str(value))
-
-
-def status(
-    value: float | None,
-    baseline: float | None = None,
-    pvalue: float | None = None,
-    kind: str = "test",
-    error: float | None = None,
-    baseline_error: float | None = None,
-) -> str:
-    """Colour class of a number against its baseline (see the module docstring)."""
-    if value is None:
-        return NONE
-    if kind == "test":
-        if pvalue is None:
-            return NONE
-        if pvalue >= 0.01:
-            return OK
-        if baseline is not None and abs(value) <= 2 * abs(baseline):
-            return WARN
-        return BAD
-    if kind == "error":
-        if baseline is None or error is None:
-            return NONE
-        spread = (error**2 + (baseline_error or 0.0) ** 2) ** 0.5
-        return (
-            OK
-            if value <= baseline + 3 * spread
-            else (WARN if value <= baseline + 6 * spread else BAD)
-        )
-    if kind == "difference":  # PRDC: closeness to the baseline value
-        if baseline is None:
-            return NONE
-        gap = abs(value - baseline)
-        return OK if gap <= 0.05 else (WARN if gap <= 0.1 else BAD)
-    if baseline is None or baseline <= 0:
-        return NONE
-    ratio = value / baseline
-    return OK if ratio <= 2 else (WARN if ratio <= 5 else BAD)
-
-
-def _td(value: Any, cls: str = NONE, fmt: str = ".4g") -> str:
-    cls_attr = f' class="{cls}"' if cls != NONE else ""
-    return f"<td{cls_attr}>{_num(value, fmt)}</td>"
-
-
-def _img(path: Path) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f"data:image/png;base64,{data}"
-
-
-def _get(d: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
-
 
 #: ``c2st.classifier`` of metrics.json -> the name shown in the report.
 _CLASSIFIER_NAMES = {"xgboost": "xgboost", "sklearn-hgb": "scikit-learn HistGradientBoosting"}
@@ -236,9 +169,20 @@ def _nonfinite_html(m: dict[str, Any]) -> str:
     )
 
 
-def _feature_rows(m: dict[str, Any]) -> list[str]:
+def _adjusted(adj: dict[tuple[str, str], tuple[Any, Any]], name: str, test: str) -> str:
+    """Holm / BH adjusted p-values of one test, as one cell (empty without correction)."""
+    if not adj:
+        return ""
+    holm, bh = adj.get((name, test), (None, None))
+    cls = NONE if holm is None else (OK if holm >= 0.05 else BAD)
+    cls_attr = f" class='{cls}'" if cls != NONE else ""
+    return f"<td{cls_attr}>{_num(holm, '.3g')} / {_num(bh, '.3g')}</td>"
+
+
+def _feature_rows(m: dict[str, Any], units: Mapping[str, str] | None = None) -> list[str]:
     base = _get(m, "baseline", "features") or {}
     nonfinite = _get(m, "nonfinite", "features") or {}
+    adj = multiple_testing_lookup(m)
     rows = []
     for name, f in m["features"].items():
         bf = base.get(name) or {}
@@ -251,16 +195,19 @@ def _feature_rows(m: dict[str, Any]) -> list[str]:
         bad = name in nonfinite
         rows.append(
             f"<tr><td class='name{' bad' if bad else ''}'>{html.escape(name)}</td>"
+            + f"<td class='name'>{html.escape(unit_of(name, units))}</td>"
             + _nonfinite_cell(nonfinite.get(name))
             + _td(
                 ks.get("statistic"),
                 BAD if bad else status(ks.get("statistic"), bks.get("statistic"), ks.get("pvalue")),
             )
             + _td(ks.get("pvalue"))
+            + _adjusted(adj, name, "ks")
             + _td(bks.get("statistic"))
             + _td(chi_ndf, status(chi_ndf, bchi_ndf, chi2.get("pvalue")), ".3f")
             + f"<td>{_num(ndf)}</td>"
             + _td(chi2.get("pvalue"))
+            + _adjusted(adj, name, "chi2")
             + _td(bchi_ndf, fmt=".3f")
             + _td(f.get("w1"), status(f.get("w1"), bf.get("w1"), kind="ratio"))
             + _td(bf.get("w1"))
@@ -274,7 +221,9 @@ def _feature_rows(m: dict[str, Any]) -> list[str]:
     return rows
 
 
-def _conditional_html(cond: dict[str, Any], plots: dict[str, Path]) -> str:
+def _conditional_html(
+    cond: dict[str, Any], plots: dict[str, Path], units: Mapping[str, str] | None = None
+) -> str:
     parts = [
         "<h2>Conditional checks</h2><p class='small'>KS statistic of each feature inside "
         "bins of a condition variable (p-value colour: green p &ge; 0.01, red below). "
@@ -284,9 +233,11 @@ def _conditional_html(cond: dict[str, Any], plots: dict[str, Path]) -> str:
         names: list[str] = []
         for b in entry["bins"]:
             names.extend(n for n in (b.get("features") or {}) if n not in names)
-        head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+        head = "".join(f"<th class='wrap'>{breakable(n)}</th>" for n in names)
+        unit = unit_of(var, units)
         parts.append(
-            f"<h3>{html.escape(var)}</h3><table><tr><th>bin</th><th>n ref</th>"
+            f"<h3>{html.escape(var)}{f' [{html.escape(unit)}]' if unit else ''}</h3>"
+            "<div class='scroll'><table><tr><th>bin</th><th>n ref</th>"
             f"<th>n cand</th>{head}</tr>"
         )
         for b in entry["bins"]:
@@ -300,9 +251,9 @@ def _conditional_html(cond: dict[str, Any], plots: dict[str, Path]) -> str:
                 f"<tr><td class='name'>[{b['lo']:.4g}, {b['hi']:.4g})</td>"
                 f"<td>{b['n_reference']}</td><td>{b['n_candidate']}</td>{cells}</tr>"
             )
-        parts.append("</table>")
+        parts.append("</table></div>")
         if var in plots:
-            parts.append(f"<img src='{_img(plots[var])}' style='width:560px'>")
+            parts.append(f"<img src='{_img(plots[var])}' style='max-width:100%;width:760px'>")
     return "\n".join(parts)
 
 
@@ -311,8 +262,10 @@ def render_html(
     plots: dict[str, Any],
     title: str = "hepgen validation report",
     inputs: dict[str, Any] | None = None,
+    units: Mapping[str, str] | None = None,
 ) -> str:
-    """The report page.
+    """The report page: the verdict, the deciding numbers beside their baselines, then the
+    details.
 
     Parameters
     ----------
@@ -326,24 +279,51 @@ def render_html(
         Page title.
     inputs : dict or None
         Shown in the header: files, tree, command line.
+    units : mapping or None
+        ``{feature: unit}`` over the unit inferred from each name.
+
+    Returns
+    -------
+    str
+        The HTML page (plots embedded as base64: it opens offline).
+
+    References
+    ----------
+    The metrics' papers are cited in :mod:`hepgen.validation.report.sections`.
+
+    Examples
+    --------
+    >>> page = render_html({"n_reference": 10, "n_candidate": 10, "weighted": False,
+    ...                     "features": {}}, {})
+    >>> page.startswith("<!DOCTYPE html>") and "http://" not in page
+    True
     """
     m = metrics
     out = _header_html(m, title, inputs)
     out += _summary_html(m)
     out += _partitioned_html(m)
     out += _multivariate_html(m)
+    out += metric_sections_html(m, plots, units)
     out += _objects_html(m)
     out += _figures_html(plots)
     out += _importances_html(m)
+    adj = "<th>Holm / BH p</th>" if multiple_testing_lookup(m) else ""
     out.append(
-        "<h2>Per-feature tests</h2><table><tr><th class='name'>feature</th>"
-        "<th>non-finite ref / cand</th><th>KS</th>"
-        "<th>KS p</th><th>KS base</th><th>&chi;&sup2;/ndf</th><th>ndf</th><th>&chi;&sup2; p</th>"
-        "<th>&chi;&sup2;/ndf base</th><th>W1</th><th>W1 base</th><th>sep. power</th>"
-        "<th>sep. base</th></tr>" + "".join(_feature_rows(m)) + "</table>"
+        "<h2>Per-feature tests</h2>"
+        + scroll(
+            "<table><tr><th class='name'>feature</th><th class='name'>unit</th>"
+            "<th class='wrap'>non-finite ref / cand</th><th>KS</th>"
+            f"<th>KS p</th>{adj}<th>KS base</th><th>&chi;&sup2;/ndf</th><th>ndf</th>"
+            f"<th>&chi;&sup2; p</th>{adj}<th>&chi;&sup2;/ndf base</th><th>W1</th><th>W1 base</th>"
+            "<th>sep. power</th><th>sep. base</th></tr>"
+            + "".join(_feature_rows(m, units))
+            + "</table>"
+        )
+        + "<p class='small'>W1 in the feature's unit; KS, &chi;&sup2; and separation power "
+        "are dimensionless.</p>"
     )
     if m.get("conditional"):
-        out.append(_conditional_html(m["conditional"], plots.get("conditional") or {}))
+        out.append(_conditional_html(m["conditional"], plots.get("conditional") or {}, units))
     out += _tradeoff_html(m, plots)
     out += _distributions_html(plots)
     out += _notes_and_timings_html(m)
@@ -374,22 +354,23 @@ def _header_html(m: dict[str, Any], title: str, inputs: dict[str, Any] | None) -
     if m.get("verdict"):
         out.append(_verdict_line(m))
     out.append(_nonfinite_html(m))
+    out.append(glance_html(m))
     if inputs:
         out.append(
-            "<table>"
+            "<div class='scroll'><table>"
             + "".join(
                 f"<tr><th class='name'>{html.escape(str(k))}</th><td class='name'>"
                 f"{html.escape(str(v))}</td></tr>"
                 for k, v in inputs.items()
             )
-            + "</table>"
+            + "</table></div>"
         )
     out.append(
-        "<table><tr><th></th><th>reference</th><th>candidate</th></tr>"
+        "<div class='scroll'><table><tr><th></th><th>reference</th><th>candidate</th></tr>"
         f"<tr><td class='name'>rows</td><td>{m['n_reference']}</td><td>{m['n_candidate']}</td></tr>"
         f"<tr><td class='name'>effective rows</td>{_td(m.get('n_eff_reference'), fmt='.6g')}"
         f"{_td(m.get('n_eff_candidate'), fmt='.6g')}</tr>"
-        f"<tr><td class='name'>weighted</td><td colspan=2>{m['weighted']}</td></tr></table>"
+        f"<tr><td class='name'>weighted</td><td colspan=2>{m['weighted']}</td></tr></table></div>"
     )
     out.append(_LEGEND)
     return out
@@ -407,8 +388,22 @@ def _summary_html(m: dict[str, Any]) -> list[str]:
         f"{_num(_get(m, 'baseline', 'summary', 'max_ks'))})</li>"
         f"<li>per-feature p-values below 0.05: {s.get('n_pvalues_below_0.05')} of "
         f"{s.get('n_pvalues')} (about 5 % expected by chance); smallest p-value after Bonferroni: "
-        f"{_num(s.get('min_pvalue_bonferroni'))}</li></ul>"
+        f"{_num(s.get('min_pvalue_bonferroni'))}</li>" + _multiple_testing_item(m) + "</ul>"
     ]
+
+
+def _multiple_testing_item(m: dict[str, Any]) -> str:
+    """The count of rejections against the number expected by chance (multiple testing)."""
+    mt = m.get("multiple_testing") or {}
+    if not mt.get("n_tests"):
+        return ""
+    return (
+        f"<li>multiple testing: {_num(mt.get('n_rejected'))} of {_num(mt.get('n_tests'))} "
+        f"tests reject at {_num(mt.get('alpha'))}, {_num(mt.get('expected'), '.3g')} expected "
+        f"by chance (p of the count {_num(mt.get('pvalue_count'), '.3g')}); after Holm "
+        f"{_num(_get(mt, 'holm', 'n_rejected'))}, after Benjamini-Hochberg "
+        f"{_num(_get(mt, 'bh', 'n_rejected'))} (adjusted p-values in the per-feature table)</li>"
+    )
 
 
 def _partitioned_html(m: dict[str, Any]) -> list[str]:
@@ -472,21 +467,18 @@ def _objects_html(m: dict[str, Any]) -> list[str]:
 
 
 def _figures_html(plots: dict[str, Any]) -> list[str]:
-    """The ROC curve and the correlation difference, side by side."""
-    if not (plots.get("roc") or plots.get("correlation")):
-        return []
-    out = ["<div class='grid'>"]
+    """The ROC curve, then the correlation matrices (full width)."""
+    out = []
     if plots.get("roc"):
         out.append(
-            f"<figure><img src='{_img(plots['roc'])}'><figcaption>classifier ROC "
-            "(held-out events)</figcaption></figure>"
+            f"<div class='grid'><figure><img src='{_img(plots['roc'])}'><figcaption>classifier "
+            "ROC (held-out events)</figcaption></figure></div>"
         )
     if plots.get("correlation"):
         out.append(
-            f"<figure><img src='{_img(plots['correlation'])}'><figcaption>"
-            "correlation difference</figcaption></figure>"
+            f"<h3>Correlations</h3><figure class='wide'><img src='{_img(plots['correlation'])}'>"
+            "<figcaption>reference and candidate correlations, and their difference</figcaption></figure>"
         )
-    out.append("</div>")
     return out
 
 
@@ -585,13 +577,18 @@ def _notes_and_timings_html(m: dict[str, Any]) -> list[str]:
             + "</ul>"
         )
     timings = m.get("timings") or {}
+    per_plot = m.get("plot_timings") or {}
     if timings:
-        out.append(
-            "<h2>Timings</h2><table>"
-            + "".join(
+        rows = []
+        for k, v in timings.items():
+            rows.append(
                 f"<tr><td class='name'>{html.escape(k)}</td>{_td(v, fmt='.3f')}<td>s</td></tr>"
-                for k, v in timings.items()
             )
-            + "</table>"
-        )
+            if k == "plots":
+                rows += [
+                    f"<tr><td class='name'>&nbsp;&nbsp;{html.escape(kind)}</td>"
+                    f"{_td(t, fmt='.3f')}<td>s</td></tr>"
+                    for kind, t in per_plot.items()
+                ]
+        out.append("<h2>Timings</h2><table>" + "".join(rows) + "</table>")
     return out
