@@ -196,7 +196,9 @@ def _prepare(
     scale = _scales(x, w, normalise)
     if scale is not None:
         x, y = x / scale, y / scale
-    return x, y, w, v
+    # Row-major: the batches gather rows, 5x slower from a column-major array (such as the
+    # ``values[:, keep]`` that compare passes)
+    return np.ascontiguousarray(x), np.ascontiguousarray(y), w, v
 
 
 def _check_int(value: int, name: str, minimum: int) -> int:
@@ -334,8 +336,10 @@ def frechet_physics_distance(
         for _ in range(num_batches):
             ix = rng.integers(0, x.shape[0], size)
             iy = rng.integers(0, y.shape[0], size)
-            mu1, c1 = _weighted_mean_cov(x[ix], None if w is None else w[ix])
-            mu2, c2 = _weighted_mean_cov(y[iy], None if v is None else v[iy])
+            # np.take: the same rows as x[ix], gathered 2.5-4x faster (1e6 x 6 float64)
+            xb, yb = np.take(x, ix, axis=0), np.take(y, iy, axis=0)
+            mu1, c1 = _weighted_mean_cov(xb, None if w is None else w[ix])
+            mu2, c2 = _weighted_mean_cov(yb, None if v is None else v[iy])
             fds.append(frechet_distance(mu1, c1, mu2, c2))
         means.append(np.mean(fds))
     value, error = _extrapolate(sizes, np.asarray(means))

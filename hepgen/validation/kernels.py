@@ -28,12 +28,13 @@ __all__ = ["CPU_TILE", "KERNELS", "Kernel", "check_kernel", "pooled_mmd2", "torc
 
 #: Kernel names: a sum of Gaussian (RBF) kernels, or KPD's polynomial ``(x.y / d + 1)^4``.
 KERNELS = ("gaussian", "polynomial")
-#: On CPU the kernel tiles are at most this size whatever chunk_size says: a 2048 x 2048
-#: float32 tile (16 MiB) keeps the distance/exp/sum passes largely in cache (2x faster than
-#: 4096 tiles on 2 cores) while keeping the number of torch calls low (1024 tiles were another
-#: 20 % faster on an idle machine but 3x slower when another process competes for the cores,
-#: because every call then waits at OpenMP barriers).  GPUs use chunk_size as given.
-CPU_TILE = 2048
+#: On CPU the kernel tiles are at most this size whatever chunk_size says.  A 1024 x 1024
+#: float32 tile (4 MiB) is reused from the allocator's heap, while every 2048 x 2048 tile
+#: (16 MiB) was a fresh mmap whose page faults dominated: the 1e6 vs 1e6 block test's
+#: block test at 2e5 vs 2e5 events took 4.5 s with 1024 tiles against 12-15 s with 2048 tiles
+#: at one thread, and 6.3 s against 44 s at two threads, on a loaded 2-core machine (load 3-4).
+#: GPUs use chunk_size as given.
+CPU_TILE = 1024
 # Floors that keep Gaussian kernel values out of the subnormal range (see Kernel._gaussian_sum).
 _EXP_FLOOR = 80.0
 _SQUARE_FLOOR = 1e-18
