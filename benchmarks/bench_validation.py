@@ -147,17 +147,11 @@ def numpy_kpd(
 
 
 def run_validate(ref_path: Path, cand_path: Path, train_path: Path, report: Path) -> tuple:
-    """``validate_files`` with the training file and the flavour label; older signatures
-    (without ``train=``/``label=``) run without them, with a note."""
-    try:
-        return validate_files(
-            ref_path, cand_path, report, train=train_path, label=LABEL, quiet=True, seed=0
-        ), ""
-    except TypeError as exc:  # validate_files without train=/label= (before issue 21)
-        if "train" not in str(exc) and "label" not in str(exc):
-            raise
-        note = f"validate_files has no train=/label= ({exc}): run without them"
-        return validate_files(ref_path, cand_path, report, quiet=True, seed=0), note
+    """``validate_files`` with the training file (data-copying test) and the flavour label
+    (Inception-score analogue): every metric; returns ``(result, files)``."""
+    return validate_files(
+        ref_path, cand_path, report, train=train_path, label=LABEL, quiet=True, seed=0
+    )
 
 
 def run(quick: bool = False) -> dict:
@@ -174,7 +168,7 @@ def run(quick: bool = False) -> dict:
         train_path = write(tmp / "train.root", train)
         load_before = os.getloadavg()
         t0 = time.perf_counter()
-        (result, _), run_note = run_validate(ref_path, cand_path, train_path, tmp / "report")
+        result, _ = run_validate(ref_path, cand_path, train_path, tmp / "report")
         total = time.perf_counter() - t0
         load_after = os.getloadavg()
         metrics_path = tmp / "report" / "metrics.json"
@@ -197,7 +191,7 @@ def run(quick: bool = False) -> dict:
         "max_ks": result.summary()["max_ks"],
         "mmd_method": result.mmd.method if result.mmd is not None else None,
         "mmd_n_reference": result.mmd.n_reference if result.mmd is not None else None,
-        "notes": ([run_note] if run_note else []) + list(result.notes),
+        "notes": list(result.notes),
     }
     rng = np.random.default_rng(3)
     w_ref, w_cand = rng.exponential(1.0, n), rng.exponential(1.0, n)
