@@ -11,6 +11,7 @@ row count, capping each call at about a minute.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -23,7 +24,7 @@ from typing import Any
 
 from _timing import best_time
 
-__all__ = ["ONE_THREAD", "env_list", "launch", "run_parallel", "throughput"]
+__all__ = ["ONE_THREAD", "bench_main", "env_list", "launch", "run_parallel", "throughput"]
 
 #: Thread-limiting environment of the worker processes.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -132,3 +133,85 @@ def run_parallel(
     expected to wait on its own process, :func:`launch`); results in the order of ``names``."""
     with ThreadPoolExecutor(max_workers=max(1, int(jobs))) as pool:
         return list(pool.map(fn, names))
+
+
+def bench_main(
+    argv: list[str] | None,
+    *,
+    doc: str,
+    benchmark: str,
+    choice: str,
+    choices: Sequence[str],
+    run: Callable[..., dict[str, Any]],
+    worker: Callable[[str, Path, Path, Path, float | None], dict[str, Any]],
+    report: Callable[[dict[str, Any]], list[str]],
+    output: Path,
+) -> int:
+    """The command line of a benchmark of this kind: run every entry (``--quick``,
+    ``--CHOICE a,b``, ``--jobs``, ``--budget``) and write ``OUTPUT/BENCHMARK.json``
+    atomically, or, with ``--worker NAME``, train one entry in this process (what
+    :func:`launch` starts).
+
+    Parameters
+    ----------
+    argv : list of str or None
+        The arguments (None: ``sys.argv``).
+    doc : str
+        The script's docstring (its first line is the description).
+    benchmark : str
+        The record's name and the JSON file's stem (``models``, ``zoo``).
+    choice : str
+        The option naming a subset of the entries (``only``, ``families``); passed to
+        ``run`` under that name.
+    choices : sequence of str
+        Every entry, for the help text.
+    run : callable
+        ``run(quick=, jobs=, budget=, **{choice: list or None})`` -> results.
+    worker : callable
+        ``worker(name, train, heldout, work, budget)`` -> one entry's result.
+    report : callable
+        The lines printed from the results.
+    output : Path
+        Default output folder.
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument(
+        f"--{choice}", help=f"comma-separated entries (default: all: {','.join(choices)})"
+    )
+    parser.add_argument("--jobs", type=int, help="entry processes at a time (default 2)")
+    parser.add_argument("--budget", type=float, help="training.time_limit per entry, seconds")
+    parser.add_argument("--output", type=Path, default=output)
+    internal = parser.add_argument_group("one entry (internal)")
+    internal.add_argument("--worker", help=argparse.SUPPRESS)
+    for name in ("--train", "--heldout", "--work"):
+        internal.add_argument(name, type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    from hepgen.cli import configure_process
+
+    configure_process()  # as run.py: the process setup of the `hepgen` command
+    if args.worker:
+        result = worker(args.worker, args.train, args.heldout, args.work, args.budget)
+        (args.work / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        return 0
+    from run import machine_facts
+
+    start = time.perf_counter()
+    subset = getattr(args, choice)
+    subset = subset.split(",") if subset else None
+    result = run(quick=args.quick, jobs=args.jobs, budget=args.budget, **{choice: subset})
+    record = {
+        "benchmark": benchmark,
+        "quick": args.quick,
+        "wall_s": round(time.perf_counter() - start, 3),
+        "machine": machine_facts(),
+        "results": result,
+    }
+    args.output.mkdir(parents=True, exist_ok=True)
+    path = args.output / f"{benchmark}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+    print("\n".join(report(result)))
+    print(f"[bench] {benchmark}: {path} ({record['wall_s']} s)", file=sys.stderr)
+    return 0

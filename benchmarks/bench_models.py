@@ -49,7 +49,6 @@ Run: ``benchmarks/run.py models`` (with ``--quick``), or this file with ``--only
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import json
 import os
@@ -69,7 +68,7 @@ if str(HERE) not in sys.path:  # run as a script: the shared helpers sit beside 
     sys.path.insert(0, str(HERE))
 
 from _jets_task import held_out_quality, simulate_task, sizes  # noqa: E402
-from _workers import env_list, launch, run_parallel, throughput  # noqa: E402
+from _workers import bench_main, env_list, launch, run_parallel, throughput  # noqa: E402
 
 __all__ = ["ENTRIES", "entry_config", "latent_table", "markdown_table", "run"]
 
@@ -439,49 +438,17 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument(
-        "--only", help=f"comma-separated entries (default: all: {','.join(ENTRIES)})"
+    return bench_main(
+        argv,
+        doc=__doc__,
+        benchmark="models",
+        choice="only",
+        choices=ENTRIES,
+        run=run,
+        worker=_entry,
+        report=lambda r: [r["table"], "", r["latent_table"], json.dumps(r["targets"])],
+        output=HERE / "results",
     )
-    parser.add_argument("--jobs", type=int, help="entry processes at a time (default 2)")
-    parser.add_argument("--budget", type=float, help="training.time_limit per entry, seconds")
-    parser.add_argument("--output", type=Path, default=HERE / "results")
-    worker = parser.add_argument_group("one entry (internal)")
-    worker.add_argument("--worker", help=argparse.SUPPRESS)
-    for name in ("--train", "--heldout", "--work"):
-        worker.add_argument(name, type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    from hepgen.cli import configure_process
-
-    configure_process()  # as run.py: the process setup of the `hepgen` command
-    if args.worker:
-        result = _entry(args.worker, args.train, args.heldout, args.work, args.budget)
-        (args.work / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-        return 0
-    from run import machine_facts
-
-    start = time.perf_counter()
-    only = args.only.split(",") if args.only else None
-    result = run(quick=args.quick, only=only, jobs=args.jobs, budget=args.budget)
-    record = {
-        "benchmark": "models",
-        "quick": args.quick,
-        "wall_s": round(time.perf_counter() - start, 3),
-        "machine": machine_facts(),
-        "results": result,
-    }
-    args.output.mkdir(parents=True, exist_ok=True)
-    path = args.output / "models.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
-    print(result["table"])
-    print()
-    print(result["latent_table"])
-    print(json.dumps(result["targets"]))
-    print(f"[bench] models: {path} ({record['wall_s']} s)", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -45,7 +45,6 @@ Run: ``benchmarks/run.py zoo`` (with ``--quick``), or this file directly with ``
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -64,7 +63,7 @@ if str(HERE) not in sys.path:  # run as a script: the shared helpers sit beside 
     sys.path.insert(0, str(HERE))
 
 from _jets_task import CONFIG, held_out_quality, simulate_task, sizes  # noqa: E402
-from _workers import env_list, launch, run_parallel, throughput  # noqa: E402
+from _workers import bench_main, env_list, launch, run_parallel, throughput  # noqa: E402
 
 from hepgen.settings.models import FLOW_KINDS, SPLINE_KINDS  # noqa: E402
 
@@ -367,47 +366,17 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument(
-        "--families", help=f"comma-separated kinds (default: all: {','.join(FLOW_KINDS)})"
+    return bench_main(
+        argv,
+        doc=__doc__,
+        benchmark="zoo",
+        choice="families",
+        choices=FLOW_KINDS,
+        run=run,
+        worker=_family,
+        report=lambda r: [r["table"], r["default"]["note"]],
+        output=HERE / "results",
     )
-    parser.add_argument("--jobs", type=int, help="family processes at a time (default 2)")
-    parser.add_argument("--budget", type=float, help="training.time_limit per family, seconds")
-    parser.add_argument("--output", type=Path, default=HERE / "results")
-    worker = parser.add_argument_group("one family (internal)")
-    worker.add_argument("--worker", help=argparse.SUPPRESS)
-    for name in ("--train", "--heldout", "--work"):
-        worker.add_argument(name, type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    from hepgen.cli import configure_process
-
-    configure_process()  # as run.py: the process setup of the `hepgen` command
-    if args.worker:
-        result = _family(args.worker, args.train, args.heldout, args.work, args.budget)
-        (args.work / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-        return 0
-    from run import machine_facts
-
-    start = time.perf_counter()
-    families = args.families.split(",") if args.families else None
-    result = run(quick=args.quick, families=families, jobs=args.jobs, budget=args.budget)
-    record = {
-        "benchmark": "zoo",
-        "quick": args.quick,
-        "wall_s": round(time.perf_counter() - start, 3),
-        "machine": machine_facts(),
-        "results": result,
-    }
-    args.output.mkdir(parents=True, exist_ok=True)
-    path = args.output / "zoo.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
-    print(result["table"])
-    print(result["default"]["note"])
-    print(f"[bench] zoo: {path} ({record['wall_s']} s)", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":
