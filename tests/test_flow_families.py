@@ -57,10 +57,13 @@ def test_every_kind_has_a_family():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_inverse_is_exact(kind):
-    """to_latent(from_latent(z)) == z to 1e-5 relative (|dz| / max(|z|, 1)) on 1e5 rows."""
+    """to_latent(from_latent(z)) == z to 1e-5 relative (|dz| / max(|z|, 1)) on 1e5 rows (1e4
+    for flow matching, whose two ODE solves cost 40 s at 1e5 here: its 1e5-row check is
+    ``test_flows_matching.py::test_inverse_is_consistent_to_1e5_relative_on_1e5_rows``)."""
     flow = nontrivial(kind, 6, 4, hidden_features=32, n_transforms=4)
     g = torch.Generator().manual_seed(0)
-    z, c = torch.randn(100_000, 6, generator=g), torch.randn(100_000, 4, generator=g)
+    n = 10_000 if kind == "flow-matching" else 100_000
+    z, c = torch.randn(n, 6, generator=g), torch.randn(n, 4, generator=g)
     with torch.no_grad():
         x = flow.from_latent(z, c)
         back, _ = flow.to_latent(x, c)

@@ -26,7 +26,7 @@ SMALL = {
     ),
     # every family, a few fixed epochs instead of a time budget
     "04_flow_zoo.ipynb": (
-        "N_TRAIN_EVENTS = 4000\nN_TEST_EVENTS = 2000\nBUDGET = None\nMAX_EPOCHS = 2\n"
+        "N_TRAIN_EVENTS = 2000\nN_TEST_EVENTS = 1000\nBUDGET = None\nMAX_EPOCHS = 1\n"
         f"FAMILIES = {list(FLOW_KINDS)!r}\nSEED = 1"
     ),
     # a flow and a VAE, two fixed epochs each, a short walk
