@@ -37,7 +37,7 @@ from hepgen.validation.samples import Table
 from hepgen.validation.trainset import training_files
 from hepgen.validation.verdict import DEFAULT_ALPHA, check_settings, merge_nonfinite
 
-__all__ = ["check_report_dir", "default_condition_bins", "training_files", "validate_files"]
+__all__ = ["check_report_dir", "default_condition_bins", "validate_files"]
 
 
 def check_report_dir(output: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
@@ -238,7 +238,18 @@ def validate_files(
         quiet=quiet,
     )
     primary = groups[0]
-    train_table = _train_sample(train_files, primary, config, tree, weights, max_events, quiet)
+    train_table = None
+    if train_files:  # read like the reference (config mode: the config's pairs and weights)
+        names = primary.reference.names
+        train_table = load_train_table(
+            train_files,
+            names,
+            config=config,
+            tree=tree,
+            weights=weights,
+            max_events=max_events,
+            quiet=quiet,
+        )
     t_read = time.perf_counter() - t_read
     _check_condition_bins(primary, condition_bins)
     label, label_inputs = _label(label, config, primary)
@@ -290,33 +301,13 @@ def _model_setup(model: Any, config: Any, device: str) -> Any:
             "config's matched pairs"
         )
     if hasattr(model, "sample") and hasattr(model, "config"):
-        return model
-    from hepgen.modeldir import FASTSIM_KINDS, load_model
+        sim = model
+    else:
+        from hepgen.modeldir import FASTSIM_KINDS, load_model
 
-    return load_model(model, device=device, accept=FASTSIM_KINDS, command="validate")
-
-
-def _train_sample(
-    files: Sequence[Path],
-    primary: SampleGroup,
-    config: Any,
-    tree: str,
-    weights: str | None,
-    max_events: int | None,
-    quiet: bool,
-) -> Table | None:
-    """The training rows of the primary group's features, read like the reference."""
-    if not files:
-        return None
-    return load_train_table(
-        files,
-        primary.reference.names,
-        config=config,
-        tree=tree,
-        weights=weights or (config.data.weights if config is not None else None),
-        max_events=max_events,
-        quiet=quiet,
-    )
+        sim = load_model(model, device=device, accept=FASTSIM_KINDS, command="validate")
+    _check_model_features(sim, config, "the model (--model)")
+    return sim
 
 
 def _label(
@@ -357,6 +348,27 @@ def _run_likelihood(
     return found.to_dict()
 
 
+def _check_model_features(sim: Any, config: Any, what: str) -> None:
+    """Refuse a model whose conditions or targets are not the config's (before any data is
+    read), naming the difference."""
+    for role, have, want in (
+        ("conditions", list(sim.condition_names), [f.name for f in config.schema.conditions]),
+        ("targets", list(sim.target_names), [f.name for f in config.schema.targets]),
+    ):
+        if have != want:
+            extra_ = [n for n in have if n not in want]
+            missing = [n for n in want if n not in have]
+            diff = "; ".join(
+                [f"only the model has {extra_}"] * bool(extra_)
+                + [f"only the config has {missing}"] * bool(missing)
+            )
+            raise InputError(
+                f"{what}'s {role} {have} are not the config's {want} "
+                f"({diff or 'the same names in another order'}): "
+                "give the model trained with this config"
+            )
+
+
 def _tradeoff_setup(
     tradeoff: Any, knob: str | None, values: Any, config: Any, device: str
 ) -> tuple[Any, str, list[float | None]] | None:
@@ -382,22 +394,7 @@ def _tradeoff_setup(
         if hasattr(tradeoff, "sample") and hasattr(tradeoff, "config")
         else load_model(tradeoff, device=device, accept=FASTSIM_KINDS, command="validate")
     )
-    for role, have, want in (
-        ("conditions", list(sim.condition_names), [f.name for f in config.schema.conditions]),
-        ("targets", list(sim.target_names), [f.name for f in config.schema.targets]),
-    ):
-        if have != want:
-            extra_ = [n for n in have if n not in want]
-            missing = [n for n in want if n not in have]
-            diff = "; ".join(
-                [f"only the model has {extra_}"] * bool(extra_)
-                + [f"only the config has {missing}"] * bool(missing)
-            )
-            raise InputError(
-                f"the trade-off model's {role} {have} are not the config's {want} "
-                f"({diff or 'the same names in another order'}): "
-                "give the model trained with this config"
-            )
+    _check_model_features(sim, config, "the trade-off model")
     knob, values = default_tradeoff(str(sim.config.model.kind), knob, values)
     return sim, knob, values
 
