@@ -167,7 +167,10 @@ def _new_metric_tiles(m: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
                 "memorisation test p",
                 _num(mem.get("pvalue"), ".3g"),
                 _num(bmem.get("pvalue"), ".3g") if bmem else "",
-                NONE if mem.get("pvalue") is None else (OK if mem["pvalue"] >= 1e-3 else BAD),
+                # red where the verdict withholds PASS: p below its alpha
+                NONE
+                if mem.get("pvalue") is None
+                else (OK if mem["pvalue"] >= (m.get("verdict") or {}).get("alpha", 0.01) else BAD),
             )
         )
     lk = m.get("likelihood")
@@ -266,7 +269,8 @@ def metric_sections_html(
     b = m.get("baseline") or {}
     out += _prd_html(m.get("prd"), b.get("prd"), plots.get("prd"))
     out += _ndb_html(m.get("ndb"), b.get("ndb"), units)
-    out += _memorisation_html(m.get("memorisation"), b.get("memorisation"), units)
+    alpha = (m.get("verdict") or {}).get("alpha", 0.01)
+    out += _memorisation_html(m.get("memorisation"), b.get("memorisation"), units, alpha)
     inc = m.get("inception") or {}
     out += _inception_html(inc, b.get("inception"), inc.get("label") or m.get("label"))
     out += _likelihood_html(m.get("likelihood"), units)
@@ -371,12 +375,15 @@ def _ndb_html(n: Any, bn: Any, units: Mapping[str, str] | None) -> list[str]:
     return out
 
 
-def _memorisation_html(mem: Any, bmem: Any, units: Mapping[str, str] | None) -> list[str]:
+def _memorisation_html(
+    mem: Any, bmem: Any, units: Mapping[str, str] | None, alpha: float = 0.01
+) -> list[str]:
     if not mem:
         return []
     bmem = bmem or {}
     nd = mem.get("near_duplicates") or {}
-    cls = NONE if mem.get("pvalue") is None else (OK if mem["pvalue"] >= 1e-3 else BAD)
+    # red where the verdict withholds PASS: p below its alpha
+    cls = NONE if mem.get("pvalue") is None else (OK if mem["pvalue"] >= alpha else BAD)
     out = [
         "<h2 id='memorisation'>Memorisation (data copying)</h2><p class='small'>Distances of "
         "generated rows to their nearest training row against those of held-out reference "
@@ -384,7 +391,7 @@ def _memorisation_html(mem: Any, bmem: Any, units: Mapping[str, str] | None) -> 
         " means generated rows sit closer to the training set than new data do), and the rows "
         "within &epsilon; of a training row (near duplicates).</p>"
         "<table><tr><th class='name'></th><th>value</th><th>baseline</th></tr>"
-        f"<tr><td class='name'>statistic (Z<sub>U</sub>)</td>{_td(mem.get('statistic'), cls)}"
+        f"<tr><td class='name'>statistic (C<sub>T</sub>)</td>{_td(mem.get('statistic'), cls)}"
         f"{_td(bmem.get('statistic'))}</tr>"
         f"<tr><td class='name'>p-value</td>{_td(mem.get('pvalue'))}{_td(bmem.get('pvalue'))}</tr>"
         f"<tr><td class='name'>median distance to training, cand. / held-out</td>"
