@@ -14,6 +14,21 @@ Example
     label: label                 # optional truth branch (1 signal, 0 background)
     scan: {start: 2.9, stop: 4.3, width: 0.4, step: 0.2, sideband: 0.4}
 
+Any flat ntuple works: the branch names are the config's (``resonance.name``, the
+features' names, ``label``), ``data.files`` lists files and glob patterns (``data/*.root``),
+read in chunks of ``data.step_size`` events, and ``scan.sqrt_s`` gives the collision energy in
+the resonance variable's units (13 for TeV, the default; 13000 for GeV).  Events already
+split into a signal region and its sidebands (the LHC Olympics R&D processing's "innerdata"
+and "outerdata") are two inputs with one fixed window:
+
+.. code-block:: yaml
+
+    data:
+      signal_region: {files: [innerdata.root]}   # events with lo <= m < hi
+      sidebands: {files: [outerdata.root]}       # events outside [lo, hi)
+      tree: Events
+    scan: {window: [3.3, 3.7]}                   # sidebands: the sideband events' range
+
 Without ``data.files`` the events come from the built-in reference simulation
 (``data.simulate``: the dijet process with an optional resonance), so the config runs
 anywhere.  Every section is typed and checked on load (the same did-you-mean errors as
@@ -33,8 +48,9 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
+from hepgen.anomaly.stats.dijet import check_units
 from hepgen.config import FeatureConfig, apply_overrides, read_yaml
-from hepgen.errors import ConfigError, InputError
+from hepgen.errors import ConfigError, InputError, did_you_mean
 from hepgen.settings.base import Device, NestedProblems, one_line, problems
 from hepgen.settings.base import Strict as _Strict
 from hepgen.settings.scan import (
@@ -91,13 +107,47 @@ class SimulateSection(_Strict):
     mx_width: _Positive = 0.06
 
 
+class InputSection(_Strict):
+    """``data.signal_region`` or ``data.sidebands``: one of two separate samples."""
+
+    files: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    tree: str | None = Field(None, min_length=1)
+
+
 class DataSection(_Strict):
-    """Where the events come from: ROOT files, or the reference simulation."""
+    """Where the events come from: ROOT files (one spectrum, or separate signal-region and
+    sideband samples), or the reference simulation."""
 
     files: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     tree: str = Field("Events", min_length=1)
     step_size: int = Field(500_000, gt=0)
     simulate: SimulateSection | None = None
+    signal_region: InputSection | None = None
+    sidebands: InputSection | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> DataSection:
+        if (self.signal_region is None) != (self.sidebands is None):
+            given, other = (
+                ("signal_region", "sidebands")
+                if self.sidebands is None
+                else ("sidebands", "signal_region")
+            )
+            raise NestedProblems(
+                f"key 'data.{given}': separate samples need 'data.{other}' too (the events "
+                "inside and outside scan.window)"
+            )
+        if self.signal_region is not None and self.files:
+            raise NestedProblems(
+                "key 'data.files': give either 'files' (one spectrum) or 'signal_region' and "
+                "'sidebands' (separate samples), not both"
+            )
+        return self
+
+    @property
+    def split(self) -> bool:
+        """Whether the events come as separate signal-region and sideband samples."""
+        return self.signal_region is not None
 
 
 class ScanConfig(_Strict):
@@ -137,6 +187,12 @@ class ScanConfig(_Strict):
             FeatureSchema(specs)
         except ConfigError as err:
             raise NestedProblems(f"key 'features': {err}") from None
+        if self.data.split and self.scan.window is None:
+            raise NestedProblems(
+                "key 'scan.window': separate signal-region and sideband samples need the "
+                "fixed window they were split at (scan: {window: [lo, hi]}) instead of "
+                "sliding windows"
+            )
         return self
 
     def settings(self, device: str | None = None, seed: int | None = None) -> ScanSettings:
@@ -175,9 +231,10 @@ def parse_scan_config(data: Any, source: str = "<config>") -> ScanConfig:
         config.settings()  # checks the scan settings now, not in the first window
     except ConfigError as err:
         raise ConfigError(one_line(f"{source}: {err}")) from None
-    if not config.data.files and config.data.simulate is None:
+    if not config.data.files and config.data.simulate is None and not config.data.split:
         raise ConfigError(
-            f"{source}: 'data' needs 'files' (ROOT files) or 'simulate' (reference simulation)"
+            f"{source}: 'data' needs 'files' (ROOT files), 'signal_region' and 'sidebands' "
+            "(separate samples) or 'simulate' (reference simulation)"
         )
     return config
 
@@ -194,57 +251,165 @@ def load_scan_config(
 def read_scan_columns(config: ScanConfig, files: list[str] | None = None) -> dict[str, np.ndarray]:
     """The scan's columns (resonance, features, label when present), one row per event.
 
+    Separate signal-region and sideband samples (``data.signal_region``,
+    ``data.sidebands``) are checked against ``scan.window`` and concatenated, signal-region
+    events first.
+
     Parameters
     ----------
     config : ScanConfig
     files : list of str or None
-        Override ``data.files`` (paths relative to the working directory).
+        Override ``data.files`` (paths or glob patterns relative to the working directory).
+
+    Returns
+    -------
+    dict of str to np.ndarray of shape (n,)
+        Each branch as read (the resonance variable in its own units).
 
     Raises
     ------
     InputError
-        A missing file, tree or branch (named), or non-finite values.
+        A missing file, tree or branch (the file, the tree and the branch named), a pattern
+        that matches nothing, non-finite values, or a signal-region (sideband) sample with
+        events outside (inside) ``scan.window`` (counted, the file named).
+    ConfigError
+        ``files`` given for a config with separate samples.
+
+    Examples
+    --------
+    >>> cfg = parse_scan_config({
+    ...     "data": {"simulate": {"n_events": 2000, "seed": 1}},
+    ...     "resonance": {"name": "mjj", "kind": "positive"},
+    ...     "features": [{"name": "mj1", "kind": "positive"}],
+    ...     "scan": {"start": 3.3, "stop": 3.7, "width": 0.4, "step": 0.2, "sideband": 0.4}})
+    >>> cols = read_scan_columns(cfg)
+    >>> sorted(cols), cols["mjj"].shape
+    (['label', 'mj1', 'mjj'], (2000,))
+    """
+    return _read_inputs(config, files)[0]
+
+
+def _read_inputs(
+    config: ScanConfig, files: list[str] | None
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """:func:`read_scan_columns` and the report's lines on the inputs (name: description)."""
+    data = config.data
+    if files and data.split:
+        raise ConfigError(
+            f"{config._source}: --files replaces 'data.files', but this config reads "
+            "'data.signal_region' and 'data.sidebands': set theirs instead, e.g. --set "
+            "data.signal_region.files=[sr.root]"
+        )
+    if files:
+        return _read_files(config, files, data.tree, "--files", None)
+    if data.files:
+        paths = [_resolve(config, f) for f in data.files]
+        return _read_files(config, paths, data.tree, "data.files", None)
+    if data.split:
+        assert data.signal_region is not None and data.sidebands is not None
+        cols, lines = {}, {}
+        parts = []
+        for key, section, inside in (
+            ("signal_region", data.signal_region, True),
+            ("sidebands", data.sidebands, False),
+        ):
+            paths = [_resolve(config, f) for f in section.files]
+            c, line = _read_files(config, paths, section.tree or data.tree, f"data.{key}", inside)
+            parts.append(c)
+            lines[key.replace("_", " ")] = line["events"]
+        common = [k for k in parts[0] if k in parts[1]]
+        cols = {k: np.concatenate([parts[0][k], parts[1][k]]) for k in common}
+        return cols, lines
+    return _simulate(config)
+
+
+def _simulate(config: ScanConfig) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The events of ``data.simulate`` (the reference dijet simulation)."""
+    import awkward as ak
+
+    from hepgen.sim import DijetSimulation
+
+    sim = config.data.simulate
+    assert sim is not None
+    names = [config.resonance.name, *(f.name for f in config.features), "label"]
+    events = DijetSimulation(
+        signal_fraction=sim.signal_fraction,
+        mx=sim.mx,
+        my1=sim.my1,
+        my2=sim.my2,
+        mx_width=sim.mx_width,
+    ).generate(sim.n_events, seed=sim.seed)
+    cols = {n: ak.to_numpy(events[n]) for n in names if n in events.fields}
+    return cols, {"events": f"reference simulation ({sim.model_dump()})"}
+
+
+def _read_files(
+    config: ScanConfig, paths: list[str], tree: str, key: str, inside: bool | None
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The scan's branches of ``paths`` (files or glob patterns), read file by file.
+
+    ``inside``: every event must lie inside (True) or outside (False) ``scan.window``; None:
+    no check.  ``key`` (the config key of the paths) starts the messages.
     """
     import awkward as ak
 
-    names = [config.resonance.name, *(f.name for f in config.features)]
-    paths = files if files else [_resolve(config, f) for f in config.data.files]
-    if not paths:
-        sim = config.data.simulate
-        assert sim is not None
-        from hepgen.sim import DijetSimulation
-
-        events = DijetSimulation(
-            signal_fraction=sim.signal_fraction,
-            mx=sim.mx,
-            my1=sim.my1,
-            my2=sim.my2,
-            mx_width=sim.mx_width,
-        ).generate(sim.n_events, seed=sim.seed)
-        cols = {n: ak.to_numpy(events[n]) for n in [*names, "label"] if n in events.fields}
-        return cols
     from hepgen.io.reader import inspect_tree, iterate_events, resolve_files
 
-    resolved = resolve_files(paths)
-    info = inspect_tree(resolved[0], config.data.tree)
+    try:
+        resolved = resolve_files(paths)
+    except InputError as err:
+        raise InputError(f"{key}: {err}") from None
+    names = [config.resonance.name, *(f.name for f in config.features)]
     branches = list(names)
-    if config.label is not None and config.label in info.branches:
+    if config.label is not None and config.label in inspect_tree(resolved[0], tree).branches:
         branches.append(config.label)
-    for path in resolved:
-        available = inspect_tree(path, config.data.tree).branches
+    for path in resolved:  # every branch of every file, before the first event is read
+        available = inspect_tree(path, tree).branches
         missing = [b for b in branches if b not in available]
         if missing:
+            b = missing[0]
+            what = "label branch" if b == config.label else "branch"
+            first = "" if path == resolved[0] else f"; the first file '{resolved[0]}' has it"
             raise InputError(
-                f"{path}: tree '{config.data.tree}' has no branch(es) {missing} "
-                "needed by the scan config"
+                f"{key}: file '{path}', tree '{tree}' has no {what} '{b}'"
+                f"{did_you_mean(b, available)} (named in the scan config{first})"
             )
     chunks: dict[str, list[np.ndarray]] = {b: [] for b in branches}
-    for events in iterate_events(
-        resolved, branches, tree=config.data.tree, step_size=config.data.step_size
-    ):
-        for b in branches:
-            chunks[b].append(ak.to_numpy(events[b]))
-    return {b: np.concatenate(v) for b, v in chunks.items()}
+    for path in resolved:
+        m_file = []
+        for events in iterate_events([path], branches, tree=tree, step_size=config.data.step_size):
+            for b in branches:
+                chunks[b].append(ak.to_numpy(events[b]))
+            m_file.append(chunks[config.resonance.name][-1])
+        if inside is not None and m_file:
+            _check_side(np.concatenate(m_file), config, path, key, inside)
+    cols = {b: np.concatenate(v) for b, v in chunks.items()}
+    n = cols[config.resonance.name].size
+    shown = ", ".join(os.fspath(p) for p in paths)
+    count = f"{len(resolved)} file{'s' * (len(resolved) != 1)}, tree '{tree}', {n} events"
+    return cols, {"events": f"{shown} ({count})"}
+
+
+def _check_side(m: np.ndarray, config: ScanConfig, path: Any, key: str, inside: bool) -> None:
+    """Every event of a signal-region (``inside``) or sideband sample on its side of the
+    fixed window, else an InputError that counts them and names the file."""
+    assert config.scan.window is not None
+    lo, hi = config.scan.window
+    m64 = np.asarray(m, dtype=np.float64)
+    in_sr = (m64 >= lo) & (m64 < hi)
+    wrong = ~in_sr if inside else in_sr
+    n_wrong = int(wrong.sum())
+    if n_wrong:
+        name = config.resonance.name
+        example = float(m64[wrong][0])
+        where = "outside" if inside else "inside"
+        raise InputError(
+            f"{key}: file '{path}': {n_wrong} of {m64.size} events have {name} {where} "
+            f"scan.window [{lo:g}, {hi:g}) (e.g. {name} = {example:.9g}); the "
+            f"{'signal-region' if inside else 'sideband'} sample must hold only events "
+            f"{'inside' if inside else 'outside'} the window: check scan.window, its units "
+            "and which file is which"
+        )
 
 
 def _resolve(config: ScanConfig, file: str) -> str:
@@ -306,12 +471,18 @@ def scan_from_config(
             f"cannot resume: '{output}' holds no interrupted scan (no {work}); "
             "scan without --resume to start afresh"
         )
-    columns = read_scan_columns(cfg, files=files)
-    result = run_scan(columns, settings, quiet=quiet, work_dir=work, resume=resume)
-    inputs = {
-        "config": cfg._source,
-        "events": ", ".join(files or cfg.data.files)
-        or f"reference simulation ({cfg.data.simulate.model_dump() if cfg.data.simulate else ''})",
-    }
-    write_scan_report(result, output, m=columns[settings.resonance_name], inputs=inputs)
+    columns, lines = _read_inputs(cfg, files)
+    m = np.asarray(columns[settings.resonance_name], dtype=np.float64)
+    if m.size == 0:
+        raise InputError(f"{cfg._source}: the inputs hold no events")
+    check_units(m, settings.resonance_name, settings.sqrt_s, cfg._source)
+    finite = m[np.isfinite(m)]  # non-finite values: run_scan counts and names them
+    windows = None
+    if settings.window is not None and finite.size:
+        # one fixed window; without scan.sideband its sidebands span the data's range (the
+        # sideband sample's when the samples are separate)
+        windows = settings.windows((float(finite.min()), float(finite.max())))
+    result = run_scan(columns, settings, quiet=quiet, windows=windows, work_dir=work, resume=resume)
+    inputs = {"config": cfg._source, **lines}
+    write_scan_report(result, output, m=m, inputs=inputs)
     return result

@@ -20,6 +20,7 @@ from hepgen.settings.scan import (
     DENSITY_FLOW,
     DENSITY_TRAINING,
     ClassifierSettings,
+    EnsembleSettings,
     ScanSection,
     ScanSettings,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "DENSITY_TRAINING",
     "GENERATOR_SETTINGS",
     "ClassifierSettings",
+    "EnsembleSettings",
     "Device",
     "EfficiencySettings",
     "Float",

@@ -31,6 +31,7 @@ __all__ = [
     "ClassifierSettings",
     "DensityFlow",
     "DensityTraining",
+    "EnsembleSettings",
     "ScanSection",
     "ScanSettings",
     "Window",
@@ -116,9 +117,15 @@ def make_windows(
             f"scan: no signal region of width {width} fits in [start, stop] = [{start}, {stop}]"
         )
     windows = []
+
+    def edge(v: float) -> float:
+        # start + i * step accumulates binary rounding (3.3000000000000003): edges are
+        # rounded to 12 significant digits, far below any resolution of the variable
+        return float(f"{v:.12g}")
+
     for i in range(n):
         lo = start + i * step
-        w = Window(float(lo), float(lo + width), float(lo - sideband), float(lo + width + sideband))
+        w = Window(edge(lo), edge(lo + width), edge(lo - sideband), edge(lo + width + sideband))
         if data_range is not None and (w.sb_lo < data_range[0] or w.sb_hi > data_range[1]):
             raise InputError(
                 f"scan: window [{w.lo:.4g}, {w.hi:.4g}) with its sidebands "
@@ -128,6 +135,19 @@ def make_windows(
             )
         windows.append(w)
     return windows
+
+
+def _round_out(v: float, up: bool) -> float:
+    """``v`` rounded to 6 significant digits: down (``<= v``) or up (strictly ``> v``)."""
+    if not np.isfinite(v) or v == 0:
+        return float(v)
+    q = 10.0 ** (int(np.floor(np.log10(abs(v)))) - 5)  # a unit of the 6th digit
+    r = float(f"{v:.6g}")  # nearest: |r - v| <= q / 2, so one step of q puts it outside
+    if up and r <= v:
+        r = float(f"{r + q:.6g}")
+    elif not up and r > v:
+        r = float(f"{r - q:.6g}")
+    return r
 
 
 def density_flow(values: Any) -> Any:
@@ -174,14 +194,42 @@ class ClassifierSettings(Settings):
 CLASSIFIER_DEFAULTS: dict[str, Any] = ClassifierSettings().to_dict()
 
 
+class EnsembleSettings(Settings):
+    """``scan.ensemble``: seed ensembles of a window's models, averaged as CATHODE does.
+
+    ``flows`` background flows with different seeds each give an equal share of the template
+    (their mixture is the ensemble's density); ``classifiers`` CATHODE classifiers (or ANODE
+    data flows) per fold with different seeds are averaged (the mean log-odds).  Each member
+    is also scored alone, and the spread of the members' significances is reported.
+
+    Examples
+    --------
+    >>> EnsembleSettings(flows=2).classifiers
+    1
+    """
+
+    family: ClassVar[str] = "scan.ensemble"
+
+    flows: int = Field(1, ge=1, le=20)
+    classifiers: int = Field(1, ge=1, le=50)
+
+
 class ScanSection(Settings):
     """The ``scan`` section: the windows, the score and the selections.
 
     Parameters
     ----------
-    start, stop, width, step, sideband : float
+    start, stop, width, step, sideband : float or None
         Signal-region windows of ``width`` every ``step`` from ``start`` to ``stop``, with
         sidebands of ``sideband`` on each side (units of the resonance variable).
+    window : (float, float) or None
+        Instead of the sliding windows: one fixed signal region ``[lo, hi)`` (``start``,
+        ``stop``, ``width`` and ``step`` not given).  Its sidebands are ``sideband`` wide
+        when that is given, else they reach over the whole range of the data (the sideband
+        events of a separate sideband sample, or the rest of the spectrum).
+    sqrt_s : float
+        The collision energy in the units of the resonance variable (13 for TeV, 13000 for
+        GeV): the dijet function of the sideband fits is a function of ``m / sqrt_s``.
     score : {"cathode", "anode"}
         The anomaly score (CATHODE: a classifier of data vs the background template; ANODE:
         the likelihood ratio of two flows).
@@ -209,6 +257,13 @@ class ScanSection(Settings):
         Bins of the dijet-function fits over the sidebands (>= 8).
     classifier : ClassifierSettings
         The CATHODE classifier.
+    ensemble : EnsembleSettings
+        Seed ensembles of background flows and classifiers per window.
+    pseudo_scans : int
+        Background-only pseudo-scans that measure the global significance (0: none).
+    pvalue_samples : int
+        Samples of the background model per signal-region event for the per-event likelihood
+        p-values of the report (0: none).
 
     References
     ----------
@@ -219,11 +274,13 @@ class ScanSection(Settings):
 
     family: ClassVar[str] = "scan"
 
-    start: _Finite
-    stop: _Finite
-    width: _Positive
-    step: _Positive
-    sideband: _Positive
+    start: _Finite | None = None
+    stop: _Finite | None = None
+    width: _Positive | None = None
+    step: _Positive | None = None
+    sideband: _Positive | None = None
+    window: tuple[_Finite, _Finite] | None = None
+    sqrt_s: _Positive = 13.0
     score: Literal["cathode", "anode"] = "cathode"
     efficiencies: tuple[_Efficiency, ...] = Field((0.1, 0.01, 0.001), min_length=1)
     ranking_efficiency: _Efficiency = 0.01
@@ -236,14 +293,77 @@ class ScanSection(Settings):
     folds: int = Field(5, ge=2)
     fit_bins: int = Field(40, ge=8)
     classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
+    ensemble: EnsembleSettings = Field(default_factory=EnsembleSettings)
+    pseudo_scans: int = Field(10_000, ge=0, le=10_000_000)
+    pvalue_samples: int = Field(100, ge=0, le=100_000)
 
     @field_validator("efficiencies", mode="before")
     @classmethod
     def _tuple(cls, value: Any) -> Any:
         return tuple(value) if isinstance(value, list) else value
 
+    @field_validator("window", mode="before")
+    @classmethod
+    def _pair(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
     @model_validator(mode="after")
     def _consistent(self) -> ScanSection:
+        sliding = ("start", "stop", "width", "step")
+        if self.window is None:
+            missing = [k for k in (*sliding, "sideband") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(
+                    f"missing {', '.join(repr(k) for k in missing)}: give the sliding windows "
+                    "(start, stop, width, step, sideband) or one fixed 'window: [lo, hi]'"
+                )
+            self._check_sliding()
+        else:
+            given = [k for k in sliding if getattr(self, k) is not None]
+            if given:
+                raise ValueError(
+                    f"'window' fixes the signal region: drop {', '.join(repr(k) for k in given)} "
+                    "(they define sliding windows)"
+                )
+            lo, hi = self.window
+            if not lo < hi:
+                raise ValueError(f"'window' [{lo}, {hi}] must have lo < hi")
+        if self.ranking_efficiency not in self.efficiencies:
+            raise ValueError(
+                f"'ranking_efficiency' {self.ranking_efficiency} must be one of the "
+                f"efficiencies {list(self.efficiencies)}"
+            )
+        if (
+            self.closure_margin is not None
+            and self.sideband is not None
+            and not self.closure_margin < self.sideband
+        ):
+            raise ValueError(
+                f"'closure_margin' must lie in [0, sideband = {self.sideband}), "
+                f"got {self.closure_margin}"
+            )
+        # the edges (a fixed window without sideband: lo and hi; the data are checked
+        # against sqrt_s when they are read) must lie in (0, sqrt_s), the dijet fits' domain
+        ws = self.windows()
+        top = max(w.sb_hi if np.isfinite(w.sb_hi) else w.hi for w in ws)
+        bottom = min(w.sb_lo if np.isfinite(w.sb_lo) else w.lo for w in ws)
+        if top >= self.sqrt_s:
+            raise ValueError(
+                f"the windows reach {top:.6g} >= sqrt_s {self.sqrt_s:g}: give 'sqrt_s' in the "
+                "units of the resonance variable, e.g. 13000 for GeV (the dijet fits use "
+                "m / sqrt_s)"
+            )
+        if bottom <= 0:
+            raise ValueError(
+                f"the windows reach down to {bottom:.6g}: the dijet fits need a positive "
+                "resonance variable (raise 'start'/'window' or narrow 'sideband')"
+            )
+        return self
+
+    def _check_sliding(self) -> None:
+        """The sliding windows' parameters consistent (ValueError naming them)."""
+        assert self.start is not None and self.stop is not None
+        assert self.width is not None and self.step is not None and self.sideband is not None
         if not self.start < self.stop:
             raise ValueError(f"'start' ({self.start}) must be below 'stop' ({self.stop})")
         n = (self.stop - self.start - self.width) / self.step + 1
@@ -252,29 +372,61 @@ class ScanSection(Settings):
                 f"start {self.start}, stop {self.stop}, width {self.width} and step "
                 f"{self.step} make {n:.3g} windows; at most {MAX_WINDOWS} are allowed"
             )
-        if self.ranking_efficiency not in self.efficiencies:
-            raise ValueError(
-                f"'ranking_efficiency' {self.ranking_efficiency} must be one of the "
-                f"efficiencies {list(self.efficiencies)}"
-            )
         make_windows(self.start, self.stop, self.width, self.step, self.sideband)
-        if self.closure_margin is not None and not self.closure_margin < self.sideband:
-            raise ValueError(
-                f"'closure_margin' must lie in [0, sideband = {self.sideband}), "
-                f"got {self.closure_margin}"
-            )
-        return self
 
     def windows(self, data_range: tuple[float, float] | None = None) -> list[Window]:
-        """The scan's windows (:func:`make_windows`)."""
-        return make_windows(self.start, self.stop, self.width, self.step, self.sideband, data_range)
+        """The scan's windows (:func:`make_windows`, or the fixed ``window``).
+
+        Parameters
+        ----------
+        data_range : (float, float) or None
+            The data's range of the resonance variable (units of the variable).  Sliding
+            windows and a fixed window with ``sideband`` must lie inside it (else
+            :class:`~hepgen.errors.InputError`); a fixed window without ``sideband`` takes
+            it as its sidebands' outer edges, rounded outwards to 6 significant digits (the
+            upper one strictly above the largest value, so that every event counts; readable
+            edges such as 1500 rather than the float32 1500.000732421875), or infinite edges
+            without a range.
+
+        Examples
+        --------
+        >>> s = ScanSection(window=[3.3, 3.7], sideband=0.4)
+        >>> s.windows()
+        [Window(lo=3.3, hi=3.7, sb_lo=2.9, sb_hi=4.1)]
+        >>> ScanSection(window=[3.3, 3.7]).windows((1.500000732, 7.25))
+        [Window(lo=3.3, hi=3.7, sb_lo=1.5, sb_hi=7.25001)]
+        """
+        if self.window is None:
+            assert self.start is not None and self.stop is not None
+            assert self.width is not None and self.step is not None
+            assert self.sideband is not None
+            return make_windows(
+                self.start, self.stop, self.width, self.step, self.sideband, data_range
+            )
+        lo, hi = (float(v) for v in self.window)
+        if self.sideband is not None:
+            w = make_windows(lo, hi, hi - lo, hi - lo, self.sideband, data_range)[0]
+            return [Window(lo, hi, w.sb_lo, w.sb_hi)]
+        if data_range is None:
+            return [Window(lo, hi, -np.inf, np.inf)]
+        a, b = float(data_range[0]), float(data_range[1])
+        if not (a < lo and hi < b):
+            raise InputError(
+                f"scan: the fixed window [{lo:.6g}, {hi:.6g}) needs data on both sides; the "
+                f"resonance variable spans [{a:.6g}, {b:.6g}]"
+            )
+        return [Window(lo, hi, _round_out(a, up=False), _round_out(b, up=True))]
 
     @property
     def closure_margin_value(self) -> float:
-        """``closure_margin``, or half the sideband width when it is ``None``."""
-        if self.closure_margin is None:
+        """``closure_margin``; when it is ``None`` half the sideband width, or half the
+        signal region's width for a fixed window without ``sideband``."""
+        if self.closure_margin is not None:
+            return self.closure_margin
+        if self.sideband is not None:
             return 0.5 * self.sideband
-        return self.closure_margin
+        assert self.window is not None
+        return 0.5 * (self.window[1] - self.window[0])
 
 
 class ScanSettings(ScanSection):

@@ -78,7 +78,7 @@ def fit_estimate(
         Resonance variable of the sideband events that pass the selection.
     window : Window
     settings : ScanSettings
-        ``fit_bins``: half of them (at least 8) are fitted.
+        ``fit_bins``: half of them (at least 8) are fitted; ``sqrt_s`` (units of ``m``).
 
     Returns
     -------
@@ -97,6 +97,7 @@ def fit_estimate(
         (window.sb_lo, window.sb_hi),
         bins=max(8, settings.fit_bins // 2),
         n_parameters=3,
+        sqrt_s=settings.sqrt_s,
     )
     return float(fit.integral(window.lo, window.hi)), float(
         fit.integral_error(window.lo, window.hi)
@@ -208,7 +209,8 @@ def estimate_window(
         Resonance variable of the sideband events.
     window : Window
     settings : ScanSettings
-        ``efficiencies`` and ``fit_bins``.
+        ``efficiencies``, ``fit_bins`` and ``sqrt_s`` (the collision energy in the units of
+        the resonance variable).
     notes : list of str
         Notes of the window.
 
@@ -222,7 +224,12 @@ def estimate_window(
         :func:`selection` for each efficiency.
     """
     fit = fit_sidebands(
-        m_sideband, window.lo, window.hi, (window.sb_lo, window.sb_hi), bins=settings.fit_bins
+        m_sideband,
+        window.lo,
+        window.hi,
+        (window.sb_lo, window.sb_hi),
+        bins=settings.fit_bins,
+        sqrt_s=settings.sqrt_s,
     )
     background = (fit.integral(window.lo, window.hi), fit.integral_error(window.lo, window.hi))
     selections = [

@@ -26,7 +26,14 @@ import numpy as np
 
 from hepgen.errors import InputError
 
-__all__ = ["basis", "check_params", "check_sqrt_s", "dijet_function", "gauss_legendre"]
+__all__ = [
+    "basis",
+    "check_params",
+    "check_sqrt_s",
+    "check_units",
+    "dijet_function",
+    "gauss_legendre",
+]
 
 
 def basis(m: np.ndarray, sqrt_s: float, k: int) -> np.ndarray:
@@ -146,3 +153,43 @@ def gauss_legendre(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, np
     b = np.asarray(b, dtype=np.float64)[..., None]
     half = 0.5 * (b - a)
     return a + half * (t + 1.0), half * w
+
+
+def check_units(m: np.ndarray, name: str, sqrt_s: float, where: str = "scan") -> None:
+    """The resonance variable below the collision energy ``sqrt_s`` (same units).
+
+    The sideband fits' dijet function is a function of ``m / sqrt_s`` in (0, 1): data in GeV
+    with ``sqrt_s`` in TeV (the default 13) reach far beyond it.
+
+    Parameters
+    ----------
+    m : np.ndarray of shape (n,)
+        The resonance variable of every event (its own units).
+    name : str
+        Its branch name, for the message.
+    sqrt_s : float
+        ``scan.sqrt_s``, the collision energy in the units of ``m``.
+    where : str
+        Starts the message (the config file).
+
+    Raises
+    ------
+    InputError
+        ``m`` reaches ``sqrt_s`` (the largest value named, and the fix).
+
+    Examples
+    --------
+    >>> check_units(np.array([2.5, 3.5]), "mjj", 13.0)
+    >>> check_units(np.array([2500.0, 3500.0]), "mjj", 13.0)
+    Traceback (most recent call last):
+    ...
+    hepgen.errors.InputError: scan: mjj reaches 3500 >= sqrt_s 13: give scan.sqrt_s in the units of mjj, e.g. 13000 for GeV
+    """
+    m = np.asarray(m, dtype=np.float64)
+    m = m[np.isfinite(m)]  # non-finite values are counted by the scan's own checks
+    top = float(m.max()) if m.size else -np.inf
+    if top >= sqrt_s:
+        raise InputError(
+            f"{where}: {name} reaches {top:.6g} >= sqrt_s {sqrt_s:g}: give scan.sqrt_s in the "
+            f"units of {name}, e.g. 13000 for GeV"
+        )

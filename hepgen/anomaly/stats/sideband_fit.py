@@ -34,10 +34,11 @@ __all__ = ["MIN_SIDEBAND_EVENTS", "SidebandFit", "fit_sidebands"]
 #: Fewest events (sum of both sidebands) for which :func:`fit_sidebands` attempts a fit.
 MIN_SIDEBAND_EVENTS = 20
 
-# Gauss-Legendre quadrature of SidebandFit.integral: nodes per piece, at most _PIECE TeV long
-# (integrates the smooth dijet function to ~1e-12).
+# Gauss-Legendre quadrature of SidebandFit.integral: nodes per piece, each at most
+# _PIECE * sqrt_s long (0.25 TeV at 13 TeV; relative to sqrt_s so that the quadrature is the
+# same in any unit of m), which integrates the smooth dijet function to ~1e-12.
 _NODES_PER_PIECE = 16
-_PIECE = 0.25
+_PIECE = 0.25 / 13.0
 # Pearson chi2: merge adjacent bins until each group expects at least this many events.
 _CHI2_MIN_EXPECTED = 5.0
 
@@ -126,7 +127,7 @@ class SidebandFit:
             )
         if b == a:
             return np.zeros(4)
-        n_pieces = max(1, math.ceil((b - a) / _PIECE))
+        n_pieces = max(1, math.ceil((b - a) / (_PIECE * self.sqrt_s)))
         edges = np.linspace(a, b, n_pieces + 1)
         nodes, w = gauss_legendre(edges[:-1], edges[1:], _NODES_PER_PIECE)
         nodes, w = nodes.ravel(), w.ravel()
@@ -392,7 +393,9 @@ def fit_sidebands(
         Per-event weights; bin contents are sums of weights and the covariance is the
         sandwich estimate (see :mod:`~hepgen.anomaly.stats.likelihood`).
     sqrt_s : float
-        Collision energy in TeV (default 13).
+        Collision energy in TeV (default 13).  Any unit of ``m`` works with ``sqrt_s`` in the
+        same unit (13000 for GeV; the fit is a function of ``m / sqrt_s``); "TeV" here and
+        above stands for that unit.
 
     Returns
     -------
@@ -424,14 +427,14 @@ def fit_sidebands(
     n_left, n_right = int(left.sum()), int(right.sum())
     if n_left + n_right < MIN_SIDEBAND_EVENTS:
         raise InputError(
-            f"sideband fit around [{lo}, {hi}] TeV: {n_left} events in the lower sideband "
-            f"[{a}, {lo}) and {n_right} in the upper sideband [{hi}, {b}] TeV, "
+            f"sideband fit around [{lo:.6g}, {hi:.6g}): {n_left} events in the lower sideband "
+            f"[{a:.6g}, {lo:.6g}) and {n_right} in the upper sideband [{hi:.6g}, {b:.6g}], "
             f"{n_left + n_right} in all; at least {MIN_SIDEBAND_EVENTS} are needed"
         )
     pairs = _sideband_edges(a, lo, hi, b, bins)
     if len(pairs) < n_parameters + 1:
         raise InputError(
-            f"sideband fit: {len(pairs)} bins outside the signal region [{lo}, {hi}] TeV, "
+            f"sideband fit: {len(pairs)} bins outside the signal region [{lo:.6g}, {hi:.6g}), "
             f"need at least {n_parameters + 1} for {n_parameters} parameters; use more bins"
         )
     sel = left | right
@@ -442,7 +445,7 @@ def fit_sidebands(
         )
     except _NoConvergence as err:
         raise InputError(
-            f"sideband fit around [{lo}, {hi}] TeV did not converge ({err}); "
+            f"sideband fit around [{lo:.6g}, {hi:.6g}) did not converge ({err}); "
             f"{n_left} and {n_right} events in the two sidebands"
         ) from None
     expected, _, _ = model.parts(c)
