@@ -278,11 +278,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    from hepgen.anomaly.pvalues import DEFAULT_SAMPLES
     from hepgen.anomaly.score import score_file
 
     _check_model_job(args, "--step-size", args.step_size)
     if args.iwae_samples is not None and (args.bound != "iwae" or args.iwae_samples < 1):
         raise InputError(f"--iwae-samples {args.iwae_samples}: a positive K for --bound iwae")
+    if args.pvalue_samples is not None and not args.pvalue:
+        raise InputError(f"--pvalue-samples {args.pvalue_samples}: only with --pvalue")
     stats = score_file(
         args.model,
         args.input,
@@ -291,6 +294,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
         step_size=args.step_size,
         bound=args.bound,
         iwae_samples=args.iwae_samples,
+        pvalue_samples=(args.pvalue_samples or DEFAULT_SAMPLES) if args.pvalue else None,
+        seed=args.seed,
         **_production_args(args),
     )
     if stats["kind"] == "density":
@@ -306,6 +311,17 @@ def _cmd_score(args: argparse.Namespace) -> int:
         f"({stats['rows_per_second'] or 0:.0f} rows/s) into branch {stats['branch']}"
         + ("" if args.bound is None else f" ({stats['score']})"),
     )
+    pv = stats.get("pvalue")
+    if pv is not None:
+        below = pv["fraction_below"]["0.05"]
+        _print(
+            args,
+            f"p-values of {pv['n_pvalues']} rows into branch {pv['branch']}: K = "
+            f"{pv['n_samples']} model draws per row (resolution 1/(K+1) = "
+            f"{pv['resolution']:.2g}), seed {pv['seed']}; "
+            + (f"{below:.1%} at or below 0.05" if below is not None else "none finite")
+            + (f"; {pv['n_nan']} NaN (non-finite score)" if pv["n_nan"] else ""),
+        )
     _print_outputs(args, stats)
     return 0
 

@@ -19,6 +19,7 @@ NeurIPS 2017, arXiv:1705.07057.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -299,7 +300,10 @@ class RQCouplingTransform(PiecewiseRationalQuadraticCouplingTransform):
     the log-Jacobian.
     """
 
-    skip_logabsdet = False
+    @property
+    def skip_logabsdet(self) -> bool:
+        """Whether this thread samples with this transform (:func:`without_logabsdet`)."""
+        return id(self) in _skipped()
 
     def _piecewise_cdf(
         self, inputs: Tensor, transform_params: Tensor, inverse: bool = False
@@ -317,7 +321,10 @@ class RQAutoregressiveTransform(MaskedPiecewiseRationalQuadraticAutoregressiveTr
     only what sampling needs: pass i inverts the spline of column i alone.
     """
 
-    skip_logabsdet = False
+    @property
+    def skip_logabsdet(self) -> bool:
+        """Whether this thread samples with this transform (:func:`without_logabsdet`)."""
+        return id(self) in _skipped()
 
     def _elementwise(
         self, inputs: Tensor, autoregressive_params: Tensor, inverse: bool = False
@@ -362,12 +369,26 @@ class RQAutoregressiveTransform(MaskedPiecewiseRationalQuadraticAutoregressiveTr
         return torch.cat(columns, dim=1), inputs.new_zeros(n)
 
 
+#: Per thread, the ids of the spline transforms that skip their log-Jacobian: another thread
+#: evaluating log p with the same model while this one samples must not see the flag.
+_SKIP = threading.local()
+
+
+def _skipped() -> set[int]:
+    ids = getattr(_SKIP, "ids", None)
+    if ids is None:
+        ids = _SKIP.ids = set()
+    return ids
+
+
 @contextmanager
 def without_logabsdet(module: nn.Module) -> Iterator[None]:
     """Within the block, the spline transforms inside ``module`` skip their log-Jacobian.
 
     For sampling, where the inverse's log-Jacobian is discarded: the splines return zeros in
-    its place and skip that arithmetic.  The flag is reset on exit, also after an error.
+    its place and skip that arithmetic.  The flag is reset on exit, also after an error, and
+    it holds for the calling thread only: other threads may evaluate log p with the same
+    model meanwhile.
 
     Parameters
     ----------
@@ -375,18 +396,18 @@ def without_logabsdet(module: nn.Module) -> Iterator[None]:
         Any module; its :class:`RQCouplingTransform` and :class:`RQAutoregressiveTransform`
         submodules are affected.
     """
-    splines = [
-        m
+    ids = {
+        id(m)
         for m in module.modules()
         if isinstance(m, RQCouplingTransform | RQAutoregressiveTransform)
-    ]
-    for m in splines:
-        m.skip_logabsdet = True
+    }
+    skipped = _skipped()
+    new = ids - skipped  # nested blocks leave the outer block's flags alone
+    skipped |= new
     try:
         yield
     finally:
-        for m in splines:
-            m.skip_logabsdet = False
+        skipped -= new
 
 
 class LinalgLULinear(LULinear):
