@@ -177,6 +177,64 @@ def test_scan_json_entries(signal_scan):
     assert sorted(w["rank"] for w in d["windows"]) == [1, 2, 3]
 
 
+def test_scan_reports_global_significance_fidelity_sculpting_and_pvalues(signal_scan):
+    d = signal_scan.to_dict()
+    g = d["global_significance"]
+    assert g["n_pseudo_scans"] == 10_000 and g["n_windows"] == 3
+    assert g["local_significance"] == pytest.approx(signal_scan.best.significance)
+    # three overlapping windows: the global significance is below the local one, by at most
+    # the union bound's factor of 3 in p
+    assert g["global_significance"] <= g["local_significance"] + 1e-9
+    assert g["global_p"] <= 3 * g["local_p"] + 1e-12
+    assert d["best"]["global_significance"] == g["global_significance"]
+    for w in d["windows"]:
+        assert w["lo"] == round(w["lo"], 9)  # no 3.3000000000000003
+        f = w["fidelity"]
+        assert 0.45 < f["data_template_auc"] < 0.7 and 0.45 < f["template_auc"] < 0.7
+        assert f["n_background"] > 1000 and f["template_auc_error"] < 0.02
+        sc = w["sculpting"]
+        assert sc["efficiency"] == 0.001  # the tightest selection
+        assert (0 <= sc["p_value"] <= 1) if sc["n_after"] >= 2 else np.isnan(sc["p_value"])
+        assert sum(sc["before"]) == sc["n_before"] and sum(sc["after"]) == sc["n_after"]
+        pv = w["pvalues"]
+        assert sum(pv["counts"]) == pv["n_events"] == 1000
+        assert pv["resolution"] == pytest.approx(1 / 101)
+        assert w["max_sic_uncapped"] >= w["max_sic"]
+    # the resonance's signal events are improbable under the background model: their
+    # likelihood p-values pile up near 0 (measured: 57 of 63 below 0.05), the background's
+    # spread out
+    res = next(w for w in d["windows"] if w["lo"] == pytest.approx(3.3))
+    sig = np.array(res["pvalues"]["counts_signal"])
+    bkg = np.array(res["pvalues"]["counts_background"])
+    assert sig[0] > 0.6 * sig.sum()
+    assert bkg[0] < 0.2 * bkg.sum()
+
+
+def test_null_scan_global_significance_is_small(null_scan):
+    g = null_scan.global_significance
+    assert g["method"] == "pseudo-scans"
+    assert g["global_significance"] < 1.5
+    assert 1.0 <= g["trials_factor"] <= 3.0
+
+
+def test_ensemble_window_reports_the_seed_spread():
+    """Two background flows and two classifiers per fold: each member alone gives its own
+    significance; the template is an equal mixture of the two flows."""
+    cols = _columns(120_000, 0.0008, seed=11)
+    settings = _settings(
+        ensemble={"flows": 2, "classifiers": 2}, pvalue_samples=0, training={"max_epochs": 3}
+    )
+    r = scan_window(cols, Window(3.3, 3.7, 2.9, 4.1), settings, seed=5, quiet=True)
+    spread = r.seed_spread
+    assert spread["members"] == ["classifier 1", "classifier 2", "flow 1", "flow 2"]
+    z = np.array(spread["significance"], dtype=float)
+    assert np.isfinite(z).all() and spread["significance_std"] == pytest.approx(z.std(ddof=1))
+    assert len(spread["max_sic"]) == 2
+    assert len(r.background_models) == 2
+    assert len(r.training["background_flow_epochs_members"]) == 2
+    assert r.pvalues is None
+
+
 def test_anode_likelihood_ratio_separates_signal():
     cols = _columns(120_000, 0.004, seed=13)
     res = run_scan(cols, _settings(score="anode", folds=2, start=3.3, stop=3.7), quiet=True)

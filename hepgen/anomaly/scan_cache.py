@@ -168,7 +168,7 @@ class ScanWork:
         fields = {
             f.name: getattr(result, f.name)
             for f in dataclasses.fields(result)
-            if f.name not in ("arrays", "roc")
+            if f.name not in ("arrays", "roc", "background_models")
         }
         fields["window"] = dataclasses.asdict(result.window)
         fields["has_roc"] = result.roc is not None

@@ -10,7 +10,9 @@ networks, free inside the gap, interpolated far worse there (module docstring of
 
 The *template* is what the SR would hold without a signal: ``m`` drawn from a Gaussian kernel
 density estimate of the SR data's ``m`` (``oversample`` times as many as SR events) and ``x``
-from :math:`p_{bg}(x | m)`.  The flow also samples a *closure template*, ``oversample`` events
+from :math:`p_{bg}(x | m)`.  With an ensemble of ``ensemble.flows`` background flows (different
+seeds) each flow draws an equal share of the template: their mixture is the ensemble's
+density, and each template event records which flow drew it.  The flow also samples a *closure template*, ``oversample`` events
 per sideband event at least ``closure_margin`` from the SR (at its ``m``; a signal's tails
 leak into the sidebands' inner edges), which calibrates the template where the flow was
 trained (:mod:`~hepgen.anomaly.scan.estimates`).
@@ -19,6 +21,7 @@ trained (:mod:`~hepgen.anomaly.scan.estimates`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ __all__ = [
     "density_model",
     "sample_templates",
     "train_background",
+    "train_backgrounds",
 ]
 
 log = logging.getLogger(__name__)
@@ -138,6 +142,37 @@ def train_background(
     return bg
 
 
+def train_backgrounds(
+    sideband: dict[str, np.ndarray],
+    settings: ScanSettings,
+    rng: np.random.Generator,
+    *,
+    quiet: bool,
+    work: Path | None,
+    resume: bool,
+    notes: list[str],
+) -> list[DensityModel]:
+    """The ``ensemble.flows`` background flows of a window (:func:`train_background` each,
+    with its own seed; checkpoints in ``background/``, ``background-2/``, ...)."""
+    models = []
+    for k in range(int(settings.ensemble.flows)):
+        member_notes: list[str] = []
+        models.append(
+            train_background(
+                sideband,
+                settings,
+                rng,
+                quiet=quiet,
+                work=None if work is None else (work if k == 0 else work / f"member-{k + 1}"),
+                resume=resume,
+                notes=member_notes,
+            )
+        )
+        if k == 0:
+            notes.extend(member_notes)
+    return models
+
+
 @dataclass(frozen=True, eq=False)
 class Templates:
     """The background flow's samples for one window (see :func:`sample_templates`).
@@ -150,11 +185,42 @@ class Templates:
         The sideband data followed by the closure template (``k`` closure events).
     in_closure : np.ndarray of bool, shape (n_sb,)
         Which sideband events the closure template was drawn at.
+    member : np.ndarray of int, shape (n_sr * oversample,)
+        Which flow of the ensemble drew each SR template event (0 ... flows - 1).
+    member_closure : np.ndarray of int, shape (k * oversample,)
+        The same for the closure template.
     """
 
     signal_region: dict[str, np.ndarray]
     sideband: dict[str, np.ndarray]
     in_closure: np.ndarray
+    member: np.ndarray
+    member_closure: np.ndarray
+
+
+def _mixture(
+    models: Sequence[DensityModel],
+    conditions: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    outside: dict[str, int],
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One draw per row of ``conditions`` from the equal mixture of ``models``: row ``i``
+    from model ``i % len(models)`` (each with its own seed from ``rng``)."""
+    n = len(next(iter(conditions.values())))
+    member = np.arange(n) % len(models)
+    out: dict[str, np.ndarray] = {}
+    for k, model in enumerate(models):
+        rows = member == k
+        draw = model.sample(
+            {c: v[rows] for c, v in conditions.items()},
+            seed=int(rng.integers(2**31 - 1)),
+            domain_counts=outside,
+        )
+        for name, values in draw.items():
+            if name not in out:
+                out[name] = np.empty(n, dtype=np.asarray(values).dtype)
+            out[name][rows] = values
+    return out, member
 
 
 def _template_masses(
@@ -187,7 +253,7 @@ def _closure_events(
 
 
 def sample_templates(
-    bg: DensityModel,
+    bg: DensityModel | Sequence[DensityModel],
     events: WindowEvents,
     window: Window,
     settings: ScanSettings,
@@ -199,8 +265,8 @@ def sample_templates(
 
     Parameters
     ----------
-    bg : DensityModel
-        The trained background flow.
+    bg : DensityModel or sequence of DensityModel
+        The trained background flow, or the ensemble of them (an equal mixture).
     events : WindowEvents
     window : Window
     settings : ScanSettings
@@ -214,18 +280,13 @@ def sample_templates(
     name = settings.resonance_name
     names = [name, *settings.feature_names]
     n_tmpl = events.n_signal_region * int(settings.oversample)
+    models = [bg] if isinstance(bg, DensityModel) else list(bg)
     m_t = _template_masses(events.signal_region[name], n_tmpl, window, rng)
-    tmpl = bg.sample(
-        {name: m_t.astype(np.float32)},
-        seed=int(rng.integers(2**31 - 1)),
-        domain_counts=outside,
-    )
+    tmpl, member = _mixture(models, {name: m_t.astype(np.float32)}, rng, outside)
     sb = events.sideband
     in_closure = _closure_events(sb[name].astype(np.float64), window, settings, notes)
-    tmpl_sb = bg.sample(
-        {name: np.tile(sb[name][in_closure], int(settings.oversample))},
-        seed=int(rng.integers(2**31 - 1)),
-        domain_counts=outside,
+    tmpl_sb, member_sb = _mixture(
+        models, {name: np.tile(sb[name][in_closure], int(settings.oversample))}, rng, outside
     )
     return Templates(
         signal_region={n: np.asarray(tmpl[n]) for n in names},
@@ -233,4 +294,6 @@ def sample_templates(
             n: np.concatenate([sb[n], np.asarray(tmpl_sb[n], dtype=sb[n].dtype)]) for n in names
         },
         in_closure=in_closure,
+        member=member,
+        member_closure=member_sb,
     )

@@ -35,8 +35,19 @@ class WindowResult:
     training: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # template fidelity: out-of-fold AUC of SR data vs template and, with labels, of the
+    # template vs the SR's true background events (0.5: indistinguishable)
+    fidelity: dict[str, Any] | None = None
+    # the ensemble's members scored alone: their significances (and max SIC) and spread
+    seed_spread: dict[str, Any] | None = None
+    # mjj of the (background) events before and after the tightest selection, with a p-value
+    sculpting: dict[str, Any] | None = None
+    # histogram of the SR events' likelihood p-values under the background model
+    pvalues: dict[str, Any] | None = None
     # per-event results kept for plots (not written to scan.json)
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # the window's trained background flows (kept in memory only, not by a resumed scan)
+    background_models: list[Any] = field(default_factory=list, repr=False)
 
     @property
     def headline(self) -> dict[str, Any]:
@@ -77,11 +88,19 @@ class WindowResult:
             "selections": self.selections,
             "sideband_fit": self.sideband_fit,
             "training": self.training,
+            "fidelity": self.fidelity,
+            "seed_spread": self.seed_spread,
+            "sculpting": self.sculpting,
+            "pvalues": self.pvalues,
             "seconds": self.seconds,
             "notes": self.notes,
         }
         if self.roc is not None:
+            # the headline counts only cuts passed by >= 20 background events (ROC.min_fpr);
+            # the uncapped maximum (down to one event) is what parts of the literature quote
             d["max_sic"] = self.roc.max_sic
+            d["max_sic_uncapped"] = self.roc.max_sic_uncapped
+            d["sic_min_fpr"] = self.roc.min_fpr
             d["auc"] = self.roc.auc
             d["roc"] = self.roc.to_dict()
         return d
@@ -97,6 +116,9 @@ class ScanResult:
     has_labels: bool
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # the most significant window's local and global significance (look-elsewhere effect
+    # measured with background-only pseudo-scans; hepgen.anomaly.scan.lookelsewhere)
+    global_significance: dict[str, Any] | None = None
 
     @property
     def ranking(self) -> list[int]:
@@ -132,7 +154,9 @@ class ScanResult:
                 "lo": self.best.window.lo,
                 "hi": self.best.window.hi,
                 "significance": self.best.significance,
+                "global_significance": (self.global_significance or {}).get("global_significance"),
             },
+            "global_significance": self.global_significance,
             "settings": self.settings.to_dict(),
             "seconds": self.seconds,
             "notes": self.notes,

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hepgen.anomaly.density import nonfinite_problems
+from hepgen.anomaly.density import DensityModel, nonfinite_problems
 from hepgen.anomaly.scan.results import ScanResult
 from hepgen.anomaly.scan.scores import CATHODE_PURPOSE
 from hepgen.anomaly.scan.window import scan_window
+from hepgen.anomaly.stats.dijet import check_units
 from hepgen.devices import resolve_device
 from hepgen.errors import InputError, require
 from hepgen.progress import progress
@@ -58,6 +59,7 @@ def run_scan(
     windows: Sequence[Window] | None = None,
     work_dir: str | os.PathLike | None = None,
     resume: bool = False,
+    backgrounds: Sequence[Sequence[DensityModel]] | None = None,
 ) -> ScanResult:
     """Run :func:`scan_window` over every window of ``settings``.
 
@@ -77,6 +79,10 @@ def run_scan(
         Continue an interrupted scan from ``work_dir``: finished windows are loaded, not
         recomputed, and an interrupted flow continues from its checkpoint.  The result equals
         that of an uninterrupted scan with the same seed.
+    backgrounds : sequence (one per window) of sequences of DensityModel, or None
+        Background flows already trained on each window's sidebands (the
+        ``background_models`` of an earlier scan of the same background, e.g. without the
+        injected signal of a sensitivity study): used instead of training new ones.
 
     Returns
     -------
@@ -86,7 +92,8 @@ def run_scan(
     ------
     InputError
         A missing column (named, with the available ones), non-finite values (counted), a
-        window outside the data range, too few sideband events.
+        resonance variable reaching ``sqrt_s`` (other units), a window outside the data
+        range, too few sideband events.
     """
     t0 = time.perf_counter()
     resolve_device(settings.device or "auto")  # an absent GPU is an error before any work
@@ -96,6 +103,7 @@ def run_scan(
         raise InputError("run_scan: resume=True needs the work_dir to resume from")
     _check_columns(columns, settings)
     m = np.asarray(columns[settings.resonance_name], dtype=np.float64)
+    check_units(m, settings.resonance_name, settings.sqrt_s)  # before any flow trains
     notes = _label_notes(columns, settings.label)
     if windows is None:
         windows = settings.windows((float(m.min()), float(m.max())))
@@ -120,6 +128,7 @@ def run_scan(
                     quiet=True,
                     work=None if cache is None else cache.window_dir(i),
                     resume=resume,
+                    backgrounds=None if backgrounds is None else backgrounds[i],
                 )
                 if cache is not None:
                     cache.save(i, r)
@@ -128,11 +137,41 @@ def run_scan(
             results.append(r)
             bar.set_postfix_str(f"[{w.lo:.3g},{w.hi:.3g}) Z={r.significance:+.2f}")
             bar.update(1)
-    return ScanResult(
+    result = ScanResult(
         settings=settings,
         windows=results,
         n_events=int(m.size),
         has_labels=settings.label is not None and settings.label in columns,
         notes=notes,
-        seconds=time.perf_counter() - t0,
+    )
+    result.global_significance = _global(result, settings, notes)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _global(result: ScanResult, settings: ScanSettings, notes: list[str]) -> dict | None:
+    """The best window's global significance from ``pseudo_scans`` null pseudo-scans
+    (:func:`~hepgen.anomaly.scan.lookelsewhere.global_significance`); None when switched off
+    or when no window has a significance."""
+    if settings.pseudo_scans <= 0:
+        return None
+    usable = [w for w in result.windows if np.isfinite(w.significance)]
+    if not usable:
+        notes.append("no window has a local significance: no global significance")
+        return None
+    if any("index_sr" not in w.arrays for w in usable):
+        notes.append(
+            "windows resumed from an older scan lack their event indices: no global significance"
+        )
+        return None
+    from hepgen.anomaly.scan.lookelsewhere import global_significance
+
+    return global_significance(
+        [w.arrays["index_sr"] for w in usable],
+        [w.arrays["score_sr"] > w.headline["threshold"] for w in usable],
+        np.array([w.headline["n_expected"] for w in usable]),
+        np.array([w.headline["n_expected_error"] for w in usable]),
+        np.array([w.significance for w in usable]),
+        n_pseudo_scans=settings.pseudo_scans,
+        seed=settings.seed,
     )

@@ -24,8 +24,8 @@ A. Hallin et al., Phys. Rev. D 106, 055006 (2022), arXiv:2109.00546 (CATHODE).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,19 @@ from hepgen.devices import xgboost_device
 from hepgen.errors import require
 from hepgen.settings.scan import ScanSettings
 
-__all__ = ["CATHODE_PURPOSE", "WindowScores", "anode_scores", "cathode_scores", "score_window"]
+__all__ = [
+    "CATHODE_PURPOSE",
+    "MEMBER_KEYS",
+    "WindowScores",
+    "anode_scores",
+    "cathode_scores",
+    "score_window",
+]
 
 #: What xgboost is needed for, named when it is missing.
 CATHODE_PURPOSE = "the CATHODE classifier (scan.score: cathode)"
+#: The score arrays of one ensemble member: SR data, SR template, sideband + closure template.
+MEMBER_KEYS = ("data", "template", "side")
 
 
 def _xgb_params(settings: ScanSettings, notes: list[str]) -> dict[str, Any]:
@@ -70,19 +79,17 @@ def _folds(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.arange(n) % k)
 
 
-def cathode_scores(
+def _cathode_member(
     x_data: np.ndarray,
     x_tmpl: np.ndarray,
     x_side: np.ndarray,
     settings: ScanSettings,
     rng: np.random.Generator,
-    notes: list[str],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """Out-of-fold classifier log-odds of SR data, template and (fold mean) sideband events."""
+    base: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """One classifier member: its own folds, out-of-fold log-odds (see :func:`cathode_scores`)."""
     xgb: Any = require("xgboost", CATHODE_PURPOSE)
-
     c = settings.classifier.to_dict()
-    base = _xgb_params(settings, notes)
     k = int(settings.folds)
     f_data, f_tmpl = _folds(len(x_data), k, rng), _folds(len(x_tmpl), k, rng)
     s_data, s_tmpl = np.empty(len(x_data)), np.empty(len(x_tmpl))
@@ -117,14 +124,51 @@ def cathode_scores(
         s_tmpl[f_tmpl == fold] = predict(x_tmpl[f_tmpl == fold])
         if len(x_side):
             s_side += predict(x_side) / k
-    return s_data, s_tmpl, s_side, {"classifier_trees": iterations}
+    return s_data, s_tmpl, s_side, iterations
+
+
+def cathode_scores(
+    x_data: np.ndarray,
+    x_tmpl: np.ndarray,
+    x_side: np.ndarray,
+    settings: ScanSettings,
+    rng: np.random.Generator,
+    notes: list[str],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Out-of-fold classifier log-odds of SR data, template and (fold mean) sideband events.
+
+    With ``ensemble.classifiers`` > 1 every member draws its own folds and seeds, and the
+    scores are the members' mean log-odds (each member's scores are out of fold, so is their
+    mean); ``info["members"]`` then holds each member's scores (arrays of shape (members, n)).
+    """
+    base = _xgb_params(settings, notes)
+    members = [
+        _cathode_member(x_data, x_tmpl, x_side, settings, rng, base)
+        for _ in range(int(settings.ensemble.classifiers))
+    ]
+    info: dict[str, Any] = {"classifier_trees": [it for m in members for it in m[3]]}
+    if len(members) > 1:
+        info["members"] = {
+            key: np.stack([m[i] for m in members]) for i, key in enumerate(MEMBER_KEYS)
+        }
+    s_data, s_tmpl, s_side = (np.mean([m[i] for m in members], axis=0) for i in range(3))
+    return s_data, s_tmpl, s_side, info
+
+
+def _log_mean_exp(values: list[np.ndarray]) -> np.ndarray:
+    """``log(mean(exp(v)))`` over the members (axis 0), stable: an ensemble's density."""
+    if len(values) == 1:
+        return values[0]
+    from scipy.special import logsumexp
+
+    return logsumexp(np.stack(values), axis=0) - np.log(len(values))
 
 
 def anode_scores(
     data: Mapping[str, np.ndarray],
     tmpl: Mapping[str, np.ndarray],
     side: Mapping[str, np.ndarray],
-    bg: DensityModel,
+    bg: DensityModel | Sequence[DensityModel],
     settings: ScanSettings,
     rng: np.random.Generator,
     quiet: bool,
@@ -132,36 +176,55 @@ def anode_scores(
     work: Path | None = None,
     resume: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """Out-of-fold log p_data - log p_bg of SR data, template and (fold mean) sideband events."""
+    """Out-of-fold log p_data - log p_bg of SR data, template and (fold mean) sideband events.
+
+    An ensemble of background flows is their mixture (the log of the mean density); with
+    ``ensemble.classifiers`` > 1, as many data flows per fold (own folds and seeds) are
+    averaged the same way, and ``info["members"]`` holds each one's scores.
+    """
+    bgs = [bg] if isinstance(bg, DensityModel) else list(bg)
     k = int(settings.folds)
     n_d = len(next(iter(data.values())))
     n_t = len(next(iter(tmpl.values())))
     n_s = len(next(iter(side.values())))
-    f_data, f_tmpl = _folds(n_d, k, rng), _folds(n_t, k, rng)
-    lp_data, lp_tmpl = np.empty(n_d), np.empty(n_t)
-    lp_side = np.zeros(n_s)
+    members: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     epochs = []
-    for fold in range(k):
-        model = density_model(settings, int(rng.integers(2**31 - 1)))
-        train_rows = f_data != fold
-        model.fit(
-            {n: v[train_rows] for n, v in data.items()},
-            quiet=quiet,
-            **checkpointing(work, f"data-flow-{fold}", resume),
-        )
-        epochs.append(len(model.training_.history))
-        lp_data[~train_rows] = model.log_prob(
-            {n: v[~train_rows] for n, v in data.items()}, domain_counts=outside
-        )
-        sel = f_tmpl == fold
-        lp_tmpl[sel] = model.log_prob({n: v[sel] for n, v in tmpl.items()}, domain_counts=outside)
-        if n_s:
-            # the data flows extrapolate outside the SR here (see the module docstring)
-            lp_side += model.log_prob(side, domain_counts={}) / k
-    s_data = lp_data - bg.log_prob(data, domain_counts=outside)
-    s_tmpl = lp_tmpl - bg.log_prob(tmpl, domain_counts=outside)
-    s_side = lp_side - bg.log_prob(side, domain_counts=outside) if n_s else lp_side
-    return s_data, s_tmpl, s_side, {"data_flow_epochs": epochs}
+    for c in range(int(settings.ensemble.classifiers)):
+        f_data, f_tmpl = _folds(n_d, k, rng), _folds(n_t, k, rng)
+        lp_data, lp_tmpl = np.empty(n_d), np.empty(n_t)
+        lp_side = np.zeros(n_s)
+        for fold in range(k):
+            model = density_model(settings, int(rng.integers(2**31 - 1)))
+            train_rows = f_data != fold
+            name = f"data-flow-{fold}" if c == 0 else f"data-flow-{fold}-member-{c + 1}"
+            model.fit(
+                {n: v[train_rows] for n, v in data.items()},
+                quiet=quiet,
+                **checkpointing(work, name, resume),
+            )
+            epochs.append(len(model.training_.history))
+            lp_data[~train_rows] = model.log_prob(
+                {n: v[~train_rows] for n, v in data.items()}, domain_counts=outside
+            )
+            sel = f_tmpl == fold
+            lp_tmpl[sel] = model.log_prob(
+                {n: v[sel] for n, v in tmpl.items()}, domain_counts=outside
+            )
+            if n_s:
+                # the data flows extrapolate outside the SR here (see the module docstring)
+                lp_side += model.log_prob(side, domain_counts={}) / k
+        members.append((lp_data, lp_tmpl, lp_side))
+    lb_data = _log_mean_exp([b.log_prob(data, domain_counts=outside) for b in bgs])
+    lb_tmpl = _log_mean_exp([b.log_prob(tmpl, domain_counts=outside) for b in bgs])
+    lb_side = _log_mean_exp([b.log_prob(side, domain_counts=outside) for b in bgs]) if n_s else 0.0
+    lb = (lb_data, lb_tmpl, lb_side)
+    s_data, s_tmpl, s_side = (_log_mean_exp([m[i] for m in members]) - lb[i] for i in range(3))
+    info: dict[str, Any] = {"data_flow_epochs": epochs}
+    if len(members) > 1:
+        info["members"] = {
+            key: np.stack([m[i] - lb[i] for m in members]) for i, key in enumerate(MEMBER_KEYS)
+        }
+    return s_data, s_tmpl, s_side, info
 
 
 def _finite_scores(s: np.ndarray, what: str, notes: list[str]) -> np.ndarray:
@@ -190,6 +253,8 @@ class WindowScores:
         The ``sideband`` scores of the ``k`` events the closure template was drawn at.
     sideband_template : np.ndarray of shape (k * oversample,)
         The closure template, the mean of the fold models.
+    members : list of WindowScores
+        Each ensemble member's own scores (empty without an ensemble of classifiers).
     """
 
     data: np.ndarray
@@ -197,12 +262,37 @@ class WindowScores:
     sideband: np.ndarray
     closure: np.ndarray
     sideband_template: np.ndarray
+    members: list[WindowScores] = field(default_factory=list)
+
+
+def _window_scores(
+    s_data: np.ndarray,
+    s_tmpl: np.ndarray,
+    s_side_all: np.ndarray,
+    n_sb: int,
+    in_closure: np.ndarray,
+    notes: list[str],
+) -> WindowScores:
+    """The scores split into their parts, non-finite ones made ``-inf`` (and noted)."""
+    s_side, s_side_tmpl = s_side_all[:n_sb], s_side_all[n_sb:]
+    # in this order: the notes on non-finite scores read in it
+    s_data = _finite_scores(s_data, "signal-region", notes)
+    s_tmpl = _finite_scores(s_tmpl, "template", notes)
+    s_side = _finite_scores(s_side, "sideband", notes)
+    s_side_tmpl = _finite_scores(s_side_tmpl, "sideband template", notes)
+    return WindowScores(
+        data=s_data,
+        template=s_tmpl,
+        sideband=s_side,
+        closure=s_side[in_closure],
+        sideband_template=s_side_tmpl,
+    )
 
 
 def score_window(
     events: WindowEvents,
     templates: Templates,
-    bg: DensityModel,
+    bg: DensityModel | Sequence[DensityModel],
     settings: ScanSettings,
     rng: np.random.Generator,
     *,
@@ -218,8 +308,8 @@ def score_window(
     ----------
     events : WindowEvents
     templates : Templates
-    bg : DensityModel
-        The trained background flow (ANODE's denominator).
+    bg : DensityModel or sequence of DensityModel
+        The trained background flow or ensemble (ANODE's denominator).
     settings : ScanSettings
         ``score`` chooses CATHODE or ANODE.
     rng : np.random.Generator
@@ -255,18 +345,12 @@ def score_window(
         s_data, s_tmpl, s_side, info = anode_scores(
             data, tmpl, side_all, bg, settings, rng, quiet, outside, work, resume
         )
-    n_sb = events.n_sideband
-    s_side, s_side_tmpl = s_side[:n_sb], s_side[n_sb:]
-    # in this order: the notes on non-finite scores read in it
-    s_data = _finite_scores(s_data, "signal-region", notes)
-    s_tmpl = _finite_scores(s_tmpl, "template", notes)
-    s_side = _finite_scores(s_side, "sideband", notes)
-    s_side_tmpl = _finite_scores(s_side_tmpl, "sideband template", notes)
-    scores = WindowScores(
-        data=s_data,
-        template=s_tmpl,
-        sideband=s_side,
-        closure=s_side[templates.in_closure],
-        sideband_template=s_side_tmpl,
-    )
+    n_sb, in_closure = events.n_sideband, templates.in_closure
+    scores = _window_scores(s_data, s_tmpl, s_side, n_sb, in_closure, notes)
+    members = info.pop("members", None)
+    if members is not None:
+        scores.members.extend(
+            _window_scores(d, t, sd, n_sb, in_closure, [])
+            for d, t, sd in zip(*(members[key] for key in MEMBER_KEYS), strict=True)
+        )
     return scores, info

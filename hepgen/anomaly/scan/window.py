@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hepgen.anomaly.scan.background import best_val_loss, sample_templates, train_background
-from hepgen.anomaly.scan.estimates import estimate_window
+from hepgen.anomaly.density import DensityModel
+from hepgen.anomaly.scan.background import best_val_loss, sample_templates, train_backgrounds
+from hepgen.anomaly.scan.diagnostics import (
+    pvalue_histogram,
+    sculpting_check,
+    seed_spread,
+    template_fidelity,
+)
+from hepgen.anomaly.scan.estimates import estimate_window, selection
 from hepgen.anomaly.scan.events import WindowEvents, select_events
 from hepgen.anomaly.scan.results import WindowResult
 from hepgen.anomaly.scan.scores import WindowScores, score_window
@@ -59,6 +66,7 @@ def _arrays(
         "m_sideband": events.m_sideband,
         "score_sideband": scores.sideband,
         "score_template": scores.template,
+        "index_sr": np.flatnonzero(events.in_signal_region),
     }
     if settings.label is not None and settings.label in columns:
         arrays["label_sr"] = np.asarray(columns[settings.label])[events.in_signal_region]
@@ -73,6 +81,7 @@ def scan_window(
     quiet: bool = False,
     work: str | os.PathLike | None = None,
     resume: bool = False,
+    backgrounds: Sequence[DensityModel] | None = None,
 ) -> WindowResult:
     """Learn the background around one window, score, select and count (module docstring).
 
@@ -92,6 +101,10 @@ def scan_window(
     resume : bool
         Continue each flow from its checkpoint in ``work`` where there is one (a flow
         without one starts afresh): the same result as an uninterrupted run.
+    backgrounds : sequence of DensityModel or None
+        Background flows already trained on this window's sidebands (e.g. of a scan of the
+        same events without an injected signal, :attr:`WindowResult.background_models`):
+        used instead of training new ones (noted).
 
     Raises
     ------
@@ -107,25 +120,32 @@ def scan_window(
     timings: dict[str, float] = {}
 
     tick = time.perf_counter()
-    bg = train_background(
-        events.sideband, settings, rng, quiet=quiet, work=work, resume=resume, notes=notes
-    )
+    if backgrounds is None:
+        bgs = train_backgrounds(
+            events.sideband, settings, rng, quiet=quiet, work=work, resume=resume, notes=notes
+        )
+    else:
+        bgs = list(backgrounds)
+        notes.append(f"{len(bgs)} background flow(s) given, trained elsewhere")
     timings["background_flow_s"] = time.perf_counter() - tick
     training: dict[str, Any] = {
-        "background_flow_epochs": len(bg.training_.history),
-        "background_flow_best_val_loss": best_val_loss(bg),
+        "background_flow_epochs": len(bgs[0].training_.history),
+        "background_flow_best_val_loss": best_val_loss(bgs[0]),
     }
+    if len(bgs) > 1:
+        training["background_flow_epochs_members"] = [len(b.training_.history) for b in bgs]
+        training["background_flow_best_val_loss_members"] = [best_val_loss(b) for b in bgs]
 
     tick = time.perf_counter()
     outside: dict[str, int] = {}
-    templates = sample_templates(bg, events, window, settings, rng, outside, notes)
+    templates = sample_templates(bgs, events, window, settings, rng, outside, notes)
     timings["template_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     scores, info = score_window(
         events,
         templates,
-        bg,
+        bgs,
         settings,
         rng,
         quiet=quiet,
@@ -140,18 +160,54 @@ def scan_window(
     timings["scores_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    full_fit, (n_hat, n_hat_err), selections = estimate_window(
+    full_fit, background, selections = estimate_window(
         scores, events.m_sideband, window, settings, notes
     )
     timings["estimates_s"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    labels_sr = side_labels = None
+    if settings.label is not None and settings.label in columns:
+        label = np.asarray(columns[settings.label])
+        labels_sr = label[events.in_signal_region]
+        m_all = np.asarray(columns[settings.resonance_name], dtype=np.float64)
+        side = ((m_all >= window.sb_lo) & (m_all < window.lo)) | (
+            (m_all >= window.hi) & (m_all < window.sb_hi)
+        )
+        side_labels = label[side]
+    fidelity = template_fidelity(scores, templates, events, labels_sr, settings, rng)
+
+    def select(member: WindowScores) -> dict[str, Any]:
+        eff = settings.ranking_efficiency
+        return selection(eff, member, events.m_sideband, window, background, settings, [])
+
+    spread = seed_spread(scores, templates, select, labels_sr, len(bgs))
+    tightest = min(selections, key=lambda sel: sel["efficiency"])
+    m_win = np.concatenate([events.signal_region[settings.resonance_name], events.m_sideband])
+    s_win = np.concatenate([scores.data, scores.sideband])
+    who = "all events of the window (no truth label)"
+    if labels_sr is not None and side_labels is not None:
+        bkg = np.concatenate([labels_sr, side_labels]) == 0
+        m_win, s_win, who = m_win[bkg], s_win[bkg], "true background events (label 0)"
+    sculpting = sculpting_check(
+        m_win, s_win, tightest["threshold"], tightest["efficiency"], window, who
+    )
+    timings["diagnostics_s"] = time.perf_counter() - tick
+    pvalues = None
+    if settings.pvalue_samples > 0:
+        tick = time.perf_counter()
+        pvalues = pvalue_histogram(
+            bgs, events.signal_region, labels_sr, settings.pvalue_samples, rng
+        )
+        timings["pvalues_s"] = time.perf_counter() - tick
     training["timings"] = timings
 
     result = WindowResult(
         window=window,
         n_signal_region=events.n_signal_region,
         n_sideband=(events.n_left, events.n_right),
-        n_background_fit=float(n_hat),
-        n_background_fit_error=float(n_hat_err),
+        n_background_fit=float(background[0]),
+        n_background_fit_error=float(background[1]),
         selections=selections,
         ranking_efficiency=float(settings.ranking_efficiency),
         estimate=settings.background_estimate,
@@ -160,6 +216,11 @@ def scan_window(
         training=training,
         seconds=time.perf_counter() - t0,
         notes=notes,
+        fidelity=fidelity,
+        seed_spread=spread,
+        sculpting=sculpting,
+        pvalues=pvalues,
     )
     result.arrays = _arrays(columns, events, scores, settings)
+    result.background_models = bgs
     return result

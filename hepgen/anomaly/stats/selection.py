@@ -125,6 +125,9 @@ class ROC:
         Efficiencies at the maximum.
     min_fpr : float
         Smallest background efficiency counted in ``sic``.
+    max_sic_uncapped : float
+        Maximum of TPR / sqrt(FPR) over every cut with ``fpr > 0`` (down to one background
+        event): the figure parts of the literature quote; noisy where few events pass.
     n_signal, n_background : float
         Effective (Kish) numbers of signal and background events (the counts when unweighted).
     """
@@ -138,6 +141,7 @@ class ROC:
     max_sic_tpr: float
     max_sic_fpr: float
     min_fpr: float = math.nan
+    max_sic_uncapped: float = math.nan
     n_signal: float = 0.0
     n_background: float = 0.0
 
@@ -184,6 +188,7 @@ class ROC:
                 "max_sic_tpr": self.max_sic_tpr,
                 "max_sic_fpr": self.max_sic_fpr,
                 "min_fpr": self.min_fpr,
+                "max_sic_uncapped": self.max_sic_uncapped,
                 "n_signal": self.n_signal,
                 "n_background": self.n_background,
             }
@@ -279,6 +284,8 @@ def roc_sic(
         max_sic, max_tpr, max_fpr = float(sic[i]), float(tpr[i]), float(fpr[i])
     else:
         max_sic = max_tpr = max_fpr = math.nan
+    positive = fpr > 0
+    uncapped = float(np.max(tpr[positive] / np.sqrt(fpr[positive]))) if positive.any() else math.nan
     return ROC(
         fpr=fpr,
         tpr=tpr,
@@ -289,6 +296,7 @@ def roc_sic(
         max_sic_tpr=max_tpr,
         max_sic_fpr=max_fpr,
         min_fpr=floor,
+        max_sic_uncapped=uncapped,
         n_signal=eff_sig,
         n_background=eff_bkg,
     )
