@@ -45,6 +45,7 @@ __all__ = [
     "anode_scores",
     "cathode_scores",
     "score_window",
+    "train_booster",
 ]
 
 #: What xgboost is needed for, named when it is missing.
@@ -79,6 +80,51 @@ def _folds(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.arange(n) % k)
 
 
+def train_booster(
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    settings: ScanSettings,
+    rng: np.random.Generator,
+    base: dict[str, Any],
+) -> Any:
+    """An xgboost classifier of ``y`` (0/1) from ``x`` with row weights ``w``, stopped early
+    on a seeded random ``classifier.validation_fraction`` of the rows.
+
+    Parameters
+    ----------
+    x : np.ndarray of shape (n, d)
+    y, w : np.ndarray of shape (n,)
+    settings : ScanSettings
+        ``classifier``: trees, early stopping, validation share.
+    rng : np.random.Generator
+        Draws the validation rows and the booster's seed.
+    base : dict
+        xgboost parameters (:func:`_xgb_params`).
+
+    Returns
+    -------
+    xgboost.Booster
+        Keeping its best iteration (``best_iteration``).
+    """
+    xgb: Any = require("xgboost", CATHODE_PURPOSE)
+    c = settings.classifier.to_dict()
+    params = {**base, "seed": int(rng.integers(2**31 - 1))}
+    val = rng.random(len(y)) < float(c["validation_fraction"])
+    dfit = xgb.QuantileDMatrix(x[~val], label=y[~val], weight=w[~val])
+    dval = xgb.QuantileDMatrix(x[val], label=y[val], weight=w[val], ref=dfit)
+    return xgb.train(
+        params,
+        dfit,
+        num_boost_round=int(c["n_estimators"]),
+        evals=[(dval, "val")],
+        verbose_eval=False,
+        callbacks=[
+            xgb.callback.EarlyStopping(rounds=int(c["early_stopping_rounds"]), save_best=True)
+        ],
+    )
+
+
 def _cathode_member(
     x_data: np.ndarray,
     x_tmpl: np.ndarray,
@@ -89,7 +135,6 @@ def _cathode_member(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
     """One classifier member: its own folds, out-of-fold log-odds (see :func:`cathode_scores`)."""
     xgb: Any = require("xgboost", CATHODE_PURPOSE)
-    c = settings.classifier.to_dict()
     k = int(settings.folds)
     f_data, f_tmpl = _folds(len(x_data), k, rng), _folds(len(x_tmpl), k, rng)
     s_data, s_tmpl = np.empty(len(x_data)), np.empty(len(x_tmpl))
@@ -97,24 +142,11 @@ def _cathode_member(
     w_tmpl = len(x_data) / len(x_tmpl)  # the template weighs as much as the data in total
     iterations = []
     for fold in range(k):
-        params = {**base, "seed": int(rng.integers(2**31 - 1))}
         tr_d, tr_t = np.flatnonzero(f_data != fold), np.flatnonzero(f_tmpl != fold)
         x = np.concatenate([x_data[tr_d], x_tmpl[tr_t]])
         y = np.concatenate([np.ones(len(tr_d)), np.zeros(len(tr_t))])
         w = np.concatenate([np.ones(len(tr_d)), np.full(len(tr_t), w_tmpl)])
-        val = rng.random(len(y)) < float(c["validation_fraction"])
-        dfit = xgb.QuantileDMatrix(x[~val], label=y[~val], weight=w[~val])
-        dval = xgb.QuantileDMatrix(x[val], label=y[val], weight=w[val], ref=dfit)
-        booster = xgb.train(
-            params,
-            dfit,
-            num_boost_round=int(c["n_estimators"]),
-            evals=[(dval, "val")],
-            verbose_eval=False,
-            callbacks=[
-                xgb.callback.EarlyStopping(rounds=int(c["early_stopping_rounds"]), save_best=True)
-            ],
-        )
+        booster = train_booster(x, y, w, settings, rng, base)
         iterations.append(int(booster.best_iteration) + 1)
 
         def predict(a: np.ndarray, b: Any = booster) -> np.ndarray:
