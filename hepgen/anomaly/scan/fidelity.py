@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from hepgen.anomaly.scan.scores import CATHODE_PURPOSE, _folds, _xgb_params
+from hepgen.anomaly.scan.scores import CATHODE_PURPOSE, _folds, _xgb_params, train_booster
 from hepgen.errors import InputError, require
 from hepgen.settings.scan import ScanSettings
 
@@ -175,25 +175,11 @@ def two_sample_auc(
     w = np.concatenate([np.ones(n_a), w_b])
     fold = np.concatenate([_folds(n_a, k, rng), _folds(n_b, k, rng)])  # balanced per class
 
-    c = settings.classifier.to_dict()
     base = _xgb_params(settings, [])
     aucs = []
     for f in range(k):
         train = np.flatnonzero(fold != f)
-        val = rng.random(train.size) < float(c["validation_fraction"])
-        fit, ev = train[~val], train[val]
-        dfit = xgb.QuantileDMatrix(x[fit], label=y[fit], weight=w[fit])
-        dval = xgb.QuantileDMatrix(x[ev], label=y[ev], weight=w[ev], ref=dfit)
-        booster = xgb.train(
-            {**base, "seed": int(rng.integers(2**31 - 1))},
-            dfit,
-            num_boost_round=int(c["n_estimators"]),
-            evals=[(dval, "val")],
-            verbose_eval=False,
-            callbacks=[
-                xgb.callback.EarlyStopping(rounds=int(c["early_stopping_rounds"]), save_best=True)
-            ],
-        )
+        booster = train_booster(x[train], y[train], w[train], settings, rng, base)
         test = fold == f
         score = booster.predict(xgb.DMatrix(x[test]), output_margin=True)
         aucs.append(roc_auc_score(y[test], score, sample_weight=w[test]))
