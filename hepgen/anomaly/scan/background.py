@@ -12,10 +12,10 @@ The *template* is what the SR would hold without a signal: ``m`` drawn from a Ga
 density estimate of the SR data's ``m`` (``oversample`` times as many as SR events) and ``x``
 from :math:`p_{bg}(x | m)`.  With an ensemble of ``ensemble.flows`` background flows (different
 seeds) each flow draws an equal share of the template: their mixture is the ensemble's
-density, and each template event records which flow drew it.  The flow also samples a *closure template*, ``oversample`` events
-per sideband event at least ``closure_margin`` from the SR (at its ``m``; a signal's tails
-leak into the sidebands' inner edges), which calibrates the template where the flow was
-trained (:mod:`~hepgen.anomaly.scan.estimates`).
+density, and each template event records which flow drew it.  The flow also samples a
+*closure template*, ``oversample`` events per sideband event at least ``closure_margin`` from
+the SR (at its ``m``; a signal's tails leak into the sidebands' inner edges), which
+calibrates the template where the flow was trained (:mod:`~hepgen.anomaly.scan.estimates`).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def train_backgrounds(
     notes: list[str],
 ) -> list[DensityModel]:
     """The ``ensemble.flows`` background flows of a window (:func:`train_background` each,
-    with its own seed; checkpoints in ``background/``, ``background-2/``, ...)."""
+    with its own seed; checkpoints in ``background/``, ``member-2/background/``, ...)."""
     models = []
     for k in range(int(settings.ensemble.flows)):
         member_notes: list[str] = []
