@@ -607,7 +607,7 @@ CASES: dict[str, tuple[Case, str | None]] = {
         lambda w: (
             [
                 "scan",
-                scan_edit(w, "fb.yaml", "bounds: [0.0, 1.0]", "bounds: x"),
+                scan_edit(w, "fb.yaml", "bounds: [-0.1, 1.1]", "bounds: x"),
                 "-o",
                 f"{w.d}/out/r",
             ],

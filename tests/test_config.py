@@ -342,7 +342,7 @@ def test_scan_config_passes_the_given_feature_keys_on():
     assert settings.features[2] == {
         "name": "tau21_j1",
         "kind": "bounded",
-        "bounds": [0.0, 1.0],
+        "bounds": [-0.1, 1.1],
         "role": "target",
     }
     assert len(settings.windows()) == 10
