@@ -37,6 +37,7 @@ __all__ = [
     "best_val_loss",
     "checkpointing",
     "density_model",
+    "sample_mixture",
     "sample_templates",
     "train_background",
     "train_backgrounds",
@@ -198,14 +199,32 @@ class Templates:
     member_closure: np.ndarray
 
 
-def _mixture(
+def sample_mixture(
     models: Sequence[DensityModel],
     conditions: dict[str, np.ndarray],
     rng: np.random.Generator,
     outside: dict[str, int],
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """One draw per row of ``conditions`` from the equal mixture of ``models``: row ``i``
-    from model ``i % len(models)`` (each with its own seed from ``rng``)."""
+    """One draw per row of ``conditions`` from the equal mixture of ``models``.
+
+    Parameters
+    ----------
+    models : sequence of DensityModel
+        The ensemble members (``K`` of them).
+    conditions : dict of str to ndarray
+        Each condition's values, shape ``(n,)``, in the data's units.
+    rng : numpy.random.Generator
+        Source of each member's sampling seed.
+    outside : dict of str to int
+        Domain-violation counters, passed to each member's ``sample``.
+
+    Returns
+    -------
+    draws : dict of str to ndarray
+        The drawn features, shape ``(n,)`` each: row ``i`` from member ``i % K``.
+    member : ndarray of int, shape (n,)
+        The member that drew each row.
+    """
     n = len(next(iter(conditions.values())))
     member = np.arange(n) % len(models)
     out: dict[str, np.ndarray] = {}
@@ -282,10 +301,10 @@ def sample_templates(
     n_tmpl = events.n_signal_region * int(settings.oversample)
     models = [bg] if isinstance(bg, DensityModel) else list(bg)
     m_t = _template_masses(events.signal_region[name], n_tmpl, window, rng)
-    tmpl, member = _mixture(models, {name: m_t.astype(np.float32)}, rng, outside)
+    tmpl, member = sample_mixture(models, {name: m_t.astype(np.float32)}, rng, outside)
     sb = events.sideband
     in_closure = _closure_events(sb[name].astype(np.float64), window, settings, notes)
-    tmpl_sb, member_sb = _mixture(
+    tmpl_sb, member_sb = sample_mixture(
         models, {name: np.tile(sb[name][in_closure], int(settings.oversample))}, rng, outside
     )
     return Templates(

@@ -287,17 +287,17 @@ def pvalue_histogram(
         and ``ks_p_background`` (uniformity), ``fraction_below_0.01``.
     """
     from hepgen.anomaly.pvalues import likelihood_pvalues
-    from hepgen.anomaly.scan.background import _mixture
-    from hepgen.anomaly.scan.scores import _log_mean_exp
+    from hepgen.anomaly.scan.background import sample_mixture
+    from hepgen.anomaly.scan.scores import log_mean_exp
 
     n = len(next(iter(sr.values())))
     conds = models[0].condition_names
 
     def log_prob(cols: Mapping[str, np.ndarray]) -> np.ndarray:
-        return _log_mean_exp([mod.log_prob(cols, domain_counts={}) for mod in models])
+        return log_mean_exp([mod.log_prob(cols, domain_counts={}) for mod in models])
 
     def sample(cond: Mapping[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
-        draw, _ = _mixture(models, dict(cond), np.random.default_rng(seed), {})
+        draw, _ = sample_mixture(models, dict(cond), np.random.default_rng(seed), {})
         return draw
 
     rows = np.sort(rng.choice(n, min(n, PVALUE_EVENTS), replace=False))

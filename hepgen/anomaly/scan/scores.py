@@ -44,6 +44,7 @@ __all__ = [
     "WindowScores",
     "anode_scores",
     "cathode_scores",
+    "log_mean_exp",
     "score_window",
     "train_booster",
 ]
@@ -187,8 +188,19 @@ def cathode_scores(
     return s_data, s_tmpl, s_side, info
 
 
-def _log_mean_exp(values: list[np.ndarray]) -> np.ndarray:
-    """``log(mean(exp(v)))`` over the members (axis 0), stable: an ensemble's density."""
+def log_mean_exp(values: list[np.ndarray]) -> np.ndarray:
+    """An ensemble's log-density from its members': ``log(mean(exp(v)))``, computed stably.
+
+    Parameters
+    ----------
+    values : list of ndarray
+        Each member's log-density (nats), all of the same shape ``(n,)``.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        The log of the members' mean density (nats).
+    """
     if len(values) == 1:
         return values[0]
     from scipy.special import logsumexp
@@ -246,11 +258,11 @@ def anode_scores(
                 # the data flows extrapolate outside the SR here (see the module docstring)
                 lp_side += model.log_prob(side, domain_counts={}) / k
         members.append((lp_data, lp_tmpl, lp_side))
-    lb_data = _log_mean_exp([b.log_prob(data, domain_counts=outside) for b in bgs])
-    lb_tmpl = _log_mean_exp([b.log_prob(tmpl, domain_counts=outside) for b in bgs])
-    lb_side = _log_mean_exp([b.log_prob(side, domain_counts=outside) for b in bgs]) if n_s else 0.0
+    lb_data = log_mean_exp([b.log_prob(data, domain_counts=outside) for b in bgs])
+    lb_tmpl = log_mean_exp([b.log_prob(tmpl, domain_counts=outside) for b in bgs])
+    lb_side = log_mean_exp([b.log_prob(side, domain_counts=outside) for b in bgs]) if n_s else 0.0
     lb = (lb_data, lb_tmpl, lb_side)
-    s_data, s_tmpl, s_side = (_log_mean_exp([m[i] for m in members]) - lb[i] for i in range(3))
+    s_data, s_tmpl, s_side = (log_mean_exp([m[i] for m in members]) - lb[i] for i in range(3))
     info: dict[str, Any] = {"data_flow_epochs": epochs}
     if len(members) > 1:
         info["members"] = {
