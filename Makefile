@@ -23,8 +23,12 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 demo: $(STAMP)
 	$(VENV)/bin/hepgen demo -o demo_out
 
+# The default suite on TEST_WORKERS processes (pytest-xdist), one test file per worker so that
+# each module's fixtures are built once; tests/conftest.py gives each worker its share of the
+# cores' threads. TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow

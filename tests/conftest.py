@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,21 @@ from hepgen.cli import configure_process
 # The test process runs torch's and xgboost's OpenMP pools side by side on a shared machine:
 # the wait policy of the hepgen command, set before torch loads.
 configure_process()
+
+
+def _share_the_cores() -> None:
+    """Under pytest-xdist (``make test``), give each of the N workers cores // N OpenMP threads
+    (torch, xgboost and the subprocesses they start), unless OMP_NUM_THREADS is set, so that N
+    workers do not start N pools of all the cores' threads, which wait at every barrier for a
+    descheduled thread (see :func:`hepgen.cli.configure_process`).  Set before torch loads;
+    xdist exports the worker count before this file runs."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (cores or 1) // workers))
+
+
+_share_the_cores()
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
