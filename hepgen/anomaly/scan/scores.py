@@ -200,6 +200,11 @@ def log_mean_exp(values: list[np.ndarray]) -> np.ndarray:
     -------
     ndarray, shape (n,)
         The log of the members' mean density (nats).
+
+    Examples
+    --------
+    >>> log_mean_exp([np.log([1.0, 2.0]), np.log([3.0, 4.0])]).round(6).tolist()
+    [0.693147, 1.098612]
     """
     if len(values) == 1:
         return values[0]
